@@ -1,0 +1,582 @@
+// aigw configuration: ZPL parsing via zconfig, strict validation, clear messages.
+#include "config.h"
+
+#include <czmq.h>
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CFG_FILE_MAX (1024 * 1024)
+
+typedef struct {
+    const char *source;
+    char *err;
+    size_t errlen;
+} s_ctx_t;
+
+static int s_fail (s_ctx_t *ctx, const char *fmt, ...) __attribute__ ((format (printf, 2, 3)));
+static int s_fail (s_ctx_t *ctx, const char *fmt, ...)
+{
+    char msg[768];
+    va_list ap;
+    va_start (ap, fmt);
+    vsnprintf (msg, sizeof msg, fmt, ap);
+    va_end (ap);
+    snprintf (ctx->err, ctx->errlen, "config %s: %s", ctx->source, msg);
+    return -1;
+}
+
+static const char *s_val (zconfig_t *item)
+{
+    const char *v = zconfig_value (item);
+    return v ? v : "";
+}
+
+static int s_str (s_ctx_t *ctx, const char *path, zconfig_t *item, char *dst, size_t dstlen)
+{
+    const char *v = s_val (item);
+    if (strlen (v) >= dstlen)
+        return s_fail (ctx, "%s: value too long (max %zu characters)", path, dstlen - 1);
+    memcpy (dst, v, strlen (v) + 1);
+    return 0;
+}
+
+static int s_u64 (s_ctx_t *ctx, const char *path, zconfig_t *item, uint64_t max, uint64_t *out)
+{
+    const char *v = s_val (item);
+    char *end = NULL;
+    errno = 0;
+    if (!isdigit ((unsigned char) v[0]))
+        return s_fail (ctx, "%s: expected a non-negative integer, got '%s'", path, v);
+    unsigned long long n = strtoull (v, &end, 10);
+    if (errno || *end || n > max)
+        return s_fail (ctx, "%s: expected an integer from 0 to %llu, got '%s'", path,
+                       (unsigned long long) max, v);
+    *out = n;
+    return 0;
+}
+
+static int s_u32 (s_ctx_t *ctx, const char *path, zconfig_t *item, uint32_t *out)
+{
+    uint64_t n;
+    if (s_u64 (ctx, path, item, UINT32_MAX, &n))
+        return -1;
+    *out = (uint32_t) n;
+    return 0;
+}
+
+static int s_pos32 (s_ctx_t *ctx, const char *path, zconfig_t *item, uint32_t *out)
+{
+    if (s_u32 (ctx, path, item, out))
+        return -1;
+    if (*out == 0)
+        return s_fail (ctx, "%s: must be greater than 0", path);
+    return 0;
+}
+
+static int s_double (s_ctx_t *ctx, const char *path, zconfig_t *item, double lo, double hi,
+                     double *out)
+{
+    const char *v = s_val (item);
+    char *end = NULL;
+    errno = 0;
+    double d = strtod (v, &end);
+    if (!*v || errno || *end || !(d >= lo && d <= hi))
+        return s_fail (ctx, "%s: expected a number from %g to %g, got '%s'", path, lo, hi, v);
+    *out = d;
+    return 0;
+}
+
+static bool s_endpoint_ok (const char *v)
+{
+    return strncmp (v, "tcp://", 6) == 0 || strncmp (v, "ipc://", 6) == 0
+           || strncmp (v, "inproc://", 9) == 0;
+}
+
+static int s_endpoint (s_ctx_t *ctx, const char *path, zconfig_t *item, char *dst, size_t len)
+{
+    if (s_str (ctx, path, item, dst, len))
+        return -1;
+    if (!s_endpoint_ok (dst))
+        return s_fail (ctx, "%s: expected a zmq endpoint like tcp://127.0.0.1:5555, got '%s'",
+                       path, dst);
+    return 0;
+}
+
+static bool s_is (zconfig_t *item, const char *name)
+{
+    return streq (zconfig_name (item), name);
+}
+
+static int s_broker (s_ctx_t *ctx, zconfig_t *sec, cfg_t *cfg)
+{
+    for (zconfig_t *k = zconfig_child (sec); k; k = zconfig_next (k)) {
+        char path[256];
+        snprintf (path, sizeof path, "broker/%s", zconfig_name (k));
+        int rc;
+        if (s_is (k, "frontend"))
+            rc = s_endpoint (ctx, path, k, cfg->broker.frontend, sizeof cfg->broker.frontend);
+        else if (s_is (k, "backend"))
+            rc = s_endpoint (ctx, path, k, cfg->broker.backend, sizeof cfg->broker.backend);
+        else if (s_is (k, "metrics"))
+            rc = s_endpoint (ctx, path, k, cfg->broker.metrics, sizeof cfg->broker.metrics);
+        else if (s_is (k, "heartbeat_ms"))
+            rc = s_pos32 (ctx, path, k, &cfg->broker.heartbeat_ms);
+        else if (s_is (k, "liveness"))
+            rc = s_pos32 (ctx, path, k, &cfg->broker.liveness);
+        else if (s_is (k, "queue_limit"))
+            rc = s_u32 (ctx, path, k, &cfg->broker.queue_limit);
+        else if (s_is (k, "deadline_ms"))
+            rc = s_pos32 (ctx, path, k, &cfg->broker.deadline_ms);
+        else if (s_is (k, "max_deadline_ms"))
+            rc = s_pos32 (ctx, path, k, &cfg->broker.max_deadline_ms);
+        else if (s_is (k, "hedge_default_ms"))
+            rc = s_u32 (ctx, path, k, &cfg->broker.hedge_default_ms);
+        else if (s_is (k, "max_frame")) {
+            uint64_t n;
+            rc = s_u64 (ctx, path, k, (uint64_t) 1 << 30, &n);
+            if (!rc && n < 4096)
+                rc = s_fail (ctx, "%s: must be at least 4096", path);
+            cfg->broker.max_frame = (int64_t) n;
+        }
+        else
+            rc = s_fail (ctx, "%s: unknown key", path);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+static int s_edge (s_ctx_t *ctx, zconfig_t *sec, cfg_t *cfg)
+{
+    for (zconfig_t *k = zconfig_child (sec); k; k = zconfig_next (k)) {
+        char path[256];
+        snprintf (path, sizeof path, "edge/%s", zconfig_name (k));
+        int rc;
+        if (s_is (k, "listen"))
+            rc = s_str (ctx, path, k, cfg->edge.listen, sizeof cfg->edge.listen);
+        else if (s_is (k, "broker"))
+            rc = s_endpoint (ctx, path, k, cfg->edge.broker, sizeof cfg->edge.broker);
+        else if (s_is (k, "threads"))
+            rc = s_pos32 (ctx, path, k, &cfg->edge.threads);
+        else if (s_is (k, "max_body"))
+            rc = s_u64 (ctx, path, k, (uint64_t) 1 << 30, &cfg->edge.max_body);
+        else if (s_is (k, "document_root"))
+            rc = s_str (ctx, path, k, cfg->edge.document_root, sizeof cfg->edge.document_root);
+        else
+            rc = s_fail (ctx, "%s: unknown key", path);
+        if (rc)
+            return rc;
+    }
+    if (!cfg->edge.listen[0])
+        return s_fail (ctx, "edge/listen: must not be empty");
+    return 0;
+}
+
+static int s_worker (s_ctx_t *ctx, zconfig_t *sec, cfg_t *cfg)
+{
+    for (zconfig_t *k = zconfig_child (sec); k; k = zconfig_next (k)) {
+        char path[256];
+        snprintf (path, sizeof path, "worker/%s", zconfig_name (k));
+        int rc;
+        if (s_is (k, "broker"))
+            rc = s_endpoint (ctx, path, k, cfg->worker.broker, sizeof cfg->worker.broker);
+        else if (s_is (k, "capacity"))
+            rc = s_pos32 (ctx, path, k, &cfg->worker.capacity);
+        else
+            rc = s_fail (ctx, "%s: unknown key", path);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+static int s_provider (s_ctx_t *ctx, const char *path, zconfig_t *k, cfg_provider_t *out)
+{
+    const char *v = s_val (k);
+    if (streq (v, "sim"))
+        *out = CFG_PROVIDER_SIM;
+    else if (streq (v, "openai"))
+        *out = CFG_PROVIDER_OPENAI;
+    else if (streq (v, "anthropic"))
+        *out = CFG_PROVIDER_ANTHROPIC;
+    else if (streq (v, "ollama"))
+        *out = CFG_PROVIDER_OLLAMA;
+    else
+        return s_fail (ctx, "%s: unknown provider '%s' (expected sim, openai, anthropic or ollama)",
+                       path, v);
+    return 0;
+}
+
+static int s_model_key (s_ctx_t *ctx, const char *path, zconfig_t *k, cfg_model_t *m)
+{
+    if (s_is (k, "provider"))
+        return s_provider (ctx, path, k, &m->provider);
+    if (s_is (k, "base_url"))
+        return s_str (ctx, path, k, m->base_url, sizeof m->base_url);
+    if (s_is (k, "api_key_env"))
+        return s_str (ctx, path, k, m->api_key_env, sizeof m->api_key_env);
+    if (s_is (k, "upstream_model"))
+        return s_str (ctx, path, k, m->upstream_model, sizeof m->upstream_model);
+    if (s_is (k, "timeout_ms"))
+        return s_pos32 (ctx, path, k, &m->timeout_ms);
+    if (s_is (k, "connect_timeout_ms"))
+        return s_pos32 (ctx, path, k, &m->connect_timeout_ms);
+    if (s_is (k, "max_response_bytes"))
+        return s_u64 (ctx, path, k, (uint64_t) 1 << 30, &m->max_response_bytes);
+    if (s_is (k, "max_tokens"))
+        return s_pos32 (ctx, path, k, &m->max_tokens);
+    if (s_is (k, "latency_ms"))
+        return s_u32 (ctx, path, k, &m->latency_ms);
+    if (s_is (k, "jitter"))
+        return s_double (ctx, path, k, 0.0, 5.0, &m->jitter);
+    if (s_is (k, "fail_rate"))
+        return s_double (ctx, path, k, 0.0, 1.0, &m->fail_rate);
+    if (s_is (k, "text"))
+        return s_str (ctx, path, k, m->text, sizeof m->text);
+    if (s_is (k, "seed"))
+        return s_u64 (ctx, path, k, UINT64_MAX, &m->seed);
+    if (s_is (k, "tokens_per_s"))
+        return s_u32 (ctx, path, k, &m->tokens_per_s);
+    return s_fail (ctx, "%s: unknown key", path);
+}
+
+static bool s_name_ok (const char *name)
+{
+    if (!*name || strlen (name) >= CFG_NAME_MAX)
+        return false;
+    for (const char *p = name; *p; p++)
+        if (!(isalnum ((unsigned char) *p) || strchr ("-_.:@+", *p)))
+            return false;
+    return true;
+}
+
+static int s_model (s_ctx_t *ctx, zconfig_t *sec, cfg_model_t *m)
+{
+    const char *name = zconfig_name (sec);
+    if (!s_name_ok (name))
+        return s_fail (ctx, "models/%s: bad model name (letters, digits and -_.:@+ only)", name);
+    snprintf (m->name, sizeof m->name, "%s", name);
+    m->provider = (cfg_provider_t) -1;
+    m->timeout_ms = 120000;
+    m->connect_timeout_ms = 5000;
+    m->max_response_bytes = 8 * 1024 * 1024;
+    m->max_tokens = 1024;
+    m->latency_ms = 40;
+    m->seed = 1;
+    for (zconfig_t *k = zconfig_child (sec); k; k = zconfig_next (k)) {
+        char path[512];
+        snprintf (path, sizeof path, "models/%s/%s", name, zconfig_name (k));
+        if (s_model_key (ctx, path, k, m))
+            return -1;
+    }
+    if ((int) m->provider == -1)
+        return s_fail (ctx, "models/%s/provider: missing (sim, openai, anthropic or ollama)", name);
+    if (m->provider != CFG_PROVIDER_SIM && !m->base_url[0])
+        return s_fail (ctx, "models/%s/base_url: missing (required for provider %s)", name,
+                       cfg_provider_name (m->provider));
+    if (m->base_url[0] && strncmp (m->base_url, "http://", 7) && strncmp (m->base_url, "https://", 8))
+        return s_fail (ctx, "models/%s/base_url: must start with http:// or https://, got '%s'",
+                       name, m->base_url);
+    if (!m->upstream_model[0])
+        snprintf (m->upstream_model, sizeof m->upstream_model, "%s", name);
+    if (!m->text[0])
+        snprintf (m->text, sizeof m->text, "Hello from %s. This is a simulated answer.", name);
+    return 0;
+}
+
+static int s_targets (s_ctx_t *ctx, const char *path, zconfig_t *k, cfg_group_t *g)
+{
+    char buf[CFG_TARGETS_MAX * CFG_NAME_MAX];
+    if (s_str (ctx, path, k, buf, sizeof buf))
+        return -1;
+    g->ntargets = 0;
+    const char *p = buf;
+    while (*p) {
+        p += strspn (p, ", \t");
+        size_t len = strcspn (p, ", \t");
+        if (len == 0)
+            break;
+        if (g->ntargets == CFG_TARGETS_MAX)
+            return s_fail (ctx, "%s: more than %d targets", path, CFG_TARGETS_MAX);
+        if (len >= CFG_NAME_MAX)
+            return s_fail (ctx, "%s: target name too long", path);
+        memcpy (g->targets[g->ntargets], p, len);
+        g->targets[g->ntargets++][len] = 0;
+        p += len;
+    }
+    if (g->ntargets == 0)
+        return s_fail (ctx, "%s: needs at least one model", path);
+    return 0;
+}
+
+static int s_group_key (s_ctx_t *ctx, const char *path, zconfig_t *k, cfg_group_t *g)
+{
+    if (s_is (k, "policy")) {
+        if (cfg_policy_parse (s_val (k), &g->policy))
+            return s_fail (ctx, "%s: unknown policy '%s' (expected race, hedge or fallback)",
+                           path, s_val (k));
+        return 0;
+    }
+    if (s_is (k, "targets"))
+        return s_targets (ctx, path, k, g);
+    if (s_is (k, "hedge_delay_ms")) {
+        if (streq (s_val (k), "auto")) {
+            g->hedge_auto = true;
+            return 0;
+        }
+        return s_u32 (ctx, path, k, &g->hedge_delay_ms);
+    }
+    if (s_is (k, "deadline_ms"))
+        return s_pos32 (ctx, path, k, &g->deadline_ms);
+    if (s_is (k, "ttft_timeout_ms"))
+        return s_pos32 (ctx, path, k, &g->ttft_timeout_ms);
+    return s_fail (ctx, "%s: unknown key", path);
+}
+
+static int s_group (s_ctx_t *ctx, zconfig_t *sec, cfg_group_t *g)
+{
+    const char *name = zconfig_name (sec);
+    if (!s_name_ok (name))
+        return s_fail (ctx, "groups/%s: bad group name (letters, digits and -_.:@+ only)", name);
+    snprintf (g->name, sizeof g->name, "%s", name);
+    for (zconfig_t *k = zconfig_child (sec); k; k = zconfig_next (k)) {
+        char path[512];
+        snprintf (path, sizeof path, "groups/%s/%s", name, zconfig_name (k));
+        if (s_group_key (ctx, path, k, g))
+            return -1;
+    }
+    if (g->ntargets == 0)
+        return s_fail (ctx, "groups/%s/targets: missing", name);
+    return 0;
+}
+
+static size_t s_count (zconfig_t *sec)
+{
+    size_t n = 0;
+    for (zconfig_t *k = zconfig_child (sec); k; k = zconfig_next (k))
+        n++;
+    return n;
+}
+
+static int s_models (s_ctx_t *ctx, zconfig_t *sec, cfg_t *cfg)
+{
+    size_t n = s_count (sec);
+    cfg->models = calloc (n ? n : 1, sizeof *cfg->models);
+    if (!cfg->models)
+        return s_fail (ctx, "out of memory");
+    for (zconfig_t *k = zconfig_child (sec); k; k = zconfig_next (k)) {
+        if (cfg_model (cfg, zconfig_name (k)))
+            return s_fail (ctx, "models/%s: defined twice", zconfig_name (k));
+        if (s_model (ctx, k, &cfg->models[cfg->nmodels]))
+            return -1;
+        cfg->nmodels++;
+    }
+    return 0;
+}
+
+static int s_groups (s_ctx_t *ctx, zconfig_t *sec, cfg_t *cfg)
+{
+    size_t n = s_count (sec);
+    cfg->groups = calloc (n ? n : 1, sizeof *cfg->groups);
+    if (!cfg->groups)
+        return s_fail (ctx, "out of memory");
+    for (zconfig_t *k = zconfig_child (sec); k; k = zconfig_next (k)) {
+        if (cfg_group (cfg, zconfig_name (k)))
+            return s_fail (ctx, "groups/%s: defined twice", zconfig_name (k));
+        if (s_group (ctx, k, &cfg->groups[cfg->ngroups]))
+            return -1;
+        cfg->ngroups++;
+    }
+    return 0;
+}
+
+//  Groups may only name models from config; names may not collide.
+static int s_cross_check (s_ctx_t *ctx, cfg_t *cfg)
+{
+    for (size_t i = 0; i < cfg->ngroups; i++) {
+        cfg_group_t *g = &cfg->groups[i];
+        if (cfg_model (cfg, g->name))
+            return s_fail (ctx, "groups/%s: a model has the same name", g->name);
+        for (size_t t = 0; t < g->ntargets; t++)
+            if (!cfg_model (cfg, g->targets[t]))
+                return s_fail (ctx, "groups/%s/targets: unknown model '%s'", g->name,
+                               g->targets[t]);
+    }
+    if (cfg->broker.deadline_ms > cfg->broker.max_deadline_ms)
+        return s_fail (ctx, "broker/deadline_ms: larger than broker/max_deadline_ms");
+    return 0;
+}
+
+static void s_set_defaults (cfg_t *cfg)
+{
+    snprintf (cfg->broker.frontend, sizeof cfg->broker.frontend, "tcp://127.0.0.1:5555");
+    snprintf (cfg->broker.backend, sizeof cfg->broker.backend, "tcp://127.0.0.1:5556");
+    snprintf (cfg->broker.metrics, sizeof cfg->broker.metrics, "tcp://127.0.0.1:5557");
+    cfg->broker.heartbeat_ms = 1000;
+    cfg->broker.liveness = 3;
+    cfg->broker.queue_limit = 1024;
+    cfg->broker.deadline_ms = 120000;
+    cfg->broker.max_deadline_ms = 600000;
+    cfg->broker.hedge_default_ms = 200;
+    cfg->broker.max_frame = 8 * 1024 * 1024;
+    snprintf (cfg->edge.listen, sizeof cfg->edge.listen, "127.0.0.1:8080");
+    cfg->edge.threads = 64;
+    cfg->edge.max_body = 1024 * 1024;
+    cfg->worker.capacity = 64;
+}
+
+static void s_fill_links (cfg_t *cfg)
+{
+    if (!cfg->edge.broker[0])
+        snprintf (cfg->edge.broker, sizeof cfg->edge.broker, "%s", cfg->broker.frontend);
+    if (!cfg->worker.broker[0])
+        snprintf (cfg->worker.broker, sizeof cfg->worker.broker, "%s", cfg->broker.backend);
+}
+
+cfg_t *cfg_defaults (void)
+{
+    cfg_t *cfg = calloc (1, sizeof *cfg);
+    if (!cfg)
+        return NULL;
+    s_set_defaults (cfg);
+    s_fill_links (cfg);
+    return cfg;
+}
+
+static int s_section (s_ctx_t *ctx, zconfig_t *sec, cfg_t *cfg)
+{
+    if (s_is (sec, "broker"))
+        return s_broker (ctx, sec, cfg);
+    if (s_is (sec, "edge"))
+        return s_edge (ctx, sec, cfg);
+    if (s_is (sec, "worker"))
+        return s_worker (ctx, sec, cfg);
+    if (s_is (sec, "models"))
+        return cfg->models ? s_fail (ctx, "models: section appears twice") : s_models (ctx, sec, cfg);
+    if (s_is (sec, "groups"))
+        return cfg->groups ? s_fail (ctx, "groups: section appears twice") : s_groups (ctx, sec, cfg);
+    return s_fail (ctx, "%s: unknown section (expected broker, edge, worker, models, groups)",
+                   zconfig_name (sec));
+}
+
+cfg_t *cfg_parse (const char *text, const char *source, char *err, size_t errlen)
+{
+    s_ctx_t ctx = { source ? source : "(string)", err, errlen };
+    if (err && errlen)
+        err[0] = 0;
+    zconfig_t *root = zconfig_str_load (text);
+    if (!root) {
+        s_fail (&ctx, "not valid ZPL (indent by 4 spaces, 'name = value', '#' comments)");
+        return NULL;
+    }
+    cfg_t *cfg = calloc (1, sizeof *cfg);
+    if (!cfg) {
+        zconfig_destroy (&root);
+        s_fail (&ctx, "out of memory");
+        return NULL;
+    }
+    s_set_defaults (cfg);
+    int rc = 0;
+    for (zconfig_t *sec = zconfig_child (root); sec && !rc; sec = zconfig_next (sec))
+        rc = s_section (&ctx, sec, cfg);
+    zconfig_destroy (&root);
+    if (!rc)
+        rc = s_cross_check (&ctx, cfg);
+    if (rc) {
+        cfg_destroy (&cfg);
+        return NULL;
+    }
+    s_fill_links (cfg);
+    return cfg;
+}
+
+cfg_t *cfg_load (const char *path, char *err, size_t errlen)
+{
+    s_ctx_t ctx = { path, err, errlen };
+    FILE *f = fopen (path, "rb");
+    if (!f) {
+        s_fail (&ctx, "cannot open: %s", strerror (errno));
+        return NULL;
+    }
+    char *text = malloc (CFG_FILE_MAX + 1);
+    size_t n = text ? fread (text, 1, CFG_FILE_MAX + 1, f) : 0;
+    fclose (f);
+    if (!text || n > CFG_FILE_MAX) {
+        free (text);
+        s_fail (&ctx, "file larger than %d bytes", CFG_FILE_MAX);
+        return NULL;
+    }
+    text[n] = 0;
+    if (memchr (text, 0, n)) {
+        free (text);
+        s_fail (&ctx, "file contains NUL bytes");
+        return NULL;
+    }
+    cfg_t *cfg = cfg_parse (text, path, err, errlen);
+    free (text);
+    return cfg;
+}
+
+void cfg_destroy (cfg_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    free ((*self_p)->models);
+    free ((*self_p)->groups);
+    free (*self_p);
+    *self_p = NULL;
+}
+
+const cfg_model_t *cfg_model (const cfg_t *self, const char *name)
+{
+    for (size_t i = 0; self && i < self->nmodels; i++)
+        if (streq (self->models[i].name, name))
+            return &self->models[i];
+    return NULL;
+}
+
+const cfg_group_t *cfg_group (const cfg_t *self, const char *name)
+{
+    for (size_t i = 0; self && i < self->ngroups; i++)
+        if (streq (self->groups[i].name, name))
+            return &self->groups[i];
+    return NULL;
+}
+
+const char *cfg_provider_name (cfg_provider_t p)
+{
+    switch (p) {
+        case CFG_PROVIDER_SIM: return "sim";
+        case CFG_PROVIDER_OPENAI: return "openai";
+        case CFG_PROVIDER_ANTHROPIC: return "anthropic";
+        case CFG_PROVIDER_OLLAMA: return "ollama";
+    }
+    return "?";
+}
+
+const char *cfg_policy_name (cfg_policy_t p)
+{
+    switch (p) {
+        case CFG_POLICY_RACE: return "race";
+        case CFG_POLICY_HEDGE: return "hedge";
+        case CFG_POLICY_FALLBACK: return "fallback";
+    }
+    return "?";
+}
+
+int cfg_policy_parse (const char *s, cfg_policy_t *out)
+{
+    if (streq (s, "race"))
+        *out = CFG_POLICY_RACE;
+    else if (streq (s, "hedge"))
+        *out = CFG_POLICY_HEDGE;
+    else if (streq (s, "fallback"))
+        *out = CFG_POLICY_FALLBACK;
+    else
+        return -1;
+    return 0;
+}

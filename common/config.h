@@ -1,0 +1,105 @@
+// aigw configuration: one ZPL file (CZMQ zconfig) read by broker, worker and edge.
+// Every key is validated; a bad file yields a message naming the key.
+#ifndef AIGW_CONFIG_H
+#define AIGW_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define CFG_NAME_MAX 128
+#define CFG_STR_MAX 512
+#define CFG_TARGETS_MAX 16
+
+typedef enum {
+    CFG_PROVIDER_SIM = 0,
+    CFG_PROVIDER_OPENAI,
+    CFG_PROVIDER_ANTHROPIC,
+    CFG_PROVIDER_OLLAMA,
+} cfg_provider_t;
+
+typedef enum { CFG_POLICY_RACE = 0, CFG_POLICY_HEDGE = 1, CFG_POLICY_FALLBACK = 2 } cfg_policy_t;
+
+typedef struct {
+    char name[CFG_NAME_MAX];
+    cfg_provider_t provider;
+    //  Network providers
+    char base_url[CFG_STR_MAX];         // e.g. https://api.openai.com/v1
+    char api_key_env[CFG_NAME_MAX];     // env var holding the key; "" = no key
+    char upstream_model[CFG_NAME_MAX];  // model name sent upstream (default: name)
+    uint32_t timeout_ms;                // whole upstream call (default 120000)
+    uint32_t connect_timeout_ms;        // default 5000
+    uint64_t max_response_bytes;        // default 8 MiB
+    uint32_t max_tokens;                // anthropic default max_tokens (default 1024)
+    //  sim provider
+    uint32_t latency_ms;                // median latency (default 40)
+    double jitter;                      // lognormal sigma (default 0.0 = fixed)
+    double fail_rate;                   // 0..1 (default 0)
+    char text[CFG_STR_MAX];             // reply text
+    uint64_t seed;                      // PRNG seed (default 1)
+    uint32_t tokens_per_s;              // streaming rate (default 0 = all at once)
+} cfg_model_t;
+
+typedef struct {
+    char name[CFG_NAME_MAX];
+    cfg_policy_t policy;
+    char targets[CFG_TARGETS_MAX][CFG_NAME_MAX];
+    size_t ntargets;
+    bool hedge_auto;                    // hedge_delay_ms = auto
+    uint32_t hedge_delay_ms;            // 0 = not set
+    uint32_t deadline_ms;               // 0 = not set
+    uint32_t ttft_timeout_ms;           // 0 = not set
+} cfg_group_t;
+
+typedef struct {
+    struct {
+        char frontend[CFG_STR_MAX];     // default tcp://127.0.0.1:5555
+        char backend[CFG_STR_MAX];      // default tcp://127.0.0.1:5556
+        char metrics[CFG_STR_MAX];      // default tcp://127.0.0.1:5557
+        uint32_t heartbeat_ms;          // default 1000
+        uint32_t liveness;              // default 3
+        uint32_t queue_limit;           // per model, default 1024
+        uint32_t deadline_ms;           // default job deadline, default 120000
+        uint32_t max_deadline_ms;       // default 600000
+        uint32_t hedge_default_ms;      // hedge delay when auto has no data yet, default 200
+        int64_t max_frame;              // ZMQ_MAXMSGSIZE, default 8 MiB
+    } broker;
+    struct {
+        char listen[CFG_STR_MAX];       // default 127.0.0.1:8080
+        char broker[CFG_STR_MAX];       // default = broker.frontend
+        uint32_t threads;               // civetweb worker threads, default 64
+        uint64_t max_body;              // bytes, default 1 MiB
+        char document_root[CFG_STR_MAX];// default "" (no static files)
+    } edge;
+    struct {
+        char broker[CFG_STR_MAX];       // default = broker.backend
+        uint32_t capacity;              // default 64
+    } worker;
+    cfg_model_t *models;
+    size_t nmodels;
+    cfg_group_t *groups;
+    size_t ngroups;
+} cfg_t;
+
+//  Load and validate a config file. Returns NULL on any error and writes a
+//  one-line message naming the file and the key into err. Caller owns result.
+cfg_t *cfg_load (const char *path, char *err, size_t errlen);
+
+//  Same, from ZPL text in memory (source is used in messages).
+cfg_t *cfg_parse (const char *text, const char *source, char *err, size_t errlen);
+
+//  Built-in defaults with no models (used when no file is given to tools).
+cfg_t *cfg_defaults (void);
+
+void cfg_destroy (cfg_t **self_p);
+
+//  Lookups; return NULL if absent. Pointers stay valid until cfg_destroy.
+const cfg_model_t *cfg_model (const cfg_t *self, const char *name);
+const cfg_group_t *cfg_group (const cfg_t *self, const char *name);
+
+const char *cfg_provider_name (cfg_provider_t p);
+const char *cfg_policy_name (cfg_policy_t p);
+//  Parse a policy name; returns 0 and sets *out, or -1.
+int cfg_policy_parse (const char *s, cfg_policy_t *out);
+
+#endif

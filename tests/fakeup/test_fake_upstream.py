@@ -1,0 +1,421 @@
+"""Tests for the scriptable fake LLM upstream (stdlib + pytest only)."""
+
+import http.client
+import json
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SERVER = os.path.join(HERE, "fake_upstream.py")
+TIMEOUT = 5.0
+
+
+def start_server(*extra):
+    proc = subprocess.Popen(
+        [sys.executable, SERVER, "--host", "127.0.0.1", "--port", "0", *extra],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    ready, _, _ = select.select([proc.stdout], [], [], 10)
+    if not ready:
+        proc.kill()
+        raise RuntimeError("fake upstream did not start")
+    line = proc.stdout.readline().decode()
+    assert line.startswith("READY "), line
+    return proc, int(line.split()[1])
+
+
+def stop_server(proc):
+    proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        raise
+
+
+class Client:
+    def __init__(self, port):
+        self.port = port
+
+    def conn(self):
+        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=TIMEOUT)
+
+    def request(self, method, path, body=None, headers=None):
+        c = self.conn()
+        try:
+            data = json.dumps(body).encode() if body is not None else None
+            h = {"Content-Type": "application/json"}
+            h.update(headers or {})
+            c.request(method, path, body=data, headers=h)
+            r = c.getresponse()
+            return r.status, dict(r.getheaders()), r.read()
+        finally:
+            c.close()
+
+    def json(self, method, path, body=None, headers=None):
+        st, _, raw = self.request(method, path, body, headers)
+        return st, json.loads(raw)
+
+    def script(self, table):
+        st, _ = self.json("PUT", "/_control/script", table)
+        assert st == 200
+
+    def log(self):
+        st, out = self.json("GET", "/_control/log")
+        assert st == 200
+        return out
+
+    def wait_log(self, pred, timeout=2.0):
+        end = time.monotonic() + timeout
+        while True:
+            log = self.log()
+            if pred(log):
+                return log
+            if time.monotonic() > end:
+                raise AssertionError("log condition not met: %r" % log)
+            time.sleep(0.01)
+
+
+@pytest.fixture(scope="module")
+def server():
+    proc, port = start_server()
+    yield proc, port
+    assert stop_server(proc) == 0
+
+
+@pytest.fixture
+def cli(server):
+    c = Client(server[1])
+    c.script({})
+    st, _ = c.json("POST", "/_control/reset")
+    assert st == 200
+    return c
+
+
+def conn_of(log, req):
+    return [c for c in log["connections"] if c["id"] == req["conn_id"]][0]
+
+
+def chat(model, stream=False, **kw):
+    b = {"model": model, "messages": [{"role": "user", "content": "say hello please"}]}
+    if stream:
+        b["stream"] = True
+    b.update(kw)
+    return b
+
+
+def raw_request(body, path="/v1/chat/completions", extra=""):
+    data = json.dumps(body).encode()
+    return (("POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+             "Content-Length: %d\r\n%s\r\n" % (path, len(data), extra)).encode() + data)
+
+
+def read_until_closed(sock, limit=1 << 20):
+    out = b""
+    while len(out) < limit:
+        try:
+            d = sock.recv(65536)
+        except ConnectionResetError:
+            break
+        if not d:
+            break
+        out += d
+    return out
+
+
+def sse_events(raw):
+    return [ln[6:] for ln in raw.decode().split("\n") if ln.startswith("data: ")]
+
+
+# ---------------------------------------------------------------------------
+
+
+def test_normal_completion(cli):
+    st, out = cli.json("POST", "/v1/chat/completions", chat("gpt-test"))
+    assert st == 200
+    assert out["object"] == "chat.completion"
+    assert out["model"] == "gpt-test"
+    assert out["id"]
+    assert isinstance(out["created"], int)
+    ch = out["choices"][0]
+    assert ch["message"] == {"role": "assistant", "content": "Hello from gpt-test"}
+    assert ch["finish_reason"] == "stop"
+    u = out["usage"]
+    assert u["completion_tokens"] == 3
+    assert u["total_tokens"] == u["prompt_tokens"] + u["completion_tokens"]
+    log = cli.log()
+    assert len(log["requests"]) == 1  # control calls are not logged
+    r = log["requests"][0]
+    assert r["outcome"] == "completed" and r["status"] == 200
+    assert r["model"] == "gpt-test" and r["stream"] is False
+    assert r["body"]["messages"][0]["content"] == "say hello please"
+    assert r["headers_seen"]["authorization"] is False
+    assert r["started_ns"] <= r["first_byte_ns"] <= r["finished_ns"]
+    # also the short path
+    st, out = cli.json("POST", "/chat/completions", chat("gpt-test"))
+    assert st == 200 and out["object"] == "chat.completion"
+
+
+def test_scripted_text_and_default_entry(cli):
+    cli.script({"a": {"text": "alpha beta"}, "*": {"text": "star"}})
+    assert cli.json("POST", "/v1/chat/completions", chat("a"))[1][
+        "choices"][0]["message"]["content"] == "alpha beta"
+    assert cli.json("POST", "/v1/chat/completions", chat("zzz"))[1][
+        "choices"][0]["message"]["content"] == "star"
+
+
+def test_scripted_500(cli):
+    cli.script({"bad": {"status": 500}, "rl": {"status": 429, "headers": {"Retry-After": "1"}}})
+    st, out = cli.json("POST", "/v1/chat/completions", chat("bad"))
+    assert st == 500
+    assert isinstance(out["error"]["message"], str) and out["error"]["type"]
+    st, hdrs, raw = cli.request("POST", "/v1/chat/completions", chat("rl"))
+    assert st == 429 and hdrs.get("Retry-After") == "1"
+    assert "error" in json.loads(raw)
+    reqs = cli.log()["requests"]
+    assert [r["status"] for r in reqs] == [500, 429]
+    assert all(r["outcome"] == "completed" for r in reqs)
+
+
+def test_latency(cli):
+    cli.script({"slow": {"latency_ms": 200}})
+    t0 = time.monotonic()
+    st, out = cli.json("POST", "/v1/chat/completions", chat("slow"))
+    dt = time.monotonic() - t0
+    assert st == 200
+    assert 0.2 <= dt < 2.0
+    r = cli.log()["requests"][0]
+    assert r["first_byte_ns"] - r["started_ns"] >= 200_000_000
+
+
+def test_stream_done_and_usage(cli):
+    cli.script({"s": {"text": "one two three", "token_interval_ms": 5}})
+    c = cli.conn()
+    try:
+        c.request("POST", "/v1/chat/completions",
+                  body=json.dumps(chat("s", True, stream_options={"include_usage": True})),
+                  headers={"Content-Type": "application/json"})
+        r = c.getresponse()
+        assert r.status == 200
+        assert r.getheader("Content-Type").startswith("text/event-stream")
+        events = sse_events(r.read())
+    finally:
+        c.close()
+    assert events[-1] == "[DONE]"
+    chunks = [json.loads(e) for e in events[:-1]]
+    assert all(ch["object"] == "chat.completion.chunk" for ch in chunks)
+    text = "".join(ch["choices"][0]["delta"].get("content", "")
+                   for ch in chunks if ch["choices"])
+    assert text == "one two three"
+    assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
+    finals = [ch for ch in chunks if ch["choices"] and ch["choices"][0]["finish_reason"]]
+    assert finals[0]["choices"][0]["finish_reason"] == "stop"
+    assert chunks[-1]["choices"] == []
+    assert chunks[-1]["usage"]["completion_tokens"] == 3
+    r = cli.log()["requests"][0]
+    assert r["stream"] is True and r["outcome"] == "completed"
+
+
+def test_stream_without_usage(cli):
+    st, _, raw = cli.request("POST", "/v1/chat/completions", chat("m", True))
+    events = sse_events(raw)
+    assert events[-1] == "[DONE]"
+    assert all(json.loads(e)["choices"] for e in events[:-1])
+
+
+def test_client_disconnect_during_latency(cli):
+    cli.script({"slow": {"latency_ms": 5000}})
+    s = socket.create_connection(("127.0.0.1", cli.port), timeout=TIMEOUT)
+    s.sendall(raw_request(chat("slow")))
+    cli.wait_log(lambda lg: len(lg["requests"]) == 1)
+    time.sleep(0.05)
+    t_close = time.monotonic_ns()
+    s.close()
+    log = cli.wait_log(lambda lg: lg["requests"][0]["outcome"] is not None)
+    r = log["requests"][0]
+    assert r["outcome"] == "client_closed"
+    conn = conn_of(log, r)
+    assert conn["closed_ns"] is not None and conn["closed_by"] == "client"
+    assert 0 <= conn["closed_ns"] - t_close < 20_000_000, conn["closed_ns"] - t_close
+    assert r["finished_ns"] - t_close < 20_000_000
+    assert r["first_byte_ns"] is None
+
+
+def test_client_disconnect_between_stream_chunks(cli):
+    cli.script({"s": {"text": "a b c d e f g h", "token_interval_ms": 1000}})
+    s = socket.create_connection(("127.0.0.1", cli.port), timeout=TIMEOUT)
+    s.sendall(raw_request(chat("s", True)))
+    got = b""
+    while b'"content":"a"' not in got:
+        got += s.recv(65536)
+    t_close = time.monotonic_ns()
+    s.close()
+    log = cli.wait_log(lambda lg: lg["requests"][0]["outcome"] is not None)
+    r = log["requests"][0]
+    assert r["outcome"] == "client_closed"
+    assert 0 <= conn_of(log, r)["closed_ns"] - t_close < 20_000_000
+
+
+def test_stall_then_client_close(cli):
+    cli.script({"st": {"stall": True}})
+    s = socket.create_connection(("127.0.0.1", cli.port), timeout=TIMEOUT)
+    s.sendall(raw_request(chat("st", True)))
+    s.settimeout(0.3)
+    with pytest.raises(socket.timeout):
+        s.recv(1)  # nothing at all is sent
+    t_close = time.monotonic_ns()
+    s.close()
+    log = cli.wait_log(lambda lg: lg["requests"][0]["outcome"] is not None)
+    r = log["requests"][0]
+    assert r["outcome"] == "stalled_closed"
+    assert 0 <= conn_of(log, r)["closed_ns"] - t_close < 20_000_000
+
+
+def test_cut_after_chunks(cli):
+    cli.script({"cut": {"text": "a b c d e", "cut_after_chunks": 2}})
+    s = socket.create_connection(("127.0.0.1", cli.port), timeout=TIMEOUT)
+    s.sendall(raw_request(chat("cut", True)))
+    raw = read_until_closed(s)
+    s.close()
+    assert b'"content":" b"' in raw and b'"content":" c"' not in raw
+    assert b"[DONE]" not in raw and not raw.endswith(b"0\r\n\r\n")
+    log = cli.wait_log(lambda lg: lg["requests"][0]["outcome"] is not None)
+    assert log["requests"][0]["outcome"] == "cut"
+    assert conn_of(log, log["requests"][0])["closed_by"] == "server"
+
+
+def test_keep_alive_two_requests(cli):
+    c = cli.conn()
+    try:
+        for _ in range(2):
+            c.request("POST", "/v1/chat/completions", body=json.dumps(chat("k")),
+                      headers={"Content-Type": "application/json"})
+            r = c.getresponse()
+            assert r.status == 200
+            assert json.loads(r.read())["model"] == "k"
+    finally:
+        c.close()
+    log = cli.wait_log(lambda lg: len(lg["requests"]) == 2
+                       and conn_of(lg, lg["requests"][0])["closed_ns"] is not None)
+    reqs = log["requests"]
+    assert reqs[0]["conn_id"] == reqs[1]["conn_id"]
+    assert conn_of(log, reqs[0])["closed_by"] == "client"
+
+
+def test_pipelined_bytes_during_latency_not_lost(cli):
+    cli.script({"slow": {"latency_ms": 100}})
+    s = socket.create_connection(("127.0.0.1", cli.port), timeout=TIMEOUT)
+    s.sendall(raw_request(chat("slow")))
+    time.sleep(0.03)  # second request arrives while the first one waits
+    s.sendall(raw_request(chat("fast"), extra="Connection: close\r\n"))
+    raw = read_until_closed(s)
+    s.close()
+    assert raw.count(b"HTTP/1.1 200 OK") == 2
+    assert raw.index(b'"model":"slow"') < raw.index(b'"model":"fast"')
+    reqs = cli.wait_log(lambda lg: len(lg["requests"]) == 2)["requests"]
+    assert [r["outcome"] for r in reqs] == ["completed", "completed"]
+
+
+def test_connection_close_header(cli):
+    s = socket.create_connection(("127.0.0.1", cli.port), timeout=TIMEOUT)
+    s.sendall(raw_request(chat("x"), extra="Connection: close\r\n"))
+    raw = read_until_closed(s)
+    s.close()
+    assert b"Connection: close" in raw and raw.count(b"HTTP/1.1 200") == 1
+
+
+def test_body_too_large(cli):
+    s = socket.create_connection(("127.0.0.1", cli.port), timeout=TIMEOUT)
+    s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
+              b"Content-Length: %d\r\n\r\n" % (9 * 1024 * 1024))
+    raw = read_until_closed(s)
+    s.close()
+    assert raw.startswith(b"HTTP/1.1 413")
+
+
+def test_garbage_and_body_bytes(cli):
+    cli.script({"g": {"garbage": True}, "big": {"body_bytes": 100000}})
+    st, _, raw = cli.request("POST", "/v1/chat/completions", chat("g"))
+    assert st == 200
+    with pytest.raises(ValueError):
+        json.loads(raw)
+    st, out = cli.json("POST", "/v1/chat/completions", chat("big"))
+    assert st == 200 and len(out["choices"][0]["message"]["content"]) == 100000
+
+
+def test_control_patch_merges(cli):
+    cli.script({"a": {"status": 500}, "b": {"status": 503}})
+    st, out = cli.json("PATCH", "/_control/script", {"b": None, "c": {"text": "hi"}})
+    assert st == 200
+    st, table = cli.json("GET", "/_control/script")
+    assert table == {"a": {"status": 500}, "c": {"text": "hi"}}
+
+
+def test_control_rejects_bad_script(cli):
+    for bad in ([1], {"m": 5}, {"m": {"latncy_ms": 5}}, {"m": {"status": "500"}},
+                {"m": {"stall": 1}}):
+        st, out = cli.json("PUT", "/_control/script", bad)
+        assert st == 400 and out["error"]["message"]
+    st, _, _ = cli.request("PUT", "/_control/script", headers={}, body=None)
+    assert st == 200
+
+
+def test_anthropic_messages(cli):
+    st, out = cli.json("POST", "/v1/messages", chat("claude-x", max_tokens=10))
+    assert st == 200 and out["type"] == "message"
+    assert out["content"][0]["text"] == "Hello from claude-x"
+    assert out["usage"]["output_tokens"] == 3
+    st, _, raw = cli.request("POST", "/v1/messages", chat("claude-x", True))
+    kinds = [ln[7:] for ln in raw.decode().split("\n") if ln.startswith("event: ")]
+    assert kinds[0] == "message_start" and kinds[1] == "content_block_start"
+    assert kinds[-3:] == ["content_block_stop", "message_delta", "message_stop"]
+    text = "".join(json.loads(d)["delta"]["text"] for d in sse_events(raw)
+                   if json.loads(d)["type"] == "content_block_delta")
+    assert text == "Hello from claude-x"
+
+
+def test_ollama_chat(cli):
+    st, _, raw = cli.request("POST", "/api/chat", chat("llama3"))
+    lines = [json.loads(ln) for ln in raw.decode().splitlines() if ln]
+    assert lines[-1]["done"] is True and lines[-1]["eval_count"] == 3
+    assert "".join(ln["message"]["content"] for ln in lines) == "Hello from llama3"
+    st, out = cli.json("POST", "/api/chat", chat("llama3", stream=False) | {"stream": False})
+    assert out["done"] is True and out["message"]["content"] == "Hello from llama3"
+
+
+def test_require_key():
+    proc, port = start_server("--require-key", "sekret")
+    try:
+        c = Client(port)
+        st, out = c.json("POST", "/v1/chat/completions", chat("m"))
+        assert st == 401 and out["error"]["code"] == "invalid_api_key"
+        st, out = c.json("POST", "/v1/chat/completions", chat("m"),
+                         {"Authorization": "Bearer sekret"})
+        assert st == 200
+        st, out = c.json("POST", "/v1/messages", chat("m"), {"x-api-key": "nope"})
+        assert st == 401 and out["type"] == "error"
+        st, out = c.json("POST", "/v1/messages", chat("m"), {"x-api-key": "sekret"})
+        assert st == 200
+        reqs = c.log()["requests"]
+        assert [r["headers_seen"]["authorization"] for r in reqs[:2]] == [False, True]
+    finally:
+        assert stop_server(proc) == 0
+
+
+def test_script_file_and_sigint(tmp_path):
+    f = tmp_path / "script.json"
+    f.write_text(json.dumps({"*": {"text": "from file"}}))
+    proc, port = start_server("--script", str(f))
+    try:
+        st, out = Client(port).json("POST", "/v1/chat/completions", chat("any"))
+        assert out["choices"][0]["message"]["content"] == "from file"
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=5) == 0

@@ -1,0 +1,167 @@
+// Unit tests for config loading: good files, defaults, and each kind of bad input.
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+#include <stdbool.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "config.h"
+
+static const char *s_good =
+    "# a comment\n"
+    "broker\n"
+    "    frontend = tcp://127.0.0.1:6555\n"
+    "    heartbeat_ms = 250\n"
+    "edge\n"
+    "    listen = 127.0.0.1:9090\n"
+    "    max_body = 2048\n"
+    "models\n"
+    "    fast-sim\n"
+    "        provider = sim\n"
+    "        latency_ms = 10\n"
+    "        jitter = 0.5\n"
+    "        text = \"hello there, world\"\n"
+    "    gpt-4o\n"
+    "        provider = openai\n"
+    "        base_url = https://api.openai.com/v1\n"
+    "        api_key_env = OPENAI_API_KEY\n"
+    "groups\n"
+    "    quick\n"
+    "        policy = hedge\n"
+    "        targets = \"gpt-4o, fast-sim\"\n"
+    "        hedge_delay_ms = auto\n";
+
+static void test_good (void **state)
+{
+    char err[512];
+    cfg_t *cfg = cfg_parse (s_good, "good", err, sizeof err);
+    assert_non_null (cfg);
+    assert_string_equal (cfg->broker.frontend, "tcp://127.0.0.1:6555");
+    assert_string_equal (cfg->broker.backend, "tcp://127.0.0.1:5556");
+    assert_int_equal (cfg->broker.heartbeat_ms, 250);
+    assert_string_equal (cfg->edge.broker, "tcp://127.0.0.1:6555");
+    assert_string_equal (cfg->worker.broker, "tcp://127.0.0.1:5556");
+    assert_int_equal (cfg->edge.max_body, 2048);
+    assert_int_equal (cfg->nmodels, 2);
+    const cfg_model_t *m = cfg_model (cfg, "fast-sim");
+    assert_non_null (m);
+    assert_int_equal (m->provider, CFG_PROVIDER_SIM);
+    assert_int_equal (m->latency_ms, 10);
+    assert_true (m->jitter > 0.49 && m->jitter < 0.51);
+    assert_string_equal (m->text, "hello there, world");
+    m = cfg_model (cfg, "gpt-4o");
+    assert_int_equal (m->provider, CFG_PROVIDER_OPENAI);
+    assert_string_equal (m->upstream_model, "gpt-4o");
+    assert_string_equal (m->api_key_env, "OPENAI_API_KEY");
+    const cfg_group_t *g = cfg_group (cfg, "quick");
+    assert_non_null (g);
+    assert_int_equal (g->policy, CFG_POLICY_HEDGE);
+    assert_true (g->hedge_auto);
+    assert_int_equal (g->ntargets, 2);
+    assert_string_equal (g->targets[0], "gpt-4o");
+    assert_string_equal (g->targets[1], "fast-sim");
+    assert_null (cfg_model (cfg, "nope"));
+    cfg_destroy (&cfg);
+    assert_null (cfg);
+    cfg_destroy (&cfg);
+}
+
+static void test_defaults (void **state)
+{
+    cfg_t *cfg = cfg_defaults ();
+    assert_non_null (cfg);
+    assert_string_equal (cfg->broker.frontend, "tcp://127.0.0.1:5555");
+    assert_string_equal (cfg->edge.listen, "127.0.0.1:8080");
+    assert_int_equal (cfg->nmodels, 0);
+    cfg_destroy (&cfg);
+}
+
+//  Each bad config must fail and the message must name the offending key.
+static void s_expect_bad (const char *text, const char *needle)
+{
+    char err[512] = "";
+    cfg_t *cfg = cfg_parse (text, "bad", err, sizeof err);
+    if (cfg || !strstr (err, needle))
+        fail_msg ("expected failure mentioning '%s', got cfg=%p err='%s'", needle, (void *) cfg, err);
+}
+
+static void test_bad (void **state)
+{
+    s_expect_bad ("broker\n    heartbeat_ms = abc\n", "broker/heartbeat_ms");
+    s_expect_bad ("broker\n    heartbeat_ms = 0\n", "broker/heartbeat_ms");
+    s_expect_bad ("broker\n    frontend = localhost:5\n", "broker/frontend");
+    s_expect_bad ("broker\n    bogus = 1\n", "broker/bogus: unknown key");
+    s_expect_bad ("nosuch\n    a = 1\n", "nosuch: unknown section");
+    s_expect_bad ("models\n    m1\n        latency_ms = 5\n", "models/m1/provider");
+    s_expect_bad ("models\n    m1\n        provider = magic\n", "models/m1/provider");
+    s_expect_bad ("models\n    m1\n        provider = openai\n", "models/m1/base_url");
+    s_expect_bad ("models\n    m1\n        provider = openai\n        base_url = ftp://x\n",
+                  "models/m1/base_url");
+    s_expect_bad ("models\n    m1\n        provider = sim\n        fail_rate = 1.5\n",
+                  "models/m1/fail_rate");
+    s_expect_bad ("models\n    m1\n        provider = sim\n        latency_ms = -3\n",
+                  "models/m1/latency_ms");
+    s_expect_bad ("models\n    m1\n        provider = sim\ngroups\n    g\n        targets = m1, m2\n",
+                  "unknown model 'm2'");
+    s_expect_bad ("models\n    m1\n        provider = sim\ngroups\n    g\n        policy = fastest\n"
+                  "        targets = m1\n", "groups/g/policy");
+    s_expect_bad ("models\n    m1\n        provider = sim\ngroups\n    g\n        policy = race\n",
+                  "groups/g/targets");
+    s_expect_bad ("models\n    m1\n        provider = sim\ngroups\n    m1\n        targets = m1\n",
+                  "same name");
+    s_expect_bad ("edge\n    threads = 0\n", "edge/threads");
+    s_expect_bad ("broker\n  frontend = \"unterminated\n", "not valid ZPL");
+}
+
+static void test_load_file (void **state)
+{
+    char err[512];
+    assert_null (cfg_load ("/nonexistent/aigw.conf", err, sizeof err));
+    assert_non_null (strstr (err, "cannot open"));
+    char path[] = "/tmp/aigw-test-config-XXXXXX";
+    int fd = mkstemp (path);
+    assert_true (fd >= 0);
+    FILE *f = fdopen (fd, "w");
+    fputs (s_good, f);
+    fclose (f);
+    cfg_t *cfg = cfg_load (path, err, sizeof err);
+    assert_non_null (cfg);
+    assert_int_equal (cfg->ngroups, 1);
+    cfg_destroy (&cfg);
+    unlink (path);
+}
+
+static void test_shipped_config (void **state)
+{
+    char err[512];
+    cfg_t *cfg = cfg_load (AIGW_SOURCE_DIR "/config/aigw.conf", err, sizeof err);
+    if (!cfg)
+        fail_msg ("%s", err);
+    assert_string_equal (cfg->broker.frontend, "tcp://127.0.0.1:5555");
+    size_t sims = 0;
+    for (size_t i = 0; i < cfg->nmodels; i++)
+        sims += cfg->models[i].provider == CFG_PROVIDER_SIM;
+    assert_true (sims >= 2);
+    bool race = false;
+    for (size_t i = 0; i < cfg->ngroups; i++)
+        race |= cfg->groups[i].policy == CFG_POLICY_RACE && cfg->groups[i].ntargets >= 2;
+    assert_true (race);
+    cfg_destroy (&cfg);
+}
+
+int main (void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test (test_good),
+        cmocka_unit_test (test_defaults),
+        cmocka_unit_test (test_bad),
+        cmocka_unit_test (test_load_file),
+        cmocka_unit_test (test_shipped_config),
+    };
+    return cmocka_run_group_tests (tests, NULL, NULL);
+}
