@@ -1,0 +1,63 @@
+# Shared helpers for scripts/run, scripts/test and scripts/bench (sourced, not run).
+# Installs what is missing (Debian packages, a Python venv), builds with CMake.
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+BUILD="${AIGW_BUILD_DIR:-$ROOT/build}"
+VENV="${AIGW_VENV:-$ROOT/.venv}"
+PY="$VENV/bin/python"
+
+APT_PACKAGES="build-essential cmake ninja-build pkg-config python3 python3-venv python3-pip \
+libzmq3-dev libczmq-dev libprotobuf-c-dev protobuf-c-compiler protobuf-compiler \
+libcurl4-openssl-dev libcivetweb-dev libmsgpack-dev libcjson-dev libcmocka-dev \
+nginx libnginx-mod-http-echo wrk curl"
+
+log() { printf '\033[1;34m[aigw]\033[0m %s\n' "$*" >&2; }
+die() { printf '\033[1;31m[aigw] error:\033[0m %s\n' "$*" >&2; exit 1; }
+
+# Install Debian packages that are not installed yet (needs root or sudo).
+ensure_apt() {
+    local missing=()
+    for p in $APT_PACKAGES "$@"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    log "installing Debian packages: ${missing[*]}"
+    local sudo=""
+    [ "$(id -u)" -ne 0 ] && sudo="sudo"
+    $sudo apt-get update -q >/dev/null || die "apt-get update failed"
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null \
+        || die "apt-get install failed: ${missing[*]}"
+}
+
+# Configure and build everything into $BUILD (binaries in $BUILD/bin).
+build_all() {
+    local gen=""
+    command -v ninja >/dev/null && gen="-G Ninja"
+    if [ ! -f "$BUILD/CMakeCache.txt" ]; then
+        cmake -S "$ROOT" -B "$BUILD" $gen -DCMAKE_BUILD_TYPE="${AIGW_BUILD_TYPE:-RelWithDebInfo}" "$@" >/dev/null \
+            || die "cmake configure failed"
+    fi
+    cmake --build "$BUILD" -j"$(nproc)" || die "build failed"
+}
+
+# Python venv with the agent/test dependencies. Falls back to Debian's packages
+# (python3-zmq python3-protobuf python3-msgpack python3-pytest) if PyPI is unreachable.
+ensure_venv() {
+    local stamp="$VENV/.aigw-deps-ok"
+    if [ -f "$stamp" ] && [ "$stamp" -nt "$ROOT/scripts/requirements.txt" ]; then
+        return 0
+    fi
+    if [ ! -x "$PY" ]; then
+        python3 -m venv "$VENV" || die "python3 -m venv failed"
+    fi
+    log "installing Python packages into $VENV"
+    if "$PY" -m pip install -q --disable-pip-version-check -r "$ROOT/scripts/requirements.txt"; then
+        touch "$stamp"
+        return 0
+    fi
+    log "pip failed; falling back to Debian's python3 packages"
+    ensure_apt python3-zmq python3-protobuf python3-msgpack python3-pytest
+    rm -rf "$VENV"
+    python3 -m venv --system-site-packages "$VENV" || die "venv failed"
+    touch "$stamp"
+}

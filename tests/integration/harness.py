@@ -1,0 +1,229 @@
+"""Start the real aigw binaries on loopback ports for integration tests.
+
+A `System` writes a config file into a temp dir, starts the broker, a pool of
+workers and the edge, waits for /readyz, and can kill or restart any process.
+`FakeUpstream` runs tests/fakeup/fake_upstream.py and reads its connection log.
+"""
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+BUILD = Path(os.environ.get("AIGW_BUILD_DIR", ROOT / "build"))
+BIN = BUILD / "bin"
+FAKEUP = ROOT / "tests" / "fakeup" / "fake_upstream.py"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(pred, timeout: float = 10.0, interval: float = 0.02, what: str = "condition"):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        val = pred()
+        if val:
+            return val
+        time.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+
+
+class Http:
+    """Tiny JSON-over-HTTP client on one keep-alive connection."""
+
+    def __init__(self, host: str, port: int, timeout: float = 30.0):
+        self.host, self.port, self.timeout = host, port, timeout
+        self.conn = http.client.HTTPConnection(host, port, timeout=timeout)
+
+    def request(self, method: str, path: str, body: Any = None, raw: bytes | None = None,
+                headers: dict | None = None):
+        hdrs = {"Content-Type": "application/json"}
+        hdrs.update(headers or {})
+        data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+        for attempt in range(2):
+            try:
+                self.conn.request(method, path, body=data, headers=hdrs)
+                resp = self.conn.getresponse()
+                payload = resp.read()
+                break
+            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+                self.conn.close()
+                self.conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+                if attempt:
+                    raise
+        try:
+            js = json.loads(payload) if payload else None
+        except ValueError:
+            js = None
+        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, js, payload
+
+    def chat(self, model: str, content: str = "Hello", **extra):
+        body = {"model": model, "messages": [{"role": "user", "content": content}]}
+        body.update(extra)
+        return self.request("POST", "/v1/chat/completions", body)
+
+    def close(self):
+        self.conn.close()
+
+
+class FakeUpstream:
+    def __init__(self, tmpdir: Path):
+        self.log_path = tmpdir / "fakeup.log"
+        self.proc = subprocess.Popen(
+            [sys.executable, str(FAKEUP), "--host", "127.0.0.1", "--port", "0"],
+            stdout=subprocess.PIPE, stderr=open(self.log_path, "wb"), text=True)
+        line = self.proc.stdout.readline().strip()
+        if not line.startswith("READY "):
+            self.proc.kill()
+            raise RuntimeError(f"fake upstream failed to start: {line!r}")
+        self.port = int(line.split()[1])
+        self.url = f"http://127.0.0.1:{self.port}/v1"
+        self.http = Http("127.0.0.1", self.port)
+
+    def script(self, table: dict):
+        status, _, js, raw = self.http.request("PUT", "/_control/script", table)
+        assert status == 200, raw
+
+    def reset(self):
+        self.http.request("POST", "/_control/reset", {})
+
+    def log(self) -> dict:
+        status, _, js, _ = self.http.request("GET", "/_control/log")
+        assert status == 200
+        return js
+
+    def requests_for(self, model: str) -> list[dict]:
+        return [r for r in self.log()["requests"] if r["model"] == model]
+
+    def stop(self):
+        self.http.close()
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+class System:
+    """Broker + workers + edge on fresh loopback ports with a generated config."""
+
+    def __init__(self, tmpdir: Path, models: str, groups: str = "", workers: int = 2,
+                 capacity: int = 16, heartbeat_ms: int = 200, liveness: int = 3,
+                 extra_broker: str = "", extra_edge: str = ""):
+        self.tmp = tmpdir
+        self.front, self.back, self.metrics, self.http_port = (free_port() for _ in range(4))
+        self.cfg = tmpdir / "aigw.conf"
+        self.cfg.write_text(
+            "broker\n"
+            f"    frontend = tcp://127.0.0.1:{self.front}\n"
+            f"    backend = tcp://127.0.0.1:{self.back}\n"
+            f"    metrics = tcp://127.0.0.1:{self.metrics}\n"
+            f"    heartbeat_ms = {heartbeat_ms}\n"
+            f"    liveness = {liveness}\n"
+            f"{extra_broker}"
+            "edge\n"
+            f"    listen = 127.0.0.1:{self.http_port}\n"
+            "    threads = 32\n"
+            "    max_body = 65536\n"
+            f"{extra_edge}"
+            "worker\n"
+            f"    capacity = {capacity}\n"
+            f"models\n{models}"
+            + (f"groups\n{groups}" if groups else ""))
+        self.procs: dict[str, subprocess.Popen] = {}
+        self.nworkers = workers
+        self.http = None
+
+    def _start(self, name: str, argv: list[str]):
+        logf = open(self.tmp / f"{name}.log", "ab")
+        self.procs[name] = subprocess.Popen(argv, stdout=logf, stderr=subprocess.STDOUT)
+
+    def start_broker(self):
+        self._start("broker", [str(BIN / "aigw-broker"), "--config", str(self.cfg)])
+
+    def start_worker(self, i: int, models: str | None = None):
+        argv = [str(BIN / "aigw-worker"), "--config", str(self.cfg), "--id", f"w{i}"]
+        if models:
+            argv += ["--models", models]
+        self._start(f"worker{i}", argv)
+
+    def start_edge(self):
+        self._start("edge", [str(BIN / "aigw-edge"), "--config", str(self.cfg)])
+
+    def start(self, wait_workers: int | None = None):
+        self.start_broker()
+        for i in range(self.nworkers):
+            self.start_worker(i)
+        self.start_edge()
+        self.http = Http("127.0.0.1", self.http_port)
+        self.wait_ready(wait_workers if wait_workers is not None else self.nworkers)
+        return self
+
+    def client(self) -> Http:
+        return Http("127.0.0.1", self.http_port)
+
+    def ready(self) -> dict | None:
+        try:
+            c = Http("127.0.0.1", self.http_port, timeout=2)
+            status, _, js, _ = c.request("GET", "/readyz")
+            c.close()
+            return js if status == 200 else None
+        except OSError:
+            return None
+
+    def live_workers(self) -> int:
+        try:
+            c = Http("127.0.0.1", self.http_port, timeout=2)
+            status, _, js, _ = c.request("GET", "/v1/models")
+            c.close()
+        except OSError:
+            return 0
+        if status != 200 or not js:
+            return 0
+        return max([m.get("aigw", {}).get("workers", 0) for m in js.get("data", [])] or [0])
+
+    def wait_ready(self, workers: int = 1, timeout: float = 15.0):
+        def ok():
+            self.check_alive()
+            return self.ready() is not None and self.live_workers() >= workers
+        wait_until(ok, timeout, what=f"edge ready with {workers} workers")
+
+    def check_alive(self):
+        for name, p in self.procs.items():
+            if p.poll() is not None and not getattr(p, "_expected_exit", False):
+                raise RuntimeError(f"{name} exited with {p.returncode}:\n{self.logs(name)}")
+
+    def kill(self, name: str, sig=signal.SIGKILL):
+        p = self.procs[name]
+        p._expected_exit = True
+        p.send_signal(sig)
+        p.wait(10)
+
+    def logs(self, name: str) -> str:
+        path = self.tmp / f"{name}.log"
+        return path.read_text(errors="replace")[-4000:] if path.exists() else ""
+
+    def stop(self):
+        if self.http:
+            self.http.close()
+        for name, p in self.procs.items():
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for name, p in self.procs.items():
+            try:
+                p.wait(5)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
