@@ -61,7 +61,7 @@ static int s_u64 (s_ctx_t *ctx, const char *path, zconfig_t *item, uint64_t max,
 
 static int s_u32 (s_ctx_t *ctx, const char *path, zconfig_t *item, uint32_t *out)
 {
-    uint64_t n;
+    uint64_t n = 0;
     if (s_u64 (ctx, path, item, UINT32_MAX, &n))
         return -1;
     *out = (uint32_t) n;
@@ -136,7 +136,7 @@ static int s_broker (s_ctx_t *ctx, zconfig_t *sec, cfg_t *cfg)
         else if (s_is (k, "hedge_default_ms"))
             rc = s_u32 (ctx, path, k, &cfg->broker.hedge_default_ms);
         else if (s_is (k, "max_frame")) {
-            uint64_t n;
+            uint64_t n = 0;
             rc = s_u64 (ctx, path, k, (uint64_t) 1 << 30, &n);
             if (!rc && n < 4096)
                 rc = s_fail (ctx, "%s: must be at least 4096", path);

@@ -1,0 +1,1389 @@
+// aigw broker event loop: sockets, job/attempt/worker tables, timers, heartbeats,
+// and the glue that executes race actions through the dispatcher.
+#define _GNU_SOURCE
+#include "broker.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <zmq.h>
+#ifdef AIGW_HAVE_MSGPACK
+#include <msgpack.h>
+#endif
+
+#include "aclock.h"
+#include "aigw.pb-c.h"
+#include "bhash.h"
+#include "dispatch.h"
+#include "hist.h"
+#include "log.h"
+#include "race.h"
+#include "theap.h"
+#include "wire.h"
+
+#define BROKER_WORKER_NAME_MAX 48   // worker_id kept for logs and AttemptInfo
+#define BROKER_DRAIN_MAX 512        // messages per socket per wake-up (fairness)
+#define BROKER_LOGGED_PEERS 64      // malformed-peer log suppression ring
+#define BROKER_METRICS_US 1000000   // metrics publish interval
+#define BROKER_POOL_MAX 4096        // free jobs/attempts kept for reuse
+#define BROKER_MSG_MAX 1024         // error messages to clients
+
+#define s_container(ptr, type, member) ((type *) ((char *) (ptr) - offsetof (type, member)))
+
+typedef struct job_t job_t;
+
+typedef struct {
+    hist_t latency;                 // attempt start -> RESULT, winners only (µs)
+    hist_t ttft;                    // attempt start -> first CHUNK (µs)
+    uint64_t wins;
+    uint64_t p95_us, p95_n;         // latency p95 and sample count, refreshed each second
+} model_stats_t;
+
+typedef struct worker_t {
+    bhash_node_t node;              // in workers table (by routing id)
+    uint8_t rid[WIRE_ID_MAX];
+    size_t rid_len;
+    char name[BROKER_WORKER_NAME_MAX];
+    int64_t expiry;                 // dead when now passes this
+    dsp_worker_t *dw;               // NULL once dead
+    bool dead;                      // killed; freed at the next reap
+    struct worker_t *prev, *next;   // live list, or graveyard (next only)
+} worker_t;
+
+typedef struct attempt_t {
+    bhash_node_t node;              // in attempts table (by id)
+    dsp_item_t item;
+    uint64_t id;
+    job_t *job;
+    uint8_t index;                  // race attempt index
+    struct attempt_t *free_next;
+} attempt_t;
+
+struct job_t {
+    bhash_node_t node;              // in jobs table (by client id + job_id)
+    theap_node_t timer;
+    uint64_t job_id;
+    uint8_t cid[WIRE_ID_MAX];
+    size_t cid_len;
+    Aigw__Job *req;                 // decoded SUBMIT (owns target names)
+    zmq_msg_t payload;              // request JSON, shared by reference with workers
+    int64_t accepted;
+    uint32_t chunk_seq;
+    const Aigw__Result *result;     // worker's RESULT while FINISH_RESULT runs (borrowed)
+    race_t race;
+    attempt_t *att[RACE_ATTEMPTS_MAX];
+    uint64_t att_id[RACE_ATTEMPTS_MAX];
+    char att_worker[RACE_ATTEMPTS_MAX][BROKER_WORKER_NAME_MAX];
+    job_t *free_next;
+};
+
+typedef struct {
+    const uint8_t *id;
+    size_t len;
+    uint64_t job_id;
+} job_key_t;
+
+//  An attempt whose worker died or whose model lost its last worker; handled at
+//  the next reap so no job is re-entered while it is being processed.
+typedef struct {
+    uint64_t attempt_id;
+    int code;
+    char reason[128];
+} pending_t;
+
+struct broker_t {
+    void *ctx;
+    bool own_ctx;
+    void *frontend, *backend, *metrics;
+    int wake[2];                    // pipe: 'q' stop, 'u' summary
+    bool stopping;
+    //  config
+    char ep_front[CFG_STR_MAX], ep_back[CFG_STR_MAX], ep_metrics[CFG_STR_MAX];
+    int64_t heartbeat_us, expiry_us, deadline_us, max_deadline_us;
+    uint32_t hedge_default_ms;
+    char broker_id[96];
+    //  state
+    dsp_t *dsp;
+    bhash_t jobs, attempts, workers;
+    worker_t *worker_list, *graveyard;
+    theap_t timers;
+    uint64_t next_attempt_id;
+    pending_t *pending;
+    size_t npending, pending_cap;
+    job_t *free_jobs;
+    attempt_t *free_attempts;
+    size_t nfree_jobs, nfree_attempts;
+    uint64_t logged_peers[BROKER_LOGGED_PEERS];
+    size_t logged_next;
+    int64_t next_heartbeat, next_metrics;
+    broker_counters_t c;
+};
+
+static pthread_once_t s_seed_once = PTHREAD_ONCE_INIT;
+
+static void s_seed (void)
+{
+    uint64_t seed = 0;
+    int fd = open ("/dev/urandom", O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        ssize_t n = read (fd, &seed, sizeof seed);
+        (void) n;
+        close (fd);
+    }
+    bhash_seed (seed ^ (uint64_t) aclock_now_us () ^ ((uint64_t) getpid () << 32));
+}
+
+//  ---------------------------------------------------------------------------
+//  Tables
+
+static bool s_job_eq (const bhash_node_t *node, const void *key)
+{
+    const job_t *j = s_container (node, job_t, node);
+    const job_key_t *k = key;
+    return j->job_id == k->job_id && j->cid_len == k->len && memcmp (j->cid, k->id, k->len) == 0;
+}
+
+static uint64_t s_job_hash (const uint8_t *id, size_t len, uint64_t job_id)
+{
+    return bhash_u64 (bhash_bytes (id, len) ^ job_id);
+}
+
+static bool s_attempt_eq (const bhash_node_t *node, const void *key)
+{
+    return s_container (node, attempt_t, node)->id == *(const uint64_t *) key;
+}
+
+typedef struct {
+    const uint8_t *id;
+    size_t len;
+} rid_key_t;
+
+static bool s_worker_eq (const bhash_node_t *node, const void *key)
+{
+    const worker_t *w = s_container (node, worker_t, node);
+    const rid_key_t *k = key;
+    return w->rid_len == k->len && memcmp (w->rid, k->id, k->len) == 0;
+}
+
+static job_t *s_job_find (broker_t *self, const uint8_t *id, size_t len, uint64_t job_id)
+{
+    job_key_t k = { id, len, job_id };
+    bhash_node_t *n = bhash_find (&self->jobs, s_job_hash (id, len, job_id), &k);
+    return n ? s_container (n, job_t, node) : NULL;
+}
+
+static attempt_t *s_attempt_find (broker_t *self, uint64_t id)
+{
+    bhash_node_t *n = bhash_find (&self->attempts, bhash_u64 (id), &id);
+    return n ? s_container (n, attempt_t, node) : NULL;
+}
+
+static worker_t *s_worker_find (broker_t *self, const uint8_t *id, size_t len)
+{
+    rid_key_t k = { id, len };
+    bhash_node_t *n = bhash_find (&self->workers, bhash_bytes (id, len), &k);
+    return n ? s_container (n, worker_t, node) : NULL;
+}
+
+//  ---------------------------------------------------------------------------
+//  Logging helpers
+
+static void s_printable (char *dst, size_t dstlen, const char *src)
+{
+    size_t i = 0;
+    for (; src && src[i] && i + 1 < dstlen; i++)
+        dst[i] = (src[i] >= 0x20 && src[i] < 0x7f) ? src[i] : '?';
+    if (dstlen)
+        dst[i] = 0;
+}
+
+static void s_malformed (broker_t *self, const uint8_t *id, size_t len, const char *side,
+                         const char *why)
+{
+    self->c.malformed++;
+    uint64_t h = bhash_bytes (id, len);
+    for (size_t i = 0; i < BROKER_LOGGED_PEERS; i++)
+        if (self->logged_peers[i] == h)
+            return;
+    self->logged_peers[self->logged_next] = h;
+    self->logged_next = (self->logged_next + 1) % BROKER_LOGGED_PEERS;
+    char hex[2 * 32 + 1];
+    wire_id_hex (id, len < 32 ? len : 32, hex, sizeof hex);
+    log_warn ("malformed message from %s %s: %s (further ones from this peer are only counted)",
+              side, hex, why ? why : "?");
+}
+
+//  ---------------------------------------------------------------------------
+//  Pools: jobs and attempts are reused, so the hot path does not call malloc.
+
+static job_t *s_job_alloc (broker_t *self)
+{
+    job_t *j = self->free_jobs;
+    if (j) {
+        self->free_jobs = j->free_next;
+        self->nfree_jobs--;
+    }
+    else
+        j = malloc (sizeof *j);
+    return j;
+}
+
+static void s_job_release (broker_t *self, job_t *j)
+{
+    if (self->nfree_jobs >= BROKER_POOL_MAX) {
+        free (j);
+        return;
+    }
+    j->free_next = self->free_jobs;
+    self->free_jobs = j;
+    self->nfree_jobs++;
+}
+
+static attempt_t *s_attempt_new (broker_t *self, job_t *job, size_t index)
+{
+    attempt_t *a = self->free_attempts;
+    if (a) {
+        self->free_attempts = a->free_next;
+        self->nfree_attempts--;
+    }
+    else
+    if (!(a = malloc (sizeof *a)))
+        return NULL;
+    memset (a, 0, sizeof *a);
+    a->id = ++self->next_attempt_id;
+    a->job = job;
+    a->index = (uint8_t) index;
+    bhash_insert (&self->attempts, &a->node, bhash_u64 (a->id));
+    job->att[index] = a;
+    job->att_id[index] = a->id;
+    job->att_worker[index][0] = 0;
+    return a;
+}
+
+//  Forget an attempt (its dispatch item must already be done or detached).
+static void s_attempt_free (broker_t *self, attempt_t *a)
+{
+    bhash_remove (&self->attempts, &a->node);
+    if (a->job && a->job->att[a->index] == a)
+        a->job->att[a->index] = NULL;
+    if (self->nfree_attempts >= BROKER_POOL_MAX) {
+        free (a);
+        return;
+    }
+    a->free_next = self->free_attempts;
+    self->free_attempts = a;
+    self->nfree_attempts++;
+}
+
+//  ---------------------------------------------------------------------------
+//  Sending
+
+static void s_send_client (broker_t *self, job_t *job, uint8_t cmd, const ProtobufCMessage *body)
+{
+    if (wire_send (self->frontend, job->cid, job->cid_len, WIRE_SIDE_CLIENT, cmd, body, NULL)) {
+        self->c.send_failures++;
+        log_debug ("send %s for job %" PRIu64 " failed: %s", wire_cmd_name (WIRE_SIDE_CLIENT, cmd),
+                   job->job_id, zmq_strerror (errno));
+    }
+}
+
+static void s_worker_kill (broker_t *self, worker_t *w, const char *why);
+
+//  Send to a worker; a failed send means the worker is gone: it is killed (its
+//  attempts are handled at the next reap). Returns 0 / -1.
+static int s_send_worker (broker_t *self, worker_t *w, uint8_t cmd, const ProtobufCMessage *body,
+                          zmq_msg_t *payload)
+{
+    if (w->dead)
+        return -1;
+    if (wire_send (self->backend, w->rid, w->rid_len, WIRE_SIDE_WORKER, cmd, body, payload) == 0)
+        return 0;
+    self->c.send_failures++;
+    char why[96];
+    snprintf (why, sizeof why, "send %s failed: %s", wire_cmd_name (WIRE_SIDE_WORKER, cmd),
+              zmq_strerror (errno));
+    s_worker_kill (self, w, why);
+    return -1;
+}
+
+//  ---------------------------------------------------------------------------
+//  Attempts
+
+static int s_attempt_send_task (broker_t *self, attempt_t *a, int64_t now)
+{
+    job_t *job = a->job;
+    worker_t *w = dsp_worker_user (a->item.worker);
+    const race_attempt_t *ra = race_attempt (&job->race, a->index);
+    memcpy (job->att_worker[a->index], w->name, sizeof w->name);
+    Aigw__Task task = AIGW__TASK__INIT;
+    task.job_id = job->job_id;
+    task.attempt_id = a->id;
+    task.target = job->req->targets[ra->target];
+    int64_t left = (job->race.deadline_at - now) / 1000;
+    task.has_deadline_ms = true;
+    task.deadline_ms = left < 1 ? 1 : left > UINT32_MAX ? UINT32_MAX : (uint32_t) left;
+    task.has_stream = job->req->stream;
+    task.stream = job->req->stream;
+    task.has_ttft_timeout_ms = job->req->has_ttft_timeout_ms;
+    task.ttft_timeout_ms = job->req->ttft_timeout_ms;
+    return s_send_worker (self, w, WIRE_W_TASK, &task.base, &job->payload);
+}
+
+//  Give a worker queued attempts while it has credit.
+static void s_worker_pull (broker_t *self, worker_t *w, int64_t now)
+{
+    while (!w->dead && !self->stopping) {
+        dsp_item_t *it = dsp_pull (self->dsp, w->dw);
+        if (!it)
+            break;
+        s_attempt_send_task (self, s_container (it, attempt_t, item), now);
+    }
+}
+
+static void s_attempt_start (broker_t *self, job_t *job, size_t index, size_t target, int64_t now)
+{
+    const char *model = job->req->targets[target];
+    attempt_t *a = s_attempt_new (self, job, index);
+    if (!a) {
+        race_attempt_error (&job->race, index, AIGW__ERROR_CODE__ERR_INTERNAL, "out of memory", now);
+        return;
+    }
+    self->c.attempts_started++;
+    char why[CFG_NAME_MAX + 64];
+    switch (dsp_submit (self->dsp, &a->item, model)) {
+        case DSP_ASSIGNED:
+            s_attempt_send_task (self, a, now);
+            return;
+        case DSP_QUEUED:
+            return;
+        case DSP_UNAVAILABLE:
+            s_attempt_free (self, a);
+            snprintf (why, sizeof why, "no worker serves model %s", model);
+            race_attempt_error (&job->race, index, AIGW__ERROR_CODE__ERR_UNAVAILABLE, why, now);
+            self->c.attempts_failed++;
+            return;
+        case DSP_OVERLOADED:
+            s_attempt_free (self, a);
+            snprintf (why, sizeof why, "queue for model %s is full", model);
+            race_attempt_error (&job->race, index, AIGW__ERROR_CODE__ERR_OVERLOADED, why, now);
+            self->c.attempts_failed++;
+            return;
+    }
+}
+
+//  Stop an attempt: CANCEL at its worker (credit returns at once) or unqueue it.
+static void s_attempt_cancel (broker_t *self, job_t *job, size_t index, int64_t now)
+{
+    attempt_t *a = job->att[index];
+    if (race_attempt (&job->race, index)->state == RACE_ATT_CANCELLED)
+        self->c.attempts_cancelled++;
+    else
+        self->c.attempts_failed++;          // TTFT: failed, and stopped at its worker
+    if (!a)
+        return;
+    worker_t *w = a->item.worker ? dsp_worker_user (a->item.worker) : NULL;
+    if (w) {
+        Aigw__AttemptRef ref = AIGW__ATTEMPT_REF__INIT;
+        ref.attempt_id = a->id;
+        s_send_worker (self, w, WIRE_W_CANCEL, &ref.base, NULL);
+    }
+    dsp_worker_t *dw = dsp_done (self->dsp, &a->item);
+    s_attempt_free (self, a);
+    if (dw)
+        s_worker_pull (self, dsp_worker_user (dw), now);
+}
+
+//  ---------------------------------------------------------------------------
+//  Answers
+
+static uint64_t s_rel (int64_t t, int64_t t0)
+{
+    return t > t0 ? (uint64_t) (t - t0) : 0;
+}
+
+static Aigw__Outcome s_outcome (uint8_t state)
+{
+    switch (state) {
+        case RACE_ATT_WON: return AIGW__OUTCOME__OUTCOME_WON;
+        case RACE_ATT_CANCELLED: return AIGW__OUTCOME__OUTCOME_CANCELLED;
+        case RACE_ATT_FAILED: return AIGW__OUTCOME__OUTCOME_FAILED;
+    }
+    return AIGW__OUTCOME__OUTCOME_RUNNING;
+}
+
+typedef struct {
+    Aigw__AttemptInfo info[RACE_ATTEMPTS_MAX + RACE_TARGETS_MAX];
+    Aigw__AttemptInfo *ptr[RACE_ATTEMPTS_MAX + RACE_TARGETS_MAX];
+    size_t n;
+} infos_t;
+
+//  Fill the AttemptInfo list: every attempt, then targets that never started.
+static void s_infos (job_t *job, infos_t *out)
+{
+    const race_t *r = &job->race;
+    int64_t t0 = job->accepted;
+    out->n = 0;
+    for (size_t i = 0; i < race_attempts (r); i++) {
+        const race_attempt_t *a = race_attempt (r, i);
+        Aigw__AttemptInfo *x = &out->info[out->n];
+        aigw__attempt_info__init (x);
+        x->attempt_id = job->att_id[i];
+        x->target = job->req->targets[a->target];
+        x->outcome = s_outcome (a->state);
+        x->worker = job->att_worker[i][0] ? job->att_worker[i] : NULL;
+        x->has_started_us = true;
+        x->started_us = s_rel (a->started, t0);
+        x->has_first_token_us = a->first_token >= 0;
+        x->first_token_us = s_rel (a->first_token, t0);
+        x->has_finished_us = a->finished >= 0;
+        x->finished_us = s_rel (a->finished, t0);
+        if (a->state == RACE_ATT_FAILED) {
+            x->has_error = true;
+            x->error = a->code;
+            x->reason = a->reason;
+        }
+        out->ptr[out->n] = x;
+        out->n++;
+    }
+    for (size_t t = race_targets_started (r); t < job->req->n_targets; t++) {
+        Aigw__AttemptInfo *x = &out->info[out->n];
+        aigw__attempt_info__init (x);
+        x->target = job->req->targets[t];
+        x->outcome = AIGW__OUTCOME__OUTCOME_PENDING;
+        out->ptr[out->n] = x;
+        out->n++;
+    }
+}
+
+static model_stats_t *s_stats (broker_t *self, const char *model)
+{
+    dsp_model_t *m = dsp_model (self->dsp, model);
+    return m ? dsp_model_user (m) : NULL;
+}
+
+static void s_answer_result (broker_t *self, job_t *job, size_t index, int64_t now)
+{
+    const race_attempt_t *ra = race_attempt (&job->race, index);
+    const char *target = job->req->targets[ra->target];
+    model_stats_t *st = s_stats (self, target);
+    if (st) {
+        hist_record (&st->latency, s_rel (ra->finished, ra->started));
+        st->wins++;
+    }
+    self->c.jobs_won++;
+    self->c.attempts_won++;
+    infos_t infos;
+    s_infos (job, &infos);
+    Aigw__Result out = AIGW__RESULT__INIT;
+    out.job_id = job->job_id;
+    out.has_attempt_id = true;
+    out.attempt_id = job->att_id[index];
+    out.model = (char *) target;
+    if (job->result) {
+        out.has_response_json = job->result->has_response_json;
+        out.response_json = job->result->response_json;
+        out.usage = job->result->usage;
+    }
+    out.n_attempts = infos.n;
+    out.attempts = infos.ptr;
+    out.has_latency_us = true;
+    out.latency_us = s_rel (now, job->accepted);
+    s_send_client (self, job, WIRE_C_RESULT, &out.base);
+    log_debug ("job %" PRIu64 " won by %s in %" PRIu64 " us", job->job_id, target, out.latency_us);
+}
+
+static void s_answer_error (broker_t *self, job_t *job, int code, const char *message)
+{
+    if (code == AIGW__ERROR_CODE__ERR_TIMEOUT)
+        self->c.jobs_timeout++;
+    else
+    if (code == AIGW__ERROR_CODE__ERR_CANCELLED)
+        self->c.jobs_cancelled++;
+    else
+        self->c.jobs_failed++;
+    char buf[BROKER_MSG_MAX];
+    if (!message)
+        message = race_format_message (&job->race, (const char *const *) job->req->targets,
+                                       buf, sizeof buf);
+    infos_t infos;
+    s_infos (job, &infos);
+    Aigw__Error out = AIGW__ERROR__INIT;
+    out.job_id = job->job_id;
+    out.code = code;
+    out.message = (char *) message;
+    out.n_attempts = infos.n;
+    out.attempts = infos.ptr;
+    s_send_client (self, job, WIRE_C_ERROR, &out.base);
+    log_debug ("job %" PRIu64 " failed: %s: %s", job->job_id, race_code_name (code), message);
+}
+
+//  ---------------------------------------------------------------------------
+//  Jobs
+
+static void s_job_destroy (broker_t *self, job_t *job)
+{
+    for (size_t i = 0; i < RACE_ATTEMPTS_MAX; i++)
+        if (job->att[i]) {
+            dsp_worker_t *dw = dsp_done (self->dsp, &job->att[i]->item);
+            s_attempt_free (self, job->att[i]);
+            (void) dw;      // only reached on shutdown; no one to pull for
+        }
+    theap_remove (&self->timers, &job->timer);
+    bhash_remove (&self->jobs, &job->node);
+    race_fini (&job->race);
+    zmq_msg_close (&job->payload);
+    protobuf_c_message_free_unpacked (&job->req->base, NULL);
+    s_job_release (self, job);
+}
+
+//  Execute the race's actions for a job, then re-arm its timer or drop it.
+//  message: overrides the FINISH_ERROR text (NULL: the race's own).
+static void s_job_apply_msg (broker_t *self, job_t *job, int64_t now, const char *message)
+{
+    race_action_t act;
+    while (race_next_action (&job->race, &act)) {
+        if (act.type == RACE_DISPATCH) {
+            if (race_attempt (&job->race, act.attempt)->state == RACE_ATT_RUNNING)
+                s_attempt_start (self, job, act.attempt, act.target, now);
+        }
+        else
+        if (act.type == RACE_CANCEL)
+            s_attempt_cancel (self, job, act.attempt, now);
+        else
+        if (act.type == RACE_FINISH_RESULT)
+            s_answer_result (self, job, act.attempt, now);
+        else
+            s_answer_error (self, job, act.code, message);
+    }
+    if (race_finished (&job->race))
+        s_job_destroy (self, job);
+    else
+    if (theap_set (&self->timers, &job->timer, race_next_timer (&job->race)))
+        log_error ("timer heap full: job %" PRIu64 " relies on replies only", job->job_id);
+}
+
+static void s_job_apply (broker_t *self, job_t *job, int64_t now)
+{
+    s_job_apply_msg (self, job, now, NULL);
+}
+
+//  Check a SUBMIT; returns NULL if fine, else why not.
+static const char *s_submit_invalid (const Aigw__Job *req, const wire_msg_t *msg)
+{
+    if (req->n_targets == 0)
+        return "no targets";
+    if (req->n_targets > RACE_TARGETS_MAX)
+        return "too many targets (at most 16)";
+    for (size_t i = 0; i < req->n_targets; i++) {
+        size_t n = strnlen (req->targets[i], CFG_NAME_MAX);
+        if (n == 0 || n >= CFG_NAME_MAX)
+            return "empty or too long target name";
+    }
+    if (!msg->has_payload || zmq_msg_size ((zmq_msg_t *) &msg->payload) == 0)
+        return "missing request payload";
+    if (req->has_policy && req->policy != AIGW__POLICY__POLICY_RACE
+        && req->policy != AIGW__POLICY__POLICY_HEDGE && req->policy != AIGW__POLICY__POLICY_FALLBACK)
+        return "unknown policy";
+    return NULL;
+}
+
+static void s_reject (broker_t *self, const wire_msg_t *msg, uint64_t job_id, const char *why)
+{
+    self->c.jobs_rejected++;
+    Aigw__Error out = AIGW__ERROR__INIT;
+    out.job_id = job_id;
+    out.code = AIGW__ERROR_CODE__ERR_BAD_REQUEST;
+    out.message = (char *) why;
+    if (wire_send (self->frontend, msg->id, msg->id_len, WIRE_SIDE_CLIENT, WIRE_C_ERROR, &out.base,
+                   NULL))
+        self->c.send_failures++;
+    log_debug ("rejected job %" PRIu64 ": %s", job_id, why);
+}
+
+static void s_race_config (broker_t *self, const Aigw__Job *req, race_config_t *rc)
+{
+    memset (rc, 0, sizeof *rc);
+    rc->policy = req->has_policy ? (race_policy_t) req->policy : RACE_POLICY_RACE;
+    rc->ntargets = req->n_targets;
+    rc->deadline_us = self->deadline_us;
+    if (req->has_deadline_ms && req->deadline_ms > 0) {
+        rc->deadline_us = (int64_t) req->deadline_ms * 1000;
+        if (rc->deadline_us > self->max_deadline_us)
+            rc->deadline_us = self->max_deadline_us;
+    }
+    rc->ttft_us = req->has_ttft_timeout_ms ? (int64_t) req->ttft_timeout_ms * 1000 : 0;
+    rc->stream = req->has_stream && req->stream;
+    for (size_t t = 0; rc->policy == RACE_POLICY_HEDGE && t < req->n_targets; t++) {
+        if (req->has_hedge_delay_ms) {
+            rc->hedge_delay_us[t] = (int64_t) req->hedge_delay_ms * 1000;
+            continue;
+        }
+        model_stats_t *st = s_stats (self, req->targets[t]);
+        rc->hedge_delay_us[t] = race_hedge_auto_us (st ? st->p95_us : 0, st ? st->p95_n : 0,
+                                                    self->hedge_default_ms);
+    }
+}
+
+static void s_on_submit (broker_t *self, wire_msg_t *msg, int64_t now)
+{
+    Aigw__Job *req = (Aigw__Job *) wire_unpack (&aigw__job__descriptor, &msg->body);
+    if (!req) {
+        s_malformed (self, msg->id, msg->id_len, "client", "SUBMIT body does not decode");
+        return;
+    }
+    const char *why = s_submit_invalid (req, msg);
+    if (!why && s_job_find (self, msg->id, msg->id_len, req->job_id))
+        why = "job_id is already live";
+    race_config_t rc;
+    if (!why)
+        s_race_config (self, req, &rc);
+    job_t *job = why ? NULL : s_job_alloc (self);
+    if (!why && !job)
+        why = "out of memory";
+    if (why) {
+        s_reject (self, msg, req->job_id, why);
+        protobuf_c_message_free_unpacked (&req->base, NULL);
+        return;
+    }
+    memset (job, 0, offsetof (job_t, race));
+    memset (job->att, 0, sizeof job->att);
+    job->job_id = req->job_id;
+    memcpy (job->cid, msg->id, msg->id_len);
+    job->cid_len = msg->id_len;
+    job->req = req;
+    job->accepted = now;
+    theap_node_init (&job->timer);
+    zmq_msg_init (&job->payload);
+    zmq_msg_move (&job->payload, &msg->payload);
+    race_init (&job->race, &rc);
+    bhash_insert (&self->jobs, &job->node, s_job_hash (job->cid, job->cid_len, job->job_id));
+    self->c.jobs_accepted++;
+    race_start (&job->race, now);
+    s_job_apply (self, job, now);
+}
+
+static void s_on_client_cancel (broker_t *self, wire_msg_t *msg, int64_t now)
+{
+    Aigw__JobRef *ref = (Aigw__JobRef *) wire_unpack (&aigw__job_ref__descriptor, &msg->body);
+    if (!ref) {
+        s_malformed (self, msg->id, msg->id_len, "client", "CANCEL body does not decode");
+        return;
+    }
+    job_t *job = s_job_find (self, msg->id, msg->id_len, ref->job_id);
+    if (job && race_client_cancel (&job->race, now) == RACE_EV_OK)
+        s_job_apply (self, job, now);
+    else
+        log_debug ("CANCEL for unknown job %" PRIu64, ref->job_id);
+    protobuf_c_message_free_unpacked (&ref->base, NULL);
+}
+
+static void s_on_ping (broker_t *self, wire_msg_t *msg)
+{
+    size_t n = dsp_model_count (self->dsp);
+    Aigw__ModelStatus *ms = calloc (n ? n : 1, sizeof *ms);
+    Aigw__ModelStatus **mp = calloc (n ? n : 1, sizeof *mp);
+    Aigw__BrokerStatus st = AIGW__BROKER_STATUS__INIT;
+    size_t live = 0;
+    for (size_t i = 0; ms && mp && i < n; i++) {
+        dsp_model_t *m = dsp_model_at (self->dsp, i);
+        if (dsp_model_workers (m) == 0)
+            continue;
+        Aigw__ModelStatus *x = &ms[live];
+        aigw__model_status__init (x);
+        x->name = (char *) dsp_model_name (m);
+        x->has_workers = x->has_capacity = x->has_in_flight = x->has_queued = true;
+        x->workers = dsp_model_workers (m);
+        x->capacity = dsp_model_capacity (m);
+        x->in_flight = dsp_model_in_flight (m);
+        x->queued = dsp_model_queued (m);
+        mp[live++] = x;
+    }
+    st.n_models = live;
+    st.models = mp;
+    st.has_workers = st.has_jobs_in_flight = true;
+    st.workers = (uint32_t) dsp_worker_count (self->dsp);
+    st.jobs_in_flight = self->jobs.size;
+    st.broker_id = self->broker_id;
+    if (wire_send (self->frontend, msg->id, msg->id_len, WIRE_SIDE_CLIENT, WIRE_C_PONG, &st.base,
+                   NULL))
+        self->c.send_failures++;
+    free (ms);
+    free (mp);
+}
+
+static void s_on_client (broker_t *self, wire_msg_t *msg, int64_t now)
+{
+    if (msg->side != WIRE_SIDE_CLIENT || !wire_cmd_valid (WIRE_SIDE_CLIENT, msg->cmd, true)) {
+        s_malformed (self, msg->id, msg->id_len, "client", "wrong header or command");
+        return;
+    }
+    if (msg->cmd == WIRE_C_SUBMIT)
+        s_on_submit (self, msg, now);
+    else
+    if (msg->cmd == WIRE_C_CANCEL)
+        s_on_client_cancel (self, msg, now);
+    else
+        s_on_ping (self, msg);
+}
+
+//  ---------------------------------------------------------------------------
+//  Workers
+
+static void s_pending_add (broker_t *self, uint64_t attempt_id, int code, const char *reason)
+{
+    if (self->npending == self->pending_cap) {
+        size_t cap = self->pending_cap ? self->pending_cap * 2 : 64;
+        pending_t *p = realloc (self->pending, cap * sizeof *p);
+        if (!p) {
+            log_error ("out of memory: attempt %" PRIu64 " left to its deadline", attempt_id);
+            return;
+        }
+        self->pending = p;
+        self->pending_cap = cap;
+    }
+    pending_t *p = &self->pending[self->npending++];
+    p->attempt_id = attempt_id;
+    p->code = code;
+    snprintf (p->reason, sizeof p->reason, "%s", reason);
+}
+
+//  Take a worker out of service now; its attempts are failed at the next reap.
+static void s_worker_kill (broker_t *self, worker_t *w, const char *why)
+{
+    if (w->dead)
+        return;
+    self->c.workers_lost++;
+    w->dead = true;
+    dsp_item_t *lost = NULL, *orphans = NULL;
+    dsp_worker_remove (self->dsp, &w->dw, &lost, &orphans);
+    char reason[128];
+    snprintf (reason, sizeof reason, "worker %s lost: %s", w->name, why);
+    size_t nlost = 0;
+    for (dsp_item_t *it = lost; it; it = it->next, nlost++)
+        s_pending_add (self, s_container (it, attempt_t, item)->id,
+                       AIGW__ERROR_CODE__ERR_WORKER_LOST, reason);
+    log_write (nlost || strcmp (why, "sent DISCONNECT") ? LOG_LVL_WARN : LOG_LVL_INFO,
+               "worker %s left: %s (%zu attempt(s) in flight)", w->name, why, nlost);
+    for (dsp_item_t *it = orphans; it; it = it->next) {
+        attempt_t *a = s_container (it, attempt_t, item);
+        const race_attempt_t *ra = race_attempt (&a->job->race, a->index);
+        snprintf (reason, sizeof reason, "no worker serves model %s",
+                  a->job->req->targets[ra->target]);
+        s_pending_add (self, a->id, AIGW__ERROR_CODE__ERR_UNAVAILABLE, reason);
+    }
+    bhash_remove (&self->workers, &w->node);
+    if (w->prev)
+        w->prev->next = w->next;
+    else
+        self->worker_list = w->next;
+    if (w->next)
+        w->next->prev = w->prev;
+    w->prev = NULL;
+    w->next = self->graveyard;
+    self->graveyard = w;
+}
+
+//  Fail the attempts of dead workers and free dead worker records. Called where
+//  no job is being processed.
+static void s_reap (broker_t *self, int64_t now)
+{
+    for (size_t i = 0; i < self->npending; i++) {
+        pending_t p = self->pending[i];     // copy: the array may grow below
+        attempt_t *a = s_attempt_find (self, p.attempt_id);
+        if (!a || a->item.worker || a->item.queued)
+            continue;
+        job_t *job = a->job;
+        size_t index = a->index;
+        s_attempt_free (self, a);
+        if (race_attempt_error (&job->race, index, p.code, p.reason, now) != RACE_EV_OK)
+            continue;
+        self->c.attempts_failed++;
+        if (race_attempt (&job->race, index)->replaced)
+            self->c.attempts_redispatched++;
+        s_job_apply (self, job, now);
+    }
+    self->npending = 0;
+    while (self->graveyard) {
+        worker_t *w = self->graveyard;
+        self->graveyard = w->next;
+        free (w);
+    }
+}
+
+static void s_disconnect_peer (broker_t *self, const uint8_t *id, size_t len)
+{
+    if (wire_send (self->backend, id, len, WIRE_SIDE_WORKER, WIRE_W_DISCONNECT, NULL, NULL))
+        self->c.send_failures++;
+}
+
+//  READY: validate the hello, register the worker, hand it queued work.
+static void s_on_ready (broker_t *self, wire_msg_t *msg, int64_t now)
+{
+    Aigw__WorkerHello *h = (Aigw__WorkerHello *) wire_unpack (&aigw__worker_hello__descriptor,
+                                                              &msg->body);
+    const char *why = !h ? "READY body does not decode"
+                    : h->n_models == 0 ? "READY without models"
+                    : h->n_models > DSP_WORKER_MODELS_MAX ? "READY with too many models"
+                    : h->capacity == 0 ? "READY with capacity 0" : NULL;
+    for (size_t i = 0; !why && i < h->n_models; i++) {
+        size_t n = strnlen (h->models[i], CFG_NAME_MAX);
+        if (n == 0 || n >= CFG_NAME_MAX)
+            why = "READY with an empty or too long model name";
+    }
+    if (why) {
+        s_malformed (self, msg->id, msg->id_len, "worker", why);
+        goto cleanup;
+    }
+    worker_t *old = s_worker_find (self, msg->id, msg->id_len);
+    if (old)
+        s_worker_kill (self, old, "registered again");
+    worker_t *w = calloc (1, sizeof *w);
+    if (!w)
+        goto cleanup;
+    memcpy (w->rid, msg->id, msg->id_len);
+    w->rid_len = msg->id_len;
+    s_printable (w->name, sizeof w->name, h->worker_id);
+    w->expiry = now + self->expiry_us;
+    w->dw = dsp_worker_add (self->dsp, (const char *const *) h->models, h->n_models, h->capacity, w);
+    if (!w->dw) {
+        free (w);
+        log_error ("cannot register worker %s (out of memory or model limit)", h->worker_id);
+        goto cleanup;
+    }
+    for (size_t i = 0; i < h->n_models; i++) {
+        dsp_model_t *m = dsp_model (self->dsp, h->models[i]);
+        if (m && !dsp_model_user (m)) {
+            model_stats_t *st = calloc (1, sizeof *st);
+            dsp_model_set_user (m, st);
+        }
+    }
+    bhash_insert (&self->workers, &w->node, bhash_bytes (w->rid, w->rid_len));
+    w->next = self->worker_list;
+    if (self->worker_list)
+        self->worker_list->prev = w;
+    self->worker_list = w;
+    self->c.workers_joined++;
+    char models[256] = "";
+    for (size_t i = 0, off = 0; i < h->n_models && off + 1 < sizeof models; i++) {
+        int n = snprintf (models + off, sizeof models - off, "%s%s", i ? "," : "", h->models[i]);
+        off = n < 0 ? sizeof models : off + (size_t) n;
+    }
+    char shown[sizeof models];
+    s_printable (shown, sizeof shown, models);
+    log_info ("worker %s joined: models %s, capacity %u", w->name, shown,
+              dsp_worker_capacity (w->dw));
+    s_worker_pull (self, w, now);
+cleanup:
+    if (h)
+        protobuf_c_message_free_unpacked (&h->base, NULL);
+}
+
+//  Find the live attempt a worker reply names; counts and returns NULL if none.
+static attempt_t *s_reply_attempt (broker_t *self, worker_t *w, bool has_id, uint64_t id,
+                                   bool is_cancel_ack)
+{
+    attempt_t *a = has_id ? s_attempt_find (self, id) : NULL;
+    if (a && a->item.worker == w->dw && w->dw)
+        return a;
+    if (is_cancel_ack)
+        self->c.cancel_acks++;
+    else
+        self->c.late_replies++;
+    return NULL;
+}
+
+static void s_on_result (broker_t *self, worker_t *w, wire_msg_t *msg, int64_t now)
+{
+    Aigw__Result *res = (Aigw__Result *) wire_unpack (&aigw__result__descriptor, &msg->body);
+    if (!res) {
+        s_malformed (self, msg->id, msg->id_len, "worker", "RESULT body does not decode");
+        return;
+    }
+    attempt_t *a = s_reply_attempt (self, w, res->has_attempt_id, res->attempt_id, false);
+    if (a) {
+        job_t *job = a->job;
+        size_t index = a->index;
+        dsp_worker_t *dw = dsp_done (self->dsp, &a->item);
+        s_attempt_free (self, a);
+        if (race_attempt_result (&job->race, index, now) == RACE_EV_OK) {
+            job->result = res;
+            s_job_apply (self, job, now);   // job may be gone after this
+        }
+        else
+            self->c.late_replies++;
+        if (dw)
+            s_worker_pull (self, w, now);
+    }
+    protobuf_c_message_free_unpacked (&res->base, NULL);
+}
+
+static int s_error_code (int code)
+{
+    if (code <= AIGW__ERROR_CODE__ERR_NONE || code > AIGW__ERROR_CODE__ERR_WORKER_LOST)
+        return AIGW__ERROR_CODE__ERR_UPSTREAM;
+    return code;
+}
+
+static void s_on_error (broker_t *self, worker_t *w, wire_msg_t *msg, int64_t now)
+{
+    Aigw__Error *err = (Aigw__Error *) wire_unpack (&aigw__error__descriptor, &msg->body);
+    if (!err) {
+        s_malformed (self, msg->id, msg->id_len, "worker", "ERROR body does not decode");
+        return;
+    }
+    bool ack = err->code == AIGW__ERROR_CODE__ERR_CANCELLED;
+    attempt_t *a = s_reply_attempt (self, w, err->has_attempt_id, err->attempt_id, ack);
+    if (a) {
+        job_t *job = a->job;
+        size_t index = a->index;
+        dsp_worker_t *dw = dsp_done (self->dsp, &a->item);
+        s_attempt_free (self, a);
+        int code = s_error_code (err->code);
+        if (race_attempt_error (&job->race, index, code, err->message, now) == RACE_EV_OK) {
+            self->c.attempts_failed++;
+            if (race_attempt (&job->race, index)->replaced)
+                self->c.attempts_redispatched++;
+            s_job_apply (self, job, now);
+        }
+        else
+            self->c.late_replies++;
+        if (dw)
+            s_worker_pull (self, w, now);
+    }
+    protobuf_c_message_free_unpacked (&err->base, NULL);
+}
+
+static void s_forward_chunk (broker_t *self, job_t *job, const Aigw__Chunk *in, size_t index)
+{
+    Aigw__Chunk out = AIGW__CHUNK__INIT;
+    out.job_id = job->job_id;
+    out.has_attempt_id = true;
+    out.attempt_id = job->att_id[index];
+    out.has_seq = true;
+    out.seq = job->chunk_seq++;
+    if (out.seq == 0)
+        out.model = job->req->targets[race_attempt (&job->race, index)->target];
+    out.has_delta_json = in->has_delta_json;
+    out.delta_json = in->delta_json;
+    s_send_client (self, job, WIRE_C_CHUNK, &out.base);
+}
+
+static void s_on_chunk (broker_t *self, worker_t *w, wire_msg_t *msg, int64_t now)
+{
+    Aigw__Chunk *ch = (Aigw__Chunk *) wire_unpack (&aigw__chunk__descriptor, &msg->body);
+    if (!ch) {
+        s_malformed (self, msg->id, msg->id_len, "worker", "CHUNK body does not decode");
+        return;
+    }
+    attempt_t *a = s_reply_attempt (self, w, ch->has_attempt_id, ch->attempt_id, false);
+    if (a) {
+        job_t *job = a->job;
+        size_t index = a->index;
+        const race_attempt_t *ra = race_attempt (&job->race, index);
+        bool first = ra->first_token < 0;
+        if (race_attempt_chunk (&job->race, index, now) == RACE_EV_OK) {
+            model_stats_t *st = first ? s_stats (self, job->req->targets[ra->target]) : NULL;
+            if (st)
+                hist_record (&st->ttft, s_rel (now, ra->started));
+            if (job->race.cfg.stream && race_winner (&job->race) == (int) index)
+                s_forward_chunk (self, job, ch, index);
+            s_job_apply (self, job, now);
+        }
+        else
+            self->c.late_replies++;
+    }
+    protobuf_c_message_free_unpacked (&ch->base, NULL);
+}
+
+static void s_on_worker (broker_t *self, wire_msg_t *msg, int64_t now)
+{
+    if (msg->side != WIRE_SIDE_WORKER || !wire_cmd_valid (WIRE_SIDE_WORKER, msg->cmd, true)) {
+        s_malformed (self, msg->id, msg->id_len, "worker", "wrong header or command");
+        return;
+    }
+    if (msg->cmd == WIRE_W_READY) {
+        s_on_ready (self, msg, now);
+        return;
+    }
+    worker_t *w = s_worker_find (self, msg->id, msg->id_len);
+    if (!w) {
+        self->c.unknown_worker++;
+        if (msg->cmd != WIRE_W_DISCONNECT)
+            s_disconnect_peer (self, msg->id, msg->id_len);
+        return;
+    }
+    w->expiry = now + self->expiry_us;
+    if (msg->cmd == WIRE_W_RESULT)
+        s_on_result (self, w, msg, now);
+    else
+    if (msg->cmd == WIRE_W_ERROR)
+        s_on_error (self, w, msg, now);
+    else
+    if (msg->cmd == WIRE_W_CHUNK)
+        s_on_chunk (self, w, msg, now);
+    else
+    if (msg->cmd == WIRE_W_DISCONNECT)
+        s_worker_kill (self, w, "sent DISCONNECT");
+    //  HEARTBEAT: refreshing expiry above is all it does
+}
+
+//  Every heartbeat interval: expire silent workers, heartbeat the rest.
+static void s_heartbeat (broker_t *self, int64_t now)
+{
+    worker_t *w = self->worker_list;
+    while (w) {
+        worker_t *next = w->next;
+        if (now >= w->expiry)
+            s_worker_kill (self, w, "heartbeat expired");
+        else
+            s_send_worker (self, w, WIRE_W_HEARTBEAT, NULL, NULL);
+        w = next;
+    }
+}
+
+//  ---------------------------------------------------------------------------
+//  Metrics
+
+//  Refresh each model's latency p95 (hedge auto) so SUBMIT does not scan histograms.
+static void s_refresh_p95 (broker_t *self)
+{
+    for (size_t i = 0; i < dsp_model_count (self->dsp); i++) {
+        model_stats_t *st = dsp_model_user (dsp_model_at (self->dsp, i));
+        if (st && hist_count (&st->latency) != st->p95_n) {
+            st->p95_n = hist_count (&st->latency);
+            st->p95_us = hist_percentile (&st->latency, 95.0);
+        }
+    }
+}
+
+static void s_publish_metrics (broker_t *self)
+{
+#ifdef AIGW_HAVE_MSGPACK
+    msgpack_sbuffer sbuf;
+    msgpack_sbuffer_init (&sbuf);
+    msgpack_packer pk;
+    msgpack_packer_init (&pk, &sbuf, msgpack_sbuffer_write);
+    size_t n = 3;
+#define BROKER_COUNT_ONE(name) n++;
+    BROKER_COUNTERS (BROKER_COUNT_ONE)
+#undef BROKER_COUNT_ONE
+    msgpack_pack_map (&pk, n);
+#define BROKER_PACK_KV(key, val) \
+    msgpack_pack_str (&pk, strlen (key)); \
+    msgpack_pack_str_body (&pk, key, strlen (key)); \
+    msgpack_pack_uint64 (&pk, (val));
+#define BROKER_PACK_ONE(name) BROKER_PACK_KV (#name, self->c.name)
+    BROKER_COUNTERS (BROKER_PACK_ONE)
+    BROKER_PACK_KV ("jobs_in_flight", (uint64_t) self->jobs.size)
+    BROKER_PACK_KV ("workers", (uint64_t) dsp_worker_count (self->dsp))
+    BROKER_PACK_KV ("ts_us", (uint64_t) aclock_now_us ())
+#undef BROKER_PACK_ONE
+#undef BROKER_PACK_KV
+    if (zmq_send (self->metrics, "metrics", 7, ZMQ_SNDMORE | ZMQ_DONTWAIT) == 7)
+        zmq_send (self->metrics, sbuf.data, sbuf.size, ZMQ_DONTWAIT);
+    msgpack_sbuffer_destroy (&sbuf);
+#else
+    (void) self;
+#endif
+}
+
+void broker_log_summary (const broker_t *self)
+{
+    const broker_counters_t *c = &self->c;
+    log_info ("summary: jobs accepted=%" PRIu64 " rejected=%" PRIu64 " won=%" PRIu64
+              " failed=%" PRIu64 " timeout=%" PRIu64 " cancelled=%" PRIu64 " in_flight=%zu;"
+              " attempts started=%" PRIu64 " won=%" PRIu64 " cancelled=%" PRIu64
+              " failed=%" PRIu64 " redispatched=%" PRIu64 " late=%" PRIu64 " cancel_acks=%" PRIu64
+              "; malformed=%" PRIu64 " unknown_worker=%" PRIu64 "; workers joined=%" PRIu64
+              " lost=%" PRIu64 " live=%zu; send_failures=%" PRIu64,
+              c->jobs_accepted, c->jobs_rejected, c->jobs_won, c->jobs_failed, c->jobs_timeout,
+              c->jobs_cancelled, self->jobs.size, c->attempts_started, c->attempts_won,
+              c->attempts_cancelled, c->attempts_failed, c->attempts_redispatched,
+              c->late_replies, c->cancel_acks, c->malformed, c->unknown_worker,
+              c->workers_joined, c->workers_lost, dsp_worker_count (self->dsp),
+              c->send_failures);
+}
+
+//  ---------------------------------------------------------------------------
+//  Construction
+
+static void *s_bind (broker_t *self, int type, const char *ep, int64_t max_frame, bool router)
+{
+    void *s = zmq_socket (self->ctx, type);
+    if (!s) {
+        log_error ("cannot create socket: %s", zmq_strerror (errno));
+        return NULL;
+    }
+    if (wire_setup_socket (s, router, max_frame) || zmq_bind (s, ep)) {
+        log_error ("cannot bind %s: %s", ep, zmq_strerror (errno));
+        zmq_close (s);
+        return NULL;
+    }
+    return s;
+}
+
+broker_t *broker_new (const cfg_t *cfg, void *zmq_ctx)
+{
+    pthread_once (&s_seed_once, s_seed);
+    broker_t *self = calloc (1, sizeof *self);
+    if (!self)
+        return NULL;
+    self->wake[0] = self->wake[1] = -1;
+    self->own_ctx = zmq_ctx == NULL;
+    self->ctx = zmq_ctx ? zmq_ctx : zmq_ctx_new ();
+    snprintf (self->ep_front, sizeof self->ep_front, "%s", cfg->broker.frontend);
+    snprintf (self->ep_back, sizeof self->ep_back, "%s", cfg->broker.backend);
+    snprintf (self->ep_metrics, sizeof self->ep_metrics, "%s", cfg->broker.metrics);
+    self->heartbeat_us = (int64_t) cfg->broker.heartbeat_ms * 1000;
+    self->expiry_us = self->heartbeat_us * cfg->broker.liveness;
+    self->deadline_us = (int64_t) cfg->broker.deadline_ms * 1000;
+    self->max_deadline_us = (int64_t) cfg->broker.max_deadline_ms * 1000;
+    self->hedge_default_ms = cfg->broker.hedge_default_ms;
+    char host[64] = "";
+    gethostname (host, sizeof host - 1);
+    snprintf (self->broker_id, sizeof self->broker_id, "%s/%d", host, (int) getpid ());
+    theap_init (&self->timers);
+    self->dsp = dsp_new (cfg->broker.queue_limit);
+    if (!self->ctx || !self->dsp || bhash_init (&self->jobs, s_job_eq)
+        || bhash_init (&self->attempts, s_attempt_eq) || bhash_init (&self->workers, s_worker_eq)
+        || pipe2 (self->wake, O_NONBLOCK | O_CLOEXEC))
+        goto fail;
+    self->frontend = s_bind (self, ZMQ_ROUTER, self->ep_front, cfg->broker.max_frame, true);
+    self->backend = s_bind (self, ZMQ_ROUTER, self->ep_back, cfg->broker.max_frame, true);
+    self->metrics = s_bind (self, ZMQ_PUB, self->ep_metrics, cfg->broker.max_frame, false);
+    if (!self->frontend || !self->backend || !self->metrics)
+        goto fail;
+    return self;
+fail:
+    broker_destroy (&self);
+    return NULL;
+}
+
+static void s_free_pools (broker_t *self)
+{
+    while (self->free_jobs) {
+        job_t *j = self->free_jobs;
+        self->free_jobs = j->free_next;
+        free (j);
+    }
+    while (self->free_attempts) {
+        attempt_t *a = self->free_attempts;
+        self->free_attempts = a->free_next;
+        free (a);
+    }
+}
+
+void broker_destroy (broker_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    broker_t *self = *self_p;
+    bhash_node_t *n;
+    if (self->jobs.slots)
+        while ((n = bhash_any (&self->jobs)))
+            s_job_destroy (self, s_container (n, job_t, node));
+    while (self->worker_list) {
+        worker_t *w = self->worker_list;
+        self->worker_list = w->next;
+        free (w);
+    }
+    while (self->graveyard) {
+        worker_t *w = self->graveyard;
+        self->graveyard = w->next;
+        free (w);
+    }
+    for (size_t i = 0; self->dsp && i < dsp_model_count (self->dsp); i++)
+        free (dsp_model_user (dsp_model_at (self->dsp, i)));
+    dsp_destroy (&self->dsp);
+    s_free_pools (self);
+    free (self->pending);
+    bhash_fini (&self->jobs);
+    bhash_fini (&self->attempts);
+    bhash_fini (&self->workers);
+    theap_fini (&self->timers);
+    if (self->frontend)
+        zmq_close (self->frontend);
+    if (self->backend)
+        zmq_close (self->backend);
+    if (self->metrics)
+        zmq_close (self->metrics);
+    if (self->own_ctx && self->ctx)
+        zmq_ctx_term (self->ctx);
+    for (int i = 0; i < 2; i++)
+        if (self->wake[i] >= 0)
+            close (self->wake[i]);
+    free (self);
+    *self_p = NULL;
+}
+
+//  ---------------------------------------------------------------------------
+//  Loop
+
+static void s_wake (broker_t *self, char c)
+{
+    if (self && self->wake[1] >= 0) {
+        ssize_t n = write (self->wake[1], &c, 1);
+        (void) n;
+    }
+}
+
+void broker_stop (broker_t *self)
+{
+    s_wake (self, 'q');
+}
+
+void broker_request_summary (broker_t *self)
+{
+    s_wake (self, 'u');
+}
+
+static void s_read_wake (broker_t *self)
+{
+    char buf[64];
+    ssize_t n;
+    while ((n = read (self->wake[0], buf, sizeof buf)) > 0)
+        for (ssize_t i = 0; i < n; i++) {
+            if (buf[i] == 'q')
+                self->stopping = true;
+            else
+            if (buf[i] == 'u')
+                broker_log_summary (self);
+        }
+}
+
+//  Read up to BROKER_DRAIN_MAX messages from one socket. Returns -1 on a fatal error.
+static int s_drain (broker_t *self, void *sock, bool client)
+{
+    for (int i = 0; i < BROKER_DRAIN_MAX; i++) {
+        wire_msg_t msg;
+        int rc = wire_recv (sock, true, &msg);
+        if (rc == -1) {
+            if (errno == EAGAIN || errno == EINTR)
+                return 0;
+            log_error ("receive failed: %s", zmq_strerror (errno));
+            return errno == ETERM ? -1 : 0;
+        }
+        int64_t now = aclock_now_us ();
+        if (rc == -2)
+            s_malformed (self, msg.id, msg.id_len, client ? "client" : "worker", msg.error);
+        else
+        if (client)
+            s_on_client (self, &msg, now);
+        else
+            s_on_worker (self, &msg, now);
+        wire_msg_close (&msg);
+        if (self->npending || self->graveyard)
+            s_reap (self, now);
+    }
+    return 0;
+}
+
+static void s_run_timers (broker_t *self, int64_t now)
+{
+    theap_node_t *t;
+    while ((t = theap_top (&self->timers)) && t->when <= now) {
+        job_t *job = s_container (t, job_t, timer);
+        theap_remove (&self->timers, t);
+        race_tick (&job->race, now);
+        s_job_apply (self, job, now);
+    }
+    if (now >= self->next_heartbeat) {
+        s_heartbeat (self, now);
+        self->next_heartbeat = now + self->heartbeat_us;
+    }
+    if (self->npending || self->graveyard)
+        s_reap (self, now);
+    if (now >= self->next_metrics) {
+        s_refresh_p95 (self);
+        s_publish_metrics (self);
+        self->next_metrics = now + BROKER_METRICS_US;
+    }
+}
+
+static long s_poll_timeout_ms (broker_t *self, int64_t now)
+{
+    int64_t due = self->next_heartbeat < self->next_metrics ? self->next_heartbeat
+                                                            : self->next_metrics;
+    theap_node_t *t = theap_top (&self->timers);
+    if (t && t->when < due)
+        due = t->when;
+    if (due <= now)
+        return 0;
+    return (long) ((due - now + 999) / 1000);
+}
+
+//  On stop: answer every open job and tell workers we are going.
+static void s_shutdown (broker_t *self, int64_t now)
+{
+    bhash_node_t *n;
+    while ((n = bhash_any (&self->jobs))) {
+        job_t *job = s_container (n, job_t, node);
+        race_abort (&job->race, AIGW__ERROR_CODE__ERR_UNAVAILABLE, now);
+        s_job_apply_msg (self, job, now, "broker shutting down");
+    }
+    for (worker_t *w = self->worker_list; w; w = w->next)
+        if (!w->dead)
+            wire_send (self->backend, w->rid, w->rid_len, WIRE_SIDE_WORKER, WIRE_W_DISCONNECT,
+                       NULL, NULL);
+    s_reap (self, now);
+}
+
+int broker_run (broker_t *self)
+{
+    log_info ("frontend %s, backend %s, metrics %s", self->ep_front, self->ep_back,
+              self->ep_metrics);
+    int64_t now = aclock_now_us ();
+    self->next_heartbeat = now + self->heartbeat_us;
+    self->next_metrics = now + BROKER_METRICS_US;
+    self->stopping = false;
+    int rc = 0;
+    while (!self->stopping) {
+        zmq_pollitem_t items[] = {
+            { self->frontend, 0, ZMQ_POLLIN, 0 },
+            { self->backend, 0, ZMQ_POLLIN, 0 },
+            { NULL, self->wake[0], ZMQ_POLLIN, 0 },
+        };
+        if (zmq_poll (items, 3, s_poll_timeout_ms (self, aclock_now_us ())) < 0) {
+            if (errno == EINTR)
+                continue;
+            log_error ("poll failed: %s", zmq_strerror (errno));
+            rc = -1;
+            break;
+        }
+        if (items[2].revents & ZMQ_POLLIN)
+            s_read_wake (self);
+        if ((items[1].revents & ZMQ_POLLIN) && s_drain (self, self->backend, false)) {
+            rc = -1;
+            break;
+        }
+        if ((items[0].revents & ZMQ_POLLIN) && s_drain (self, self->frontend, true)) {
+            rc = -1;
+            break;
+        }
+        s_run_timers (self, aclock_now_us ());
+    }
+    s_shutdown (self, aclock_now_us ());
+    broker_log_summary (self);
+    return rc;
+}
+
+const broker_counters_t *broker_counters (const broker_t *self)
+{
+    return &self->c;
+}
+
+uint64_t broker_jobs_in_flight (const broker_t *self)
+{
+    return self->jobs.size;
+}
+
+uint64_t broker_workers (const broker_t *self)
+{
+    return dsp_worker_count (self->dsp);
+}

@@ -1,0 +1,414 @@
+// Per-job race state machine: pure logic over attempts, actions and timers.
+#include "race.h"
+
+#include <assert.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void s_push (race_t *self, uint8_t type, size_t attempt, size_t target, int code)
+{
+    //  Bounded by construction: one DISPATCH and one CANCEL per attempt, one FINISH
+    assert (self->act_tail < RACE_ACTIONS_MAX);
+    race_action_t *a = &self->act[self->act_tail++];
+    a->type = type;
+    a->attempt = (uint8_t) attempt;
+    a->target = (uint8_t) target;
+    a->code = (uint8_t) code;
+}
+
+int race_init (race_t *self, const race_config_t *cfg)
+{
+    memset (self, 0, sizeof *self);
+    self->winner = -1;
+    if (!cfg || cfg->ntargets == 0 || cfg->ntargets > RACE_TARGETS_MAX)
+        return -1;
+    if (cfg->policy != RACE_POLICY_RACE && cfg->policy != RACE_POLICY_HEDGE
+        && cfg->policy != RACE_POLICY_FALLBACK)
+        return -1;
+    self->cfg = *cfg;
+    return 0;
+}
+
+void race_fini (race_t *self)
+{
+    for (size_t i = 0; i < self->natt; i++) {
+        free (self->att[i].reason);
+        self->att[i].reason = NULL;
+    }
+}
+
+//  Create attempt for target and ask the caller to dispatch it.
+static void s_dispatch (race_t *self, size_t target, int64_t now)
+{
+    assert (self->natt < RACE_ATTEMPTS_MAX);
+    size_t i = self->natt++;
+    race_attempt_t *a = &self->att[i];
+    memset (a, 0, sizeof *a);
+    a->target = (uint8_t) target;
+    a->state = RACE_ATT_RUNNING;
+    a->started = now;
+    a->first_token = -1;
+    a->finished = -1;
+    self->live++;
+    if (self->cfg.policy == RACE_POLICY_HEDGE)
+        self->hedge_at = now + self->cfg.hedge_delay_us[target];
+    s_push (self, RACE_DISPATCH, i, target, 0);
+}
+
+static void s_start_next (race_t *self, int64_t now)
+{
+    size_t t = self->next_target++;
+    s_dispatch (self, t, now);
+}
+
+void race_start (race_t *self, int64_t now)
+{
+    if (self->natt || self->finished)
+        return;
+    self->t0 = now;
+    self->deadline_at = now + self->cfg.deadline_us;
+    if (self->cfg.policy == RACE_POLICY_RACE)
+        while (self->next_target < self->cfg.ntargets)
+            s_start_next (self, now);
+    else
+        s_start_next (self, now);
+}
+
+//  Move a running attempt to a final state.
+static void s_end_attempt (race_t *self, size_t i, race_att_state_t state, int64_t now)
+{
+    race_attempt_t *a = &self->att[i];
+    assert (a->state == RACE_ATT_RUNNING);
+    a->state = (uint8_t) state;
+    a->finished = now;
+    self->live--;
+}
+
+//  Cancel every running attempt except `keep` (-1: all of them).
+static void s_cancel_others (race_t *self, int keep, int64_t now)
+{
+    for (size_t i = 0; i < self->natt; i++)
+        if (self->att[i].state == RACE_ATT_RUNNING && (int) i != keep) {
+            s_end_attempt (self, i, RACE_ATT_CANCELLED, now);
+            s_push (self, RACE_CANCEL, i, self->att[i].target, 0);
+        }
+}
+
+static void s_cancel_running (race_t *self, int64_t now)
+{
+    s_cancel_others (self, -1, now);
+}
+
+static void s_finish_error (race_t *self, int code)
+{
+    assert (!self->finished);
+    self->finished = true;
+    self->final_code = (uint8_t) code;
+    s_push (self, RACE_FINISH_ERROR, 0, 0, code);
+}
+
+//  Aggregate code of the failed attempts: all the same -> that code, else ERR_UPSTREAM.
+static int s_aggregate (const race_t *self)
+{
+    int code = -1;
+    for (size_t i = 0; i < self->natt; i++) {
+        const race_attempt_t *a = &self->att[i];
+        if (a->state != RACE_ATT_FAILED || a->replaced)
+            continue;
+        if (code == -1)
+            code = a->code;
+        else
+        if (code != a->code)
+            return AIGW__ERROR_CODE__ERR_UPSTREAM;
+    }
+    return code == -1 ? AIGW__ERROR_CODE__ERR_UPSTREAM : code;
+}
+
+static bool s_live (const race_t *self, size_t attempt, race_ev_t *ev)
+{
+    if (attempt >= self->natt) {
+        *ev = RACE_EV_BAD;
+        return false;
+    }
+    if (self->finished || self->att[attempt].state != RACE_ATT_RUNNING) {
+        *ev = RACE_EV_LATE;
+        return false;
+    }
+    *ev = RACE_EV_OK;
+    return true;
+}
+
+race_ev_t race_attempt_result (race_t *self, size_t attempt, int64_t now)
+{
+    race_ev_t ev;
+    if (!s_live (self, attempt, &ev)) {
+        self->late += ev == RACE_EV_LATE;
+        return ev;
+    }
+    s_end_attempt (self, attempt, RACE_ATT_WON, now);
+    self->winner = (int) attempt;
+    s_cancel_running (self, now);
+    self->finished = true;
+    s_push (self, RACE_FINISH_RESULT, attempt, self->att[attempt].target, 0);
+    return RACE_EV_OK;
+}
+
+//  After an attempt failed: start what the policy says, or end the job.
+static void s_after_failure (race_t *self, int64_t now)
+{
+    if (self->winner < 0) {
+        if (self->cfg.policy == RACE_POLICY_HEDGE && self->next_target < self->cfg.ntargets)
+            s_start_next (self, now);
+        else
+        if (self->cfg.policy == RACE_POLICY_FALLBACK && self->live == 0
+            && self->next_target < self->cfg.ntargets)
+            s_start_next (self, now);
+    }
+    if (self->live == 0)
+        s_finish_error (self, s_aggregate (self));
+}
+
+static void s_set_reason (race_attempt_t *a, const char *reason)
+{
+    free (a->reason);
+    a->reason = NULL;
+    if (!reason)
+        return;
+    size_t n = strnlen (reason, RACE_REASON_MAX - 1);
+    a->reason = malloc (n + 1);
+    if (a->reason) {
+        memcpy (a->reason, reason, n);
+        a->reason[n] = 0;
+    }
+}
+
+race_ev_t race_attempt_error (race_t *self, size_t attempt, int code, const char *reason,
+                              int64_t now)
+{
+    race_ev_t ev;
+    if (!s_live (self, attempt, &ev)) {
+        self->late += ev == RACE_EV_LATE;
+        return ev;
+    }
+    race_attempt_t *a = &self->att[attempt];
+    s_end_attempt (self, attempt, RACE_ATT_FAILED, now);
+    a->code = (uint8_t) code;
+    s_set_reason (a, reason);
+    if ((int) attempt == self->winner) {
+        //  A streaming winner failed after sending chunks: nothing can replace it
+        s_cancel_running (self, now);
+        s_finish_error (self, code);
+        return RACE_EV_OK;
+    }
+    uint32_t bit = 1u << a->target;
+    if (code == AIGW__ERROR_CODE__ERR_WORKER_LOST && a->first_token < 0
+        && !(self->redispatched & bit) && self->winner < 0) {
+        self->redispatched |= bit;
+        a->replaced = true;
+        int64_t hedge_at = self->hedge_at;
+        s_dispatch (self, a->target, now);
+        self->hedge_at = hedge_at;      // a re-dispatch does not move the hedge timer
+        return RACE_EV_OK;
+    }
+    s_after_failure (self, now);
+    return RACE_EV_OK;
+}
+
+race_ev_t race_attempt_chunk (race_t *self, size_t attempt, int64_t now)
+{
+    race_ev_t ev;
+    if (!s_live (self, attempt, &ev)) {
+        self->late += ev == RACE_EV_LATE;
+        return ev;
+    }
+    race_attempt_t *a = &self->att[attempt];
+    if (a->first_token < 0)
+        a->first_token = now;
+    if (self->cfg.stream && self->winner < 0) {
+        //  Everyone else loses now; the winner stays running until its RESULT
+        self->winner = (int) attempt;
+        s_cancel_others (self, (int) attempt, now);
+    }
+    return RACE_EV_OK;
+}
+
+race_ev_t race_abort (race_t *self, int code, int64_t now)
+{
+    if (self->finished) {
+        self->late++;
+        return RACE_EV_LATE;
+    }
+    s_cancel_running (self, now);
+    s_finish_error (self, code);
+    return RACE_EV_OK;
+}
+
+race_ev_t race_client_cancel (race_t *self, int64_t now)
+{
+    return race_abort (self, AIGW__ERROR_CODE__ERR_CANCELLED, now);
+}
+
+static bool s_any_produced (const race_t *self)
+{
+    for (size_t i = 0; i < self->natt; i++)
+        if (self->att[i].state == RACE_ATT_RUNNING && self->att[i].first_token >= 0)
+            return true;
+    return false;
+}
+
+static bool s_hedge_armed (const race_t *self)
+{
+    return self->cfg.policy == RACE_POLICY_HEDGE && self->winner < 0
+           && self->next_target < self->cfg.ntargets && !s_any_produced (self);
+}
+
+static bool s_ttft_armed (const race_t *self, const race_attempt_t *a)
+{
+    return self->cfg.stream && self->cfg.ttft_us > 0 && a->state == RACE_ATT_RUNNING
+           && a->first_token < 0;
+}
+
+//  Fail every attempt that had no first token within the TTFT limit.
+static void s_tick_ttft (race_t *self, int64_t now)
+{
+    size_t n = self->natt;      // attempts started below are not checked now
+    for (size_t i = 0; i < n && !self->finished; i++) {
+        race_attempt_t *a = &self->att[i];
+        if (!s_ttft_armed (self, a) || a->started + self->cfg.ttft_us > now)
+            continue;
+        s_end_attempt (self, i, RACE_ATT_FAILED, now);
+        a->code = AIGW__ERROR_CODE__ERR_TTFT;
+        s_set_reason (a, "no first token in time");
+        s_push (self, RACE_CANCEL, i, a->target, 0);
+        s_after_failure (self, now);
+    }
+}
+
+void race_tick (race_t *self, int64_t now)
+{
+    if (self->finished || self->natt == 0)
+        return;
+    if (now >= self->deadline_at) {
+        s_cancel_running (self, now);
+        s_finish_error (self, AIGW__ERROR_CODE__ERR_TIMEOUT);
+        return;
+    }
+    s_tick_ttft (self, now);
+    if (!self->finished && s_hedge_armed (self) && now >= self->hedge_at)
+        s_start_next (self, now);
+}
+
+bool race_next_action (race_t *self, race_action_t *action)
+{
+    if (self->act_head == self->act_tail) {
+        self->act_head = self->act_tail = 0;
+        return false;
+    }
+    *action = self->act[self->act_head++];
+    if (self->act_head == self->act_tail)
+        self->act_head = self->act_tail = 0;
+    return true;
+}
+
+int64_t race_next_timer (const race_t *self)
+{
+    if (self->finished || self->natt == 0)
+        return INT64_MAX;
+    int64_t t = self->deadline_at;
+    if (s_hedge_armed (self) && self->hedge_at < t)
+        t = self->hedge_at;
+    for (size_t i = 0; i < self->natt; i++) {
+        const race_attempt_t *a = &self->att[i];
+        if (s_ttft_armed (self, a) && a->started + self->cfg.ttft_us < t)
+            t = a->started + self->cfg.ttft_us;
+    }
+    return t;
+}
+
+bool race_finished (const race_t *self)
+{
+    return self->finished;
+}
+
+int race_winner (const race_t *self)
+{
+    return self->winner;
+}
+
+size_t race_attempts (const race_t *self)
+{
+    return self->natt;
+}
+
+const race_attempt_t *race_attempt (const race_t *self, size_t attempt)
+{
+    return attempt < self->natt ? &self->att[attempt] : NULL;
+}
+
+size_t race_targets_started (const race_t *self)
+{
+    return self->next_target;
+}
+
+uint32_t race_late (const race_t *self)
+{
+    return self->late;
+}
+
+const char *race_code_name (int code)
+{
+    const ProtobufCEnumValue *v =
+        protobuf_c_enum_descriptor_get_value (&aigw__error_code__descriptor, code);
+    return v ? v->name : "ERR_?";
+}
+
+static void s_append (char *buf, size_t len, size_t *off, const char *fmt, ...)
+    __attribute__ ((format (printf, 4, 5)));
+static void s_append (char *buf, size_t len, size_t *off, const char *fmt, ...)
+{
+    if (*off + 1 >= len)
+        return;
+    va_list ap;
+    va_start (ap, fmt);
+    int n = vsnprintf (buf + *off, len - *off, fmt, ap);
+    va_end (ap);
+    if (n > 0)
+        *off = *off + (size_t) n < len ? *off + (size_t) n : len - 1;
+}
+
+char *race_format_message (const race_t *self, const char *const *names, char *buf, size_t len)
+{
+    size_t off = 0;
+    if (!len)
+        return buf;
+    buf[0] = 0;
+    int code = self->final_code;
+    if (code == AIGW__ERROR_CODE__ERR_CANCELLED)
+        s_append (buf, len, &off, "cancelled by client");
+    else
+    if (code == AIGW__ERROR_CODE__ERR_TIMEOUT)
+        s_append (buf, len, &off, "deadline of %lld ms exceeded",
+                  (long long) (self->cfg.deadline_us / 1000));
+    else
+        s_append (buf, len, &off, "all attempts failed");
+    const char *sep = ": ";
+    for (size_t i = 0; i < self->natt; i++) {
+        const race_attempt_t *a = &self->att[i];
+        if (a->state != RACE_ATT_FAILED)
+            continue;
+        const char *name = names && names[a->target] ? names[a->target] : "?";
+        s_append (buf, len, &off, "%s%s: %s", sep, name,
+                  a->reason ? a->reason : race_code_name (a->code));
+        sep = "; ";
+    }
+    return buf;
+}
+
+int64_t race_hedge_auto_us (uint64_t p95_us, uint64_t samples, uint32_t default_ms)
+{
+    if (samples >= RACE_HEDGE_MIN_SAMPLES && p95_us > 0)
+        return (int64_t) p95_us;
+    return (int64_t) default_ms * 1000;
+}

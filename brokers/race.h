@@ -1,0 +1,139 @@
+// Per-job race state machine (race / hedge / fallback): decides which targets to
+// start, who wins, what to cancel and when the job ends. Pure logic: no sockets,
+// no clock (callers pass `now`, any monotonic microseconds >= 0), no allocation
+// except a copied reason string per failed attempt.
+#ifndef AIGW_RACE_H
+#define AIGW_RACE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "aigw.pb-c.h"
+
+#define RACE_TARGETS_MAX 16
+#define RACE_ATTEMPTS_MAX (2 * RACE_TARGETS_MAX)     // each target may be re-dispatched once
+#define RACE_ACTIONS_MAX (2 * RACE_ATTEMPTS_MAX + 2) // one DISPATCH + one CANCEL per attempt, one FINISH
+#define RACE_REASON_MAX 256                          // longest kept failure reason
+#define RACE_HEDGE_MIN_SAMPLES 10                    // auto hedge needs this many samples
+
+typedef enum {
+    RACE_POLICY_RACE = AIGW__POLICY__POLICY_RACE,
+    RACE_POLICY_HEDGE = AIGW__POLICY__POLICY_HEDGE,
+    RACE_POLICY_FALLBACK = AIGW__POLICY__POLICY_FALLBACK,
+} race_policy_t;
+
+typedef enum {
+    RACE_ATT_RUNNING = 0,   // dispatched (queued or at a worker), live
+    RACE_ATT_WON,
+    RACE_ATT_CANCELLED,     // lost the race, or the job ended while it ran
+    RACE_ATT_FAILED,
+} race_att_state_t;
+
+typedef enum {
+    RACE_DISPATCH = 1,      // start attempt `attempt` on target `target`
+    RACE_CANCEL,            // stop attempt `attempt` (at its worker, or unqueue it)
+    RACE_FINISH_RESULT,     // the job ends: attempt `attempt` won, answer its result
+    RACE_FINISH_ERROR,      // the job ends with error `code` (see race_format_message)
+} race_act_type_t;
+
+typedef struct {
+    uint8_t type;           // race_act_type_t
+    uint8_t attempt;        // attempt index (DISPATCH, CANCEL, FINISH_RESULT)
+    uint8_t target;         // target index (DISPATCH)
+    uint8_t code;           // Aigw__ErrorCode (FINISH_ERROR)
+} race_action_t;
+
+//  What an input event did.
+typedef enum {
+    RACE_EV_BAD = -1,       // no such attempt
+    RACE_EV_OK = 0,         // accepted
+    RACE_EV_LATE = 1,       // attempt no longer live or job finished: ignored, counted
+} race_ev_t;
+
+typedef struct {
+    int64_t started;        // when dispatched
+    int64_t first_token;    // first CHUNK, -1 if none
+    int64_t finished;       // won, failed or cancelled; -1 while running
+    char *reason;           // failure reason (owned), or NULL
+    uint8_t target;
+    uint8_t state;          // race_att_state_t
+    uint8_t code;           // Aigw__ErrorCode when failed
+    bool replaced;          // its worker was lost and a new attempt took over
+} race_attempt_t;
+
+typedef struct {
+    race_policy_t policy;
+    size_t ntargets;                          // 1..RACE_TARGETS_MAX
+    int64_t deadline_us;                      // relative to start
+    int64_t hedge_delay_us[RACE_TARGETS_MAX]; // hedge: after starting target i, wait this long before the next
+    int64_t ttft_us;                          // 0 = none; enforced only for stream jobs
+    bool stream;                              // first CHUNK wins
+} race_config_t;
+
+//  Public so a job can embed it (no allocation per job); treat fields as private.
+typedef struct {
+    race_config_t cfg;
+    race_attempt_t att[RACE_ATTEMPTS_MAX];
+    size_t natt;            // attempts created
+    size_t next_target;     // targets started so far
+    size_t live;            // attempts running
+    int winner;             // attempt index, -1 until someone wins
+    bool finished;          // a FINISH was emitted
+    uint8_t final_code;     // Aigw__ErrorCode of FINISH_ERROR
+    uint32_t redispatched;  // bit per target: already re-dispatched once
+    int64_t t0, deadline_at, hedge_at;
+    uint32_t late;          // ignored late events
+    race_action_t act[RACE_ACTIONS_MAX];
+    uint8_t act_head, act_tail;
+} race_t;
+
+//  Set up a race. Returns 0, or -1 if the config is invalid (no targets, too many).
+int race_init (race_t *self, const race_config_t *cfg);
+//  Free the reasons. Safe to call twice.
+void race_fini (race_t *self);
+
+//  Accept the job at `now`: starts the first target(s), arms deadline and hedge.
+void race_start (race_t *self, int64_t now);
+//  An attempt returned a good RESULT: it wins unless it is no longer live.
+race_ev_t race_attempt_result (race_t *self, size_t attempt, int64_t now);
+//  An attempt failed with code (Aigw__ErrorCode) and reason (copied, may be NULL).
+//  ERR_WORKER_LOST on an attempt that streamed nothing re-dispatches its target once.
+race_ev_t race_attempt_error (race_t *self, size_t attempt, int code, const char *reason,
+                              int64_t now);
+//  An attempt produced a CHUNK. Records the first token; for stream jobs the first
+//  chunk wins (the others are cancelled). Caller forwards chunks of race_winner() only.
+race_ev_t race_attempt_chunk (race_t *self, size_t attempt, int64_t now);
+//  Run timers due at `now`: deadline, TTFT (stream jobs), hedge.
+void race_tick (race_t *self, int64_t now);
+//  The client cancelled: cancel every live attempt and finish with ERR_CANCELLED.
+race_ev_t race_client_cancel (race_t *self, int64_t now);
+//  End the job from outside (e.g. broker shutdown): cancel every live attempt and
+//  finish with code. Returns RACE_EV_LATE if it had already finished.
+race_ev_t race_abort (race_t *self, int code, int64_t now);
+
+//  Pop the next action for the caller to execute, in order. Executing an action
+//  may feed new events (e.g. a dispatch that fails at once); their actions queue
+//  behind. Returns false when none is left.
+bool race_next_action (race_t *self, race_action_t *action);
+//  Earliest time race_tick has something to do, INT64_MAX if nothing.
+int64_t race_next_timer (const race_t *self);
+
+bool race_finished (const race_t *self);
+//  Winning attempt index or -1.
+int race_winner (const race_t *self);
+size_t race_attempts (const race_t *self);
+const race_attempt_t *race_attempt (const race_t *self, size_t attempt);
+//  Number of targets started so far (targets beyond it never ran).
+size_t race_targets_started (const race_t *self);
+uint32_t race_late (const race_t *self);
+//  Human-readable reason for FINISH_ERROR into buf, naming targets by names[target].
+//  Returns buf.
+char *race_format_message (const race_t *self, const char *const *names, char *buf, size_t len);
+//  Hedge delay for `auto`: the target's observed p95 once it has enough samples,
+//  else the configured default.
+int64_t race_hedge_auto_us (uint64_t p95_us, uint64_t samples, uint32_t default_ms);
+//  Name of an error code ("ERR_TIMEOUT"), "ERR_?" if unknown.
+const char *race_code_name (int code);
+
+#endif

@@ -1,0 +1,198 @@
+// aigw-edge: the REST front door. Parses options, starts the broker link and the
+// HTTP server, waits for SIGINT/SIGTERM, then shuts both down cleanly.
+#include "http.h"
+#include "link.h"
+#include "config.h"
+#include "log.h"
+
+#include <civetweb.h>
+#include <czmq.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <time.h>
+#include <string.h>
+#include <unistd.h>
+
+#define S_DEFAULT_CONFIG "config/aigw.conf"
+#define S_DRAIN_MS 10000                // at shutdown, wait this long for jobs in flight
+
+typedef struct {
+    const char *config;
+    const char *listen;
+    const char *broker;
+    bool verbose;
+} s_opts_t;
+
+static void s_usage (FILE *out)
+{
+    fprintf (out,
+             "usage: aigw-edge [--config FILE] [--listen ADDR] [--broker EP] [--verbose] [--help]\n"
+             "  --config FILE  ZPL config (default " S_DEFAULT_CONFIG " if it exists)\n"
+             "  --listen ADDR  HTTP listen address, e.g. 127.0.0.1:8080 (overrides edge/listen)\n"
+             "  --broker EP    broker frontend, e.g. tcp://127.0.0.1:5555 (overrides edge/broker)\n"
+             "  --verbose      debug logging\n"
+             "  --help         this text\n");
+}
+
+//  Returns 0 to run, 1 to exit 0 (help), 2 on a usage error.
+static int s_parse_args (int argc, char **argv, s_opts_t *o)
+{
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        bool has_value = i + 1 < argc;
+        if (strcmp (a, "--help") == 0 || strcmp (a, "-h") == 0) {
+            s_usage (stdout);
+            return 1;
+        }
+        if (strcmp (a, "--verbose") == 0 || strcmp (a, "-v") == 0)
+            o->verbose = true;
+        else
+        if (strcmp (a, "--config") == 0 && has_value)
+            o->config = argv[++i];
+        else
+        if (strcmp (a, "--listen") == 0 && has_value)
+            o->listen = argv[++i];
+        else
+        if (strcmp (a, "--broker") == 0 && has_value)
+            o->broker = argv[++i];
+        else {
+            fprintf (stderr, "aigw-edge: bad argument '%s'\n", a);
+            s_usage (stderr);
+            return 2;
+        }
+    }
+    return 0;
+}
+
+static cfg_t *s_load_config (const s_opts_t *o)
+{
+    char err[512] = "";
+    cfg_t *cfg = NULL;
+    if (o->config)
+        cfg = cfg_load (o->config, err, sizeof err);
+    else
+    if (access (S_DEFAULT_CONFIG, R_OK) == 0)
+        cfg = cfg_load (S_DEFAULT_CONFIG, err, sizeof err);
+    else
+        cfg = cfg_defaults ();
+    if (!cfg) {
+        fprintf (stderr, "aigw-edge: %s\n", err[0] ? err : "cannot load config");
+        return NULL;
+    }
+    if (o->listen)
+        snprintf (cfg->edge.listen, sizeof cfg->edge.listen, "%s", o->listen);
+    if (o->broker)
+        snprintf (cfg->edge.broker, sizeof cfg->edge.broker, "%s", o->broker);
+    return cfg;
+}
+
+static void s_log_url (const cfg_t *cfg, edge_http_t *http)
+{
+    char host[CFG_STR_MAX];
+    snprintf (host, sizeof host, "%s", cfg->edge.listen);
+    host[strcspn (host, ",")] = 0;
+    char *colon = strrchr (host, ':');
+    if (colon)
+        *colon = 0;
+    else
+        snprintf (host, sizeof host, "0.0.0.0");
+    log_info ("listening on http://%s:%d (broker %s, %u threads, max body %llu bytes)", host,
+              edge_http_port (http), cfg->edge.broker, cfg->edge.threads,
+              (unsigned long long) cfg->edge.max_body);
+}
+
+static void s_log_stats (edge_link_t *link, edge_http_t *http)
+{
+    edge_link_stats_t ls;
+    edge_http_stats_t hs;
+    edge_link_stats (link, &ls);
+    edge_http_stats (http, &hs);
+    log_info ("requests=%llu 2xx=%llu 4xx=%llu 5xx=%llu edge_timeouts=%llu submitted=%llu "
+              "unrouted=%llu late_discarded=%llu bad=%llu reconnects=%llu",
+              (unsigned long long) hs.requests, (unsigned long long) hs.status_2xx,
+              (unsigned long long) hs.status_4xx, (unsigned long long) hs.status_5xx,
+              (unsigned long long) hs.timeouts, (unsigned long long) ls.submitted,
+              (unsigned long long) ls.unrouted, (unsigned long long) ls.late_discarded,
+              (unsigned long long) ls.bad_messages, (unsigned long long) ls.reconnects);
+}
+
+static void s_wait_idle (edge_http_t *http, sigset_t *sigs, int max_ms)
+{
+    struct timespec tick = { 0, 10 * 1000 * 1000 };
+    for (int waited = 0; waited < max_ms && edge_http_in_flight (http) > 0; waited += 10)
+        if (sigs && sigtimedwait (sigs, NULL, &tick) > 0)
+            break;
+        else
+        if (!sigs)
+            nanosleep (&tick, NULL);
+}
+
+//  Let jobs in flight finish (new ones get 503) for up to S_DRAIN_MS (a second
+//  signal ends the wait), then answer the rest with 503 before civetweb stops
+//  (once it stops it writes nothing more).
+static void s_drain (edge_http_t *http, edge_link_t *link, sigset_t *sigs)
+{
+    edge_http_drain (http);
+    int n = edge_http_in_flight (http);
+    if (n == 0)
+        return;
+    log_info ("waiting up to %d ms for %d requests in flight (signal again to stop now)",
+              S_DRAIN_MS, n);
+    s_wait_idle (http, sigs, S_DRAIN_MS);
+    n = edge_http_in_flight (http);
+    if (n == 0)
+        return;
+    log_info ("answering %d requests still in flight with 503", n);
+    edge_link_fail_all (link, "the edge is shutting down");
+    s_wait_idle (http, NULL, 1000);
+}
+
+//  Run until SIGINT/SIGTERM. Signals are blocked in every thread and taken here
+//  with sigwait, so no handler runs inside civetweb or zmq threads.
+static int s_run (const cfg_t *cfg, sigset_t *sigs)
+{
+    edge_link_t *link = edge_link_new (cfg);
+    if (!link) {
+        log_error ("cannot start the broker link to %s", cfg->edge.broker);
+        return 1;
+    }
+    edge_http_t *http = edge_http_new (cfg, link);
+    if (!http) {
+        edge_link_destroy (&link);
+        return 1;
+    }
+    s_log_url (cfg, http);
+    int sig = 0;
+    sigwait (sigs, &sig);
+    log_info ("signal %d: shutting down", sig);
+    s_drain (http, link, sigs);
+    s_log_stats (link, http);
+    edge_http_destroy (&http);      // joins handler threads: their sockets close first
+    edge_link_destroy (&link);
+    return 0;
+}
+
+int main (int argc, char **argv)
+{
+    s_opts_t opts = { 0 };
+    int rc = s_parse_args (argc, argv, &opts);
+    if (rc)
+        return rc == 1 ? 0 : 2;
+    log_init ("edge", opts.verbose ? LOG_LVL_DEBUG : LOG_LVL_INFO);
+    zsys_handler_set (NULL);
+    cfg_t *cfg = s_load_config (&opts);
+    if (!cfg)
+        return 2;
+    sigset_t sigs;
+    sigemptyset (&sigs);
+    sigaddset (&sigs, SIGINT);
+    sigaddset (&sigs, SIGTERM);
+    pthread_sigmask (SIG_BLOCK, &sigs, NULL);
+    signal (SIGPIPE, SIG_IGN);
+    mg_init_library (MG_FEATURES_DEFAULT);
+    rc = s_run (cfg, &sigs);
+    mg_exit_library ();
+    cfg_destroy (&cfg);
+    return rc;
+}

@@ -1,0 +1,382 @@
+// HTTP reply bodies for the edge: success, OpenAI errors, models list (pure logic).
+#include "response.h"
+
+#include <cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define S_MESSAGE_MAX 1024
+
+int edge_status_of (Aigw__ErrorCode code)
+{
+    switch (code) {
+        case AIGW__ERROR_CODE__ERR_BAD_REQUEST:   return 400;
+        case AIGW__ERROR_CODE__ERR_UNKNOWN_MODEL: return 404;
+        case AIGW__ERROR_CODE__ERR_OVERLOADED:    return 429;
+        case AIGW__ERROR_CODE__ERR_UPSTREAM:
+        case AIGW__ERROR_CODE__ERR_WORKER_LOST:
+        case AIGW__ERROR_CODE__ERR_TTFT:          return 502;
+        case AIGW__ERROR_CODE__ERR_UNAVAILABLE:   return 503;
+        case AIGW__ERROR_CODE__ERR_TIMEOUT:       return 504;
+        case AIGW__ERROR_CODE__ERR_CANCELLED:     return 499;
+        default:                                  return 500;
+    }
+}
+
+const char *edge_error_type (int status)
+{
+    switch (status) {
+        case 429: return "rate_limit_error";
+        case 499: return "cancelled";
+        case 500: return "server_error";
+        case 502: return "upstream_error";
+        case 503: return "service_unavailable";
+        case 504: return "timeout_error";
+    }
+    return status >= 500 ? "server_error" : "invalid_request_error";
+}
+
+const char *edge_error_code_name (Aigw__ErrorCode code)
+{
+    switch (code) {
+        case AIGW__ERROR_CODE__ERR_NONE:          return "none";
+        case AIGW__ERROR_CODE__ERR_BAD_REQUEST:   return "bad_request";
+        case AIGW__ERROR_CODE__ERR_UNKNOWN_MODEL: return "model_not_found";
+        case AIGW__ERROR_CODE__ERR_OVERLOADED:    return "overloaded";
+        case AIGW__ERROR_CODE__ERR_UPSTREAM:      return "upstream_error";
+        case AIGW__ERROR_CODE__ERR_UNAVAILABLE:   return "unavailable";
+        case AIGW__ERROR_CODE__ERR_TIMEOUT:       return "timeout";
+        case AIGW__ERROR_CODE__ERR_CANCELLED:     return "cancelled";
+        case AIGW__ERROR_CODE__ERR_INTERNAL:      return "internal_error";
+        case AIGW__ERROR_CODE__ERR_TTFT:          return "ttft_timeout";
+        case AIGW__ERROR_CODE__ERR_WORKER_LOST:   return "worker_lost";
+        default:                                  return "internal_error";
+    }
+}
+
+static const char *s_outcome_name (Aigw__Outcome o)
+{
+    switch (o) {
+        case AIGW__OUTCOME__OUTCOME_WON:       return "won";
+        case AIGW__OUTCOME__OUTCOME_CANCELLED: return "cancelled";
+        case AIGW__OUTCOME__OUTCOME_FAILED:    return "failed";
+        case AIGW__OUTCOME__OUTCOME_RUNNING:   return "running";
+        default:                               return "pending";
+    }
+}
+
+static void s_add_ms (cJSON *obj, const char *key, bool has, uint64_t us)
+{
+    if (has)
+        cJSON_AddNumberToObject (obj, key, (double) us / 1000.0);
+    else
+        cJSON_AddNullToObject (obj, key);
+}
+
+static void s_add_str (cJSON *obj, const char *key, const char *value)
+{
+    if (value && value[0])
+        cJSON_AddStringToObject (obj, key, value);
+    else
+        cJSON_AddNullToObject (obj, key);
+}
+
+//  The attempt's failure reason: its text if any, else its code name, else null.
+static const char *s_attempt_error (const Aigw__AttemptInfo *a)
+{
+    if (a->reason && a->reason[0])
+        return a->reason;
+    if (a->has_error && a->error != AIGW__ERROR_CODE__ERR_NONE)
+        return edge_error_code_name (a->error);
+    return NULL;
+}
+
+static cJSON *s_attempt_json (const Aigw__AttemptInfo *a)
+{
+    cJSON *o = cJSON_CreateObject ();
+    if (!o)
+        return NULL;
+    s_add_str (o, "model", a->target);
+    cJSON_AddStringToObject (o, "outcome", s_outcome_name (a->outcome));
+    s_add_str (o, "worker", a->worker);
+    s_add_ms (o, "started_ms", a->has_started_us, a->started_us);
+    s_add_ms (o, "first_token_ms", a->has_first_token_us, a->first_token_us);
+    s_add_ms (o, "finished_ms", a->has_finished_us, a->finished_us);
+    s_add_str (o, "error", s_attempt_error (a));
+    return o;
+}
+
+//  {"winner", "policy", "latency_ms", "attempts": [...]}; caller owns the result.
+static cJSON *s_aigw_json (const char *winner, cfg_policy_t policy, bool has_latency,
+                           uint64_t latency_us, Aigw__AttemptInfo **attempts, size_t n)
+{
+    cJSON *o = cJSON_CreateObject ();
+    if (!o)
+        return NULL;
+    s_add_str (o, "winner", winner);
+    cJSON_AddStringToObject (o, "policy", cfg_policy_name (policy));
+    s_add_ms (o, "latency_ms", has_latency, latency_us);
+    cJSON *arr = cJSON_AddArrayToObject (o, "attempts");
+    for (size_t i = 0; arr && i < n; i++) {
+        cJSON *a = attempts[i] ? s_attempt_json (attempts[i]) : NULL;
+        if (a)
+            cJSON_AddItemToArray (arr, a);
+    }
+    return o;
+}
+
+//  Print root into the reply body and free root. Returns 0 / -1.
+static int s_finish (edge_reply_t *reply, int status, cJSON *root)
+{
+    char *text = root ? cJSON_PrintUnformatted (root) : NULL;
+    cJSON_Delete (root);
+    if (!text)
+        return -1;
+    reply->status = status;
+    reply->body = text;
+    reply->len = strlen (text);
+    return 0;
+}
+
+static cJSON *s_error_root (int status, const char *code, const char *message)
+{
+    cJSON *root = cJSON_CreateObject ();
+    cJSON *e = root ? cJSON_AddObjectToObject (root, "error") : NULL;
+    if (!e) {
+        cJSON_Delete (root);
+        return NULL;
+    }
+    cJSON_AddStringToObject (e, "message", message ? message : "");
+    cJSON_AddStringToObject (e, "type", edge_error_type (status));
+    cJSON_AddStringToObject (e, "code", code ? code : "error");
+    return root;
+}
+
+void edge_reply_reset (edge_reply_t *reply)
+{
+    if (!reply)
+        return;
+    free (reply->body);
+    memset (reply, 0, sizeof *reply);
+}
+
+int edge_reply_simple (edge_reply_t *reply, int status, const char *code, const char *message)
+{
+    memset (reply, 0, sizeof *reply);
+    return s_finish (reply, status, s_error_root (status, code, message));
+}
+
+//  Copy a header-safe version of name (printable ASCII, no spaces) into dst.
+static void s_header_value (char *dst, size_t size, const char *name)
+{
+    size_t o = 0;
+    for (const char *p = name ? name : ""; *p && o + 1 < size; p++)
+        if (*p > 0x20 && *p < 0x7f)
+            dst[o++] = *p;
+    dst[o] = 0;
+}
+
+//  Locate the outer braces of a JSON object text. Returns 0 and sets *close (index
+//  of the final '}') and *empty (nothing between the braces), or -1.
+static int s_object_span (const char *s, size_t len, size_t *close, bool *empty)
+{
+    size_t a = 0, b = len;
+    while (a < len && (s[a] == ' ' || s[a] == '\t' || s[a] == '\r' || s[a] == '\n'))
+        a++;
+    while (b > a && (s[b - 1] == ' ' || s[b - 1] == '\t' || s[b - 1] == '\r'
+                     || s[b - 1] == '\n' || s[b - 1] == 0))
+        b--;
+    if (b - a < 2 || s[a] != '{' || s[b - 1] != '}')
+        return -1;
+    size_t i = a + 1;
+    while (i < b - 1 && (s[i] == ' ' || s[i] == '\t' || s[i] == '\r' || s[i] == '\n'))
+        i++;
+    *close = b - 1;
+    *empty = i == b - 1;
+    return 0;
+}
+
+//  Splice ,"aigw":{...} before the final brace of the upstream object (no reparse).
+static int s_splice (edge_reply_t *reply, const char *json, size_t len, size_t close,
+                     bool empty, const char *aigw)
+{
+    static const char key[] = "\"aigw\":";
+    size_t alen = strlen (aigw);
+    size_t total = close + (empty ? 0 : 1) + (sizeof key - 1) + alen + 1;
+    char *out = malloc (total + 1);
+    if (!out)
+        return -1;
+    size_t o = 0;
+    memcpy (out, json, close);
+    o = close;
+    if (!empty)
+        out[o++] = ',';
+    memcpy (out + o, key, sizeof key - 1);
+    o += sizeof key - 1;
+    memcpy (out + o, aigw, alen);
+    o += alen;
+    out[o++] = '}';
+    out[o] = 0;
+    reply->body = out;
+    reply->len = o;
+    return 0;
+}
+
+int edge_reply_result (edge_reply_t *reply, const Aigw__Result *res, cfg_policy_t policy)
+{
+    memset (reply, 0, sizeof *reply);
+    const char *json = res->has_response_json ? (const char *) res->response_json.data : NULL;
+    size_t len = res->has_response_json ? res->response_json.len : 0;
+    size_t close = 0;
+    bool empty = false;
+    if (!json || s_object_span (json, len, &close, &empty))
+        return edge_reply_simple (reply, 502, "bad_upstream_response",
+                                  "the winning upstream answer is not a JSON object");
+    cJSON *aigw = s_aigw_json (res->model, policy, res->has_latency_us, res->latency_us,
+                               res->attempts, res->n_attempts);
+    char *text = aigw ? cJSON_PrintUnformatted (aigw) : NULL;
+    cJSON_Delete (aigw);
+    if (!text)
+        return -1;
+    int rc = s_splice (reply, json, len, close, empty, text);
+    free (text);
+    if (rc)
+        return -1;
+    reply->status = 200;
+    s_header_value (reply->winner, sizeof reply->winner, res->model);
+    return 0;
+}
+
+//  Message for a failed job: the broker's text or a default, then failed attempts'
+//  reasons "(model: reason; ...)" so SDK users see them without reading "aigw".
+static void s_error_message (char *buf, size_t size, const Aigw__Error *e)
+{
+    const char *base = e->message && e->message[0] ? e->message : NULL;
+    if (!base)
+        base = e->code == AIGW__ERROR_CODE__ERR_TIMEOUT ? "deadline exceeded"
+             : e->code == AIGW__ERROR_CODE__ERR_UNAVAILABLE ? "no worker available for the model"
+             : e->code == AIGW__ERROR_CODE__ERR_OVERLOADED ? "overloaded, try again later"
+             : "every upstream attempt failed";
+    int n = snprintf (buf, size, "%s", base);
+    size_t o = n < 0 ? 0 : (size_t) n < size ? (size_t) n : size - 1;
+    const char *sep = " (";
+    for (size_t i = 0; i < e->n_attempts && o + 8 < size; i++) {
+        const Aigw__AttemptInfo *a = e->attempts[i];
+        const char *why = a ? s_attempt_error (a) : NULL;
+        if (!why || a->outcome != AIGW__OUTCOME__OUTCOME_FAILED)
+            continue;
+        n = snprintf (buf + o, size - o, "%s%s: %s", sep, a->target ? a->target : "?", why);
+        o += n < 0 ? 0 : (size_t) n < size - o ? (size_t) n : size - o - 1;
+        sep = "; ";
+    }
+    if (sep[0] == ';' && o + 1 < size) {
+        buf[o++] = ')';
+        buf[o] = 0;
+    }
+}
+
+int edge_reply_error (edge_reply_t *reply, const Aigw__Error *e, cfg_policy_t policy)
+{
+    memset (reply, 0, sizeof *reply);
+    int status = edge_status_of (e->code);
+    char message[S_MESSAGE_MAX];
+    s_error_message (message, sizeof message, e);
+    cJSON *root = s_error_root (status, edge_error_code_name (e->code), message);
+    if (!root)
+        return -1;
+    if (e->n_attempts > 0) {
+        cJSON *aigw = s_aigw_json (NULL, policy, false, 0, e->attempts, e->n_attempts);
+        if (aigw)
+            cJSON_AddItemToObject (root, "aigw", aigw);
+    }
+    if (e->has_upstream_status)
+        cJSON_AddNumberToObject (cJSON_GetObjectItemCaseSensitive (root, "error"),
+                                 "upstream_status", e->upstream_status);
+    return s_finish (reply, status, root);
+}
+
+static cJSON *s_model_entry (const char *id, const char *kind, uint32_t workers)
+{
+    cJSON *o = cJSON_CreateObject ();
+    if (!o)
+        return NULL;
+    cJSON_AddStringToObject (o, "id", id);
+    cJSON_AddStringToObject (o, "object", "model");
+    cJSON_AddNumberToObject (o, "created", 0);
+    cJSON_AddStringToObject (o, "owned_by", "aigw");
+    cJSON *a = cJSON_AddObjectToObject (o, "aigw");
+    if (a) {
+        cJSON_AddStringToObject (a, "kind", kind);
+        cJSON_AddNumberToObject (a, "workers", workers);
+    }
+    return o;
+}
+
+//  Workers serving the group's live targets (0 = the group is not live).
+static uint32_t s_group_workers (const cfg_group_t *g, const edge_status_t *st)
+{
+    uint32_t sum = 0;
+    for (size_t t = 0; t < g->ntargets; t++) {
+        const edge_model_status_t *m = edge_status_model (st, g->targets[t]);
+        if (m)
+            sum += m->workers;
+    }
+    return sum;
+}
+
+int edge_reply_models (edge_reply_t *reply, const cfg_t *cfg, const edge_status_t *st)
+{
+    memset (reply, 0, sizeof *reply);
+    cJSON *root = cJSON_CreateObject ();
+    if (root)
+        cJSON_AddStringToObject (root, "object", "list");
+    cJSON *data = root ? cJSON_AddArrayToObject (root, "data") : NULL;
+    if (!data) {
+        cJSON_Delete (root);
+        return -1;
+    }
+    for (size_t i = 0; st && i < st->nmodels; i++) {
+        if (st->models[i].workers == 0)
+            continue;
+        cJSON *e = s_model_entry (st->models[i].name, "model", st->models[i].workers);
+        if (e)
+            cJSON_AddItemToArray (data, e);
+    }
+    for (size_t i = 0; st && i < cfg->ngroups; i++) {
+        uint32_t workers = s_group_workers (&cfg->groups[i], st);
+        cJSON *e = workers ? s_model_entry (cfg->groups[i].name, "group", workers) : NULL;
+        if (e)
+            cJSON_AddItemToArray (data, e);
+    }
+    return s_finish (reply, 200, root);
+}
+
+int edge_reply_pairs (edge_reply_t *reply, int status, const char *const *pairs, size_t n)
+{
+    memset (reply, 0, sizeof *reply);
+    cJSON *root = cJSON_CreateObject ();
+    for (size_t i = 0; root && i < n; i++)
+        cJSON_AddStringToObject (root, pairs[2 * i], pairs[2 * i + 1] ? pairs[2 * i + 1] : "");
+    return s_finish (reply, status, root);
+}
+
+int edge_reply_ready (edge_reply_t *reply, bool link_up, const edge_status_t *st,
+                      const char *broker_ep)
+{
+    memset (reply, 0, sizeof *reply);
+    bool ready = link_up && st && st->workers > 0;
+    cJSON *root = cJSON_CreateObject ();
+    if (!root)
+        return -1;
+    cJSON_AddStringToObject (root, "status", ready ? "ready" : "unavailable");
+    if (!link_up)
+        cJSON_AddStringToObject (root, "reason", "the broker is not answering");
+    else
+    if (!ready)
+        cJSON_AddStringToObject (root, "reason", "no worker is registered at the broker");
+    cJSON_AddStringToObject (root, "broker", broker_ep ? broker_ep : "");
+    cJSON_AddNumberToObject (root, "workers", link_up && st ? st->workers : 0);
+    cJSON_AddNumberToObject (root, "models", link_up && st ? (double) st->nmodels : 0);
+    return s_finish (reply, ready ? 200 : 503, root);
+}

@@ -1,0 +1,55 @@
+// HTTP reply bodies: the success body (upstream JSON plus an "aigw" object), OpenAI
+// error bodies, the /v1/models list, and the ErrorCode -> HTTP status mapping.
+#ifndef AIGW_EDGE_RESPONSE_H
+#define AIGW_EDGE_RESPONSE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "config.h"
+#include "status.h"
+#include "aigw.pb-c.h"
+
+typedef struct {
+    int status;                         // HTTP status
+    char *body;                         // JSON, owned; free with edge_reply_reset
+    size_t len;
+    char winner[CFG_NAME_MAX];          // x-aigw-winner value ("" = no header)
+} edge_reply_t;
+
+//  HTTP status for a broker error code (docs/protocol.md); 500 for unknown codes.
+int edge_status_of (Aigw__ErrorCode code);
+
+//  OpenAI error "type" for an HTTP status, e.g. "invalid_request_error".
+const char *edge_error_type (int status);
+
+//  Short name of an error code for bodies and logs ("timeout", "upstream_error", ...).
+const char *edge_error_code_name (Aigw__ErrorCode code);
+
+//  Build the 200 reply from a RESULT: response_json with an "aigw" object added.
+//  A response_json that is not a JSON object yields a 502 reply instead.
+//  Returns 0, or -1 when out of memory (reply is then empty).
+int edge_reply_result (edge_reply_t *reply, const Aigw__Result *res, cfg_policy_t policy);
+
+//  Build an error reply from a broker ERROR, with each attempt listed in "aigw".
+int edge_reply_error (edge_reply_t *reply, const Aigw__Error *err, cfg_policy_t policy);
+
+//  Build an OpenAI error reply decided by the edge itself (no attempts).
+int edge_reply_simple (edge_reply_t *reply, int status, const char *code, const char *message);
+
+//  Build the /v1/models list: models with a live worker and groups with at least
+//  one live target. status may be NULL (nothing is live).
+int edge_reply_models (edge_reply_t *reply, const cfg_t *cfg, const edge_status_t *status);
+
+//  Build the /readyz reply: 200 when the broker answered recently (link_up) and at
+//  least one worker is registered, else 503 with the reason.
+int edge_reply_ready (edge_reply_t *reply, bool link_up, const edge_status_t *status,
+                      const char *broker_ep);
+
+//  Build a small JSON object reply {key: value, ...} from string pairs (n pairs).
+int edge_reply_pairs (edge_reply_t *reply, int status, const char *const *pairs, size_t n);
+
+//  Free the body; safe on a zeroed or already reset reply.
+void edge_reply_reset (edge_reply_t *reply);
+
+#endif

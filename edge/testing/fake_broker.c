@@ -1,0 +1,369 @@
+// Scripted fake broker (frontend side only) for edge tests: answers PING, SUBMIT, CANCEL.
+#include "fake_broker.h"
+#include "wire.h"
+#include "aclock.h"
+#include "aigw.pb-c.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zmq.h>
+
+#define S_HELD_MAX 1024
+#define S_TICK_MS 5
+
+typedef struct {
+    uint8_t id[WIRE_ID_MAX];
+    size_t id_len;
+    uint64_t job_id;
+    int64_t due_ms;                     // 0 = until released
+    char target[128];
+    char targets[512];
+} s_held_t;
+
+struct _fake_broker_t {
+    void *ctx;
+    void *router;
+    pthread_t thread;
+    char endpoint[256];
+    char models[1024];
+    uint32_t workers;
+    _Atomic bool stop;
+    _Atomic bool silent;
+    _Atomic bool release;
+    _Atomic uint32_t slow_ms;
+    pthread_mutex_t lock;               // guards stats and last
+    fake_broker_stats_t stats;
+    fake_broker_job_t last;
+    s_held_t held[S_HELD_MAX];          // thread only
+    size_t nheld;
+};
+
+static void s_pong (fake_broker_t *self, wire_msg_t *m)
+{
+    char buf[1024];
+    snprintf (buf, sizeof buf, "%s", self->models);
+    Aigw__ModelStatus ms[32];
+    Aigw__ModelStatus *ptrs[32];
+    size_t n = 0;
+    for (char *p = buf; *p && n < 32;) {
+        size_t len = strcspn (p, ",");
+        bool last = p[len] == 0;
+        p[len] = 0;
+        aigw__model_status__init (&ms[n]);
+        ms[n].name = p;
+        ms[n].has_workers = true;
+        ms[n].workers = self->workers;
+        ptrs[n] = &ms[n];
+        n++;
+        if (last)
+            break;
+        p += len + 1;
+    }
+    Aigw__BrokerStatus st = AIGW__BROKER_STATUS__INIT;
+    st.n_models = n;
+    st.models = ptrs;
+    st.has_workers = true;
+    st.workers = n ? self->workers : 0;
+    st.broker_id = "fake-broker";
+    wire_send (self->router, m->id, m->id_len, WIRE_SIDE_CLIENT, WIRE_C_PONG, &st.base, NULL);
+    pthread_mutex_lock (&self->lock);
+    self->stats.pings++;
+    pthread_mutex_unlock (&self->lock);
+}
+
+//  One attempt summary per target: the first gets `first`, the others `rest`.
+static size_t s_attempts (const char *targets, Aigw__AttemptInfo *infos, Aigw__AttemptInfo **ptrs,
+                          char names[][128], Aigw__Outcome first, Aigw__Outcome rest,
+                          const char *reason)
+{
+    size_t n = 0;
+    for (const char *p = targets; *p && n < 16;) {
+        size_t len = strcspn (p, ",");
+        snprintf (names[n], 128, "%.*s", (int) len, p);
+        aigw__attempt_info__init (&infos[n]);
+        infos[n].attempt_id = n + 1;
+        infos[n].target = names[n];
+        infos[n].outcome = n == 0 ? first : rest;
+        infos[n].worker = "fake-worker-1";
+        infos[n].has_started_us = true;
+        infos[n].started_us = 100 + 50 * n;
+        infos[n].has_finished_us = true;
+        infos[n].finished_us = 1500 + 10 * n;
+        if (reason && infos[n].outcome == AIGW__OUTCOME__OUTCOME_FAILED) {
+            infos[n].has_error = true;
+            infos[n].error = AIGW__ERROR_CODE__ERR_UPSTREAM;
+            infos[n].reason = (char *) reason;
+        }
+        ptrs[n] = &infos[n];
+        n++;
+        p += len;
+        if (*p == ',')
+            p++;
+    }
+    return n;
+}
+
+static void s_result (fake_broker_t *self, const uint8_t *id, size_t id_len, uint64_t job_id,
+                      const char *target, const char *targets, bool json)
+{
+    char body[1024];
+    if (json)
+        snprintf (body, sizeof body,
+                  "{\"id\":\"chatcmpl-fake-%llu\",\"object\":\"chat.completion\",\"created\":0,"
+                  "\"model\":\"%s\",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\","
+                  "\"content\":\"Hello from %s.\"},\"finish_reason\":\"stop\"}],"
+                  "\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":4,\"total_tokens\":7}}",
+                  (unsigned long long) job_id, target, target);
+    else
+        snprintf (body, sizeof body, "not json");
+    Aigw__AttemptInfo infos[16];
+    Aigw__AttemptInfo *ptrs[16];
+    char names[16][128];
+    Aigw__Result r = AIGW__RESULT__INIT;
+    r.job_id = job_id;
+    r.model = (char *) target;
+    r.has_response_json = true;
+    r.response_json.data = (uint8_t *) body;
+    r.response_json.len = strlen (body);
+    r.n_attempts = s_attempts (targets, infos, ptrs, names, AIGW__OUTCOME__OUTCOME_WON,
+                               AIGW__OUTCOME__OUTCOME_CANCELLED, NULL);
+    r.attempts = ptrs;
+    r.has_latency_us = true;
+    r.latency_us = 2000;
+    wire_send (self->router, id, id_len, WIRE_SIDE_CLIENT, WIRE_C_RESULT, &r.base, NULL);
+}
+
+static void s_error (fake_broker_t *self, const uint8_t *id, size_t id_len, uint64_t job_id,
+                     Aigw__ErrorCode code, const char *targets)
+{
+    Aigw__AttemptInfo infos[16];
+    Aigw__AttemptInfo *ptrs[16];
+    char names[16][128];
+    Aigw__Error e = AIGW__ERROR__INIT;
+    e.job_id = job_id;
+    e.code = code;
+    bool failed = code == AIGW__ERROR_CODE__ERR_UPSTREAM;
+    e.message = code == AIGW__ERROR_CODE__ERR_CANCELLED ? "cancelled by the client" : NULL;
+    if (code != AIGW__ERROR_CODE__ERR_CANCELLED && targets) {
+        e.n_attempts = s_attempts (targets, infos, ptrs, names,
+                                   failed ? AIGW__OUTCOME__OUTCOME_FAILED : AIGW__OUTCOME__OUTCOME_CANCELLED,
+                                   failed ? AIGW__OUTCOME__OUTCOME_FAILED : AIGW__OUTCOME__OUTCOME_CANCELLED,
+                                   failed ? "upstream returned HTTP 500" : NULL);
+        e.attempts = ptrs;
+    }
+    wire_send (self->router, id, id_len, WIRE_SIDE_CLIENT, WIRE_C_ERROR, &e.base, NULL);
+}
+
+static void s_record (fake_broker_t *self, const Aigw__Job *job, wire_msg_t *m, char *targets,
+                      size_t size)
+{
+    size_t o = 0;
+    targets[0] = 0;
+    for (size_t i = 0; i < job->n_targets && o + 1 < size; i++) {
+        int n = snprintf (targets + o, size - o, "%s%s", i ? "," : "", job->targets[i]);
+        o += n > 0 ? (size_t) n : 0;
+    }
+    pthread_mutex_lock (&self->lock);
+    self->stats.submits++;
+    fake_broker_job_t *l = &self->last;
+    memset (l, 0, sizeof *l);
+    l->job_id = job->job_id;
+    snprintf (l->targets, sizeof l->targets, "%s", targets);
+    l->policy = job->has_policy ? (int) job->policy : 0;
+    l->has_hedge = job->has_hedge_delay_ms;
+    l->hedge_delay_ms = job->hedge_delay_ms;
+    l->deadline_ms = job->has_deadline_ms ? job->deadline_ms : 0;
+    l->ttft_timeout_ms = job->has_ttft_timeout_ms ? job->ttft_timeout_ms : 0;
+    if (m->has_payload) {
+        size_t n = zmq_msg_size (&m->payload);
+        n = n < sizeof l->payload - 1 ? n : sizeof l->payload - 1;
+        memcpy (l->payload, zmq_msg_data (&m->payload), n);
+    }
+    pthread_mutex_unlock (&self->lock);
+}
+
+static void s_hold (fake_broker_t *self, wire_msg_t *m, uint64_t job_id, const char *target,
+                    const char *targets, int64_t due)
+{
+    if (self->nheld == S_HELD_MAX)
+        return;
+    s_held_t *h = &self->held[self->nheld++];
+    memcpy (h->id, m->id, m->id_len);
+    h->id_len = m->id_len;
+    h->job_id = job_id;
+    h->due_ms = due;
+    snprintf (h->target, sizeof h->target, "%s", target);
+    snprintf (h->targets, sizeof h->targets, "%s", targets);
+}
+
+static bool s_prefix (const char *s, const char *p)
+{
+    return strncmp (s, p, strlen (p)) == 0;
+}
+
+static void s_submit (fake_broker_t *self, wire_msg_t *m)
+{
+    Aigw__Job *job = (Aigw__Job *) wire_unpack (&aigw__job__descriptor, &m->body);
+    if (!job)
+        return;
+    char targets[512];
+    s_record (self, job, m, targets, sizeof targets);
+    const char *t = job->n_targets ? job->targets[0] : "";
+    if (s_prefix (t, "never"))
+        s_hold (self, m, job->job_id, t, targets, 0);
+    else
+    if (s_prefix (t, "slow"))
+        s_hold (self, m, job->job_id, t, targets, aclock_now_ms () + atomic_load (&self->slow_ms));
+    else
+    if (s_prefix (t, "fail"))
+        s_error (self, m->id, m->id_len, job->job_id, AIGW__ERROR_CODE__ERR_UPSTREAM, targets);
+    else
+    if (s_prefix (t, "busy"))
+        s_error (self, m->id, m->id_len, job->job_id, AIGW__ERROR_CODE__ERR_OVERLOADED, targets);
+    else
+    if (s_prefix (t, "timeout"))
+        s_error (self, m->id, m->id_len, job->job_id, AIGW__ERROR_CODE__ERR_TIMEOUT, targets);
+    else
+        s_result (self, m->id, m->id_len, job->job_id, t, targets, !s_prefix (t, "nojson"));
+    aigw__job__free_unpacked (job, NULL);
+}
+
+static void s_cancel (fake_broker_t *self, wire_msg_t *m)
+{
+    Aigw__JobRef *ref = (Aigw__JobRef *) wire_unpack (&aigw__job_ref__descriptor, &m->body);
+    if (!ref)
+        return;
+    for (size_t i = 0; i < self->nheld; i++)
+        if (self->held[i].job_id == ref->job_id && !memcmp (self->held[i].id, m->id, m->id_len)) {
+            self->held[i] = self->held[--self->nheld];
+            break;
+        }
+    s_error (self, m->id, m->id_len, ref->job_id, AIGW__ERROR_CODE__ERR_CANCELLED, NULL);
+    pthread_mutex_lock (&self->lock);
+    self->stats.cancels++;
+    pthread_mutex_unlock (&self->lock);
+    aigw__job_ref__free_unpacked (ref, NULL);
+}
+
+static void s_due (fake_broker_t *self)
+{
+    bool release = atomic_exchange (&self->release, false);
+    int64_t now = aclock_now_ms ();
+    for (size_t i = 0; i < self->nheld;) {
+        s_held_t *h = &self->held[i];
+        if ((h->due_ms && h->due_ms <= now) || (!h->due_ms && release)) {
+            s_result (self, h->id, h->id_len, h->job_id, h->target, h->targets, true);
+            *h = self->held[--self->nheld];
+        }
+        else
+            i++;
+    }
+    pthread_mutex_lock (&self->lock);
+    self->stats.held = self->nheld;
+    pthread_mutex_unlock (&self->lock);
+}
+
+static void *s_run (void *arg)
+{
+    fake_broker_t *self = arg;
+    while (!atomic_load (&self->stop)) {
+        zmq_pollitem_t item = { self->router, 0, ZMQ_POLLIN, 0 };
+        zmq_poll (&item, 1, S_TICK_MS);
+        wire_msg_t m;
+        int rc;
+        while ((rc = wire_recv (self->router, true, &m)) != -1) {
+            if (rc == -2)
+                continue;
+            if (!atomic_load (&self->silent)) {
+                if (m.cmd == WIRE_C_PING)
+                    s_pong (self, &m);
+                else
+                if (m.cmd == WIRE_C_SUBMIT)
+                    s_submit (self, &m);
+                else
+                if (m.cmd == WIRE_C_CANCEL)
+                    s_cancel (self, &m);
+            }
+            wire_msg_close (&m);
+        }
+        if (!atomic_load (&self->silent))
+            s_due (self);
+    }
+    return NULL;
+}
+
+fake_broker_t *fake_broker_new (const char *endpoint, const char *models, uint32_t workers)
+{
+    fake_broker_t *self = calloc (1, sizeof *self);
+    if (!self)
+        return NULL;
+    pthread_mutex_init (&self->lock, NULL);
+    snprintf (self->models, sizeof self->models, "%s", models ? models : "");
+    self->workers = workers;
+    atomic_init (&self->slow_ms, 200);
+    self->ctx = zmq_ctx_new ();
+    self->router = zmq_socket (self->ctx, ZMQ_ROUTER);
+    wire_setup_socket (self->router, true, 8 << 20);
+    size_t len = sizeof self->endpoint;
+    if (zmq_bind (self->router, endpoint)
+        || zmq_getsockopt (self->router, ZMQ_LAST_ENDPOINT, self->endpoint, &len)
+        || pthread_create (&self->thread, NULL, s_run, self)) {
+        zmq_close (self->router);
+        zmq_ctx_term (self->ctx);
+        pthread_mutex_destroy (&self->lock);
+        free (self);
+        return NULL;
+    }
+    return self;
+}
+
+void fake_broker_destroy (fake_broker_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    fake_broker_t *self = *self_p;
+    *self_p = NULL;
+    atomic_store (&self->stop, true);
+    pthread_join (self->thread, NULL);
+    zmq_close (self->router);
+    zmq_ctx_term (self->ctx);
+    pthread_mutex_destroy (&self->lock);
+    free (self);
+}
+
+const char *fake_broker_endpoint (fake_broker_t *self)
+{
+    return self->endpoint;
+}
+
+void fake_broker_set_silent (fake_broker_t *self, bool silent)
+{
+    atomic_store (&self->silent, silent);
+}
+
+void fake_broker_set_slow_ms (fake_broker_t *self, uint32_t ms)
+{
+    atomic_store (&self->slow_ms, ms);
+}
+
+void fake_broker_release (fake_broker_t *self)
+{
+    atomic_store (&self->release, true);
+}
+
+void fake_broker_stats (fake_broker_t *self, fake_broker_stats_t *out)
+{
+    pthread_mutex_lock (&self->lock);
+    *out = self->stats;
+    pthread_mutex_unlock (&self->lock);
+}
+
+void fake_broker_last_job (fake_broker_t *self, fake_broker_job_t *out)
+{
+    pthread_mutex_lock (&self->lock);
+    *out = self->last;
+    pthread_mutex_unlock (&self->lock);
+}

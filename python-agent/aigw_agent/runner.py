@@ -1,0 +1,33 @@
+"""The agent process: one Client (sub-jobs) and one WorkerBase (serving the strategies)."""
+from __future__ import annotations
+
+import zmq.asyncio
+
+from .agents import build_services
+from .client import Client
+from .config import AgentConfig
+from .worker import WorkerBase
+
+
+class Agent:
+    """Client + worker wired from an AgentConfig; run() serves until cancelled."""
+
+    def __init__(self, cfg: AgentConfig, context: zmq.asyncio.Context | None = None):
+        self.cfg = cfg
+        self.client = Client(cfg.frontend, context=context, max_frame=cfg.max_frame,
+                             default_deadline_ms=cfg.deadline_ms)
+        self.worker = WorkerBase(cfg.backend, build_services(cfg, self.client),
+                                 worker_id=cfg.worker_id, capacity=cfg.capacity,
+                                 heartbeat_ms=cfg.heartbeat_ms, liveness=cfg.liveness,
+                                 max_frame=cfg.max_frame, context=context)
+
+    async def run(self) -> None:
+        try:
+            await self.worker.run()
+        finally:
+            await self.client.close()
+
+
+async def run_agent(cfg: AgentConfig, context: zmq.asyncio.Context | None = None) -> None:
+    """Serve the agent strategies until cancelled (a fixture can run this as a task)."""
+    await Agent(cfg, context).run()

@@ -1,0 +1,718 @@
+// In-process tests of the broker event loop over inproc://: the broker runs in a
+// thread, fake workers and clients are DEALER sockets in the test thread.
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <stdbool.h>
+#include <string.h>
+#include <pthread.h>
+#include <cmocka.h>
+#include <zmq.h>
+#ifdef AIGW_HAVE_MSGPACK
+#include <msgpack.h>
+#endif
+
+#include "aclock.h"
+#include "aigw.pb-c.h"
+#include "broker.h"
+#include "config.h"
+#include "wire.h"
+
+#define WAIT_MS 2000
+
+typedef struct {
+    void *ctx;
+    cfg_t *cfg;
+    broker_t *broker;
+    pthread_t thread;
+    int rc;
+    char fe[64], be[64], mx[64];
+    void *socks[8];
+    size_t nsocks;
+} fx_t;
+
+static int s_fx_seq;
+
+static void *s_run (void *arg)
+{
+    fx_t *fx = arg;
+    fx->rc = broker_run (fx->broker);
+    return NULL;
+}
+
+//  Start a broker with a 40 ms heartbeat; a worker silent for liveness beats is dead.
+static void s_start (fx_t *fx, int liveness)
+{
+    memset (fx, 0, sizeof *fx);
+    int seq = ++s_fx_seq;
+    snprintf (fx->fe, sizeof fx->fe, "inproc://fe-%d", seq);
+    snprintf (fx->be, sizeof fx->be, "inproc://be-%d", seq);
+    snprintf (fx->mx, sizeof fx->mx, "inproc://mx-%d", seq);
+    char text[1024];
+    snprintf (text, sizeof text,
+              "broker\n"
+              "    frontend = %s\n"
+              "    backend = %s\n"
+              "    metrics = %s\n"
+              "    heartbeat_ms = 40\n"
+              "    liveness = %d\n",
+              fx->fe, fx->be, fx->mx, liveness);
+    char err[256];
+    fx->cfg = cfg_parse (text, "test", err, sizeof err);
+    assert_non_null (fx->cfg);
+    fx->ctx = zmq_ctx_new ();
+    fx->broker = broker_new (fx->cfg, fx->ctx);
+    assert_non_null (fx->broker);
+    assert_int_equal (pthread_create (&fx->thread, NULL, s_run, fx), 0);
+}
+
+//  Stop the loop; counters are readable afterwards until s_destroy.
+static void s_stop (fx_t *fx)
+{
+    broker_stop (fx->broker);
+    pthread_join (fx->thread, NULL);
+    assert_int_equal (fx->rc, 0);
+}
+
+static void s_destroy (fx_t *fx)
+{
+    for (size_t i = 0; i < fx->nsocks; i++)
+        zmq_close (fx->socks[i]);
+    broker_destroy (&fx->broker);
+    cfg_destroy (&fx->cfg);
+    zmq_ctx_term (fx->ctx);
+}
+
+static void *s_dealer (fx_t *fx, const char *ep)
+{
+    void *s = zmq_socket (fx->ctx, ZMQ_DEALER);
+    assert_non_null (s);
+    wire_setup_socket (s, false, 0);
+    assert_int_equal (zmq_connect (s, ep), 0);
+    fx->socks[fx->nsocks++] = s;
+    return s;
+}
+
+//  Receive one message within timeout_ms; returns 0 or -1.
+static int s_recv (void *s, int timeout_ms, wire_msg_t *m)
+{
+    int64_t until = aclock_now_ms () + timeout_ms;
+    for (;;) {
+        int rc = wire_recv (s, false, m);
+        if (rc == 0)
+            return 0;
+        int64_t left = until - aclock_now_ms ();
+        if (left <= 0)
+            return -1;
+        zmq_pollitem_t it = { s, 0, ZMQ_POLLIN, 0 };
+        zmq_poll (&it, 1, (long) left);
+    }
+}
+
+//  Next non-heartbeat message for a worker; sends heartbeats while waiting.
+static int s_worker_recv (void *w, int timeout_ms, wire_msg_t *m)
+{
+    int64_t until = aclock_now_ms () + timeout_ms;
+    while (aclock_now_ms () < until) {
+        wire_send (w, NULL, 0, WIRE_SIDE_WORKER, WIRE_W_HEARTBEAT, NULL, NULL);
+        if (s_recv (w, 20, m) == 0) {
+            if (m->cmd != WIRE_W_HEARTBEAT)
+                return 0;
+            wire_msg_close (m);
+        }
+    }
+    return -1;
+}
+
+static void s_ready (void *w, const char *id, const char *model, uint32_t capacity)
+{
+    Aigw__WorkerHello h = AIGW__WORKER_HELLO__INIT;
+    char *models[] = { (char *) model };
+    h.worker_id = (char *) id;
+    h.n_models = 1;
+    h.models = models;
+    h.capacity = capacity;
+    assert_int_equal (wire_send (w, NULL, 0, WIRE_SIDE_WORKER, WIRE_W_READY, &h.base, NULL), 0);
+}
+
+static void s_submit_ex (void *c, uint64_t job_id, const char *t1, const char *t2,
+                         uint32_t deadline_ms, bool stream, const char *payload)
+{
+    Aigw__Job j = AIGW__JOB__INIT;
+    char *targets[] = { (char *) t1, (char *) t2 };
+    j.job_id = job_id;
+    j.n_targets = t1 ? (t2 ? 2 : 1) : 0;
+    j.targets = targets;
+    j.has_deadline_ms = deadline_ms > 0;
+    j.deadline_ms = deadline_ms;
+    j.has_stream = stream;
+    j.stream = stream;
+    assert_int_equal (wire_send_bytes (c, NULL, 0, WIRE_SIDE_CLIENT, WIRE_C_SUBMIT, &j.base,
+                                       payload, payload ? strlen (payload) : 0), 0);
+}
+
+static void s_submit (void *c, uint64_t job_id, const char *t1, const char *t2)
+{
+    s_submit_ex (c, job_id, t1, t2, 0, false, "{\"messages\":[]}");
+}
+
+static Aigw__Task *s_expect_task (void *w)
+{
+    wire_msg_t m;
+    assert_int_equal (s_worker_recv (w, WAIT_MS, &m), 0);
+    if (m.cmd != WIRE_W_TASK)
+        fail_msg ("expected TASK, got %s", wire_cmd_name (WIRE_SIDE_WORKER, m.cmd));
+    assert_true (m.has_payload);
+    assert_int_equal (zmq_msg_size (&m.payload), strlen ("{\"messages\":[]}"));
+    Aigw__Task *t = (Aigw__Task *) wire_unpack (&aigw__task__descriptor, &m.body);
+    assert_non_null (t);
+    wire_msg_close (&m);
+    return t;
+}
+
+static uint64_t s_expect_cancel (void *w)
+{
+    wire_msg_t m;
+    assert_int_equal (s_worker_recv (w, WAIT_MS, &m), 0);
+    assert_int_equal (m.cmd, WIRE_W_CANCEL);
+    Aigw__AttemptRef *r = (Aigw__AttemptRef *) wire_unpack (&aigw__attempt_ref__descriptor, &m.body);
+    assert_non_null (r);
+    uint64_t id = r->attempt_id;
+    protobuf_c_message_free_unpacked (&r->base, NULL);
+    wire_msg_close (&m);
+    return id;
+}
+
+static void s_result (void *w, const Aigw__Task *t, const char *json)
+{
+    Aigw__Result r = AIGW__RESULT__INIT;
+    Aigw__Usage u = AIGW__USAGE__INIT;
+    u.has_completion_tokens = true;
+    u.completion_tokens = 7;
+    r.job_id = t->job_id;
+    r.has_attempt_id = true;
+    r.attempt_id = t->attempt_id;
+    r.has_response_json = true;
+    r.response_json.data = (uint8_t *) json;
+    r.response_json.len = strlen (json);
+    r.usage = &u;
+    assert_int_equal (wire_send (w, NULL, 0, WIRE_SIDE_WORKER, WIRE_W_RESULT, &r.base, NULL), 0);
+}
+
+static void s_error (void *w, uint64_t job_id, uint64_t attempt_id, int code, const char *msg)
+{
+    Aigw__Error e = AIGW__ERROR__INIT;
+    e.job_id = job_id;
+    e.has_attempt_id = true;
+    e.attempt_id = attempt_id;
+    e.code = code;
+    e.message = (char *) msg;
+    assert_int_equal (wire_send (w, NULL, 0, WIRE_SIDE_WORKER, WIRE_W_ERROR, &e.base, NULL), 0);
+}
+
+static Aigw__Result *s_expect_result (void *c)
+{
+    wire_msg_t m;
+    assert_int_equal (s_recv (c, WAIT_MS, &m), 0);
+    assert_int_equal (m.cmd, WIRE_C_RESULT);
+    Aigw__Result *r = (Aigw__Result *) wire_unpack (&aigw__result__descriptor, &m.body);
+    assert_non_null (r);
+    wire_msg_close (&m);
+    return r;
+}
+
+static Aigw__Error *s_expect_error (void *c)
+{
+    wire_msg_t m;
+    assert_int_equal (s_recv (c, WAIT_MS, &m), 0);
+    assert_int_equal (m.cmd, WIRE_C_ERROR);
+    Aigw__Error *e = (Aigw__Error *) wire_unpack (&aigw__error__descriptor, &m.body);
+    assert_non_null (e);
+    wire_msg_close (&m);
+    return e;
+}
+
+static Aigw__BrokerStatus *s_ping (void *c)
+{
+    assert_int_equal (wire_send (c, NULL, 0, WIRE_SIDE_CLIENT, WIRE_C_PING, NULL, NULL), 0);
+    wire_msg_t m;
+    assert_int_equal (s_recv (c, WAIT_MS, &m), 0);
+    assert_int_equal (m.cmd, WIRE_C_PONG);
+    Aigw__BrokerStatus *st = (Aigw__BrokerStatus *) wire_unpack (&aigw__broker_status__descriptor,
+                                                                 &m.body);
+    assert_non_null (st);
+    wire_msg_close (&m);
+    return st;
+}
+
+//  Wait until the broker reports n workers (READY is on another socket than PING).
+static void s_wait_workers (void *c, uint32_t n)
+{
+    for (int i = 0; i < 200; i++) {
+        Aigw__BrokerStatus *st = s_ping (c);
+        uint32_t have = st->workers;
+        protobuf_c_message_free_unpacked (&st->base, NULL);
+        if (have == n)
+            return;
+        zmq_poll (NULL, 0, 5);
+    }
+    fail_msg ("broker never saw %u workers", n);
+}
+
+#define FREE(m) protobuf_c_message_free_unpacked (&(m)->base, NULL)
+
+static void test_result (void **state)
+{
+    fx_t fx;
+    s_start (&fx, 50);
+    void *w = s_dealer (&fx, fx.be);
+    void *c = s_dealer (&fx, fx.fe);
+    s_ready (w, "w1", "m1", 4);
+    s_wait_workers (c, 1);
+    Aigw__BrokerStatus *st = s_ping (c);
+    assert_int_equal (st->n_models, 1);
+    assert_string_equal (st->models[0]->name, "m1");
+    assert_int_equal (st->models[0]->capacity, 4);
+    FREE (st);
+
+    s_submit (c, 42, "m1", NULL);
+    Aigw__Task *t = s_expect_task (w);
+    assert_int_equal (t->job_id, 42);
+    assert_string_equal (t->target, "m1");
+    assert_true (t->has_deadline_ms && t->deadline_ms > 0);
+    s_result (w, t, "{\"ok\":true}");
+    Aigw__Result *r = s_expect_result (c);
+    assert_int_equal (r->job_id, 42);
+    assert_string_equal (r->model, "m1");
+    assert_int_equal (r->response_json.len, strlen ("{\"ok\":true}"));
+    assert_memory_equal (r->response_json.data, "{\"ok\":true}", r->response_json.len);
+    assert_non_null (r->usage);
+    assert_int_equal (r->usage->completion_tokens, 7);
+    assert_int_equal (r->n_attempts, 1);
+    assert_int_equal (r->attempts[0]->attempt_id, t->attempt_id);
+    assert_int_equal (r->attempts[0]->outcome, AIGW__OUTCOME__OUTCOME_WON);
+    assert_string_equal (r->attempts[0]->worker, "w1");
+    assert_true (r->attempts[0]->has_finished_us);
+    assert_true (r->attempts[0]->finished_us >= r->attempts[0]->started_us);
+    assert_true (r->has_latency_us && r->latency_us > 0);
+    FREE (r);
+    FREE (t);
+    s_stop (&fx);
+    const broker_counters_t *k = broker_counters (fx.broker);
+    assert_int_equal (k->jobs_accepted, 1);
+    assert_int_equal (k->jobs_won, 1);
+    assert_int_equal (k->attempts_started, 1);
+    assert_int_equal (k->workers_joined, 1);
+    assert_int_equal (broker_jobs_in_flight (fx.broker), 0);
+    s_destroy (&fx);
+}
+
+static void test_race_cancels_loser (void **state)
+{
+    fx_t fx;
+    s_start (&fx, 50);
+    void *wa = s_dealer (&fx, fx.be);
+    void *wb = s_dealer (&fx, fx.be);
+    void *c = s_dealer (&fx, fx.fe);
+    s_ready (wa, "wa", "a", 2);
+    s_ready (wb, "wb", "b", 2);
+    s_wait_workers (c, 2);
+    s_submit (c, 7, "a", "b");
+    Aigw__Task *ta = s_expect_task (wa);
+    Aigw__Task *tb = s_expect_task (wb);
+    assert_int_not_equal (ta->attempt_id, tb->attempt_id);
+    s_result (wb, tb, "{\"from\":\"b\"}");
+    Aigw__Result *r = s_expect_result (c);
+    assert_string_equal (r->model, "b");
+    assert_int_equal (r->n_attempts, 2);
+    assert_string_equal (r->attempts[0]->target, "a");
+    assert_int_equal (r->attempts[0]->outcome, AIGW__OUTCOME__OUTCOME_CANCELLED);
+    assert_int_equal (r->attempts[1]->outcome, AIGW__OUTCOME__OUTCOME_WON);
+    FREE (r);
+    //  The loser hears CANCEL for its attempt
+    assert_int_equal (s_expect_cancel (wa), ta->attempt_id);
+    //  Its late answer and its acknowledgement are dropped and counted
+    s_result (wa, ta, "{\"from\":\"a\"}");
+    s_error (wa, ta->job_id, ta->attempt_id, AIGW__ERROR_CODE__ERR_CANCELLED, "cancelled");
+    //  The loser's credit came back: a new job to "a" is dispatched to it
+    s_submit (c, 8, "a", NULL);
+    Aigw__Task *t2 = s_expect_task (wa);
+    s_result (wa, t2, "{}");
+    r = s_expect_result (c);
+    assert_int_equal (r->job_id, 8);
+    FREE (r);
+    FREE (t2);
+    FREE (ta);
+    FREE (tb);
+    s_stop (&fx);
+    const broker_counters_t *k = broker_counters (fx.broker);
+    assert_int_equal (k->late_replies, 1);
+    assert_int_equal (k->cancel_acks, 1);
+    assert_int_equal (k->attempts_cancelled, 1);
+    assert_int_equal (k->jobs_won, 2);
+    s_destroy (&fx);
+}
+
+static void test_worker_lost_redispatch (void **state)
+{
+    fx_t fx;
+    s_start (&fx, 3);
+    void *w1 = s_dealer (&fx, fx.be);
+    void *c = s_dealer (&fx, fx.fe);
+    s_ready (w1, "w1", "m", 4);
+    s_wait_workers (c, 1);
+    s_submit (c, 1, "m", NULL);
+    Aigw__Task *t1 = s_expect_task (w1);
+    //  A second worker joins and keeps heartbeating; w1 falls silent
+    void *w2 = s_dealer (&fx, fx.be);
+    s_ready (w2, "w2", "m", 4);
+    Aigw__Task *t2 = s_expect_task (w2);       // after w1 expires (3 x 40 ms)
+    assert_int_equal (t2->job_id, 1);
+    assert_string_equal (t2->target, "m");
+    assert_int_not_equal (t2->attempt_id, t1->attempt_id);
+    s_result (w2, t2, "{}");
+    Aigw__Result *r = s_expect_result (c);
+    assert_int_equal (r->n_attempts, 2);
+    assert_int_equal (r->attempts[0]->outcome, AIGW__OUTCOME__OUTCOME_FAILED);
+    assert_int_equal (r->attempts[0]->error, AIGW__ERROR_CODE__ERR_WORKER_LOST);
+    assert_string_equal (r->attempts[0]->worker, "w1");
+    assert_int_equal (r->attempts[1]->outcome, AIGW__OUTCOME__OUTCOME_WON);
+    assert_string_equal (r->attempts[1]->worker, "w2");
+    FREE (r);
+    //  The dead worker speaks again: the broker tells it to reconnect
+    wire_send (w1, NULL, 0, WIRE_SIDE_WORKER, WIRE_W_HEARTBEAT, NULL, NULL);
+    wire_msg_t m;
+    bool told = false;
+    while (!told && s_recv (w1, WAIT_MS, &m) == 0) {
+        told = m.cmd == WIRE_W_DISCONNECT;
+        wire_msg_close (&m);
+    }
+    assert_true (told);
+    FREE (t1);
+    FREE (t2);
+    s_stop (&fx);
+    const broker_counters_t *k = broker_counters (fx.broker);
+    assert_true (k->workers_lost >= 1);     // w2 may expire too once the test stops beating
+    assert_int_equal (k->attempts_redispatched, 1);
+    assert_true (k->unknown_worker >= 1);
+    s_destroy (&fx);
+}
+
+static void test_malformed (void **state)
+{
+    fx_t fx;
+    s_start (&fx, 50);
+    void *c = s_dealer (&fx, fx.fe);
+    void *w = s_dealer (&fx, fx.be);
+    //  1: one junk frame
+    zmq_send (c, "hello", 5, 0);
+    //  2: good header, unknown command
+    zmq_send (c, WIRE_CLIENT, 6, ZMQ_SNDMORE);
+    zmq_send (c, "\x7f", 1, 0);
+    //  3: SUBMIT whose body does not decode
+    zmq_send (c, WIRE_CLIENT, 6, ZMQ_SNDMORE);
+    zmq_send (c, "\x01", 1, ZMQ_SNDMORE);
+    zmq_send (c, "\xff\xff\xff", 3, ZMQ_SNDMORE);
+    zmq_send (c, "{}", 2, 0);
+    //  4: worker header on the client socket
+    wire_send (c, NULL, 0, WIRE_SIDE_WORKER, WIRE_W_READY, NULL, NULL);
+    //  5: too many frames
+    for (int i = 0; i < 6; i++)
+        zmq_send (c, WIRE_CLIENT, 6, i < 5 ? ZMQ_SNDMORE : 0);
+    //  6: worker READY that does not decode (missing required fields)
+    wire_send (w, NULL, 0, WIRE_SIDE_WORKER, WIRE_W_READY, NULL, NULL);
+    //  7: READY with capacity 0
+    s_ready (w, "w", "m", 0);
+    //  The broker is still alive and answers
+    Aigw__BrokerStatus *st = s_ping (c);
+    assert_int_equal (st->workers, 0);
+    FREE (st);
+    //  Bad SUBMITs get ERR_BAD_REQUEST
+    s_submit (c, 1, NULL, NULL);
+    Aigw__Error *e = s_expect_error (c);
+    assert_int_equal (e->job_id, 1);
+    assert_int_equal (e->code, AIGW__ERROR_CODE__ERR_BAD_REQUEST);
+    FREE (e);
+    s_submit_ex (c, 2, "m", NULL, 0, false, NULL);
+    e = s_expect_error (c);
+    assert_int_equal (e->code, AIGW__ERROR_CODE__ERR_BAD_REQUEST);
+    assert_non_null (strstr (e->message, "payload"));
+    FREE (e);
+    //  A live job_id cannot be reused
+    s_ready (w, "w", "m", 1);
+    s_wait_workers (c, 1);
+    s_submit (c, 3, "m", NULL);
+    Aigw__Task *t = s_expect_task (w);
+    s_submit (c, 3, "m", NULL);
+    e = s_expect_error (c);
+    assert_int_equal (e->job_id, 3);
+    assert_int_equal (e->code, AIGW__ERROR_CODE__ERR_BAD_REQUEST);
+    FREE (e);
+    //  RESULT whose body does not decode, from a registered worker
+    zmq_send (w, WIRE_WORKER, 6, ZMQ_SNDMORE);
+    zmq_send (w, "\x04", 1, ZMQ_SNDMORE);
+    zmq_send (w, "\x0a\xff", 2, 0);
+    s_result (w, t, "{}");
+    Aigw__Result *r = s_expect_result (c);
+    assert_int_equal (r->job_id, 3);
+    FREE (r);
+    FREE (t);
+    s_stop (&fx);
+    const broker_counters_t *k = broker_counters (fx.broker);
+    assert_int_equal (k->malformed, 8);
+    assert_int_equal (k->jobs_rejected, 3);
+    s_destroy (&fx);
+}
+
+static void test_unavailable_timeout_cancel (void **state)
+{
+    fx_t fx;
+    s_start (&fx, 50);
+    void *w = s_dealer (&fx, fx.be);
+    void *c = s_dealer (&fx, fx.fe);
+    s_ready (w, "w", "m", 4);
+    s_wait_workers (c, 1);
+    //  Nobody serves "ghost"
+    s_submit (c, 1, "ghost", NULL);
+    Aigw__Error *e = s_expect_error (c);
+    assert_int_equal (e->code, AIGW__ERROR_CODE__ERR_UNAVAILABLE);
+    assert_non_null (strstr (e->message, "no worker serves model ghost"));
+    assert_int_equal (e->n_attempts, 1);
+    assert_int_equal (e->attempts[0]->outcome, AIGW__OUTCOME__OUTCOME_FAILED);
+    FREE (e);
+    //  ... but a race including it still wins through "m"
+    s_submit (c, 2, "ghost", "m");
+    Aigw__Task *t = s_expect_task (w);
+    s_result (w, t, "{}");
+    Aigw__Result *r = s_expect_result (c);
+    assert_string_equal (r->model, "m");
+    assert_int_equal (r->attempts[0]->error, AIGW__ERROR_CODE__ERR_UNAVAILABLE);
+    FREE (r);
+    FREE (t);
+    //  Deadline: the worker never answers
+    int64_t t0 = aclock_now_ms ();
+    s_submit_ex (c, 3, "m", NULL, 100, false, "{\"messages\":[]}");
+    t = s_expect_task (w);
+    e = s_expect_error (c);
+    int64_t took = aclock_now_ms () - t0;
+    assert_int_equal (e->code, AIGW__ERROR_CODE__ERR_TIMEOUT);
+    assert_true (took >= 100 && took < 1000);
+    FREE (e);
+    assert_int_equal (s_expect_cancel (w), t->attempt_id);
+    FREE (t);
+    //  Client CANCEL
+    s_submit (c, 4, "m", NULL);
+    t = s_expect_task (w);
+    Aigw__JobRef ref = AIGW__JOB_REF__INIT;
+    ref.job_id = 4;
+    wire_send (c, NULL, 0, WIRE_SIDE_CLIENT, WIRE_C_CANCEL, &ref.base, NULL);
+    e = s_expect_error (c);
+    assert_int_equal (e->job_id, 4);
+    assert_int_equal (e->code, AIGW__ERROR_CODE__ERR_CANCELLED);
+    FREE (e);
+    assert_int_equal (s_expect_cancel (w), t->attempt_id);
+    FREE (t);
+    s_stop (&fx);
+    const broker_counters_t *k = broker_counters (fx.broker);
+    assert_int_equal (k->jobs_timeout, 1);
+    assert_int_equal (k->jobs_cancelled, 1);
+    assert_int_equal (k->jobs_failed, 1);
+    s_destroy (&fx);
+}
+
+static void test_queue_and_stream (void **state)
+{
+    fx_t fx;
+    s_start (&fx, 50);
+    void *w = s_dealer (&fx, fx.be);
+    void *c = s_dealer (&fx, fx.fe);
+    s_ready (w, "w", "m", 1);
+    s_wait_workers (c, 1);
+    //  Capacity 1: the second job waits in the queue until the first ends
+    s_submit (c, 1, "m", NULL);
+    s_submit_ex (c, 2, "m", NULL, 0, true, "{\"messages\":[]}");
+    Aigw__Task *t1 = s_expect_task (w);
+    assert_int_equal (t1->job_id, 1);
+    Aigw__BrokerStatus *st = s_ping (c);
+    assert_int_equal (st->models[0]->queued, 1);
+    assert_int_equal (st->models[0]->in_flight, 1);
+    FREE (st);
+    s_error (w, 1, t1->attempt_id, AIGW__ERROR_CODE__ERR_UPSTREAM, "HTTP 500");
+    Aigw__Error *e = s_expect_error (c);
+    assert_int_equal (e->code, AIGW__ERROR_CODE__ERR_UPSTREAM);
+    assert_non_null (strstr (e->message, "m: HTTP 500"));
+    FREE (e);
+    Aigw__Task *t2 = s_expect_task (w);
+    assert_int_equal (t2->job_id, 2);
+    assert_true (t2->stream);
+    //  Streaming: chunks flow to the client, the first names the model
+    Aigw__Chunk ch = AIGW__CHUNK__INIT;
+    ch.job_id = 2;
+    ch.has_attempt_id = true;
+    ch.attempt_id = t2->attempt_id;
+    ch.has_delta_json = true;
+    ch.delta_json.data = (uint8_t *) "{\"d\":1}";
+    ch.delta_json.len = 7;
+    wire_send (w, NULL, 0, WIRE_SIDE_WORKER, WIRE_W_CHUNK, &ch.base, NULL);
+    wire_msg_t m;
+    assert_int_equal (s_recv (c, WAIT_MS, &m), 0);
+    assert_int_equal (m.cmd, WIRE_C_CHUNK);
+    Aigw__Chunk *got = (Aigw__Chunk *) wire_unpack (&aigw__chunk__descriptor, &m.body);
+    wire_msg_close (&m);
+    assert_non_null (got);
+    assert_int_equal (got->job_id, 2);
+    assert_int_equal (got->seq, 0);
+    assert_string_equal (got->model, "m");
+    assert_int_equal (got->delta_json.len, 7);
+    FREE (got);
+    s_result (w, t2, "{}");
+    Aigw__Result *r = s_expect_result (c);
+    assert_int_equal (r->job_id, 2);
+    assert_true (r->attempts[0]->has_first_token_us);
+    FREE (r);
+    FREE (t1);
+    FREE (t2);
+    s_stop (&fx);
+    s_destroy (&fx);
+}
+
+static void test_hedge_timer (void **state)
+{
+    fx_t fx;
+    s_start (&fx, 50);
+    void *wa = s_dealer (&fx, fx.be);
+    void *wb = s_dealer (&fx, fx.be);
+    void *c = s_dealer (&fx, fx.fe);
+    s_ready (wa, "wa", "a", 2);
+    s_ready (wb, "wb", "b", 2);
+    s_wait_workers (c, 2);
+    Aigw__Job j = AIGW__JOB__INIT;
+    char *targets[] = { "a", "b" };
+    j.job_id = 5;
+    j.n_targets = 2;
+    j.targets = targets;
+    j.has_policy = true;
+    j.policy = AIGW__POLICY__POLICY_HEDGE;
+    j.has_hedge_delay_ms = true;
+    j.hedge_delay_ms = 60;
+    const char *payload = "{\"messages\":[]}";
+    int64_t t0 = aclock_now_us ();
+    wire_send_bytes (c, NULL, 0, WIRE_SIDE_CLIENT, WIRE_C_SUBMIT, &j.base, payload,
+                     strlen (payload));
+    Aigw__Task *ta = s_expect_task (wa);
+    //  "a" stays silent: "b" starts at the hedge delay, not before
+    Aigw__Task *tb = s_expect_task (wb);
+    int64_t waited = aclock_now_us () - t0;
+    assert_true (waited >= 60000);
+    assert_true (waited < 1000000);
+    s_result (wb, tb, "{}");
+    Aigw__Result *r = s_expect_result (c);
+    assert_string_equal (r->model, "b");
+    assert_int_equal (r->attempts[1]->started_us >= 60000, 1);
+    FREE (r);
+    assert_int_equal (s_expect_cancel (wa), ta->attempt_id);
+    FREE (ta);
+    FREE (tb);
+    s_stop (&fx);
+    s_destroy (&fx);
+}
+
+static void test_shutdown_answers_open_jobs (void **state)
+{
+    fx_t fx;
+    s_start (&fx, 50);
+    void *w = s_dealer (&fx, fx.be);
+    void *c = s_dealer (&fx, fx.fe);
+    s_ready (w, "w", "m", 1);
+    s_wait_workers (c, 1);
+    s_submit (c, 1, "m", NULL);
+    Aigw__Task *t = s_expect_task (w);
+    FREE (t);
+    s_stop (&fx);
+    Aigw__Error *e = s_expect_error (c);
+    assert_int_equal (e->code, AIGW__ERROR_CODE__ERR_UNAVAILABLE);
+    FREE (e);
+    s_destroy (&fx);
+}
+
+#ifdef AIGW_HAVE_MSGPACK
+//  Find key in a msgpack map of uint64 values; returns true and sets *out.
+static bool s_mp_get (const msgpack_object *map, const char *key, uint64_t *out)
+{
+    for (uint32_t i = 0; map->type == MSGPACK_OBJECT_MAP && i < map->via.map.size; i++) {
+        const msgpack_object_kv *kv = &map->via.map.ptr[i];
+        if (kv->key.type == MSGPACK_OBJECT_STR && kv->key.via.str.size == strlen (key)
+            && memcmp (kv->key.via.str.ptr, key, strlen (key)) == 0
+            && kv->val.type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
+            *out = kv->val.via.u64;
+            return true;
+        }
+    }
+    return false;
+}
+#endif
+
+static void test_metrics_pub (void **state)
+{
+#ifdef AIGW_HAVE_MSGPACK
+    fx_t fx;
+    s_start (&fx, 50);
+    void *sub = zmq_socket (fx.ctx, ZMQ_SUB);
+    fx.socks[fx.nsocks++] = sub;
+    zmq_setsockopt (sub, ZMQ_SUBSCRIBE, "metrics", 7);
+    assert_int_equal (zmq_connect (sub, fx.mx), 0);
+    void *c = s_dealer (&fx, fx.fe);
+    s_submit (c, 1, "nobody", NULL);
+    Aigw__Error *e = s_expect_error (c);
+    FREE (e);
+    //  Published once a second: wait for one after the job
+    bool seen = false;
+    for (int tries = 0; tries < 3 && !seen; tries++) {
+        char topic[16];
+        zmq_pollitem_t it = { sub, 0, ZMQ_POLLIN, 0 };
+        if (zmq_poll (&it, 1, 1500) <= 0)
+            continue;
+        int n = zmq_recv (sub, topic, sizeof topic, 0);
+        assert_int_equal (n, 7);
+        assert_memory_equal (topic, "metrics", 7);
+        zmq_msg_t body;
+        zmq_msg_init (&body);
+        assert_true (zmq_msg_recv (&body, sub, 0) > 0);
+        msgpack_unpacked up;
+        msgpack_unpacked_init (&up);
+        assert_int_equal (msgpack_unpack_next (&up, zmq_msg_data (&body), zmq_msg_size (&body), NULL),
+                          MSGPACK_UNPACK_SUCCESS);
+        uint64_t accepted = 0, failed = 0, workers = 99;
+        assert_true (s_mp_get (&up.data, "jobs_accepted", &accepted));
+        assert_true (s_mp_get (&up.data, "jobs_failed", &failed));
+        assert_true (s_mp_get (&up.data, "workers", &workers));
+        seen = accepted == 1 && failed == 1 && workers == 0;
+        msgpack_unpacked_destroy (&up);
+        zmq_msg_close (&body);
+    }
+    assert_true (seen);
+    s_stop (&fx);
+    s_destroy (&fx);
+#else
+    skip ();
+#endif
+}
+
+int main (void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test (test_result),
+        cmocka_unit_test (test_race_cancels_loser),
+        cmocka_unit_test (test_worker_lost_redispatch),
+        cmocka_unit_test (test_malformed),
+        cmocka_unit_test (test_unavailable_timeout_cancel),
+        cmocka_unit_test (test_queue_and_stream),
+        cmocka_unit_test (test_hedge_timer),
+        cmocka_unit_test (test_shutdown_answers_open_jobs),
+        cmocka_unit_test (test_metrics_pub),
+    };
+    return cmocka_run_group_tests (tests, NULL, NULL);
+}

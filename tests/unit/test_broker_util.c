@@ -1,0 +1,128 @@
+// Unit tests for the broker's containers: the intrusive hash (bhash) and the
+// indexed timer heap (theap), including random insert/move/remove sequences.
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <stdbool.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "bhash.h"
+#include "theap.h"
+
+typedef struct {
+    bhash_node_t node;
+    uint64_t key;
+} item_t;
+
+static bool s_eq (const bhash_node_t *n, const void *key)
+{
+    return ((const item_t *) n)->key == *(const uint64_t *) key;
+}
+
+static void test_bhash (void **state)
+{
+    bhash_t h;
+    assert_int_equal (bhash_init (&h, s_eq), 0);
+    enum { N = 5000 };
+    item_t *items = calloc (N, sizeof *items);
+    for (uint64_t i = 0; i < N; i++) {
+        items[i].key = i * 7919;
+        bhash_insert (&h, &items[i].node, bhash_u64 (items[i].key));
+    }
+    assert_int_equal (h.size, N);
+    for (uint64_t i = 0; i < N; i++) {
+        uint64_t k = i * 7919;
+        assert_ptr_equal (bhash_find (&h, bhash_u64 (k), &k), &items[i].node);
+    }
+    uint64_t missing = 3;
+    assert_null (bhash_find (&h, bhash_u64 (missing), &missing));
+    for (uint64_t i = 0; i < N; i += 2)
+        bhash_remove (&h, &items[i].node);
+    assert_int_equal (h.size, N / 2);
+    for (uint64_t i = 0; i < N; i++) {
+        uint64_t k = i * 7919;
+        bhash_node_t *n = bhash_find (&h, bhash_u64 (k), &k);
+        if (i % 2)
+            assert_ptr_equal (n, &items[i].node);
+        else
+            assert_null (n);
+    }
+    size_t drained = 0;
+    bhash_node_t *n;
+    while ((n = bhash_any (&h))) {
+        bhash_remove (&h, n);
+        drained++;
+    }
+    assert_int_equal (drained, N / 2);
+    assert_int_equal (bhash_bytes ("abc", 3), bhash_bytes ("abc", 3));
+    assert_int_not_equal (bhash_bytes ("abc", 3), bhash_bytes ("abd", 3));
+    bhash_fini (&h);
+    free (items);
+}
+
+static uint64_t s_rng = 88172645463325252ULL;
+static uint32_t s_rand (uint32_t n)
+{
+    s_rng ^= s_rng << 13;
+    s_rng ^= s_rng >> 7;
+    s_rng ^= s_rng << 17;
+    return (uint32_t) (s_rng % n);
+}
+
+static void test_theap (void **state)
+{
+    theap_t h;
+    theap_init (&h);
+    enum { N = 300 };
+    theap_node_t nodes[N];
+    for (int i = 0; i < N; i++)
+        theap_node_init (&nodes[i]);
+    //  Random sets, moves and removes; the top is always the minimum
+    for (int step = 0; step < 20000; step++) {
+        theap_node_t *x = &nodes[s_rand (N)];
+        uint32_t op = s_rand (4);
+        if (op == 0)
+            theap_remove (&h, x);
+        else
+        if (op == 1)
+            theap_set (&h, x, INT64_MAX);
+        else
+            assert_int_equal (theap_set (&h, x, s_rand (100000)), 0);
+        int64_t min = INT64_MAX;
+        size_t queued = 0;
+        for (int i = 0; i < N; i++)
+            if (nodes[i].idx != THEAP_NONE) {
+                queued++;
+                if (nodes[i].when < min)
+                    min = nodes[i].when;
+            }
+        assert_int_equal (queued, h.n);
+        if (queued)
+            assert_int_equal (theap_top (&h)->when, min);
+        else
+            assert_null (theap_top (&h));
+    }
+    //  Pop everything in order
+    int64_t last = -1;
+    theap_node_t *t;
+    while ((t = theap_top (&h))) {
+        assert_true (t->when >= last);
+        last = t->when;
+        theap_remove (&h, t);
+        assert_int_equal (t->idx, THEAP_NONE);
+    }
+    theap_fini (&h);
+}
+
+int main (void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test (test_bhash),
+        cmocka_unit_test (test_theap),
+    };
+    return cmocka_run_group_tests (tests, NULL, NULL);
+}

@@ -1,0 +1,342 @@
+// Unit tests for the edge's request parsing: validation, model/group/list resolution,
+// "aigw" overrides, and every refusal's status, code and message.
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "request.h"
+
+static const char *s_conf =
+    "edge\n"
+    "    max_body = 2048\n"
+    "models\n"
+    "    fast-sim\n"
+    "        provider = sim\n"
+    "    slow-sim\n"
+    "        provider = sim\n"
+    "    flaky-sim\n"
+    "        provider = sim\n"
+    "groups\n"
+    "    quick\n"
+    "        policy = race\n"
+    "        targets = \"fast-sim, slow-sim\"\n"
+    "    steady\n"
+    "        policy = hedge\n"
+    "        targets = \"flaky-sim, fast-sim\"\n"
+    "        hedge_delay_ms = auto\n"
+    "    careful\n"
+    "        policy = fallback\n"
+    "        targets = \"flaky-sim, slow-sim\"\n"
+    "        hedge_delay_ms = 150\n"
+    "        deadline_ms = 5000\n"
+    "        ttft_timeout_ms = 800\n";
+
+static bool s_live (void *arg, const char *name)
+{
+    (void) arg;
+    return strcmp (name, "agent/deliberate") == 0;
+}
+
+static int s_setup (void **state)
+{
+    char err[256];
+    cfg_t *cfg = cfg_parse (s_conf, "test", err, sizeof err);
+    if (!cfg)
+        fprintf (stderr, "config: %s\n", err);
+    *state = cfg;
+    return cfg ? 0 : -1;
+}
+
+static int s_teardown (void **state)
+{
+    cfg_t *cfg = *state;
+    cfg_destroy (&cfg);
+    return 0;
+}
+
+static int s_parse (void **state, const char *body, edge_job_t *job, edge_err_t *err)
+{
+    return edge_request_parse (*state, body, strlen (body), s_live, NULL, job, err);
+}
+
+static void test_good_request (void **state)
+{
+    const char *body = "{\"model\":\"fast-sim\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],"
+                       "\"stream\":false,\"temperature\":0.2}";
+    edge_job_t job;
+    edge_err_t err;
+    assert_int_equal (s_parse (state, body, &job, &err), 0);
+    assert_int_equal (job.ntargets, 1);
+    assert_string_equal (job.targets[0], "fast-sim");
+    assert_string_equal (job.model, "fast-sim");
+    assert_int_equal (job.policy, CFG_POLICY_RACE);
+    assert_false (job.hedge_set);
+    assert_int_equal (job.deadline_ms, 0);
+    assert_int_equal (job.ttft_timeout_ms, 0);
+    assert_false (job.stream);
+    //  Without an "aigw" object the payload is the body byte for byte
+    assert_int_equal (job.payload_len, strlen (body));
+    assert_string_equal (job.payload, body);
+    edge_job_reset (&job);
+    edge_job_reset (&job);      // safe twice
+}
+
+static void test_group_resolution (void **state)
+{
+    edge_job_t job;
+    edge_err_t err;
+    assert_int_equal (s_parse (state, "{\"model\":\"quick\",\"messages\":[{\"role\":\"user\"}]}",
+                               &job, &err), 0);
+    assert_int_equal (job.ntargets, 2);
+    assert_string_equal (job.targets[0], "fast-sim");
+    assert_string_equal (job.targets[1], "slow-sim");
+    assert_int_equal (job.policy, CFG_POLICY_RACE);
+    edge_job_reset (&job);
+
+    assert_int_equal (s_parse (state, "{\"model\":\"steady\",\"messages\":[{\"role\":\"user\"}]}",
+                               &job, &err), 0);
+    assert_int_equal (job.policy, CFG_POLICY_HEDGE);
+    assert_false (job.hedge_set);                  // auto: left to the broker
+    edge_job_reset (&job);
+
+    assert_int_equal (s_parse (state, "{\"model\":\"careful\",\"messages\":[{\"role\":\"user\"}]}",
+                               &job, &err), 0);
+    assert_int_equal (job.policy, CFG_POLICY_FALLBACK);
+    assert_true (job.hedge_set);
+    assert_int_equal (job.hedge_delay_ms, 150);
+    assert_int_equal (job.deadline_ms, 5000);
+    assert_int_equal (job.ttft_timeout_ms, 800);
+    assert_string_equal (job.targets[0], "flaky-sim");
+    assert_string_equal (job.targets[1], "slow-sim");
+    edge_job_reset (&job);
+}
+
+static void test_live_model (void **state)
+{
+    const char *body = "{\"model\":\"agent/deliberate\",\"messages\":[{\"role\":\"user\"}]}";
+    edge_job_t job;
+    edge_err_t err;
+    assert_int_equal (s_parse (state, body, &job, &err), 0);
+    assert_string_equal (job.targets[0], "agent/deliberate");
+    edge_job_reset (&job);
+    //  Without the broker's status only config names are known
+    assert_int_equal (edge_request_parse (*state, body, strlen (body), NULL, NULL, &job, &err), -1);
+    assert_int_equal (err.status, 404);
+    assert_string_equal (err.code, "model_not_found");
+}
+
+static void test_comma_list (void **state)
+{
+    edge_job_t job;
+    edge_err_t err;
+    assert_int_equal (s_parse (state, "{\"model\":\" fast-sim , slow-sim,agent/deliberate \","
+                                      "\"messages\":[{\"role\":\"user\"}]}", &job, &err), 0);
+    assert_int_equal (job.ntargets, 3);
+    assert_string_equal (job.targets[0], "fast-sim");
+    assert_string_equal (job.targets[1], "slow-sim");
+    assert_string_equal (job.targets[2], "agent/deliberate");
+    assert_int_equal (job.policy, CFG_POLICY_RACE);
+    edge_job_reset (&job);
+
+    assert_int_equal (s_parse (state, "{\"model\":\"fast-sim,nope\",\"messages\":[{\"role\":\"user\"}]}",
+                               &job, &err), -1);
+    assert_int_equal (err.status, 404);
+    assert_string_equal (err.code, "model_not_found");
+    assert_non_null (strstr (err.message, "'nope'"));
+
+    //  A list names models, not groups
+    assert_int_equal (s_parse (state, "{\"model\":\"quick,fast-sim\",\"messages\":[{\"role\":\"user\"}]}",
+                               &job, &err), -1);
+    assert_int_equal (err.status, 404);
+    assert_non_null (strstr (err.message, "'quick'"));
+
+    assert_int_equal (s_parse (state, "{\"model\":\"fast-sim,,slow-sim\",\"messages\":[{\"role\":\"user\"}]}",
+                               &job, &err), -1);
+    assert_int_equal (err.status, 400);
+    assert_non_null (strstr (err.message, "empty name"));
+    assert_null (job.payload);
+}
+
+static void test_aigw_overrides (void **state)
+{
+    const char *body = "{\"model\":\"quick\",\"messages\":[{\"role\":\"user\"}],"
+                       "\"aigw\":{\"policy\":\"hedge\",\"targets\":[\"slow-sim\",\"agent/deliberate\"],"
+                       "\"hedge_delay_ms\":75,\"deadline_ms\":9000,\"ttft_timeout_ms\":500},"
+                       "\"max_tokens\":10}";
+    edge_job_t job;
+    edge_err_t err;
+    assert_int_equal (s_parse (state, body, &job, &err), 0);
+    assert_int_equal (job.policy, CFG_POLICY_HEDGE);
+    assert_int_equal (job.ntargets, 2);
+    assert_string_equal (job.targets[0], "slow-sim");
+    assert_string_equal (job.targets[1], "agent/deliberate");
+    assert_true (job.hedge_set);
+    assert_int_equal (job.hedge_delay_ms, 75);
+    assert_int_equal (job.deadline_ms, 9000);
+    assert_int_equal (job.ttft_timeout_ms, 500);
+    //  "aigw" is removed from what goes upstream; the rest stays
+    assert_null (strstr (job.payload, "aigw"));
+    assert_non_null (strstr (job.payload, "\"model\":\"quick\""));
+    assert_non_null (strstr (job.payload, "\"max_tokens\":10"));
+    assert_non_null (strstr (job.payload, "\"messages\""));
+    edge_job_reset (&job);
+
+    //  "auto" overrides a group's fixed hedge delay; group timings stay otherwise
+    assert_int_equal (s_parse (state, "{\"model\":\"careful\",\"messages\":[{\"role\":\"user\"}],"
+                                      "\"aigw\":{\"hedge_delay_ms\":\"auto\"}}", &job, &err), 0);
+    assert_false (job.hedge_set);
+    assert_int_equal (job.deadline_ms, 5000);
+    assert_int_equal (job.policy, CFG_POLICY_FALLBACK);
+    edge_job_reset (&job);
+
+    //  With aigw.targets, `model` need not name anything known
+    assert_int_equal (s_parse (state, "{\"model\":\"anything\",\"messages\":[{\"role\":\"user\"}],"
+                                      "\"aigw\":{\"targets\":[\"fast-sim\"]}}", &job, &err), 0);
+    assert_int_equal (job.ntargets, 1);
+    assert_int_equal (job.policy, CFG_POLICY_RACE);
+    edge_job_reset (&job);
+}
+
+typedef struct {
+    const char *body;
+    int status;
+    const char *code;
+    const char *message;                // substring expected in the message
+} s_bad_t;
+
+static const s_bad_t s_bad[] = {
+    { "", 400, "invalid_json", "not valid JSON" },
+    { "not json", 400, "invalid_json", "not valid JSON" },
+    { "{\"model\":", 400, "invalid_json", "not valid JSON" },
+    { "[1,2]", 400, "invalid_json", "must be a JSON object" },
+    { "{\"model\":\"fast-sim\",\"messages\":[{\"role\":\"user\"}]} x", 400, "invalid_json", "not valid JSON" },
+    { "{\"messages\":[{\"role\":\"user\"}]}", 400, "invalid_request", "model: required" },
+    { "{\"model\":42,\"messages\":[{\"role\":\"user\"}]}", 400, "invalid_request", "model: must be a non-empty string" },
+    { "{\"model\":\"\",\"messages\":[{\"role\":\"user\"}]}", 400, "invalid_request", "model: must be a non-empty string" },
+    { "{\"model\":\"fast-sim\"}", 400, "invalid_request", "messages: required" },
+    { "{\"model\":\"fast-sim\",\"messages\":{}}", 400, "invalid_request", "messages: must be a non-empty array" },
+    { "{\"model\":\"fast-sim\",\"messages\":[]}", 400, "invalid_request", "messages: must be a non-empty array" },
+    { "{\"model\":\"fast-sim\",\"messages\":[1]}", 400, "invalid_request", "messages[0]: must be an object" },
+    { "{\"model\":\"fast-sim\",\"messages\":[{\"role\":\"user\"},{\"content\":\"x\"}]}", 400, "invalid_request", "messages[1].role: must be a string" },
+    { "{\"model\":\"fast-sim\",\"messages\":[{\"role\":7}]}", 400, "invalid_request", "messages[0].role: must be a string" },
+    { "{\"model\":\"fast-sim\",\"messages\":[{\"role\":\"user\"}],\"stream\":\"yes\"}", 400, "invalid_request", "stream: must be a boolean" },
+    { "{\"model\":\"fast-sim\",\"messages\":[{\"role\":\"user\"}],\"stream\":true}", 400, "stream_not_supported", "streaming is not supported yet" },
+    { "{\"model\":\"nope\",\"messages\":[{\"role\":\"user\"}]}", 404, "model_not_found", "'nope'" },
+    { "{\"model\":\"fast-sim\",\"messages\":[{\"role\":\"user\"}],\"aigw\":5}", 400, "invalid_request", "aigw: must be an object" },
+    { "{\"model\":\"fast-sim\",\"messages\":[{\"role\":\"user\"}],\"aigw\":{\"policy\":\"fastest\"}}", 400, "invalid_request", "aigw.policy" },
+    { "{\"model\":\"fast-sim\",\"messages\":[{\"role\":\"user\"}],\"aigw\":{\"policy\":1}}", 400, "invalid_request", "aigw.policy" },
+    { "{\"model\":\"fast-sim\",\"messages\":[{\"role\":\"user\"}],\"aigw\":{\"targets\":\"fast-sim\"}}", 400, "invalid_request", "aigw.targets: must be a non-empty array" },
+    { "{\"model\":\"fast-sim\",\"messages\":[{\"role\":\"user\"}],\"aigw\":{\"targets\":[]}}", 400, "invalid_request", "aigw.targets: must be a non-empty array" },
+    { "{\"model\":\"fast-sim\",\"messages\":[{\"role\":\"user\"}],\"aigw\":{\"targets\":[1]}}", 400, "invalid_request", "aigw.targets[0]" },
+    { "{\"model\":\"fast-sim\",\"messages\":[{\"role\":\"user\"}],\"aigw\":{\"targets\":[\"nope\"]}}", 404, "model_not_found", "'nope'" },
+    { "{\"model\":\"fast-sim\",\"messages\":[{\"role\":\"user\"}],\"aigw\":{\"hedge_delay_ms\":-1}}", 400, "invalid_request", "aigw.hedge_delay_ms" },
+    { "{\"model\":\"fast-sim\",\"messages\":[{\"role\":\"user\"}],\"aigw\":{\"hedge_delay_ms\":1.5}}", 400, "invalid_request", "aigw.hedge_delay_ms" },
+    { "{\"model\":\"fast-sim\",\"messages\":[{\"role\":\"user\"}],\"aigw\":{\"hedge_delay_ms\":\"soon\"}}", 400, "invalid_request", "aigw.hedge_delay_ms" },
+    { "{\"model\":\"fast-sim\",\"messages\":[{\"role\":\"user\"}],\"aigw\":{\"deadline_ms\":0}}", 400, "invalid_request", "aigw.deadline_ms" },
+    { "{\"model\":\"fast-sim\",\"messages\":[{\"role\":\"user\"}],\"aigw\":{\"deadline_ms\":700000}}", 400, "invalid_request", "aigw.deadline_ms" },
+    { "{\"model\":\"fast-sim\",\"messages\":[{\"role\":\"user\"}],\"aigw\":{\"deadline_ms\":1e20}}", 400, "invalid_request", "aigw.deadline_ms" },
+    { "{\"model\":\"fast-sim\",\"messages\":[{\"role\":\"user\"}],\"aigw\":{\"ttft_timeout_ms\":\"x\"}}", 400, "invalid_request", "aigw.ttft_timeout_ms" },
+    { "{\"model\":\"fast-sim\",\"messages\":[{\"role\":\"user\"}],\"aigw\":{\"colour\":1}}", 400, "invalid_request", "aigw.colour: unknown field" },
+};
+
+static void test_bad_inputs (void **state)
+{
+    for (size_t i = 0; i < sizeof s_bad / sizeof s_bad[0]; i++) {
+        edge_job_t job;
+        edge_err_t err;
+        int rc = s_parse (state, s_bad[i].body, &job, &err);
+        if (rc != -1 || err.status != s_bad[i].status || strcmp (err.code, s_bad[i].code)
+            || !strstr (err.message, s_bad[i].message))
+            fail_msg ("case %zu (%s): rc=%d status=%d code=%s message=%s", i, s_bad[i].body, rc,
+                      err.status, err.code ? err.code : "-", err.message);
+        assert_null (job.payload);
+    }
+}
+
+static void test_too_many_targets (void **state)
+{
+    char body[2048];
+    size_t o = (size_t) snprintf (body, sizeof body, "{\"model\":\"");
+    for (int i = 0; i < CFG_TARGETS_MAX + 1; i++)
+        o += (size_t) snprintf (body + o, sizeof body - o, "%sfast-sim", i ? "," : "");
+    snprintf (body + o, sizeof body - o, "\",\"messages\":[{\"role\":\"user\"}]}");
+    edge_job_t job;
+    edge_err_t err;
+    assert_int_equal (s_parse (state, body, &job, &err), -1);
+    assert_int_equal (err.status, 400);
+    assert_non_null (strstr (err.message, "too many targets"));
+}
+
+static void test_oversize (void **state)
+{
+    const cfg_t *cfg = *state;
+    size_t len = cfg->edge.max_body + 1;
+    char *body = malloc (len);
+    memset (body, ' ', len);
+    edge_job_t job;
+    edge_err_t err;
+    assert_int_equal (edge_request_parse (cfg, body, len, NULL, NULL, &job, &err), -1);
+    assert_int_equal (err.status, 413);
+    assert_string_equal (err.code, "request_too_large");
+    assert_non_null (strstr (err.message, "2048"));
+    free (body);
+}
+
+static void test_job_to_pb (void **state)
+{
+    edge_job_t job;
+    edge_err_t err;
+    assert_int_equal (s_parse (state, "{\"model\":\"careful\",\"messages\":[{\"role\":\"user\"}]}",
+                               &job, &err), 0);
+    Aigw__Job pb;
+    edge_job_to_pb (&job, 77, &pb);
+    assert_int_equal (pb.job_id, 77);
+    assert_int_equal (pb.n_targets, 2);
+    assert_string_equal (pb.targets[1], "slow-sim");
+    assert_int_equal (pb.policy, AIGW__POLICY__POLICY_FALLBACK);
+    assert_true (pb.has_hedge_delay_ms);
+    assert_int_equal (pb.hedge_delay_ms, 150);
+    assert_true (pb.has_deadline_ms);
+    assert_int_equal (pb.deadline_ms, 5000);
+    assert_true (pb.has_ttft_timeout_ms);
+    assert_false (pb.stream);
+    //  Round-trip through the wire encoding
+    uint8_t buf[512];
+    size_t n = aigw__job__pack (&pb, buf);
+    Aigw__Job *back = aigw__job__unpack (NULL, n, buf);
+    assert_non_null (back);
+    assert_int_equal (back->n_targets, 2);
+    assert_string_equal (back->targets[0], "flaky-sim");
+    aigw__job__free_unpacked (back, NULL);
+    edge_job_reset (&job);
+
+    //  Steady (hedge auto) leaves hedge_delay_ms unset so the broker uses its p95
+    assert_int_equal (s_parse (state, "{\"model\":\"steady\",\"messages\":[{\"role\":\"user\"}]}",
+                               &job, &err), 0);
+    edge_job_to_pb (&job, 78, &pb);
+    assert_int_equal (pb.policy, AIGW__POLICY__POLICY_HEDGE);
+    assert_false (pb.has_hedge_delay_ms);
+    assert_false (pb.has_deadline_ms);
+    edge_job_reset (&job);
+}
+
+int main (void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test (test_good_request),
+        cmocka_unit_test (test_group_resolution),
+        cmocka_unit_test (test_live_model),
+        cmocka_unit_test (test_comma_list),
+        cmocka_unit_test (test_aigw_overrides),
+        cmocka_unit_test (test_bad_inputs),
+        cmocka_unit_test (test_too_many_targets),
+        cmocka_unit_test (test_oversize),
+        cmocka_unit_test (test_job_to_pb),
+    };
+    return cmocka_run_group_tests (tests, s_setup, s_teardown);
+}

@@ -1,0 +1,355 @@
+// Unit tests for the edge's reply bodies: success with the "aigw" object and winner
+// header, OpenAI error bodies, status mapping, /v1/models and /readyz.
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+#include <cJSON.h>
+
+#include "response.h"
+
+static const char *s_upstream =
+    "{\"id\":\"chatcmpl-1\",\"object\":\"chat.completion\",\"model\":\"fast-sim\","
+    "\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":\"hi\"},"
+    "\"finish_reason\":\"stop\"}]}";
+
+static void s_attempt (Aigw__AttemptInfo *a, const char *target, Aigw__Outcome o, uint64_t start,
+                       uint64_t end)
+{
+    aigw__attempt_info__init (a);
+    a->attempt_id = 1;
+    a->target = (char *) target;
+    a->outcome = o;
+    a->worker = "w1";
+    a->has_started_us = true;
+    a->started_us = start;
+    a->has_finished_us = true;
+    a->finished_us = end;
+}
+
+static cJSON *s_parse_reply (const edge_reply_t *r)
+{
+    cJSON *root = cJSON_ParseWithLength (r->body, r->len);
+    assert_non_null (root);
+    assert_int_equal (strlen (r->body), r->len);
+    return root;
+}
+
+static double s_num (const cJSON *o, const char *key)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive (o, key);
+    assert_true (cJSON_IsNumber (v));
+    return v->valuedouble;
+}
+
+static const char *s_str (const cJSON *o, const char *key)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive (o, key);
+    assert_true (cJSON_IsString (v));
+    return v->valuestring;
+}
+
+static void test_status_mapping (void **state)
+{
+    (void) state;
+    assert_int_equal (edge_status_of (AIGW__ERROR_CODE__ERR_BAD_REQUEST), 400);
+    assert_int_equal (edge_status_of (AIGW__ERROR_CODE__ERR_UNKNOWN_MODEL), 404);
+    assert_int_equal (edge_status_of (AIGW__ERROR_CODE__ERR_OVERLOADED), 429);
+    assert_int_equal (edge_status_of (AIGW__ERROR_CODE__ERR_UPSTREAM), 502);
+    assert_int_equal (edge_status_of (AIGW__ERROR_CODE__ERR_WORKER_LOST), 502);
+    assert_int_equal (edge_status_of (AIGW__ERROR_CODE__ERR_TTFT), 502);
+    assert_int_equal (edge_status_of (AIGW__ERROR_CODE__ERR_UNAVAILABLE), 503);
+    assert_int_equal (edge_status_of (AIGW__ERROR_CODE__ERR_TIMEOUT), 504);
+    assert_int_equal (edge_status_of (AIGW__ERROR_CODE__ERR_INTERNAL), 500);
+    assert_int_equal (edge_status_of (AIGW__ERROR_CODE__ERR_CANCELLED), 499);
+    assert_int_equal (edge_status_of ((Aigw__ErrorCode) 99), 500);
+    assert_string_equal (edge_error_type (400), "invalid_request_error");
+    assert_string_equal (edge_error_type (404), "invalid_request_error");
+    assert_string_equal (edge_error_type (429), "rate_limit_error");
+    assert_string_equal (edge_error_type (502), "upstream_error");
+    assert_string_equal (edge_error_type (503), "service_unavailable");
+    assert_string_equal (edge_error_type (504), "timeout_error");
+}
+
+static void test_success_body (void **state)
+{
+    (void) state;
+    Aigw__AttemptInfo a[2];
+    Aigw__AttemptInfo *ptrs[] = { &a[0], &a[1] };
+    s_attempt (&a[0], "fast-sim", AIGW__OUTCOME__OUTCOME_WON, 100, 2400);
+    a[0].has_first_token_us = true;
+    a[0].first_token_us = 1250;
+    s_attempt (&a[1], "slow-sim", AIGW__OUTCOME__OUTCOME_CANCELLED, 50100, 2450);
+    Aigw__Result res = AIGW__RESULT__INIT;
+    res.job_id = 9;
+    res.model = "fast-sim";
+    res.has_response_json = true;
+    res.response_json.data = (uint8_t *) s_upstream;
+    res.response_json.len = strlen (s_upstream);
+    res.n_attempts = 2;
+    res.attempts = ptrs;
+    res.has_latency_us = true;
+    res.latency_us = 2500;
+    edge_reply_t r;
+    assert_int_equal (edge_reply_result (&r, &res, CFG_POLICY_HEDGE), 0);
+    assert_int_equal (r.status, 200);
+    assert_string_equal (r.winner, "fast-sim");
+    //  The upstream bytes are kept as they were, "aigw" spliced in at the end
+    assert_memory_equal (r.body, s_upstream, strlen (s_upstream) - 1);
+    cJSON *root = s_parse_reply (&r);
+    assert_string_equal (s_str (root, "id"), "chatcmpl-1");
+    assert_non_null (cJSON_GetObjectItemCaseSensitive (root, "choices"));
+    cJSON *aigw = cJSON_GetObjectItemCaseSensitive (root, "aigw");
+    assert_string_equal (s_str (aigw, "winner"), "fast-sim");
+    assert_string_equal (s_str (aigw, "policy"), "hedge");
+    assert_true (s_num (aigw, "latency_ms") == 2.5);
+    cJSON *atts = cJSON_GetObjectItemCaseSensitive (aigw, "attempts");
+    assert_int_equal (cJSON_GetArraySize (atts), 2);
+    cJSON *a0 = cJSON_GetArrayItem (atts, 0);
+    assert_string_equal (s_str (a0, "model"), "fast-sim");
+    assert_string_equal (s_str (a0, "outcome"), "won");
+    assert_string_equal (s_str (a0, "worker"), "w1");
+    assert_true (s_num (a0, "started_ms") == 0.1);
+    assert_true (s_num (a0, "first_token_ms") == 1.25);
+    assert_true (s_num (a0, "finished_ms") == 2.4);
+    assert_true (cJSON_IsNull (cJSON_GetObjectItemCaseSensitive (a0, "error")));
+    cJSON *a1 = cJSON_GetArrayItem (atts, 1);
+    assert_string_equal (s_str (a1, "outcome"), "cancelled");
+    assert_true (cJSON_IsNull (cJSON_GetObjectItemCaseSensitive (a1, "first_token_ms")));
+    cJSON_Delete (root);
+    edge_reply_reset (&r);
+    edge_reply_reset (&r);
+}
+
+static void test_success_edge_cases (void **state)
+{
+    (void) state;
+    Aigw__Result res = AIGW__RESULT__INIT;
+    res.model = "bad name\r\nX-Injected: 1";
+    res.has_response_json = true;
+    const char *empty = "  { }\n";
+    res.response_json.data = (uint8_t *) empty;
+    res.response_json.len = strlen (empty);
+    edge_reply_t r;
+    assert_int_equal (edge_reply_result (&r, &res, CFG_POLICY_RACE), 0);
+    assert_int_equal (r.status, 200);
+    //  The header value keeps printable characters only
+    assert_string_equal (r.winner, "badnameX-Injected:1");
+    cJSON *root = s_parse_reply (&r);
+    assert_non_null (cJSON_GetObjectItemCaseSensitive (root, "aigw"));
+    assert_int_equal (cJSON_GetArraySize (root), 1);
+    cJSON_Delete (root);
+    edge_reply_reset (&r);
+
+    //  Not a JSON object: 502, never a broken 200
+    const char *bad = "[1,2]";
+    res.response_json.data = (uint8_t *) bad;
+    res.response_json.len = strlen (bad);
+    assert_int_equal (edge_reply_result (&r, &res, CFG_POLICY_RACE), 0);
+    assert_int_equal (r.status, 502);
+    assert_string_equal (r.winner, "");
+    root = s_parse_reply (&r);
+    cJSON *e = cJSON_GetObjectItemCaseSensitive (root, "error");
+    assert_string_equal (s_str (e, "code"), "bad_upstream_response");
+    cJSON_Delete (root);
+    edge_reply_reset (&r);
+
+    res.has_response_json = false;
+    assert_int_equal (edge_reply_result (&r, &res, CFG_POLICY_RACE), 0);
+    assert_int_equal (r.status, 502);
+    edge_reply_reset (&r);
+}
+
+static void test_error_with_attempts (void **state)
+{
+    (void) state;
+    Aigw__AttemptInfo a[2];
+    Aigw__AttemptInfo *ptrs[] = { &a[0], &a[1] };
+    s_attempt (&a[0], "fast-sim", AIGW__OUTCOME__OUTCOME_FAILED, 100, 900);
+    a[0].reason = "upstream returned HTTP 500";
+    s_attempt (&a[1], "slow-sim", AIGW__OUTCOME__OUTCOME_FAILED, 120, 1900);
+    a[1].has_error = true;
+    a[1].error = AIGW__ERROR_CODE__ERR_WORKER_LOST;
+    Aigw__Error err = AIGW__ERROR__INIT;
+    err.job_id = 3;
+    err.code = AIGW__ERROR_CODE__ERR_UPSTREAM;
+    err.n_attempts = 2;
+    err.attempts = ptrs;
+    err.has_upstream_status = true;
+    err.upstream_status = 500;
+    edge_reply_t r;
+    assert_int_equal (edge_reply_error (&r, &err, CFG_POLICY_RACE), 0);
+    assert_int_equal (r.status, 502);
+    cJSON *root = s_parse_reply (&r);
+    cJSON *e = cJSON_GetObjectItemCaseSensitive (root, "error");
+    assert_string_equal (s_str (e, "type"), "upstream_error");
+    assert_string_equal (s_str (e, "code"), "upstream_error");
+    const char *msg = s_str (e, "message");
+    assert_non_null (strstr (msg, "fast-sim: upstream returned HTTP 500"));
+    assert_non_null (strstr (msg, "slow-sim: worker_lost"));
+    assert_true (s_num (e, "upstream_status") == 500);
+    cJSON *aigw = cJSON_GetObjectItemCaseSensitive (root, "aigw");
+    assert_true (cJSON_IsNull (cJSON_GetObjectItemCaseSensitive (aigw, "winner")));
+    cJSON *atts = cJSON_GetObjectItemCaseSensitive (aigw, "attempts");
+    assert_int_equal (cJSON_GetArraySize (atts), 2);
+    assert_string_equal (s_str (cJSON_GetArrayItem (atts, 0), "outcome"), "failed");
+    assert_string_equal (s_str (cJSON_GetArrayItem (atts, 0), "error"), "upstream returned HTTP 500");
+    assert_string_equal (s_str (cJSON_GetArrayItem (atts, 1), "error"), "worker_lost");
+    cJSON_Delete (root);
+    edge_reply_reset (&r);
+}
+
+static void test_error_codes (void **state)
+{
+    (void) state;
+    struct { Aigw__ErrorCode code; int status; const char *type; const char *words; } cases[] = {
+        { AIGW__ERROR_CODE__ERR_TIMEOUT, 504, "timeout_error", "deadline" },
+        { AIGW__ERROR_CODE__ERR_OVERLOADED, 429, "rate_limit_error", "overloaded" },
+        { AIGW__ERROR_CODE__ERR_UNAVAILABLE, 503, "service_unavailable", "no worker" },
+        { AIGW__ERROR_CODE__ERR_BAD_REQUEST, 400, "invalid_request_error", "" },
+        { AIGW__ERROR_CODE__ERR_UNKNOWN_MODEL, 404, "invalid_request_error", "" },
+        { AIGW__ERROR_CODE__ERR_INTERNAL, 500, "server_error", "" },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        Aigw__Error err = AIGW__ERROR__INIT;
+        err.code = cases[i].code;
+        edge_reply_t r;
+        assert_int_equal (edge_reply_error (&r, &err, CFG_POLICY_RACE), 0);
+        assert_int_equal (r.status, cases[i].status);
+        cJSON *root = s_parse_reply (&r);
+        cJSON *e = cJSON_GetObjectItemCaseSensitive (root, "error");
+        assert_string_equal (s_str (e, "type"), cases[i].type);
+        assert_non_null (strstr (s_str (e, "message"), cases[i].words));
+        assert_null (cJSON_GetObjectItemCaseSensitive (root, "aigw"));   // no attempts
+        cJSON_Delete (root);
+        edge_reply_reset (&r);
+    }
+    //  The broker's own message wins over the default
+    Aigw__Error err = AIGW__ERROR__INIT;
+    err.code = AIGW__ERROR_CODE__ERR_BAD_REQUEST;
+    err.message = "job id already in use";
+    edge_reply_t r;
+    assert_int_equal (edge_reply_error (&r, &err, CFG_POLICY_RACE), 0);
+    assert_non_null (strstr (r.body, "job id already in use"));
+    edge_reply_reset (&r);
+}
+
+static void test_simple_error (void **state)
+{
+    (void) state;
+    edge_reply_t r;
+    assert_int_equal (edge_reply_simple (&r, 404, "model_not_found", "The model 'x' \"quoted\""), 0);
+    assert_int_equal (r.status, 404);
+    cJSON *root = s_parse_reply (&r);
+    cJSON *e = cJSON_GetObjectItemCaseSensitive (root, "error");
+    assert_string_equal (s_str (e, "message"), "The model 'x' \"quoted\"");
+    assert_string_equal (s_str (e, "type"), "invalid_request_error");
+    assert_string_equal (s_str (e, "code"), "model_not_found");
+    cJSON_Delete (root);
+    edge_reply_reset (&r);
+}
+
+static edge_status_t *s_status (void)
+{
+    Aigw__ModelStatus m[3];
+    Aigw__ModelStatus *ptrs[] = { &m[0], &m[1], &m[2] };
+    const char *names[] = { "slow-sim", "fast-sim", "agent/deliberate" };
+    uint32_t workers[] = { 0, 2, 1 };
+    for (int i = 0; i < 3; i++) {
+        aigw__model_status__init (&m[i]);
+        m[i].name = (char *) names[i];
+        m[i].has_workers = true;
+        m[i].workers = workers[i];
+    }
+    Aigw__BrokerStatus st = AIGW__BROKER_STATUS__INIT;
+    st.n_models = 3;
+    st.models = ptrs;
+    st.has_workers = true;
+    st.workers = 3;
+    return edge_status_new (&st, 1);
+}
+
+static void test_models_list (void **state)
+{
+    (void) state;
+    char err[256];
+    cfg_t *cfg = cfg_parse ("models\n    fast-sim\n        provider = sim\n"
+                            "    slow-sim\n        provider = sim\n"
+                            "groups\n    quick\n        targets = \"fast-sim, slow-sim\"\n"
+                            "    dead\n        targets = slow-sim\n", "t", err, sizeof err);
+    assert_non_null (cfg);
+    edge_status_t *st = s_status ();
+    assert_true (edge_status_live (st, "fast-sim"));
+    assert_false (edge_status_live (st, "slow-sim"));
+    assert_non_null (edge_status_model (st, "slow-sim"));
+    assert_null (edge_status_model (st, "nope"));
+    edge_reply_t r;
+    assert_int_equal (edge_reply_models (&r, cfg, st), 0);
+    assert_int_equal (r.status, 200);
+    cJSON *root = s_parse_reply (&r);
+    assert_string_equal (s_str (root, "object"), "list");
+    cJSON *data = cJSON_GetObjectItemCaseSensitive (root, "data");
+    //  agent/deliberate and fast-sim (live), quick (a live target); not slow-sim or dead
+    assert_int_equal (cJSON_GetArraySize (data), 3);
+    assert_null (strstr (r.body, "\"slow-sim\""));
+    assert_null (strstr (r.body, "\"dead\""));
+    cJSON *first = cJSON_GetArrayItem (data, 0);
+    assert_string_equal (s_str (first, "id"), "agent/deliberate");
+    assert_string_equal (s_str (first, "object"), "model");
+    assert_string_equal (s_str (first, "owned_by"), "aigw");
+    assert_true (s_num (first, "created") == 0);
+    cJSON *group = cJSON_GetArrayItem (data, 2);
+    assert_string_equal (s_str (group, "id"), "quick");
+    cJSON *ga = cJSON_GetObjectItemCaseSensitive (group, "aigw");
+    assert_string_equal (s_str (ga, "kind"), "group");
+    assert_true (s_num (ga, "workers") == 2);
+    cJSON_Delete (root);
+    edge_reply_reset (&r);
+
+    //  Nothing live: an empty list
+    assert_int_equal (edge_reply_models (&r, cfg, NULL), 0);
+    assert_string_equal (r.body, "{\"object\":\"list\",\"data\":[]}");
+    edge_reply_reset (&r);
+
+    //  Readiness
+    assert_int_equal (edge_reply_ready (&r, false, st, "tcp://x:1"), 0);
+    assert_int_equal (r.status, 503);
+    assert_non_null (strstr (r.body, "not answering"));
+    edge_reply_reset (&r);
+    assert_int_equal (edge_reply_ready (&r, true, st, "tcp://x:1"), 0);
+    assert_int_equal (r.status, 200);
+    assert_non_null (strstr (r.body, "\"ready\""));
+    edge_reply_reset (&r);
+    edge_status_t *none = edge_status_new (NULL, 1);
+    assert_int_equal (edge_reply_ready (&r, true, none, "tcp://x:1"), 0);
+    assert_int_equal (r.status, 503);
+    assert_non_null (strstr (r.body, "no worker"));
+    edge_reply_reset (&r);
+    edge_status_release (&none);
+
+    //  Reference counting
+    edge_status_t *again = edge_status_ref (st);
+    edge_status_release (&st);
+    assert_null (st);
+    assert_true (edge_status_live (again, "fast-sim"));
+    edge_status_release (&again);
+    cfg_destroy (&cfg);
+}
+
+int main (void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test (test_status_mapping),
+        cmocka_unit_test (test_success_body),
+        cmocka_unit_test (test_success_edge_cases),
+        cmocka_unit_test (test_error_with_attempts),
+        cmocka_unit_test (test_error_codes),
+        cmocka_unit_test (test_simple_error),
+        cmocka_unit_test (test_models_list),
+    };
+    return cmocka_run_group_tests (tests, NULL, NULL);
+}

@@ -1,0 +1,112 @@
+// Pure derivations from stream events: model status, win and error rates, job timelines.
+
+export const DEGRADED_ERROR_RATE = 0.1;
+export const ERROR_WINDOW_MS = 30000;
+
+const n = (v) => (typeof v === 'number' && Number.isFinite(v) ? v : 0);
+
+//  wins / (wins + losses), or null when the model has not raced yet.
+export function winRate(m) {
+  const total = n(m?.wins) + n(m?.losses);
+  return total > 0 ? n(m.wins) / total : null;
+}
+
+//  Finished attempts counted by the broker for a model: won, lost (cancelled) or failed.
+function finished(m) {
+  return n(m?.wins) + n(m?.losses) + n(m?.errors);
+}
+
+//  Error rate of a model between `base` (an older snapshot of the same model, or null)
+//  and `cur`. Falls back to the lifetime counters when there is no usable baseline
+//  (first sample, broker restarted, counters went down). Null when nothing finished.
+export function errorRate(cur, base) {
+  let errs = n(cur?.errors);
+  let total = finished(cur);
+  if (base) {
+    const de = errs - n(base.errors);
+    const dt = total - finished(base);
+    if (de >= 0 && dt >= 0 && n(cur?.wins) >= n(base.wins) && n(cur?.losses) >= n(base.losses)) {
+      errs = de;
+      total = dt;
+    }
+  }
+  return total > 0 ? errs / total : null;
+}
+
+//  down: no workers; degraded: windowed error rate above 10% or attempts queued; else healthy.
+export function modelStatus(m, windowErrorRate) {
+  if (!m || n(m.workers) <= 0) return 'down';
+  if ((windowErrorRate ?? 0) > DEGRADED_ERROR_RATE || n(m.queued) > 0) return 'degraded';
+  return 'healthy';
+}
+
+//  The oldest snapshot of `history` (metrics events, oldest first) within `windowMs` of
+//  `latest` and from the same broker, to diff counters against. Null if none.
+export function baselineSnapshot(history, latest, windowMs = ERROR_WINDOW_MS) {
+  if (!latest || !Array.isArray(history)) return null;
+  const from = n(latest.ts_ms) - windowMs;
+  for (const h of history) {
+    if (h === latest) return null;
+    if (h.broker_id !== latest.broker_id) continue;
+    if (n(h.ts_ms) >= from && n(h.ts_ms) < n(latest.ts_ms)) return h;
+  }
+  return null;
+}
+
+//  One row per model of `metrics`, with derived status, win rate and windowed error rate.
+export function deriveModels(metrics, history = []) {
+  if (!metrics) return [];
+  const base = baselineSnapshot(history, metrics);
+  const baseByName = new Map((base?.models || []).map((m) => [m.name, m]));
+  return metrics.models.map((m) => {
+    const er = errorRate(m, baseByName.get(m.name) || null);
+    return { ...m, status: modelStatus(m, er), winRate: winRate(m), errorRate: er, finished: finished(m) };
+  });
+}
+
+//  Per-model series of a numeric field over the metrics history (for sparklines).
+export function modelSeries(history, name, pick) {
+  return history.map((h) => {
+    const m = h.models?.find((x) => x.name === name);
+    const v = m ? pick(m) : null;
+    return typeof v === 'number' && Number.isFinite(v) ? v : null;
+  });
+}
+
+//  A "nice" axis maximum (1, 2, 2.5, 5 × 10^k) at or above v.
+export function niceMax(v) {
+  if (!(v > 0)) return 1;
+  const p = 10 ** Math.floor(Math.log10(v));
+  for (const f of [1, 2, 2.5, 5, 10]) if (f * p >= v) return f * p;
+  return 10 * p;
+}
+
+//  The time span a job's timeline covers, in ms from the job's start.
+export function jobSpan(job) {
+  let end = n(job?.latency_ms);
+  for (const a of job?.attempts || []) end = Math.max(end, n(a.finished_ms), n(a.first_token_ms), n(a.started_ms));
+  return end;
+}
+
+//  Bars of a job's race timeline as percentages of a shared axis [0, axisMax].
+export function timelineBars(job) {
+  const span = jobSpan(job);
+  const axisMax = niceMax(span);
+  const pct = (v) => Math.max(0, Math.min(100, (n(v) / axisMax) * 100));
+  const bars = (job?.attempts || []).map((a) => {
+    const start = n(a.started_ms);
+    const pending = a.finished_ms === null || a.finished_ms === undefined;
+    const end = pending ? span : n(a.finished_ms);
+    const outcome = ['won', 'cancelled', 'failed', 'pending'].includes(a.outcome) ? a.outcome : pending ? 'pending' : 'failed';
+    const hasTtft = typeof a.first_token_ms === 'number' && Number.isFinite(a.first_token_ms);
+    return {
+      ...a,
+      outcome,
+      winner: outcome === 'won',
+      left: pct(start),
+      width: Math.max(0.6, pct(end) - pct(start)),
+      tick: hasTtft ? pct(a.first_token_ms) : null,
+    };
+  });
+  return { axisMax, span, bars };
+}

@@ -1,0 +1,5 @@
+// Vitest setup: unmount what each test rendered.
+import { afterEach } from 'vitest';
+import { cleanup } from '@testing-library/react';
+
+afterEach(() => cleanup());

@@ -1,0 +1,44 @@
+// The openai provider: POST <base_url>/chat/completions on the loop's curl multi
+// handle. Request rewriting and reply classification are pure functions (unit-tested).
+#ifndef AIGW_WK_OPENAI_H
+#define AIGW_WK_OPENAI_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "aigw.pb-c.h"
+#include "wk_buf.h"
+
+#define WK_OPENAI_DETAIL_MAX 200    // upstream error text kept in a reason
+
+//  Outcome of an upstream call, as the worker will report it.
+typedef struct {
+    Aigw__ErrorCode code;       // ERR_NONE: body is a good chat.completion
+    uint32_t status;            // upstream HTTP status, 0 if none
+    char message [320];         // readable reason when code != ERR_NONE
+    bool has_usage;
+    uint32_t prompt_tokens;
+    uint32_t completion_tokens;
+} wk_openai_reply_t;
+
+//  Rewrite a chat request for the upstream into out: "model" becomes
+//  upstream_model (added if absent), "stream" is forced false, "stream_options"
+//  and "aigw" are dropped; every other member is copied byte for byte.
+//  Returns 0, or -1 with *err set to a static reason.
+int wk_openai_rewrite (const char *req, size_t len, const char *upstream_model,
+                       wk_buf_t *out, const char **err);
+
+//  Classify a complete upstream reply (body need not be NUL-terminated).
+//  Returns 0 when it is a 2xx JSON object with a choices array (usage parsed
+//  if present), else -1 with out->code and out->message set.
+int wk_openai_parse (long status, const char *body, size_t len, wk_openai_reply_t *out);
+
+//  Fill out for a reply that passed its size cap.
+void wk_openai_too_big (uint64_t max, long status, wk_openai_reply_t *out);
+
+//  Copy at most max bytes of s into dst (dstlen), cut at a UTF-8 boundary, with
+//  control characters turned into spaces; appends "..." when cut.
+void wk_openai_snippet (char *dst, size_t dstlen, const char *s, size_t len, size_t max);
+
+#endif

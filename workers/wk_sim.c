@@ -1,0 +1,185 @@
+// The sim provider: seeded draws (splitmix64, Box-Muller lognormal), OpenAI-shaped
+// replies, and its adapter ops (start arms a timer; on_done replies; cancel disarms).
+#include "wk_sim.h"
+#include "wk_core.h"
+#include "wk_json.h"
+#include "aclock.h"
+
+#include <cjson/cJSON.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#define WK_SIM_MAX_REPLY (64 * 1024)
+
+uint64_t wk_sim_next (uint64_t *state)
+{
+    uint64_t z = (*state += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+double wk_sim_uniform (uint64_t *state)
+{
+    //  53 random bits, shifted by half a step so 0 and 1 never occur
+    return ((double) (wk_sim_next (state) >> 11) + 0.5) * (1.0 / 9007199254740992.0);
+}
+
+void wk_sim_draw (uint64_t *state, const cfg_model_t *m, wk_sim_draw_t *out)
+{
+    //  Always three numbers per draw, so the sequence shape never depends on config
+    double u_fail = wk_sim_uniform (state);
+    double u1 = wk_sim_uniform (state);
+    double u2 = wk_sim_uniform (state);
+    out->fail = u_fail < m->fail_rate;
+    double latency = m->latency_ms;
+    if (m->jitter > 0) {
+        double z = sqrt (-2.0 * log (u1)) * cos (2.0 * M_PI * u2);
+        latency *= exp (m->jitter * z);
+    }
+    if (!(latency < WK_SIM_MAX_LATENCY_MS))
+        latency = WK_SIM_MAX_LATENCY_MS;
+    out->latency_ms = (uint32_t) (latency + 0.5);
+}
+
+uint32_t wk_sim_count_words (const char *s, size_t len)
+{
+    uint32_t words = 0;
+    bool in_word = false;
+    for (size_t i = 0; i < len; i++) {
+        bool space = s [i] == ' ' || s [i] == '\t' || s [i] == '\n' || s [i] == '\r';
+        if (!space && !in_word)
+            words++;
+        in_word = !space;
+    }
+    return words;
+}
+
+static uint32_t s_string_words (const cJSON *item)
+{
+    const char *s = cJSON_GetStringValue (item);
+    return s ? wk_sim_count_words (s, strlen (s)) : 0;
+}
+
+//  Words of one message's content: a string, or an array of {type, text} parts.
+static uint32_t s_content_words (const cJSON *content)
+{
+    if (cJSON_IsString (content))
+        return s_string_words (content);
+    uint32_t words = 0;
+    const cJSON *part;
+    cJSON_ArrayForEach (part, content)
+        words += s_string_words (cJSON_GetObjectItemCaseSensitive (part, "text"));
+    return words;
+}
+
+int wk_sim_prompt_tokens (const char *req, size_t len, uint32_t *tokens)
+{
+    cJSON *root = cJSON_ParseWithLength (req, len);
+    if (!cJSON_IsObject (root)) {
+        cJSON_Delete (root);
+        return -1;
+    }
+    uint32_t words = 0;
+    const cJSON *msg;
+    cJSON_ArrayForEach (msg, cJSON_GetObjectItemCaseSensitive (root, "messages"))
+        words += s_content_words (cJSON_GetObjectItemCaseSensitive (msg, "content"));
+    cJSON_Delete (root);
+    *tokens = words;
+    return 0;
+}
+
+int wk_sim_build_response (wk_buf_t *out, uint64_t attempt_id, const char *model,
+                           const char *text, int64_t created,
+                           uint32_t prompt_tokens, uint32_t completion_tokens)
+{
+    char head [128];
+    snprintf (head, sizeof head,
+              "{\"id\":\"chatcmpl-sim-%016" PRIx64 "\",\"object\":\"chat.completion\","
+              "\"created\":%" PRId64 ",\"model\":", attempt_id, created);
+    char tail [192];
+    snprintf (tail, sizeof tail,
+              "},\"logprobs\":null,\"finish_reason\":\"stop\"}],"
+              "\"usage\":{\"prompt_tokens\":%" PRIu32 ",\"completion_tokens\":%" PRIu32
+              ",\"total_tokens\":%" PRIu64 "}}",
+              prompt_tokens, completion_tokens, (uint64_t) prompt_tokens + completion_tokens);
+    if (wk_buf_puts (out, head)
+    ||  wk_json_put_string (out, model)
+    ||  wk_buf_puts (out, ",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":")
+    ||  wk_json_put_string (out, text)
+    ||  wk_buf_puts (out, tail))
+        return -1;
+    return 0;
+}
+
+//  ---- adapter ops
+
+static int s_start (worker_t *w, wk_attempt_t *a, const char *req, size_t req_len)
+{
+    if (wk_sim_prompt_tokens (req, req_len, &a->prompt_tokens)) {
+        wk_reply_error (w, a, AIGW__ERROR_CODE__ERR_BAD_REQUEST, 0,
+                        "request payload is not a JSON object");
+        return -1;
+    }
+    wk_sim_draw_t draw;
+    wk_sim_draw (&a->model->rng, a->model->cfg, &draw);
+    a->sim_fail = draw.fail;
+    uint32_t delay = draw.latency_ms;
+    if (a->deadline_ms && a->deadline_ms < delay) {
+        a->sim_late = true;
+        delay = a->deadline_ms;
+    }
+    return wk_timer_arm (w, a, a->started_us / 1000 + delay);
+}
+
+static void s_on_done (worker_t *w, wk_attempt_t *a, const wk_done_t *done)
+{
+    const cfg_model_t *m = a->model->cfg;
+    if (a->sim_late) {
+        wk_reply_error (w, a, AIGW__ERROR_CODE__ERR_TIMEOUT, 0,
+                        "sim: deadline of %" PRIu32 " ms passed before the reply", a->deadline_ms);
+        return;
+    }
+    if (a->sim_fail) {
+        wk_reply_error (w, a, AIGW__ERROR_CODE__ERR_UPSTREAM, 0, "sim: injected failure");
+        return;
+    }
+    wk_buf_t buf;
+    wk_buf_init (&buf, WK_SIM_MAX_REPLY);
+    uint32_t completion = wk_sim_count_words (m->text, strlen (m->text));
+    if (wk_sim_build_response (&buf, a->attempt_id, m->name, m->text, (int64_t) time (NULL),
+                               a->prompt_tokens, completion)) {
+        wk_reply_error (w, a, AIGW__ERROR_CODE__ERR_INTERNAL, 0, "sim: out of memory");
+        wk_buf_free (&buf);
+        return;
+    }
+    Aigw__Usage usage = AIGW__USAGE__INIT;
+    usage.has_prompt_tokens = true;
+    usage.prompt_tokens = a->prompt_tokens;
+    usage.has_completion_tokens = true;
+    usage.completion_tokens = completion;
+    wk_reply_result (w, a, buf.data, buf.len, &usage);
+    wk_buf_free (&buf);
+}
+
+static void s_cancel (worker_t *w, wk_attempt_t *a)
+{
+    wk_timer_disarm (w, a);
+}
+
+static int s_model_init (wk_model_t *m)
+{
+    m->rng = m->cfg->seed;
+    return 0;
+}
+
+const wk_provider_t wk_sim_provider = {
+    .name = "sim",
+    .model_init = s_model_init,
+    .start = s_start,
+    .on_done = s_on_done,
+    .cancel = s_cancel,
+};

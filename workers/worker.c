@@ -1,0 +1,639 @@
+// aigw-worker event loop: drains the broker DEALER, drives curl multi transfers, fires
+// attempt timers, heartbeats and reconnects, all on one thread; sleeps in curl_multi_poll.
+#include "worker.h"
+#include "wk_core.h"
+#include "wk_table.h"
+#include "aclock.h"
+#include "log.h"
+#include "wire.h"
+
+#include <czmq.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define WK_DRAIN_MAX 1024       // broker messages per wake-up before curl gets a turn
+#define WK_POLL_MAX_MS 1000     // longest sleep in curl_multi_poll
+#define WK_LINGER_MS 200        // time allowed to flush the final DISCONNECT
+#define WK_REASON_MAX 512
+
+struct _worker_t {
+    const cfg_t *cfg;
+    char id [CFG_NAME_MAX + 80];
+    char endpoint [CFG_STR_MAX];
+    uint32_t capacity;
+    wk_model_t *models;
+    size_t nmodels;
+    char **model_names;         // for READY (point into cfg)
+    zhashx_t *by_name;          // name -> wk_model_t (borrowed)
+    wk_table_t *table;
+    CURLM *multi;
+    void *ctx;
+    void *sock;                 // DEALER to the broker; NULL while backing off
+    int sock_fd;                // its ZMQ_FD (edge-triggered)
+    uint32_t hb_ms;
+    uint32_t liveness;
+    int64_t next_hb_ms;
+    int64_t expiry_ms;          // broker presumed lost after this
+    int64_t reconnect_at_ms;    // when sock is NULL
+    uint32_t backoff_ms;
+    bool heard;                 // a message other than DISCONNECT since connecting
+    bool malformed_logged;      // once per connection
+    atomic_bool stop;
+    worker_stats_t stats;
+};
+
+//  ---- construction
+
+static int s_add_model (worker_t *self, const cfg_model_t *c, char *err, size_t errlen)
+{
+    if (zhashx_lookup (self->by_name, c->name))
+        return 0;               // listed twice
+    wk_model_t *m = &self->models [self->nmodels];
+    memset (m, 0, sizeof *m);
+    m->cfg = c;
+    m->prov = wk_provider_for (c->provider);
+    if (m->prov->model_init && m->prov->model_init (m)) {
+        snprintf (err, errlen, "model %s: cannot prepare provider %s", c->name, m->prov->name);
+        return -1;
+    }
+    self->model_names [self->nmodels++] = (char *) c->name;
+    zhashx_insert (self->by_name, c->name, m);
+    return 0;
+}
+
+//  Pick the served models: every configured one, or the comma list given.
+static int s_select_models (worker_t *self, const char *list, char *err, size_t errlen)
+{
+    const cfg_t *cfg = self->cfg;
+    if (!list || !*list) {
+        for (size_t i = 0; i < cfg->nmodels; i++)
+            if (s_add_model (self, &cfg->models [i], err, errlen))
+                return -1;
+        return 0;
+    }
+    const char *p = list;
+    while (*p) {
+        p += strspn (p, ", \t");
+        size_t len = strcspn (p, ", \t");
+        if (!len)
+            break;
+        char name [CFG_NAME_MAX];
+        snprintf (name, sizeof name, "%.*s", (int) (len < sizeof name ? len : sizeof name - 1), p);
+        const cfg_model_t *c = len < sizeof name ? cfg_model (cfg, name) : NULL;
+        if (!c) {
+            snprintf (err, errlen, "unknown model '%.*s' in --models (not in the config)",
+                      (int) (len > 100 ? 100 : len), p);
+            return -1;
+        }
+        if (s_add_model (self, c, err, errlen))
+            return -1;
+        p += len;
+    }
+    return 0;
+}
+
+static void s_default_id (char *buf, size_t buflen)
+{
+    char host [256] = "worker";
+    if (gethostname (host, sizeof host) == 0)
+        host [sizeof host - 1] = 0;
+    snprintf (buf, buflen, "%s-%d", host, (int) getpid ());
+}
+
+static int s_init (worker_t *self, const worker_opts_t *opts, char *err, size_t errlen)
+{
+    const cfg_t *cfg = self->cfg;
+    self->capacity = opts->capacity ? opts->capacity : cfg->worker.capacity;
+    if (self->capacity == 0 || self->capacity > WORKER_CAPACITY_MAX) {
+        snprintf (err, errlen, "capacity must be 1..%d", WORKER_CAPACITY_MAX);
+        return -1;
+    }
+    if (opts->id && *opts->id)
+        snprintf (self->id, sizeof self->id, "%s", opts->id);
+    else
+        s_default_id (self->id, sizeof self->id);
+    snprintf (self->endpoint, sizeof self->endpoint, "%s",
+              opts->broker && *opts->broker ? opts->broker : cfg->worker.broker);
+    self->hb_ms = cfg->broker.heartbeat_ms ? cfg->broker.heartbeat_ms : 1000;
+    self->liveness = cfg->broker.liveness ? cfg->broker.liveness : 3;
+    self->backoff_ms = WORKER_BACKOFF_MIN_MS;
+    self->models = calloc (cfg->nmodels ? cfg->nmodels : 1, sizeof *self->models);
+    self->model_names = calloc (cfg->nmodels ? cfg->nmodels : 1, sizeof *self->model_names);
+    self->by_name = zhashx_new ();
+    self->table = wk_table_new (self->capacity);
+    self->multi = curl_multi_init ();
+    self->ctx = zmq_ctx_new ();
+    if (!self->models || !self->model_names || !self->by_name || !self->table
+    ||  !self->multi || !self->ctx) {
+        snprintf (err, errlen, "out of memory");
+        return -1;
+    }
+    //  Keep an idle connection per slot so bursts reuse them
+    curl_multi_setopt (self->multi, CURLMOPT_MAXCONNECTS, (long) self->capacity);
+    if (s_select_models (self, opts->models, err, errlen))
+        return -1;
+    if (self->nmodels == 0) {
+        snprintf (err, errlen, "no models to serve (the config has no models section)");
+        return -1;
+    }
+    return 0;
+}
+
+worker_t *worker_new (const cfg_t *cfg, const worker_opts_t *opts, char *err, size_t errlen)
+{
+    static const worker_opts_t none = { 0 };
+    if (curl_global_init (CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        snprintf (err, errlen, "curl_global_init failed");
+        return NULL;
+    }
+    worker_t *self = calloc (1, sizeof *self);
+    if (!self) {
+        curl_global_cleanup ();
+        snprintf (err, errlen, "out of memory");
+        return NULL;
+    }
+    self->cfg = cfg;
+    atomic_init (&self->stop, false);
+    if (s_init (self, opts ? opts : &none, err, errlen)) {
+        worker_destroy (&self);
+        return NULL;
+    }
+    return self;
+}
+
+//  Abort every live attempt without replying. Returns how many there were.
+static uint32_t s_abort_all (worker_t *self)
+{
+    uint32_t n = 0;
+    for (uint32_t i = 0; self->table && i < wk_table_capacity (self->table); i++) {
+        wk_attempt_t *a = wk_table_slot (self->table, i);
+        if (!a->live)
+            continue;
+        a->model->prov->cancel (self, a);
+        wk_table_remove (self->table, a);
+        n++;
+    }
+    return n;
+}
+
+void worker_destroy (worker_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    worker_t *self = *self_p;
+    s_abort_all (self);
+    for (size_t i = 0; i < self->nmodels; i++)
+        if (self->models [i].prov->model_fini)
+            self->models [i].prov->model_fini (&self->models [i]);
+    wk_table_destroy (&self->table);
+    if (self->multi)
+        curl_multi_cleanup (self->multi);
+    if (self->sock)
+        zmq_close (self->sock);
+    if (self->ctx)
+        zmq_ctx_term (self->ctx);
+    zhashx_destroy (&self->by_name);
+    free (self->models);
+    free (self->model_names);
+    free (self);
+    curl_global_cleanup ();
+    *self_p = NULL;
+}
+
+//  ---- sending
+
+static int s_send (worker_t *self, uint8_t cmd, const ProtobufCMessage *body)
+{
+    if (!self->sock)
+        return -1;
+    if (wire_send (self->sock, NULL, 0, WIRE_SIDE_WORKER, cmd, body, NULL) == 0)
+        return 0;
+    uint64_t n = ++self->stats.send_errors;
+    if ((n & (n - 1)) == 0)
+        log_warn ("cannot send %s to broker: %s (%" PRIu64 " send errors so far)",
+                  wire_cmd_name (WIRE_SIDE_WORKER, cmd), zmq_strerror (errno), n);
+    return -1;
+}
+
+static int s_send_error (worker_t *self, uint64_t job_id, uint64_t attempt_id,
+                         Aigw__ErrorCode code, uint32_t status, const char *reason)
+{
+    Aigw__Error e = AIGW__ERROR__INIT;
+    e.job_id = job_id;
+    e.has_attempt_id = true;
+    e.attempt_id = attempt_id;
+    e.code = code;
+    e.message = (char *) reason;
+    e.has_upstream_status = status != 0;
+    e.upstream_status = status;
+    return s_send (self, WIRE_W_ERROR, &e.base);
+}
+
+static void s_send_ready (worker_t *self)
+{
+    Aigw__WorkerHello h = AIGW__WORKER_HELLO__INIT;
+    h.worker_id = self->id;
+    h.n_models = self->nmodels;
+    h.models = self->model_names;
+    h.capacity = self->capacity;
+    h.has_pid = true;
+    h.pid = (uint32_t) getpid ();
+    h.version = (char *) "aigw-worker/" WORKER_VERSION;
+    s_send (self, WIRE_W_READY, &h.base);
+}
+
+static void s_send_heartbeat (worker_t *self)
+{
+    Aigw__WorkerStats s = AIGW__WORKER_STATS__INIT;
+    s.has_in_flight = s.has_capacity = s.has_completed = s.has_failed = s.has_cancelled = true;
+    s.in_flight = wk_table_used (self->table);
+    s.capacity = self->capacity;
+    s.completed = self->stats.completed;
+    s.failed = self->stats.failed;
+    s.cancelled = self->stats.cancelled;
+    if (s_send (self, WIRE_W_HEARTBEAT, &s.base) == 0)
+        self->stats.heartbeats++;
+}
+
+//  ---- services for providers
+
+CURLM *wk_multi (worker_t *w)
+{
+    return w->multi;
+}
+
+int wk_reply_result (worker_t *w, wk_attempt_t *a, const char *json, size_t len,
+                     const Aigw__Usage *usage)
+{
+    Aigw__Result r = AIGW__RESULT__INIT;
+    r.job_id = a->job_id;
+    r.has_attempt_id = true;
+    r.attempt_id = a->attempt_id;
+    r.model = (char *) a->model->cfg->name;
+    r.has_response_json = true;
+    r.response_json.len = len;
+    r.response_json.data = (uint8_t *) json;
+    r.usage = (Aigw__Usage *) usage;
+    a->replied = true;
+    w->stats.completed++;
+    log_debug ("attempt %" PRIu64 " (%s) done in %" PRId64 " us", a->attempt_id,
+               a->model->cfg->name, aclock_now_us () - a->started_us);
+    return s_send (w, WIRE_W_RESULT, &r.base);
+}
+
+int wk_reply_error (worker_t *w, wk_attempt_t *a, Aigw__ErrorCode code, uint32_t upstream_status,
+                    const char *fmt, ...)
+{
+    char reason [WK_REASON_MAX];
+    va_list ap;
+    va_start (ap, fmt);
+    vsnprintf (reason, sizeof reason, fmt, ap);
+    va_end (ap);
+    a->replied = true;
+    if (code == AIGW__ERROR_CODE__ERR_CANCELLED)
+        w->stats.cancelled++;
+    else
+        w->stats.failed++;
+    log_debug ("attempt %" PRIu64 " (%s) error %d: %s", a->attempt_id, a->model->cfg->name,
+               (int) code, reason);
+    return s_send_error (w, a->job_id, a->attempt_id, code, upstream_status, reason);
+}
+
+int wk_timer_arm (worker_t *w, wk_attempt_t *a, int64_t due_ms)
+{
+    wk_table_timer_set (w->table, a, due_ms);
+    return 0;
+}
+
+void wk_timer_disarm (worker_t *w, wk_attempt_t *a)
+{
+    wk_table_timer_clear (w->table, a);
+}
+
+void wk_attempt_end (worker_t *w, wk_attempt_t *a)
+{
+    if (!a->live)
+        return;
+    if (!a->replied)
+        wk_reply_error (w, a, AIGW__ERROR_CODE__ERR_INTERNAL, 0, "provider %s gave no reply",
+                        a->model->prov->name);
+    a->model->prov->cancel (w, a);
+    wk_table_remove (w->table, a);
+}
+
+//  ---- broker link
+
+static int s_connect (worker_t *self, int64_t now)
+{
+    void *sock = zmq_socket (self->ctx, ZMQ_DEALER);
+    if (!sock)
+        return -1;
+    size_t len = sizeof self->sock_fd;
+    if (wire_setup_socket (sock, false, self->cfg->broker.max_frame)
+    ||  zmq_connect (sock, self->endpoint)
+    ||  zmq_getsockopt (sock, ZMQ_FD, &self->sock_fd, &len)) {
+        log_error ("cannot connect to broker %s: %s", self->endpoint, zmq_strerror (errno));
+        zmq_close (sock);
+        return -1;
+    }
+    self->sock = sock;
+    self->heard = false;
+    self->malformed_logged = false;
+    self->expiry_ms = now + (int64_t) self->hb_ms * self->liveness;
+    self->next_hb_ms = now + self->hb_ms;
+    self->stats.connects++;
+    s_send_ready (self);
+    log_debug ("connected to broker %s, READY sent", self->endpoint);
+    return 0;
+}
+
+//  The broker is gone (silence or DISCONNECT): orphan every attempt, close the
+//  socket and schedule a new one, at once or after the back-off.
+static void s_broker_lost (worker_t *self, int64_t now, const char *why, bool at_once)
+{
+    uint32_t orphaned = s_abort_all (self);
+    self->stats.orphaned += orphaned;
+    zmq_close (self->sock);
+    self->sock = NULL;
+    uint32_t delay = at_once ? 0 : self->backoff_ms;
+    if (!at_once && self->backoff_ms < WORKER_BACKOFF_MAX_MS)
+        self->backoff_ms = self->backoff_ms * 2 > WORKER_BACKOFF_MAX_MS
+                         ? WORKER_BACKOFF_MAX_MS : self->backoff_ms * 2;
+    self->reconnect_at_ms = now + delay;
+    log_warn ("broker %s: %s; %" PRIu32 " attempts orphaned; reconnecting in %" PRIu32 " ms",
+              self->endpoint, why, orphaned, delay);
+}
+
+static void s_malformed (worker_t *self, const char *why)
+{
+    self->stats.malformed++;
+    if (!self->malformed_logged)
+        log_warn ("dropped malformed message from broker %s: %s (logged once per connection)",
+                  self->endpoint, why);
+    self->malformed_logged = true;
+}
+
+//  ---- broker commands
+
+static void s_reject (worker_t *self, const Aigw__Task *t, Aigw__ErrorCode code, const char *fmt,
+                      ...) __attribute__ ((format (printf, 4, 5)));
+static void s_reject (worker_t *self, const Aigw__Task *t, Aigw__ErrorCode code, const char *fmt,
+                      ...)
+{
+    char reason [WK_REASON_MAX];
+    va_list ap;
+    va_start (ap, fmt);
+    vsnprintf (reason, sizeof reason, fmt, ap);
+    va_end (ap);
+    self->stats.rejected++;
+    log_debug ("TASK attempt %" PRIu64 " refused: %s", t->attempt_id, reason);
+    s_send_error (self, t->job_id, t->attempt_id, code, 0, reason);
+}
+
+static void s_start_task (worker_t *self, const Aigw__Task *t, zmq_msg_t *payload, bool has_payload)
+{
+    if (!has_payload) {
+        s_reject (self, t, AIGW__ERROR_CODE__ERR_BAD_REQUEST, "TASK carries no request payload");
+        return;
+    }
+    wk_model_t *m = t->target ? zhashx_lookup (self->by_name, t->target) : NULL;
+    if (!m) {
+        s_reject (self, t, AIGW__ERROR_CODE__ERR_UNKNOWN_MODEL, "model %.128s is not served by worker %s",
+                  t->target ? t->target : "", self->id);
+        return;
+    }
+    if (t->has_deadline_ms && t->deadline_ms == 0) {
+        s_reject (self, t, AIGW__ERROR_CODE__ERR_TIMEOUT, "deadline already passed");
+        return;
+    }
+    if (wk_table_find (self->table, t->attempt_id)) {
+        s_malformed (self, "TASK for an attempt id that is already running");
+        return;
+    }
+    wk_attempt_t *a = wk_table_add (self->table, t->attempt_id);
+    if (!a) {
+        s_reject (self, t, AIGW__ERROR_CODE__ERR_OVERLOADED, "worker %s is at capacity (%" PRIu32 ")",
+                  self->id, self->capacity);
+        return;
+    }
+    a->job_id = t->job_id;
+    a->model = m;
+    a->deadline_ms = t->has_deadline_ms ? t->deadline_ms : 0;
+    a->started_us = aclock_now_us ();
+    self->stats.tasks++;
+    m->started++;
+    if (m->prov->start (self, a, zmq_msg_data (payload), zmq_msg_size (payload)))
+        wk_attempt_end (self, a);
+}
+
+static void s_on_task (worker_t *self, wire_msg_t *msg)
+{
+    Aigw__Task *t = (Aigw__Task *) wire_unpack (&aigw__task__descriptor, &msg->body);
+    if (!t) {
+        s_malformed (self, "TASK body does not decode");
+        return;
+    }
+    s_start_task (self, t, &msg->payload, msg->has_payload);
+    protobuf_c_message_free_unpacked (&t->base, NULL);
+}
+
+static void s_on_cancel (worker_t *self, wire_msg_t *msg)
+{
+    Aigw__AttemptRef *ref = (Aigw__AttemptRef *)
+        wire_unpack (&aigw__attempt_ref__descriptor, &msg->body);
+    if (!ref) {
+        s_malformed (self, "CANCEL body does not decode");
+        return;
+    }
+    wk_attempt_t *a = wk_table_find (self->table, ref->attempt_id);
+    if (a) {
+        a->model->prov->cancel (self, a);       // abort the upstream call first
+        wk_reply_error (self, a, AIGW__ERROR_CODE__ERR_CANCELLED, 0, "cancelled by broker");
+        wk_attempt_end (self, a);
+    }
+    else {
+        self->stats.unknown_cancels++;
+        log_debug ("CANCEL for unknown attempt %" PRIu64, ref->attempt_id);
+    }
+    protobuf_c_message_free_unpacked (&ref->base, NULL);
+}
+
+static void s_handle (worker_t *self, wire_msg_t *msg, int64_t now)
+{
+    if (msg->side != WIRE_SIDE_WORKER || !wire_cmd_valid (WIRE_SIDE_WORKER, msg->cmd, false)) {
+        s_malformed (self, "unexpected header or command");
+        return;
+    }
+    //  Any message proves the broker is alive; only a non-DISCONNECT one resets back-off
+    bool heard_before = self->heard;
+    self->expiry_ms = now + (int64_t) self->hb_ms * self->liveness;
+    if (msg->cmd != WIRE_W_DISCONNECT) {
+        self->heard = true;
+        self->backoff_ms = WORKER_BACKOFF_MIN_MS;
+    }
+    if (msg->cmd == WIRE_W_TASK)
+        s_on_task (self, msg);
+    else
+    if (msg->cmd == WIRE_W_CANCEL)
+        s_on_cancel (self, msg);
+    else
+    if (msg->cmd == WIRE_W_DISCONNECT)
+        s_broker_lost (self, now, "DISCONNECT from broker", heard_before);
+}
+
+//  Read every waiting broker message (bounded per wake-up).
+static void s_drain (worker_t *self)
+{
+    int64_t now = aclock_now_ms ();
+    for (int i = 0; i < WK_DRAIN_MAX && self->sock; i++) {
+        wire_msg_t msg;
+        int rc = wire_recv (self->sock, false, &msg);
+        if (rc == -1) {
+            if (errno != EAGAIN && errno != EINTR)
+                log_error ("broker socket receive failed: %s", zmq_strerror (errno));
+            return;
+        }
+        if (rc == -2) {
+            s_malformed (self, msg.error ? msg.error : "bad framing");
+            continue;
+        }
+        s_handle (self, &msg, now);
+        wire_msg_close (&msg);
+    }
+}
+
+//  ---- timers
+
+static void s_fire_timers (worker_t *self, int64_t now)
+{
+    wk_attempt_t *a;
+    while ((a = wk_table_timer_first (self->table)) && a->due_ms <= now) {
+        wk_table_timer_clear (self->table, a);
+        wk_done_t done = { .timer = true, .curl_code = CURLE_OK };
+        a->model->prov->on_done (self, a, &done);
+        //  A provider may re-arm (streaming); otherwise the attempt is over
+        if (a->replied || (a->heap_idx == SIZE_MAX && !a->easy))
+            wk_attempt_end (self, a);
+    }
+}
+
+static void s_tick (worker_t *self, int64_t now)
+{
+    if (!self->sock) {
+        if (now < self->reconnect_at_ms)
+            return;
+        if (s_connect (self, now)) {
+            self->reconnect_at_ms = now + self->backoff_ms;
+            if (self->backoff_ms < WORKER_BACKOFF_MAX_MS)
+                self->backoff_ms *= 2;
+        }
+        return;
+    }
+    if (now >= self->expiry_ms) {
+        char why [96];
+        snprintf (why, sizeof why, "silent for %" PRIu64 " ms",
+                  (uint64_t) self->hb_ms * self->liveness);
+        s_broker_lost (self, now, why, false);
+        return;
+    }
+    if (now >= self->next_hb_ms) {
+        s_send_heartbeat (self);
+        self->next_hb_ms = now + self->hb_ms;
+    }
+}
+
+//  Milliseconds until the next thing the loop must do by itself.
+static int s_next_wait (worker_t *self, int64_t now)
+{
+    int64_t due = self->sock ? (self->next_hb_ms < self->expiry_ms ? self->next_hb_ms
+                                                                   : self->expiry_ms)
+                             : self->reconnect_at_ms;
+    wk_attempt_t *a = wk_table_timer_first (self->table);
+    if (a && a->due_ms < due)
+        due = a->due_ms;
+    int64_t wait = due - now;
+    return wait < 0 ? 0 : wait > WK_POLL_MAX_MS ? WK_POLL_MAX_MS : (int) wait;
+}
+
+//  ZMQ_FD is edge-triggered: it only signals new activity. Reading ZMQ_EVENTS
+//  (after every send and receive) tells whether messages are already queued.
+static bool s_zmq_readable (worker_t *self)
+{
+    if (!self->sock)
+        return false;
+    int events = 0;
+    size_t len = sizeof events;
+    if (zmq_getsockopt (self->sock, ZMQ_EVENTS, &events, &len))
+        return false;
+    return (events & ZMQ_POLLIN) != 0;
+}
+
+static void s_wait (worker_t *self, int64_t now)
+{
+    struct curl_waitfd wfd = { .fd = self->sock_fd, .events = CURL_WAIT_POLLIN, .revents = 0 };
+    int timeout = s_next_wait (self, now);
+    curl_multi_poll (self->multi, self->sock ? &wfd : NULL, self->sock ? 1 : 0, timeout, NULL);
+    self->stats.loops++;
+}
+
+static void s_shutdown (worker_t *self)
+{
+    uint32_t n = s_abort_all (self);
+    if (!self->sock)
+        return;
+    s_send (self, WIRE_W_DISCONNECT, NULL);
+    int linger = WK_LINGER_MS;
+    zmq_setsockopt (self->sock, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_close (self->sock);
+    self->sock = NULL;
+    log_info ("worker %s stopped (DISCONNECT sent, %" PRIu32 " attempts aborted)", self->id, n);
+}
+
+int worker_run (worker_t *self)
+{
+    if (s_connect (self, aclock_now_ms ()))
+        return -1;
+    log_info ("worker %s: %zu models, capacity %" PRIu32 ", broker %s", self->id, self->nmodels,
+              self->capacity, self->endpoint);
+    while (!atomic_load (&self->stop)) {
+        s_drain (self);
+        int running = 0;
+        curl_multi_perform (self->multi, &running);
+        wk_http_collect (self);
+        int64_t now = aclock_now_ms ();
+        s_fire_timers (self, now);
+        s_tick (self, now);
+        if (atomic_load (&self->stop))
+            break;
+        if (s_zmq_readable (self))
+            continue;           // more queued than one drain took, or sends consumed the edge
+        s_wait (self, now);
+    }
+    s_shutdown (self);
+    return 0;
+}
+
+void worker_stop (worker_t *self)
+{
+    if (!self)
+        return;
+    atomic_store (&self->stop, true);
+    if (self->multi)
+        curl_multi_wakeup (self->multi);
+}
+
+void worker_stats (worker_t *self, worker_stats_t *out)
+{
+    *out = self->stats;
+}
+
+const char *worker_id (worker_t *self)
+{
+    return self->id;
+}
