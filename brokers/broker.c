@@ -122,6 +122,7 @@ struct broker_t {
     uint64_t logged_peers[BROKER_LOGGED_PEERS];
     size_t logged_next;
     int64_t next_heartbeat, next_metrics;
+    int64_t started;                // when broker_run began
     broker_counters_t c;
 };
 
@@ -1062,34 +1063,113 @@ static void s_refresh_p95 (broker_t *self)
     }
 }
 
-static void s_publish_metrics (broker_t *self)
+#ifdef AIGW_HAVE_MSGPACK
+static void s_mp_str (msgpack_packer *pk, const char *str)
+{
+    size_t n = strlen (str);
+    msgpack_pack_str (pk, n);
+    msgpack_pack_str_body (pk, str, n);
+}
+
+static void s_mp_u64 (msgpack_packer *pk, const char *key, uint64_t v)
+{
+    s_mp_str (pk, key);
+    msgpack_pack_uint64 (pk, v);
+}
+
+//  key: {"p50", "p95", "p99"} in milliseconds from a µs histogram.
+static void s_mp_pcts (msgpack_packer *pk, const char *key, const hist_t *h)
+{
+    static const double pct[] = { 50, 95, 99 };
+    static const char *name[] = { "p50", "p95", "p99" };
+    s_mp_str (pk, key);
+    msgpack_pack_map (pk, 3);
+    for (int i = 0; i < 3; i++) {
+        s_mp_str (pk, name[i]);
+        msgpack_pack_double (pk, (double) hist_percentile (h, pct[i]) / 1000.0);
+    }
+}
+
+static void s_mp_counters (broker_t *self, msgpack_packer *pk)
+{
+    size_t n = 0;
+#define BROKER_COUNT_ONE(name) n++;
+    BROKER_COUNTERS (BROKER_COUNT_ONE)
+#undef BROKER_COUNT_ONE
+    s_mp_str (pk, "counters");
+    msgpack_pack_map (pk, n);
+#define BROKER_PACK_ONE(name) s_mp_u64 (pk, #name, self->c.name);
+    BROKER_COUNTERS (BROKER_PACK_ONE)
+#undef BROKER_PACK_ONE
+}
+
+static void s_mp_models (broker_t *self, msgpack_packer *pk)
+{
+    size_t n = dsp_model_count (self->dsp);
+    s_mp_str (pk, "models");
+    msgpack_pack_array (pk, n);
+    for (size_t i = 0; i < n; i++) {
+        dsp_model_t *m = dsp_model_at (self->dsp, i);
+        model_stats_t *st = dsp_model_user (m);
+        msgpack_pack_map (pk, st ? 9 : 6);
+        s_mp_str (pk, "name");
+        s_mp_str (pk, dsp_model_name (m));
+        s_mp_u64 (pk, "workers", dsp_model_workers (m));
+        s_mp_u64 (pk, "capacity", dsp_model_capacity (m));
+        s_mp_u64 (pk, "in_flight", dsp_model_in_flight (m));
+        s_mp_u64 (pk, "queued", dsp_model_queued (m));
+        if (st) {
+            s_mp_u64 (pk, "wins", st->wins);
+            s_mp_pcts (pk, "latency_ms", &st->latency);
+            s_mp_pcts (pk, "ttft_ms", &st->ttft);
+        }
+        s_mp_u64 (pk, "samples", st ? hist_count (&st->latency) : 0);
+    }
+}
+
+static void s_mp_workers (broker_t *self, msgpack_packer *pk, int64_t now)
+{
+    s_mp_str (pk, "workers");
+    msgpack_pack_array (pk, dsp_worker_count (self->dsp));
+    for (worker_t *w = self->worker_list; w; w = w->next) {
+        msgpack_pack_map (pk, 5);
+        s_mp_str (pk, "id");
+        s_mp_str (pk, w->name);
+        s_mp_str (pk, "alive");
+        msgpack_pack_true (pk);
+        s_mp_u64 (pk, "in_flight", dsp_worker_in_flight (w->dw));
+        s_mp_u64 (pk, "capacity", dsp_worker_capacity (w->dw));
+        int64_t seen = now - (w->expiry - self->expiry_us);
+        s_mp_u64 (pk, "last_seen_ms", seen > 0 ? (uint64_t) seen / 1000 : 0);
+    }
+}
+#endif
+
+//  Publish ["metrics", msgpack map] (shape: docs/metrics-stream.md; a subset for now).
+static void s_publish_metrics (broker_t *self, int64_t now)
 {
 #ifdef AIGW_HAVE_MSGPACK
     msgpack_sbuffer sbuf;
     msgpack_sbuffer_init (&sbuf);
     msgpack_packer pk;
     msgpack_packer_init (&pk, &sbuf, msgpack_sbuffer_write);
-    size_t n = 3;
-#define BROKER_COUNT_ONE(name) n++;
-    BROKER_COUNTERS (BROKER_COUNT_ONE)
-#undef BROKER_COUNT_ONE
-    msgpack_pack_map (&pk, n);
-#define BROKER_PACK_KV(key, val) \
-    msgpack_pack_str (&pk, strlen (key)); \
-    msgpack_pack_str_body (&pk, key, strlen (key)); \
-    msgpack_pack_uint64 (&pk, (val));
-#define BROKER_PACK_ONE(name) BROKER_PACK_KV (#name, self->c.name)
-    BROKER_COUNTERS (BROKER_PACK_ONE)
-    BROKER_PACK_KV ("jobs_in_flight", (uint64_t) self->jobs.size)
-    BROKER_PACK_KV ("workers", (uint64_t) dsp_worker_count (self->dsp))
-    BROKER_PACK_KV ("ts_us", (uint64_t) aclock_now_us ())
-#undef BROKER_PACK_ONE
-#undef BROKER_PACK_KV
+    struct timespec ts;
+    clock_gettime (CLOCK_REALTIME, &ts);
+    msgpack_pack_map (&pk, 7);
+    s_mp_u64 (&pk, "ts_ms", (uint64_t) ts.tv_sec * 1000 + (uint64_t) ts.tv_nsec / 1000000);
+    s_mp_str (&pk, "broker_id");
+    s_mp_str (&pk, self->broker_id);
+    s_mp_u64 (&pk, "uptime_s", (uint64_t) (now - self->started) / 1000000);
+    s_mp_u64 (&pk, "jobs_in_flight", self->jobs.size);
+    s_mp_counters (self, &pk);
+    s_mp_models (self, &pk);
+    s_mp_workers (self, &pk, now);
     if (zmq_send (self->metrics, "metrics", 7, ZMQ_SNDMORE | ZMQ_DONTWAIT) == 7)
         zmq_send (self->metrics, sbuf.data, sbuf.size, ZMQ_DONTWAIT);
     msgpack_sbuffer_destroy (&sbuf);
 #else
     (void) self;
+    (void) now;
 #endif
 }
 
@@ -1301,7 +1381,7 @@ static void s_run_timers (broker_t *self, int64_t now)
         s_reap (self, now);
     if (now >= self->next_metrics) {
         s_refresh_p95 (self);
-        s_publish_metrics (self);
+        s_publish_metrics (self, now);
         self->next_metrics = now + BROKER_METRICS_US;
     }
 }
@@ -1339,6 +1419,7 @@ int broker_run (broker_t *self)
     log_info ("frontend %s, backend %s, metrics %s", self->ep_front, self->ep_back,
               self->ep_metrics);
     int64_t now = aclock_now_us ();
+    self->started = now;
     self->next_heartbeat = now + self->heartbeat_us;
     self->next_metrics = now + BROKER_METRICS_US;
     self->stopping = false;

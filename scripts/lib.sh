@@ -44,14 +44,17 @@ build_all() {
 # (python3-zmq python3-protobuf python3-msgpack python3-pytest) if PyPI is unreachable.
 ensure_venv() {
     local stamp="$VENV/.aigw-deps-ok"
-    if [ -f "$stamp" ] && [ "$stamp" -nt "$ROOT/scripts/requirements.txt" ]; then
+    if [ -f "$stamp" ] && [ "$stamp" -nt "$ROOT/scripts/requirements.txt" ] \
+        && [ "$stamp" -nt "$ROOT/python-agent/pyproject.toml" ] && [ "$stamp" -nt "$ROOT/proto/aigw.proto" ]; then
         return 0
     fi
     if [ ! -x "$PY" ]; then
         python3 -m venv "$VENV" || die "python3 -m venv failed"
     fi
     log "installing Python packages into $VENV"
-    if "$PY" -m pip install -q --disable-pip-version-check -r "$ROOT/scripts/requirements.txt"; then
+    sh "$ROOT/python-agent/gen_proto.sh" >/dev/null || die "protoc for python-agent failed"
+    if "$PY" -m pip install -q --disable-pip-version-check -r "$ROOT/scripts/requirements.txt" \
+        && "$PY" -m pip install -q --disable-pip-version-check -e "$ROOT/python-agent"; then
         touch "$stamp"
         return 0
     fi
@@ -59,5 +62,7 @@ ensure_venv() {
     ensure_apt python3-zmq python3-protobuf python3-msgpack python3-pytest
     rm -rf "$VENV"
     python3 -m venv --system-site-packages "$VENV" || die "venv failed"
+    "$PY" -m pip install -q --no-deps --no-build-isolation -e "$ROOT/python-agent" \
+        || die "cannot install python-agent"
     touch "$stamp"
 }

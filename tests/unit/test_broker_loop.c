@@ -639,19 +639,26 @@ static void test_shutdown_answers_open_jobs (void **state)
 }
 
 #ifdef AIGW_HAVE_MSGPACK
-//  Find key in a msgpack map of uint64 values; returns true and sets *out.
-static bool s_mp_get (const msgpack_object *map, const char *key, uint64_t *out)
+//  Value of key in a msgpack map, or NULL.
+static const msgpack_object *s_mp_find (const msgpack_object *map, const char *key)
 {
     for (uint32_t i = 0; map->type == MSGPACK_OBJECT_MAP && i < map->via.map.size; i++) {
         const msgpack_object_kv *kv = &map->via.map.ptr[i];
         if (kv->key.type == MSGPACK_OBJECT_STR && kv->key.via.str.size == strlen (key)
-            && memcmp (kv->key.via.str.ptr, key, strlen (key)) == 0
-            && kv->val.type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
-            *out = kv->val.via.u64;
-            return true;
-        }
+            && memcmp (kv->key.via.str.ptr, key, strlen (key)) == 0)
+            return &kv->val;
     }
-    return false;
+    return NULL;
+}
+
+//  Unsigned integer at key; returns true and sets *out.
+static bool s_mp_get (const msgpack_object *map, const char *key, uint64_t *out)
+{
+    const msgpack_object *v = s_mp_find (map, key);
+    if (!v || v->type != MSGPACK_OBJECT_POSITIVE_INTEGER)
+        return false;
+    *out = v->via.u64;
+    return true;
 }
 #endif
 
@@ -665,6 +672,9 @@ static void test_metrics_pub (void **state)
     zmq_setsockopt (sub, ZMQ_SUBSCRIBE, "metrics", 7);
     assert_int_equal (zmq_connect (sub, fx.mx), 0);
     void *c = s_dealer (&fx, fx.fe);
+    void *w = s_dealer (&fx, fx.be);
+    s_ready (w, "mw", "m", 2);
+    s_wait_workers (c, 1);
     s_submit (c, 1, "nobody", NULL);
     Aigw__Error *e = s_expect_error (c);
     FREE (e);
@@ -685,11 +695,24 @@ static void test_metrics_pub (void **state)
         msgpack_unpacked_init (&up);
         assert_int_equal (msgpack_unpack_next (&up, zmq_msg_data (&body), zmq_msg_size (&body), NULL),
                           MSGPACK_UNPACK_SUCCESS);
-        uint64_t accepted = 0, failed = 0, workers = 99;
-        assert_true (s_mp_get (&up.data, "jobs_accepted", &accepted));
-        assert_true (s_mp_get (&up.data, "jobs_failed", &failed));
-        assert_true (s_mp_get (&up.data, "workers", &workers));
-        seen = accepted == 1 && failed == 1 && workers == 0;
+        uint64_t accepted = 0, failed = 0, ts = 0, inflight = 9;
+        const msgpack_object *counters = s_mp_find (&up.data, "counters");
+        assert_non_null (counters);
+        assert_true (s_mp_get (counters, "jobs_accepted", &accepted));
+        assert_true (s_mp_get (counters, "jobs_failed", &failed));
+        assert_true (s_mp_get (&up.data, "ts_ms", &ts));
+        assert_true (s_mp_get (&up.data, "jobs_in_flight", &inflight));
+        const msgpack_object *models = s_mp_find (&up.data, "models");
+        const msgpack_object *workers = s_mp_find (&up.data, "workers");
+        assert_true (models && models->type == MSGPACK_OBJECT_ARRAY);
+        assert_true (workers && workers->type == MSGPACK_OBJECT_ARRAY);
+        assert_int_equal (models->via.array.size, 1);
+        assert_int_equal (workers->via.array.size, 1);
+        const msgpack_object *w0 = &workers->via.array.ptr[0];
+        const msgpack_object *id = s_mp_find (w0, "id");
+        assert_true (id && id->type == MSGPACK_OBJECT_STR);
+        assert_memory_equal (id->via.str.ptr, "mw", 2);
+        seen = accepted == 1 && failed == 1 && inflight == 0 && ts > 0;
         msgpack_unpacked_destroy (&up);
         zmq_msg_close (&body);
     }
