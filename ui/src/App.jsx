@@ -1,4 +1,5 @@
 // The aigw dashboard: health header, models, worker pools, broker counters and the live request log.
+import { useEffect } from 'react';
 import BrokerCounters from './components/BrokerCounters.jsx';
 import GroupChips from './components/GroupChips.jsx';
 import HealthBar from './components/HealthBar.jsx';
@@ -35,6 +36,9 @@ export default function App({ url = DEFAULT_URL, streamOptions, demo = false }) 
   const now = useNow(1000);
   const probes = useProbes(!demo);
   const live = state.connection.status === 'open';
+  useEffect(() => {
+    document.title = `aigw · ${live ? 'live' : state.connection.status}`;
+  }, [live, state.connection.status]);
   return (
     <div className={`app${live ? '' : ' app-stale'}`}>
       <TopBar state={state} now={now} demo={demo} />

@@ -384,6 +384,7 @@ export function createDemoEventSource({ chaos = false, seed = 42, tickMs = 100 }
         this.readyState = 1;
         this.dispatch('open', {});
         this.deliver(backlog);
+        backlog = []; // history is replayed once per simulation, not on every reconnect
         listeners.add(this.feed);
       }, 250);
     }
