@@ -246,3 +246,19 @@ def test_broker_restart_heals(make_system):
     assert headers["x-aigw-winner"] == "fast-sim"
     for n, pid in pids.items():
         assert s.procs[n].pid == pid and s.procs[n].poll() is None, f"{n} was restarted or died"
+
+
+# ---------------------------------------------------------------- configuration
+
+@pytest.mark.parametrize("binary", ["aigw-broker", "aigw-worker", "aigw-edge"])
+def test_bad_config_names_key_and_exits_nonzero(tmp_path, binary):
+    import subprocess
+    from harness import BIN
+    cfg = tmp_path / "bad.conf"
+    cfg.write_text("broker\n    heartbeat_ms = often\nmodels\n    m\n        provider = sim\n")
+    p = subprocess.run([str(BIN / binary), "--config", str(cfg)], capture_output=True,
+                       text=True, timeout=10)
+    assert p.returncode != 0
+    assert "broker/heartbeat_ms" in p.stderr
+    p = subprocess.run([str(BIN / binary), "--help"], capture_output=True, text=True, timeout=10)
+    assert p.returncode == 0 and "--config" in (p.stdout + p.stderr)
