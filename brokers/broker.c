@@ -13,118 +13,10 @@
 #include <string.h>
 #include <unistd.h>
 #include <zmq.h>
-#ifdef AIGW_HAVE_MSGPACK
-#include <msgpack.h>
-#endif
 
 #include "aclock.h"
-#include "aigw.pb-c.h"
-#include "bhash.h"
-#include "dispatch.h"
-#include "hist.h"
+#include "broker_int.h"
 #include "log.h"
-#include "race.h"
-#include "theap.h"
-#include "wire.h"
-
-#define BROKER_WORKER_NAME_MAX 48   // worker_id kept for logs and AttemptInfo
-#define BROKER_DRAIN_MAX 512        // messages per socket per wake-up (fairness)
-#define BROKER_LOGGED_PEERS 64      // malformed-peer log suppression ring
-#define BROKER_METRICS_US 1000000   // metrics publish interval
-#define BROKER_POOL_MAX 4096        // free jobs/attempts kept for reuse
-#define BROKER_MSG_MAX 1024         // error messages to clients
-
-#define s_container(ptr, type, member) ((type *) ((char *) (ptr) - offsetof (type, member)))
-
-typedef struct job_t job_t;
-
-typedef struct {
-    hist_t latency;                 // attempt start -> RESULT, winners only (µs)
-    hist_t ttft;                    // attempt start -> first CHUNK (µs)
-    uint64_t wins;
-    uint64_t p95_us, p95_n;         // latency p95 and sample count, refreshed each second
-} model_stats_t;
-
-typedef struct worker_t {
-    bhash_node_t node;              // in workers table (by routing id)
-    uint8_t rid[WIRE_ID_MAX];
-    size_t rid_len;
-    char name[BROKER_WORKER_NAME_MAX];
-    int64_t expiry;                 // dead when now passes this
-    dsp_worker_t *dw;               // NULL once dead
-    bool dead;                      // killed; freed at the next reap
-    struct worker_t *prev, *next;   // live list, or graveyard (next only)
-} worker_t;
-
-typedef struct attempt_t {
-    bhash_node_t node;              // in attempts table (by id)
-    dsp_item_t item;
-    uint64_t id;
-    job_t *job;
-    uint8_t index;                  // race attempt index
-    struct attempt_t *free_next;
-} attempt_t;
-
-struct job_t {
-    bhash_node_t node;              // in jobs table (by client id + job_id)
-    theap_node_t timer;
-    uint64_t job_id;
-    uint8_t cid[WIRE_ID_MAX];
-    size_t cid_len;
-    Aigw__Job *req;                 // decoded SUBMIT (owns target names)
-    zmq_msg_t payload;              // request JSON, shared by reference with workers
-    int64_t accepted;
-    uint32_t chunk_seq;
-    const Aigw__Result *result;     // worker's RESULT while FINISH_RESULT runs (borrowed)
-    race_t race;
-    attempt_t *att[RACE_ATTEMPTS_MAX];
-    uint64_t att_id[RACE_ATTEMPTS_MAX];
-    char att_worker[RACE_ATTEMPTS_MAX][BROKER_WORKER_NAME_MAX];
-    job_t *free_next;
-};
-
-typedef struct {
-    const uint8_t *id;
-    size_t len;
-    uint64_t job_id;
-} job_key_t;
-
-//  An attempt whose worker died or whose model lost its last worker; handled at
-//  the next reap so no job is re-entered while it is being processed.
-typedef struct {
-    uint64_t attempt_id;
-    int code;
-    char reason[128];
-} pending_t;
-
-struct broker_t {
-    void *ctx;
-    bool own_ctx;
-    void *frontend, *backend, *metrics;
-    int wake[2];                    // pipe: 'q' stop, 'u' summary
-    bool stopping;
-    //  config
-    char ep_front[CFG_STR_MAX], ep_back[CFG_STR_MAX], ep_metrics[CFG_STR_MAX];
-    int64_t heartbeat_us, expiry_us, deadline_us, max_deadline_us;
-    uint32_t hedge_default_ms;
-    char broker_id[96];
-    //  state
-    dsp_t *dsp;
-    bhash_t jobs, attempts, workers;
-    worker_t *worker_list, *graveyard;
-    theap_t timers;
-    uint64_t next_attempt_id;
-    pending_t *pending;
-    size_t npending, pending_cap;
-    job_t *free_jobs;
-    attempt_t *free_attempts;
-    size_t nfree_jobs, nfree_attempts;
-    uint64_t logged_peers[BROKER_LOGGED_PEERS];
-    size_t logged_next;
-    int64_t next_heartbeat, next_metrics;
-    int64_t started;                // when broker_run began
-    broker_counters_t c;
-};
 
 static pthread_once_t s_seed_once = PTHREAD_ONCE_INIT;
 
@@ -142,6 +34,12 @@ static void s_seed (void)
 
 //  ---------------------------------------------------------------------------
 //  Tables
+
+typedef struct {
+    const uint8_t *id;
+    size_t len;
+    uint64_t job_id;
+} job_key_t;
 
 static bool s_job_eq (const bhash_node_t *node, const void *key)
 {
@@ -295,27 +193,44 @@ static void s_send_client (broker_t *self, job_t *job, uint8_t cmd, const Protob
 }
 
 static void s_worker_kill (broker_t *self, worker_t *w, const char *why);
+static void s_pending_add (broker_t *self, uint64_t attempt_id, int code, bool retry,
+                           const char *reason);
 
-//  Send to a worker; a failed send means the worker is gone: it is killed (its
-//  attempts are handled at the next reap). Returns 0 / -1.
+//  Send to a worker. A send refused because the worker's pipe is full (EAGAIN)
+//  returns -1 with errno EAGAIN and leaves the worker alone; any other failure
+//  means the worker is gone: it is killed (its attempts are handled at the next
+//  reap). Returns 0 / -1.
 static int s_send_worker (broker_t *self, worker_t *w, uint8_t cmd, const ProtobufCMessage *body,
                           zmq_msg_t *payload)
 {
-    if (w->dead)
+    if (w->dead) {
+        errno = EHOSTUNREACH;
         return -1;
+    }
     if (wire_send (self->backend, w->rid, w->rid_len, WIRE_SIDE_WORKER, cmd, body, payload) == 0)
         return 0;
     self->c.send_failures++;
+    if (errno == EAGAIN) {
+        self->c.send_full++;
+        log_debug ("send %s to worker %s: pipe full", wire_cmd_name (WIRE_SIDE_WORKER, cmd),
+                   w->name);
+        errno = EAGAIN;
+        return -1;
+    }
     char why[96];
     snprintf (why, sizeof why, "send %s failed: %s", wire_cmd_name (WIRE_SIDE_WORKER, cmd),
               zmq_strerror (errno));
     s_worker_kill (self, w, why);
+    errno = EHOSTUNREACH;
     return -1;
 }
 
 //  ---------------------------------------------------------------------------
 //  Attempts
 
+//  Send an assigned attempt's TASK. If the worker's pipe is full, the attempt is
+//  taken back (credit returned) and failed at the next reap with ERR_OVERLOADED,
+//  its target allowed to start again. Returns 0 / -1 (not sent).
 static int s_attempt_send_task (broker_t *self, attempt_t *a, int64_t now)
 {
     job_t *job = a->job;
@@ -333,7 +248,15 @@ static int s_attempt_send_task (broker_t *self, attempt_t *a, int64_t now)
     task.stream = job->req->stream;
     task.has_ttft_timeout_ms = job->req->has_ttft_timeout_ms;
     task.ttft_timeout_ms = job->req->ttft_timeout_ms;
-    return s_send_worker (self, w, WIRE_W_TASK, &task.base, &job->payload);
+    if (s_send_worker (self, w, WIRE_W_TASK, &task.base, &job->payload) == 0)
+        return 0;
+    if (errno == EAGAIN) {
+        dsp_done (self->dsp, &a->item);     // no pull: its pipe is full
+        char why[BROKER_WORKER_NAME_MAX + 48];
+        snprintf (why, sizeof why, "worker %s is not reading (pipe full)", w->name);
+        s_pending_add (self, a->id, AIGW__ERROR_CODE__ERR_OVERLOADED, true, why);
+    }
+    return -1;
 }
 
 //  Give a worker queued attempts while it has credit.
@@ -341,9 +264,8 @@ static void s_worker_pull (broker_t *self, worker_t *w, int64_t now)
 {
     while (!w->dead && !self->stopping) {
         dsp_item_t *it = dsp_pull (self->dsp, w->dw);
-        if (!it)
+        if (!it || s_attempt_send_task (self, s_container (it, attempt_t, item), now))
             break;
-        s_attempt_send_task (self, s_container (it, attempt_t, item), now);
     }
 }
 
@@ -378,6 +300,24 @@ static void s_attempt_start (broker_t *self, job_t *job, size_t index, size_t ta
     }
 }
 
+//  Remember a cancelled attempt (overwriting whatever shared its slot: ids grow, so
+//  that is an older one).
+static void s_tomb_add (broker_t *self, uint64_t attempt_id, model_stats_t *st)
+{
+    if (!st)
+        return;
+    tomb_t *t = &self->tombs[attempt_id % BROKER_TOMBS];
+    t->attempt_id = attempt_id;
+    t->st = st;
+    t->chunks = 0;
+}
+
+static tomb_t *s_tomb_find (broker_t *self, bool has_id, uint64_t attempt_id)
+{
+    tomb_t *t = &self->tombs[attempt_id % BROKER_TOMBS];
+    return has_id && attempt_id && t->attempt_id == attempt_id ? t : NULL;
+}
+
 //  Stop an attempt: CANCEL at its worker (credit returns at once) or unqueue it.
 static void s_attempt_cancel (broker_t *self, job_t *job, size_t index, int64_t now)
 {
@@ -393,6 +333,8 @@ static void s_attempt_cancel (broker_t *self, job_t *job, size_t index, int64_t 
         Aigw__AttemptRef ref = AIGW__ATTEMPT_REF__INIT;
         ref.attempt_id = a->id;
         s_send_worker (self, w, WIRE_W_CANCEL, &ref.base, NULL);
+        s_tomb_add (self, a->id, broker_stats (self,
+                    job->req->targets[race_attempt (&job->race, index)->target]));
     }
     dsp_worker_t *dw = dsp_done (self->dsp, &a->item);
     s_attempt_free (self, a);
@@ -462,7 +404,7 @@ static void s_infos (job_t *job, infos_t *out)
     }
 }
 
-static model_stats_t *s_stats (broker_t *self, const char *model)
+model_stats_t *broker_stats (broker_t *self, const char *model)
 {
     dsp_model_t *m = dsp_model (self->dsp, model);
     return m ? dsp_model_user (m) : NULL;
@@ -472,11 +414,9 @@ static void s_answer_result (broker_t *self, job_t *job, size_t index, int64_t n
 {
     const race_attempt_t *ra = race_attempt (&job->race, index);
     const char *target = job->req->targets[ra->target];
-    model_stats_t *st = s_stats (self, target);
-    if (st) {
+    model_stats_t *st = broker_stats (self, target);
+    if (st)
         hist_record (&st->latency, s_rel (ra->finished, ra->started));
-        st->wins++;
-    }
     self->c.jobs_won++;
     self->c.attempts_won++;
     infos_t infos;
@@ -496,16 +436,23 @@ static void s_answer_result (broker_t *self, job_t *job, size_t index, int64_t n
     out.has_latency_us = true;
     out.latency_us = s_rel (now, job->accepted);
     s_send_client (self, job, WIRE_C_RESULT, &out.base);
+    bmetrics_job (self, job, BM_JOB_WON, 0, NULL, now);
     log_debug ("job %" PRIu64 " won by %s in %" PRIu64 " us", job->job_id, target, out.latency_us);
 }
 
-static void s_answer_error (broker_t *self, job_t *job, int code, const char *message)
+static void s_answer_error (broker_t *self, job_t *job, int code, const char *message,
+                            int64_t now)
 {
-    if (code == AIGW__ERROR_CODE__ERR_TIMEOUT)
+    bm_outcome_t outcome = BM_JOB_FAILED;
+    if (code == AIGW__ERROR_CODE__ERR_TIMEOUT) {
         self->c.jobs_timeout++;
+        outcome = BM_JOB_TIMEOUT;
+    }
     else
-    if (code == AIGW__ERROR_CODE__ERR_CANCELLED)
+    if (code == AIGW__ERROR_CODE__ERR_CANCELLED) {
         self->c.jobs_cancelled++;
+        outcome = BM_JOB_CANCELLED;
+    }
     else
         self->c.jobs_failed++;
     char buf[BROKER_MSG_MAX];
@@ -521,6 +468,7 @@ static void s_answer_error (broker_t *self, job_t *job, int code, const char *me
     out.n_attempts = infos.n;
     out.attempts = infos.ptr;
     s_send_client (self, job, WIRE_C_ERROR, &out.base);
+    bmetrics_job (self, job, outcome, code, message, now);
     log_debug ("job %" PRIu64 " failed: %s: %s", job->job_id, race_code_name (code), message);
 }
 
@@ -560,7 +508,7 @@ static void s_job_apply_msg (broker_t *self, job_t *job, int64_t now, const char
         if (act.type == RACE_FINISH_RESULT)
             s_answer_result (self, job, act.attempt, now);
         else
-            s_answer_error (self, job, act.code, message);
+            s_answer_error (self, job, act.code, message, now);
     }
     if (race_finished (&job->race))
         s_job_destroy (self, job);
@@ -625,7 +573,7 @@ static void s_race_config (broker_t *self, const Aigw__Job *req, race_config_t *
             rc->hedge_delay_us[t] = (int64_t) req->hedge_delay_ms * 1000;
             continue;
         }
-        model_stats_t *st = s_stats (self, req->targets[t]);
+        model_stats_t *st = broker_stats (self, req->targets[t]);
         rc->hedge_delay_us[t] = race_hedge_auto_us (st ? st->p95_us : 0, st ? st->p95_n : 0,
                                                     self->hedge_default_ms);
     }
@@ -736,7 +684,8 @@ static void s_on_client (broker_t *self, wire_msg_t *msg, int64_t now)
 //  ---------------------------------------------------------------------------
 //  Workers
 
-static void s_pending_add (broker_t *self, uint64_t attempt_id, int code, const char *reason)
+static void s_pending_add (broker_t *self, uint64_t attempt_id, int code, bool retry,
+                           const char *reason)
 {
     if (self->npending == self->pending_cap) {
         size_t cap = self->pending_cap ? self->pending_cap * 2 : 64;
@@ -751,6 +700,7 @@ static void s_pending_add (broker_t *self, uint64_t attempt_id, int code, const 
     pending_t *p = &self->pending[self->npending++];
     p->attempt_id = attempt_id;
     p->code = code;
+    p->retry = retry || code == AIGW__ERROR_CODE__ERR_WORKER_LOST;
     snprintf (p->reason, sizeof p->reason, "%s", reason);
 }
 
@@ -761,6 +711,7 @@ static void s_worker_kill (broker_t *self, worker_t *w, const char *why)
         return;
     self->c.workers_lost++;
     w->dead = true;
+    bmetrics_worker (self, w, "leave", why);
     dsp_item_t *lost = NULL, *orphans = NULL;
     dsp_worker_remove (self->dsp, &w->dw, &lost, &orphans);
     char reason[128];
@@ -768,7 +719,7 @@ static void s_worker_kill (broker_t *self, worker_t *w, const char *why)
     size_t nlost = 0;
     for (dsp_item_t *it = lost; it; it = it->next, nlost++)
         s_pending_add (self, s_container (it, attempt_t, item)->id,
-                       AIGW__ERROR_CODE__ERR_WORKER_LOST, reason);
+                       AIGW__ERROR_CODE__ERR_WORKER_LOST, true, reason);
     log_write (nlost || strcmp (why, "sent DISCONNECT") ? LOG_LVL_WARN : LOG_LVL_INFO,
                "worker %s left: %s (%zu attempt(s) in flight)", w->name, why, nlost);
     for (dsp_item_t *it = orphans; it; it = it->next) {
@@ -776,7 +727,7 @@ static void s_worker_kill (broker_t *self, worker_t *w, const char *why)
         const race_attempt_t *ra = race_attempt (&a->job->race, a->index);
         snprintf (reason, sizeof reason, "no worker serves model %s",
                   a->job->req->targets[ra->target]);
-        s_pending_add (self, a->id, AIGW__ERROR_CODE__ERR_UNAVAILABLE, reason);
+        s_pending_add (self, a->id, AIGW__ERROR_CODE__ERR_UNAVAILABLE, false, reason);
     }
     bhash_remove (&self->workers, &w->node);
     if (w->prev)
@@ -802,7 +753,7 @@ static void s_reap (broker_t *self, int64_t now)
         job_t *job = a->job;
         size_t index = a->index;
         s_attempt_free (self, a);
-        if (race_attempt_error (&job->race, index, p.code, p.reason, now) != RACE_EV_OK)
+        if (race_attempt_fail (&job->race, index, p.code, p.reason, p.retry, now) != RACE_EV_OK)
             continue;
         self->c.attempts_failed++;
         if (race_attempt (&job->race, index)->replaced)
@@ -879,6 +830,7 @@ static void s_on_ready (broker_t *self, wire_msg_t *msg, int64_t now)
     s_printable (shown, sizeof shown, models);
     log_info ("worker %s joined: models %s, capacity %u", w->name, shown,
               dsp_worker_capacity (w->dw));
+    bmetrics_worker (self, w, "join", NULL);
     s_worker_pull (self, w, now);
 cleanup:
     if (h)
@@ -897,6 +849,18 @@ static attempt_t *s_reply_attempt (broker_t *self, worker_t *w, bool has_id, uin
     else
         self->c.late_replies++;
     return NULL;
+}
+
+//  A late RESULT of a cancelled attempt: the tokens it produced anyway were wasted.
+static void s_tomb_result (broker_t *self, const Aigw__Result *res)
+{
+    tomb_t *t = s_tomb_find (self, res->has_attempt_id, res->attempt_id);
+    if (!t)
+        return;
+    const Aigw__Usage *u = res->usage;
+    if (u && u->has_completion_tokens && u->completion_tokens > t->chunks)
+        t->st->tokens_wasted += u->completion_tokens - t->chunks;
+    t->attempt_id = 0;
 }
 
 static void s_on_result (broker_t *self, worker_t *w, wire_msg_t *msg, int64_t now)
@@ -921,6 +885,8 @@ static void s_on_result (broker_t *self, worker_t *w, wire_msg_t *msg, int64_t n
         if (dw)
             s_worker_pull (self, w, now);
     }
+    else
+        s_tomb_result (self, res);
     protobuf_c_message_free_unpacked (&res->base, NULL);
 }
 
@@ -957,6 +923,11 @@ static void s_on_error (broker_t *self, worker_t *w, wire_msg_t *msg, int64_t no
         if (dw)
             s_worker_pull (self, w, now);
     }
+    else {
+        tomb_t *t = s_tomb_find (self, err->has_attempt_id, err->attempt_id);
+        if (t)
+            t->attempt_id = 0;      // its last word: nothing more will come
+    }
     protobuf_c_message_free_unpacked (&err->base, NULL);
 }
 
@@ -968,8 +939,7 @@ static void s_forward_chunk (broker_t *self, job_t *job, const Aigw__Chunk *in, 
     out.attempt_id = job->att_id[index];
     out.has_seq = true;
     out.seq = job->chunk_seq++;
-    if (out.seq == 0)
-        out.model = job->req->targets[race_attempt (&job->race, index)->target];
+    out.model = job->req->targets[race_attempt (&job->race, index)->target];
     out.has_delta_json = in->has_delta_json;
     out.delta_json = in->delta_json;
     s_send_client (self, job, WIRE_C_CHUNK, &out.base);
@@ -989,7 +959,7 @@ static void s_on_chunk (broker_t *self, worker_t *w, wire_msg_t *msg, int64_t no
         const race_attempt_t *ra = race_attempt (&job->race, index);
         bool first = ra->first_token < 0;
         if (race_attempt_chunk (&job->race, index, now) == RACE_EV_OK) {
-            model_stats_t *st = first ? s_stats (self, job->req->targets[ra->target]) : NULL;
+            model_stats_t *st = first ? broker_stats (self, job->req->targets[ra->target]) : NULL;
             if (st)
                 hist_record (&st->ttft, s_rel (now, ra->started));
             if (job->race.cfg.stream && race_winner (&job->race) == (int) index)
@@ -999,7 +969,33 @@ static void s_on_chunk (broker_t *self, worker_t *w, wire_msg_t *msg, int64_t no
         else
             self->c.late_replies++;
     }
+    else {
+        tomb_t *t = s_tomb_find (self, ch->has_attempt_id, ch->attempt_id);
+        if (t) {
+            t->chunks++;
+            t->st->tokens_wasted++;
+        }
+    }
     protobuf_c_message_free_unpacked (&ch->base, NULL);
+}
+
+//  HEARTBEAT: keep the worker's own counters; hand it queued work if it has credit
+//  (a TASK refused earlier because its pipe was full is retried this way).
+static void s_on_heartbeat (broker_t *self, worker_t *w, wire_msg_t *msg, int64_t now)
+{
+    if (zmq_msg_size (&msg->body) > 0) {
+        Aigw__WorkerStats *st = (Aigw__WorkerStats *) wire_unpack (&aigw__worker_stats__descriptor,
+                                                                   &msg->body);
+        if (!st)
+            s_malformed (self, msg->id, msg->id_len, "worker", "HEARTBEAT body does not decode");
+        else {
+            w->completed = st->has_completed ? st->completed : w->completed;
+            w->failed = st->has_failed ? st->failed : w->failed;
+            w->cancelled = st->has_cancelled ? st->cancelled : w->cancelled;
+            protobuf_c_message_free_unpacked (&st->base, NULL);
+        }
+    }
+    s_worker_pull (self, w, now);
 }
 
 static void s_on_worker (broker_t *self, wire_msg_t *msg, int64_t now)
@@ -1031,7 +1027,8 @@ static void s_on_worker (broker_t *self, wire_msg_t *msg, int64_t now)
     else
     if (msg->cmd == WIRE_W_DISCONNECT)
         s_worker_kill (self, w, "sent DISCONNECT");
-    //  HEARTBEAT: refreshing expiry above is all it does
+    else
+        s_on_heartbeat (self, w, msg, now);
 }
 
 //  Every heartbeat interval: expire silent workers, heartbeat the rest.
@@ -1048,131 +1045,6 @@ static void s_heartbeat (broker_t *self, int64_t now)
     }
 }
 
-//  ---------------------------------------------------------------------------
-//  Metrics
-
-//  Refresh each model's latency p95 (hedge auto) so SUBMIT does not scan histograms.
-static void s_refresh_p95 (broker_t *self)
-{
-    for (size_t i = 0; i < dsp_model_count (self->dsp); i++) {
-        model_stats_t *st = dsp_model_user (dsp_model_at (self->dsp, i));
-        if (st && hist_count (&st->latency) != st->p95_n) {
-            st->p95_n = hist_count (&st->latency);
-            st->p95_us = hist_percentile (&st->latency, 95.0);
-        }
-    }
-}
-
-#ifdef AIGW_HAVE_MSGPACK
-static void s_mp_str (msgpack_packer *pk, const char *str)
-{
-    size_t n = strlen (str);
-    msgpack_pack_str (pk, n);
-    msgpack_pack_str_body (pk, str, n);
-}
-
-static void s_mp_u64 (msgpack_packer *pk, const char *key, uint64_t v)
-{
-    s_mp_str (pk, key);
-    msgpack_pack_uint64 (pk, v);
-}
-
-//  key: {"p50", "p95", "p99"} in milliseconds from a µs histogram.
-static void s_mp_pcts (msgpack_packer *pk, const char *key, const hist_t *h)
-{
-    static const double pct[] = { 50, 95, 99 };
-    static const char *name[] = { "p50", "p95", "p99" };
-    s_mp_str (pk, key);
-    msgpack_pack_map (pk, 3);
-    for (int i = 0; i < 3; i++) {
-        s_mp_str (pk, name[i]);
-        msgpack_pack_double (pk, (double) hist_percentile (h, pct[i]) / 1000.0);
-    }
-}
-
-static void s_mp_counters (broker_t *self, msgpack_packer *pk)
-{
-    size_t n = 0;
-#define BROKER_COUNT_ONE(name) n++;
-    BROKER_COUNTERS (BROKER_COUNT_ONE)
-#undef BROKER_COUNT_ONE
-    s_mp_str (pk, "counters");
-    msgpack_pack_map (pk, n);
-#define BROKER_PACK_ONE(name) s_mp_u64 (pk, #name, self->c.name);
-    BROKER_COUNTERS (BROKER_PACK_ONE)
-#undef BROKER_PACK_ONE
-}
-
-static void s_mp_models (broker_t *self, msgpack_packer *pk)
-{
-    size_t n = dsp_model_count (self->dsp);
-    s_mp_str (pk, "models");
-    msgpack_pack_array (pk, n);
-    for (size_t i = 0; i < n; i++) {
-        dsp_model_t *m = dsp_model_at (self->dsp, i);
-        model_stats_t *st = dsp_model_user (m);
-        msgpack_pack_map (pk, st ? 9 : 6);
-        s_mp_str (pk, "name");
-        s_mp_str (pk, dsp_model_name (m));
-        s_mp_u64 (pk, "workers", dsp_model_workers (m));
-        s_mp_u64 (pk, "capacity", dsp_model_capacity (m));
-        s_mp_u64 (pk, "in_flight", dsp_model_in_flight (m));
-        s_mp_u64 (pk, "queued", dsp_model_queued (m));
-        if (st) {
-            s_mp_u64 (pk, "wins", st->wins);
-            s_mp_pcts (pk, "latency_ms", &st->latency);
-            s_mp_pcts (pk, "ttft_ms", &st->ttft);
-        }
-        s_mp_u64 (pk, "samples", st ? hist_count (&st->latency) : 0);
-    }
-}
-
-static void s_mp_workers (broker_t *self, msgpack_packer *pk, int64_t now)
-{
-    s_mp_str (pk, "workers");
-    msgpack_pack_array (pk, dsp_worker_count (self->dsp));
-    for (worker_t *w = self->worker_list; w; w = w->next) {
-        msgpack_pack_map (pk, 5);
-        s_mp_str (pk, "id");
-        s_mp_str (pk, w->name);
-        s_mp_str (pk, "alive");
-        msgpack_pack_true (pk);
-        s_mp_u64 (pk, "in_flight", dsp_worker_in_flight (w->dw));
-        s_mp_u64 (pk, "capacity", dsp_worker_capacity (w->dw));
-        int64_t seen = now - (w->expiry - self->expiry_us);
-        s_mp_u64 (pk, "last_seen_ms", seen > 0 ? (uint64_t) seen / 1000 : 0);
-    }
-}
-#endif
-
-//  Publish ["metrics", msgpack map] (shape: docs/metrics-stream.md; a subset for now).
-static void s_publish_metrics (broker_t *self, int64_t now)
-{
-#ifdef AIGW_HAVE_MSGPACK
-    msgpack_sbuffer sbuf;
-    msgpack_sbuffer_init (&sbuf);
-    msgpack_packer pk;
-    msgpack_packer_init (&pk, &sbuf, msgpack_sbuffer_write);
-    struct timespec ts;
-    clock_gettime (CLOCK_REALTIME, &ts);
-    msgpack_pack_map (&pk, 7);
-    s_mp_u64 (&pk, "ts_ms", (uint64_t) ts.tv_sec * 1000 + (uint64_t) ts.tv_nsec / 1000000);
-    s_mp_str (&pk, "broker_id");
-    s_mp_str (&pk, self->broker_id);
-    s_mp_u64 (&pk, "uptime_s", (uint64_t) (now - self->started) / 1000000);
-    s_mp_u64 (&pk, "jobs_in_flight", self->jobs.size);
-    s_mp_counters (self, &pk);
-    s_mp_models (self, &pk);
-    s_mp_workers (self, &pk, now);
-    if (zmq_send (self->metrics, "metrics", 7, ZMQ_SNDMORE | ZMQ_DONTWAIT) == 7)
-        zmq_send (self->metrics, sbuf.data, sbuf.size, ZMQ_DONTWAIT);
-    msgpack_sbuffer_destroy (&sbuf);
-#else
-    (void) self;
-    (void) now;
-#endif
-}
-
 void broker_log_summary (const broker_t *self)
 {
     const broker_counters_t *c = &self->c;
@@ -1181,13 +1053,13 @@ void broker_log_summary (const broker_t *self)
               " attempts started=%" PRIu64 " won=%" PRIu64 " cancelled=%" PRIu64
               " failed=%" PRIu64 " redispatched=%" PRIu64 " late=%" PRIu64 " cancel_acks=%" PRIu64
               "; malformed=%" PRIu64 " unknown_worker=%" PRIu64 "; workers joined=%" PRIu64
-              " lost=%" PRIu64 " live=%zu; send_failures=%" PRIu64,
+              " lost=%" PRIu64 " live=%zu; send_failures=%" PRIu64 " (pipe full %" PRIu64 ")",
               c->jobs_accepted, c->jobs_rejected, c->jobs_won, c->jobs_failed, c->jobs_timeout,
               c->jobs_cancelled, self->jobs.size, c->attempts_started, c->attempts_won,
               c->attempts_cancelled, c->attempts_failed, c->attempts_redispatched,
               c->late_replies, c->cancel_acks, c->malformed, c->unknown_worker,
               c->workers_joined, c->workers_lost, dsp_worker_count (self->dsp),
-              c->send_failures);
+              c->send_failures, c->send_full);
 }
 
 //  ---------------------------------------------------------------------------
@@ -1215,6 +1087,7 @@ broker_t *broker_new (const cfg_t *cfg, void *zmq_ctx)
     if (!self)
         return NULL;
     self->wake[0] = self->wake[1] = -1;
+    msgpack_sbuffer_init (&self->sbuf);
     self->own_ctx = zmq_ctx == NULL;
     self->ctx = zmq_ctx ? zmq_ctx : zmq_ctx_new ();
     snprintf (self->ep_front, sizeof self->ep_front, "%s", cfg->broker.frontend);
@@ -1236,9 +1109,12 @@ broker_t *broker_new (const cfg_t *cfg, void *zmq_ctx)
         goto fail;
     self->frontend = s_bind (self, ZMQ_ROUTER, self->ep_front, cfg->broker.max_frame, true);
     self->backend = s_bind (self, ZMQ_ROUTER, self->ep_back, cfg->broker.max_frame, true);
-    self->metrics = s_bind (self, ZMQ_PUB, self->ep_metrics, cfg->broker.max_frame, false);
-    if (!self->frontend || !self->backend || !self->metrics)
+    if (!self->frontend || !self->backend)
         goto fail;
+    if (bpub_open (&self->pub, self->ctx, self->ep_metrics)) {
+        log_error ("cannot bind %s: %s", self->ep_metrics, zmq_strerror (errno));
+        goto fail;
+    }
     return self;
 fail:
     broker_destroy (&self);
@@ -1291,8 +1167,8 @@ void broker_destroy (broker_t **self_p)
         zmq_close (self->frontend);
     if (self->backend)
         zmq_close (self->backend);
-    if (self->metrics)
-        zmq_close (self->metrics);
+    bpub_close (&self->pub);
+    msgpack_sbuffer_destroy (&self->sbuf);
     if (self->own_ctx && self->ctx)
         zmq_ctx_term (self->ctx);
     for (int i = 0; i < 2; i++)
@@ -1380,8 +1256,8 @@ static void s_run_timers (broker_t *self, int64_t now)
     if (self->npending || self->graveyard)
         s_reap (self, now);
     if (now >= self->next_metrics) {
-        s_refresh_p95 (self);
-        s_publish_metrics (self, now);
+        bmetrics_refresh_p95 (self);
+        bmetrics_tick (self, now);
         self->next_metrics = now + BROKER_METRICS_US;
     }
 }
@@ -1429,8 +1305,9 @@ int broker_run (broker_t *self)
             { self->frontend, 0, ZMQ_POLLIN, 0 },
             { self->backend, 0, ZMQ_POLLIN, 0 },
             { NULL, self->wake[0], ZMQ_POLLIN, 0 },
+            { self->pub.sock, 0, ZMQ_POLLIN, 0 },
         };
-        if (zmq_poll (items, 3, s_poll_timeout_ms (self, aclock_now_us ())) < 0) {
+        if (zmq_poll (items, 4, s_poll_timeout_ms (self, aclock_now_us ())) < 0) {
             if (errno == EINTR)
                 continue;
             log_error ("poll failed: %s", zmq_strerror (errno));
@@ -1439,6 +1316,8 @@ int broker_run (broker_t *self)
         }
         if (items[2].revents & ZMQ_POLLIN)
             s_read_wake (self);
+        if (items[3].revents & ZMQ_POLLIN)
+            bpub_read (&self->pub);
         if ((items[1].revents & ZMQ_POLLIN) && s_drain (self, self->backend, false)) {
             rc = -1;
             break;

@@ -27,7 +27,9 @@
     X (unknown_worker)        /* messages from unregistered workers (sent DISCONNECT) */ \
     X (workers_joined) \
     X (workers_lost) \
-    X (send_failures)         /* sends that failed (peer gone or pipe full) */
+    X (send_failures)         /* sends that failed (peer gone or pipe full) */ \
+    X (send_full)             /* of which refused because a worker's pipe was full */ \
+    X (events_published)      /* job and worker events handed to the metrics PUB */
 
 typedef struct {
 #define BROKER_COUNTER_FIELD(name) uint64_t name;

@@ -340,6 +340,16 @@ uint32_t dsp_worker_in_flight (const dsp_worker_t *worker)
     return worker->in_flight;
 }
 
+size_t dsp_worker_models (const dsp_worker_t *worker)
+{
+    return worker->nmodels;
+}
+
+dsp_model_t *dsp_worker_model_at (const dsp_worker_t *worker, size_t i)
+{
+    return i < worker->nmodels ? worker->models[i] : NULL;
+}
+
 size_t dsp_worker_count (const dsp_t *self)
 {
     return self->nworkers;

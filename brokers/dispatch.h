@@ -64,6 +64,9 @@ void *dsp_worker_user (const dsp_worker_t *worker);
 uint32_t dsp_worker_capacity (const dsp_worker_t *worker);
 uint32_t dsp_worker_in_flight (const dsp_worker_t *worker);
 size_t dsp_worker_count (const dsp_t *self);
+//  Models a worker serves: count, and model number i (NULL if out of range).
+size_t dsp_worker_models (const dsp_worker_t *worker);
+dsp_model_t *dsp_worker_model_at (const dsp_worker_t *worker, size_t i);
 
 //  Models (kept for the life of the dispatcher once announced).
 dsp_model_t *dsp_model (dsp_t *self, const char *name);

@@ -86,19 +86,21 @@ static void s_end_attempt (race_t *self, size_t i, race_att_state_t state, int64
     self->live--;
 }
 
-//  Cancel every running attempt except `keep` (-1: all of them).
-static void s_cancel_others (race_t *self, int keep, int64_t now)
+//  Cancel every running attempt except `keep` (-1: all of them). lost: they lose
+//  because attempt `keep` won.
+static void s_cancel_others (race_t *self, int keep, bool lost, int64_t now)
 {
     for (size_t i = 0; i < self->natt; i++)
         if (self->att[i].state == RACE_ATT_RUNNING && (int) i != keep) {
             s_end_attempt (self, i, RACE_ATT_CANCELLED, now);
+            self->att[i].lost = lost;
             s_push (self, RACE_CANCEL, i, self->att[i].target, 0);
         }
 }
 
 static void s_cancel_running (race_t *self, int64_t now)
 {
-    s_cancel_others (self, -1, now);
+    s_cancel_others (self, -1, false, now);
 }
 
 static void s_finish_error (race_t *self, int code)
@@ -148,8 +150,11 @@ race_ev_t race_attempt_result (race_t *self, size_t attempt, int64_t now)
         return ev;
     }
     s_end_attempt (self, attempt, RACE_ATT_WON, now);
+    if (self->winner < 0)
+        s_cancel_others (self, (int) attempt, true, now);
+    else
+        s_cancel_running (self, now);   // none left: a streaming winner cancelled them
     self->winner = (int) attempt;
-    s_cancel_running (self, now);
     self->finished = true;
     s_push (self, RACE_FINISH_RESULT, attempt, self->att[attempt].target, 0);
     return RACE_EV_OK;
@@ -187,6 +192,13 @@ static void s_set_reason (race_attempt_t *a, const char *reason)
 race_ev_t race_attempt_error (race_t *self, size_t attempt, int code, const char *reason,
                               int64_t now)
 {
+    return race_attempt_fail (self, attempt, code, reason,
+                              code == AIGW__ERROR_CODE__ERR_WORKER_LOST, now);
+}
+
+race_ev_t race_attempt_fail (race_t *self, size_t attempt, int code, const char *reason,
+                             bool retry, int64_t now)
+{
     race_ev_t ev;
     if (!s_live (self, attempt, &ev)) {
         self->late += ev == RACE_EV_LATE;
@@ -195,16 +207,23 @@ race_ev_t race_attempt_error (race_t *self, size_t attempt, int code, const char
     race_attempt_t *a = &self->att[attempt];
     s_end_attempt (self, attempt, RACE_ATT_FAILED, now);
     a->code = (uint8_t) code;
-    s_set_reason (a, reason);
     if ((int) attempt == self->winner) {
-        //  A streaming winner failed after sending chunks: nothing can replace it
+        //  A streaming winner failed after its chunks reached the client: nothing
+        //  can replace it
+        if (code == AIGW__ERROR_CODE__ERR_WORKER_LOST) {
+            char why[RACE_REASON_MAX];
+            snprintf (why, sizeof why, "worker lost mid-stream (%s)", reason ? reason : "?");
+            s_set_reason (a, why);
+        }
+        else
+            s_set_reason (a, reason);
         s_cancel_running (self, now);
         s_finish_error (self, code);
         return RACE_EV_OK;
     }
+    s_set_reason (a, reason);
     uint32_t bit = 1u << a->target;
-    if (code == AIGW__ERROR_CODE__ERR_WORKER_LOST && a->first_token < 0
-        && !(self->redispatched & bit) && self->winner < 0) {
+    if (retry && !(self->redispatched & bit) && self->winner < 0) {
         self->redispatched |= bit;
         a->replaced = true;
         int64_t hedge_at = self->hedge_at;
@@ -226,10 +245,11 @@ race_ev_t race_attempt_chunk (race_t *self, size_t attempt, int64_t now)
     race_attempt_t *a = &self->att[attempt];
     if (a->first_token < 0)
         a->first_token = now;
+    a->chunks++;
     if (self->cfg.stream && self->winner < 0) {
         //  Everyone else loses now; the winner stays running until its RESULT
         self->winner = (int) attempt;
-        s_cancel_others (self, (int) attempt, now);
+        s_cancel_others (self, (int) attempt, true, now);
     }
     return RACE_EV_OK;
 }
@@ -266,8 +286,7 @@ static bool s_hedge_armed (const race_t *self)
 
 static bool s_ttft_armed (const race_t *self, const race_attempt_t *a)
 {
-    return self->cfg.stream && self->cfg.ttft_us > 0 && a->state == RACE_ATT_RUNNING
-           && a->first_token < 0;
+    return self->cfg.ttft_us > 0 && a->state == RACE_ATT_RUNNING && a->first_token < 0;
 }
 
 //  Fail every attempt that had no first token within the TTFT limit.
@@ -280,7 +299,10 @@ static void s_tick_ttft (race_t *self, int64_t now)
             continue;
         s_end_attempt (self, i, RACE_ATT_FAILED, now);
         a->code = AIGW__ERROR_CODE__ERR_TTFT;
-        s_set_reason (a, "no first token in time");
+        char why[RACE_REASON_MAX];
+        snprintf (why, sizeof why, "no first token within %lld ms",
+                  (long long) (self->cfg.ttft_us / 1000));
+        s_set_reason (a, why);
         s_push (self, RACE_CANCEL, i, a->target, 0);
         s_after_failure (self, now);
     }
@@ -385,6 +407,12 @@ char *race_format_message (const race_t *self, const char *const *names, char *b
         return buf;
     buf[0] = 0;
     int code = self->final_code;
+    const race_attempt_t *w = self->winner >= 0 ? &self->att[self->winner] : NULL;
+    if (w && w->state == RACE_ATT_FAILED) {
+        s_append (buf, len, &off, "stream failed after %u chunks: %s", w->chunks,
+                  w->reason ? w->reason : race_code_name (w->code));
+        return buf;
+    }
     if (code == AIGW__ERROR_CODE__ERR_CANCELLED)
         s_append (buf, len, &off, "cancelled by client");
     else

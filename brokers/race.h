@@ -58,8 +58,10 @@ typedef struct {
     char *reason;           // failure reason (owned), or NULL
     uint8_t target;
     uint8_t state;          // race_att_state_t
+    uint32_t chunks;        // CHUNKs received while live (tokens, for streaming)
     uint8_t code;           // Aigw__ErrorCode when failed
-    bool replaced;          // its worker was lost and a new attempt took over
+    bool replaced;          // failed and a new attempt on its target took over
+    bool lost;              // cancelled because another attempt won
 } race_attempt_t;
 
 typedef struct {
@@ -67,7 +69,7 @@ typedef struct {
     size_t ntargets;                          // 1..RACE_TARGETS_MAX
     int64_t deadline_us;                      // relative to start
     int64_t hedge_delay_us[RACE_TARGETS_MAX]; // hedge: after starting target i, wait this long before the next
-    int64_t ttft_us;                          // 0 = none; enforced only for stream jobs
+    int64_t ttft_us;                          // 0 = none; every attempt needs a first token by then
     bool stream;                              // first CHUNK wins
 } race_config_t;
 
@@ -98,13 +100,21 @@ void race_start (race_t *self, int64_t now);
 //  An attempt returned a good RESULT: it wins unless it is no longer live.
 race_ev_t race_attempt_result (race_t *self, size_t attempt, int64_t now);
 //  An attempt failed with code (Aigw__ErrorCode) and reason (copied, may be NULL).
-//  ERR_WORKER_LOST on an attempt that streamed nothing re-dispatches its target once.
+//  Same as race_attempt_fail with retry = (code == ERR_WORKER_LOST).
 race_ev_t race_attempt_error (race_t *self, size_t attempt, int code, const char *reason,
                               int64_t now);
-//  An attempt produced a CHUNK. Records the first token; for stream jobs the first
-//  chunk wins (the others are cancelled). Caller forwards chunks of race_winner() only.
+//  An attempt failed. If retry and nothing of the job has reached the client (no
+//  streaming winner), its target is started again as a new attempt, once per target.
+//  A streaming winner that fails ends the job with its code: no failover after the
+//  first token reached the client.
+race_ev_t race_attempt_fail (race_t *self, size_t attempt, int code, const char *reason,
+                             bool retry, int64_t now);
+//  An attempt produced a CHUNK (a token). Records the first token and counts chunks;
+//  for stream jobs the first chunk wins (the others are cancelled as lost). Caller
+//  forwards chunks of race_winner() only.
 race_ev_t race_attempt_chunk (race_t *self, size_t attempt, int64_t now);
-//  Run timers due at `now`: deadline, TTFT (stream jobs), hedge.
+//  Run timers due at `now`: deadline, TTFT (every attempt: no CHUNK, or for
+//  non-stream jobs no RESULT, within ttft_us of its start fails it with ERR_TTFT), hedge.
 void race_tick (race_t *self, int64_t now);
 //  The client cancelled: cancel every live attempt and finish with ERR_CANCELLED.
 race_ev_t race_client_cancel (race_t *self, int64_t now);
@@ -127,7 +137,9 @@ const race_attempt_t *race_attempt (const race_t *self, size_t attempt);
 //  Number of targets started so far (targets beyond it never ran).
 size_t race_targets_started (const race_t *self);
 uint32_t race_late (const race_t *self);
-//  Human-readable reason for FINISH_ERROR into buf, naming targets by names[target].
+//  Human-readable reason for FINISH_ERROR into buf, naming targets by names[target]:
+//  "all attempts failed: a: why; b: why", "deadline of N ms exceeded", "cancelled by
+//  client", or for a streaming winner that failed "stream failed after N chunks: why".
 //  Returns buf.
 char *race_format_message (const race_t *self, const char *const *names, char *buf, size_t len);
 //  Hedge delay for `auto`: the target's observed p95 once it has enough samples,

@@ -3,6 +3,10 @@
 #include "http.h"
 #include "request.h"
 #include "response.h"
+#include "observe.h"
+#include "stream.h"
+#include "waiter.h"
+#include "cwatch.h"
 #include "wire.h"
 #include "log.h"
 #include "aclock.h"
@@ -24,12 +28,15 @@
 #define S_KEEP_ALIVE_MS "15000"         // idle keep-alive connection holds a thread this long
 #define S_REQUEST_TIMEOUT_MS "30000"    // socket read/write timeout
 #define S_HEAD_MAX 1024
+#define S_WATCH_AFTER_MS 10             // non-stream jobs: watch the client's socket from then
 
 struct _edge_http_t {
     const cfg_t *cfg;
     edge_link_t *link;
     struct mg_context *mg;
+    observe_t *obs;                     // metrics, /metrics, event stream, dashboard
     _Atomic uint64_t requests, s2xx, s4xx, s5xx, timeouts;
+    _Atomic uint64_t streams, client_gone;  // SSE answers; clients that hung up while waiting
     _Atomic bool draining;              // shutting down: no new jobs
     _Atomic int in_flight;              // jobs submitted and not yet answered
 };
@@ -37,6 +44,7 @@ struct _edge_http_t {
 //  Per civetweb worker thread: the handler's socket to the link, made on first use.
 typedef struct {
     edge_client_t *client;
+    cwatch_t watch;                     // the last client socket found (keep-alive reuse)
 } s_thread_t;
 
 //  --------------------------------------------------------------- replies
@@ -95,6 +103,8 @@ static int s_send (edge_http_t *self, struct mg_connection *conn, edge_reply_t *
                       extra ? extra : "");
     if (n < 0 || (size_t) n >= sizeof head)
         return 500;
+    if (!keep_alive)
+        mg_disable_connection_keep_alive (conn);
     char *out = malloc ((size_t) n + reply->len);
     if (out) {
         memcpy (out, head, (size_t) n);
@@ -282,23 +292,50 @@ static edge_client_t *s_client (edge_http_t *self, struct mg_connection *conn)
     return t->client;
 }
 
-//  Wait for the job's final answer and turn it into a reply. Returns 0 / -1 (OOM).
-static int s_await (edge_http_t *self, edge_client_t *client, edge_job_t *job,
-                    uint64_t job_id, edge_reply_t *reply)
+//  The HTTP client's socket (civetweb has no accessor; see cwatch.h). arg: the conn.
+static int s_find_fd (void *arg)
+{
+    struct mg_connection *conn = arg;
+    s_thread_t *t = mg_get_thread_pointer (conn);
+    const struct mg_request_info *ri = mg_get_request_info (conn);
+    if (!t || !ri || ri->is_ssl)
+        return -1;
+    return cwatch_find (&t->watch, ri->remote_addr, ri->remote_port, ri->server_port);
+}
+
+static int64_t s_until (edge_http_t *self, const edge_job_t *job)
 {
     uint32_t deadline = job->deadline_ms ? job->deadline_ms : self->cfg->broker.deadline_ms;
-    int64_t until = aclock_now_ms () + deadline + S_GRACE_MS;
+    return aclock_now_ms () + deadline + S_GRACE_MS;
+}
+
+//  Wait for the job's final answer and turn it into a reply; a client that hangs up
+//  meanwhile gets its job cancelled and status 499 (nothing to send). 0 / -1 (OOM).
+static int s_await (edge_http_t *self, struct mg_connection *conn, edge_client_t *client,
+                    edge_job_t *job, uint64_t job_id, edge_reply_t *reply)
+{
+    edge_waiter_t w;
+    edge_waiter_init (&w, client, job_id, s_until (self, job), S_WATCH_AFTER_MS, s_find_fd, conn);
     while (true) {
-        int64_t left = until - aclock_now_ms ();
         edge_answer_t answer;
-        if (left <= 0 || edge_client_wait (client, job_id, (int) left, &answer)) {
+        edge_wait_ev_t ev = edge_waiter_next (&w, 0, &answer);
+        if (ev == EDGE_WAIT_GONE) {
+            edge_client_cancel (client, job_id);
+            atomic_fetch_add (&self->client_gone, 1);
+            memset (reply, 0, sizeof *reply);
+            reply->status = 499;
+            return 0;
+        }
+        if (ev != EDGE_WAIT_ANSWER) {
             edge_client_cancel (client, job_id);
             atomic_fetch_add (&self->timeouts, 1);
             return edge_reply_simple (reply, 504, "timeout", "no answer before the deadline");
         }
         int rc = 1;
-        if (answer.result)
+        if (answer.result) {
+            emetrics_note_result (answer.result);       // for the overhead metric
             rc = edge_reply_result (reply, answer.result, job->policy);
+        }
         else
         if (answer.error)
             rc = edge_reply_error (reply, answer.error, job->policy);
@@ -309,9 +346,70 @@ static int s_await (edge_http_t *self, edge_client_t *client, edge_job_t *job,
     }
 }
 
-//  Validate, submit and wait. Fills reply; returns 0 / -1 (out of memory).
+//  Answer a submitted streaming job with Server-Sent Events. Returns the status.
+static int s_stream (edge_http_t *self, struct mg_connection *conn, edge_client_t *client,
+                     edge_job_t *job, uint64_t job_id)
+{
+    edge_stream_t req = {
+        .conn = conn, .client = client, .job_id = job_id, .until_ms = s_until (self, job),
+        .policy = job->policy, .include_usage = job->include_usage,
+        .keep_alive = s_keep_alive (conn, true), .find_fd = s_find_fd, .find_arg = conn
+    };
+    edge_stream_result_t out;
+    atomic_fetch_add (&self->streams, 1);
+    edge_stream_serve (&req, &out);
+    if (out.end == EDGE_STREAM_GONE)
+        atomic_fetch_add (&self->client_gone, 1);
+    if (out.edge_timeout)
+        atomic_fetch_add (&self->timeouts, 1);
+    s_count_status (self, out.status);
+    return out.status;
+}
+
+//  Send a reply built by the chat path; a 499 (client gone) is not sent.
+static int s_chat_reply (edge_http_t *self, struct mg_connection *conn, edge_reply_t *reply,
+                         int rc, bool keep_alive)
+{
+    if (rc == 0 && reply->status == 499) {
+        mg_disable_connection_keep_alive (conn);
+        s_count_status (self, 499);
+        edge_reply_reset (reply);
+        return 499;
+    }
+    return s_send_reply (self, conn, reply, rc, keep_alive);
+}
+
+//  Submit a parsed job and answer it: a JSON reply, or an SSE stream. Returns the status.
+static int s_chat_submit (edge_http_t *self, struct mg_connection *conn, edge_job_t *job,
+                          bool keep_alive)
+{
+    edge_client_t *client = s_client (self, conn);
+    uint64_t job_id = edge_link_next_job_id (self->link);
+    Aigw__Job pb;
+    edge_job_to_pb (job, job_id, &pb);
+    atomic_fetch_add (&self->in_flight, 1);
+    edge_reply_t reply;
+    int status;
+    if (!client || edge_client_submit (client, &pb, job->payload, job->payload_len)) {
+        int rc = edge_reply_simple (&reply, 500, "internal_error", "cannot reach the broker link");
+        status = s_send_reply (self, conn, &reply, rc, keep_alive);
+    }
+    else
+    if (job->stream)
+        status = s_stream (self, conn, client, job, job_id);
+    else {
+        int rc = s_await (self, conn, client, job, job_id, &reply);
+        status = s_chat_reply (self, conn, &reply, rc, keep_alive);
+    }
+    atomic_fetch_sub (&self->in_flight, 1);
+    log_debug ("job %llu model=%s targets=%zu%s -> %d", (unsigned long long) job_id, job->model,
+               job->ntargets, job->stream ? " stream" : "", status);
+    return status;
+}
+
+//  Validate, then submit or refuse. Returns the status.
 static int s_chat_job (edge_http_t *self, struct mg_connection *conn, const char *body,
-                       size_t len, edge_reply_t *reply)
+                       size_t len, bool keep_alive)
 {
     edge_status_t *st = edge_link_status (self->link);
     bool up = edge_link_up (self->link);
@@ -319,27 +417,19 @@ static int s_chat_job (edge_http_t *self, struct mg_connection *conn, const char
     edge_err_t err;
     int rc = edge_request_parse (self->cfg, body, len, s_known, st, &job, &err);
     edge_status_release (&st);
-    if (rc && !(err.status == 404 && !up))
-        return edge_reply_simple (reply, err.status, err.code, err.message);
-    if (!up) {
+    if (rc == 0 && up) {
+        int status = s_chat_submit (self, conn, &job, keep_alive);
         edge_job_reset (&job);
-        return edge_reply_simple (reply, 503, "broker_unavailable",
-                                  "the broker is not answering; try again shortly");
+        return status;
     }
-    edge_client_t *client = s_client (self, conn);
-    uint64_t job_id = edge_link_next_job_id (self->link);
-    Aigw__Job pb;
-    edge_job_to_pb (&job, job_id, &pb);
-    atomic_fetch_add (&self->in_flight, 1);
-    if (!client || edge_client_submit (client, &pb, job.payload, job.payload_len))
-        rc = edge_reply_simple (reply, 500, "internal_error", "cannot reach the broker link");
-    else
-        rc = s_await (self, client, &job, job_id, reply);
-    atomic_fetch_sub (&self->in_flight, 1);
-    log_debug ("job %llu model=%s targets=%zu -> %d", (unsigned long long) job_id, job.model,
-               job.ntargets, reply->status);
     edge_job_reset (&job);
-    return rc;
+    edge_reply_t reply;
+    if (rc && !(err.status == 404 && !up))
+        rc = edge_reply_simple (&reply, err.status, err.code, err.message);
+    else
+        rc = edge_reply_simple (&reply, 503, "broker_unavailable",
+                                "the broker is not answering; try again shortly");
+    return s_send_reply (self, conn, &reply, rc, keep_alive);
 }
 
 static int s_chat (struct mg_connection *conn, void *cbdata)
@@ -359,21 +449,24 @@ static int s_chat (struct mg_connection *conn, void *cbdata)
                   (unsigned long long) self->cfg->edge.max_body);
         return s_send_error (self, conn, 413, "request_too_large", msg, false, NULL);
     }
-    edge_reply_t reply;
-    bool draining = atomic_load (&self->draining);
-    if (draining)
-        rc = edge_reply_simple (&reply, 503, "shutting_down", "the edge is shutting down");
+    int status;
+    if (atomic_load (&self->draining))
+        status = s_send_error (self, conn, 503, "shutting_down", "the edge is shutting down",
+                               false, NULL);
     else
-        rc = s_chat_job (self, conn, body, len, &reply);
+        status = s_chat_job (self, conn, body, len, s_keep_alive (conn, true));
     free (body);
-    return s_send_reply (self, conn, &reply, rc, !draining && s_keep_alive (conn, true));
+    return status;
 }
 
 //  --------------------------------------------------------------- server
 
 static void *s_init_thread (const struct mg_context *ctx, int thread_type)
 {
-    return thread_type == 1 ? calloc (1, sizeof (s_thread_t)) : NULL;
+    s_thread_t *t = thread_type == 1 ? calloc (1, sizeof (s_thread_t)) : NULL;
+    if (t)
+        cwatch_init (&t->watch);
+    return t;
 }
 
 static void s_exit_thread (const struct mg_context *ctx, int thread_type, void *ptr)
@@ -389,6 +482,20 @@ static int s_log_message (const struct mg_connection *conn, const char *message)
 {
     log_warn ("civetweb: %s", message);
     return 1;
+}
+
+//  Request metrics: civetweb calls these around every request on the handling thread.
+static int s_begin_request (struct mg_connection *conn)
+{
+    edge_http_t *self = mg_get_user_data (mg_get_context (conn));
+    observe_begin (self->obs, conn);
+    return 0;
+}
+
+static void s_end_request (const struct mg_connection *conn, int status)
+{
+    edge_http_t *self = mg_get_user_data (mg_get_context (conn));
+    observe_end (self->obs, conn, status);
 }
 
 static void s_handlers (edge_http_t *self)
@@ -410,6 +517,11 @@ edge_http_t *edge_http_new (const cfg_t *cfg, edge_link_t *link)
         return NULL;
     self->cfg = cfg;
     self->link = link;
+    self->obs = observe_new (cfg, link);
+    if (!self->obs) {
+        free (self);
+        return NULL;
+    }
     char threads[16];
     snprintf (threads, sizeof threads, "%u", cfg->edge.threads ? cfg->edge.threads : 64);
     const char *options[] = {
@@ -429,6 +541,8 @@ edge_http_t *edge_http_new (const cfg_t *cfg, edge_link_t *link)
     callbacks.init_thread = s_init_thread;
     callbacks.exit_thread = s_exit_thread;
     callbacks.log_message = s_log_message;
+    callbacks.begin_request = s_begin_request;
+    callbacks.end_request = s_end_request;
     struct mg_init_data init = { &callbacks, self, options };
     char text[256] = "";
     unsigned code = 0;
@@ -437,10 +551,12 @@ edge_http_t *edge_http_new (const cfg_t *cfg, edge_link_t *link)
     if (!self->mg) {
         log_error ("cannot start HTTP server on %s: %s", cfg->edge.listen,
                    text[0] ? text : "unknown error");
+        observe_destroy (&self->obs);
         free (self);
         return NULL;
     }
     s_handlers (self);
+    observe_attach (self->obs, self->mg);
     return self;
 }
 
@@ -482,6 +598,7 @@ void edge_http_destroy (edge_http_t **self_p)
     edge_http_t *self = *self_p;
     *self_p = NULL;
     int port = edge_http_port (self);
+    observe_close (self->obs);          // end event streams: civetweb's stop waits for them
     s_stopper_t st = { .mg = self->mg };
     pthread_t thread;
     if (pthread_create (&thread, NULL, s_stopper, &st) == 0) {
@@ -495,6 +612,7 @@ void edge_http_destroy (edge_http_t **self_p)
     }
     else
         mg_stop (self->mg);
+    observe_destroy (&self->obs);
     free (self);
 }
 
@@ -522,4 +640,6 @@ void edge_http_stats (edge_http_t *self, edge_http_stats_t *out)
     out->status_4xx = atomic_load (&self->s4xx);
     out->status_5xx = atomic_load (&self->s5xx);
     out->timeouts = atomic_load (&self->timeouts);
+    out->streams = atomic_load (&self->streams);
+    out->client_gone = atomic_load (&self->client_gone);
 }

@@ -15,6 +15,8 @@ typedef struct {
     uint64_t status_4xx;
     uint64_t status_5xx;
     uint64_t timeouts;                  // 504 decided by the edge (no answer in time)
+    uint64_t streams;                   // SSE answers (stream: true)
+    uint64_t client_gone;               // clients that hung up while their job ran
 } edge_http_stats_t;
 
 //  Start civetweb on cfg->edge.listen with cfg->edge.threads handler threads. cfg

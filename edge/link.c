@@ -604,6 +604,12 @@ static bool s_take_answer (edge_client_t *self, wire_msg_t *m, uint64_t job_id,
 
 int edge_client_wait (edge_client_t *self, uint64_t job_id, int timeout_ms, edge_answer_t *out)
 {
+    return edge_client_wait_fd (self, job_id, timeout_ms, -1, out) == 0 ? 0 : -1;
+}
+
+int edge_client_wait_fd (edge_client_t *self, uint64_t job_id, int timeout_ms, int fd,
+                         edge_answer_t *out)
+{
     int64_t deadline = aclock_now_ms () + timeout_ms;
     while (true) {
         wire_msg_t m;
@@ -619,8 +625,13 @@ int edge_client_wait (edge_client_t *self, uint64_t job_id, int timeout_ms, edge
         int64_t left = deadline - aclock_now_ms ();
         if (left <= 0)
             return -1;
-        zmq_pollitem_t item = { self->sock, 0, ZMQ_POLLIN, 0 };
-        if (zmq_poll (&item, 1, left) < 0 && errno != EINTR)
+        zmq_pollitem_t items[2] = {
+            { self->sock, 0, ZMQ_POLLIN, 0 },
+            { NULL, fd, ZMQ_POLLIN, 0 },
+        };
+        if (zmq_poll (items, fd >= 0 ? 2 : 1, left) < 0 && errno != EINTR)
             return -1;
+        if (fd >= 0 && items[1].revents && !(items[0].revents & ZMQ_POLLIN))
+            return 1;
     }
 }

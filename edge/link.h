@@ -81,6 +81,11 @@ typedef struct {
 //  edge_answer_reset), or -1 on timeout.
 int edge_client_wait (edge_client_t *self, uint64_t job_id, int timeout_ms, edge_answer_t *out);
 
+//  As edge_client_wait, and also wake when fd (>= 0; e.g. the HTTP client's socket)
+//  becomes readable or hangs up: returns 1 then, with no answer taken.
+int edge_client_wait_fd (edge_client_t *self, uint64_t job_id, int timeout_ms, int fd,
+                         edge_answer_t *out);
+
 void edge_answer_reset (edge_answer_t *answer);
 
 #endif

@@ -2,6 +2,7 @@
 // HTTP server, waits for SIGINT/SIGTERM, then shuts both down cleanly.
 #include "http.h"
 #include "link.h"
+#include "observe.h"
 #include "config.h"
 #include "log.h"
 
@@ -69,17 +70,16 @@ static cfg_t *s_load_config (const s_opts_t *o)
 {
     char err[512] = "";
     cfg_t *cfg = NULL;
-    if (o->config)
-        cfg = cfg_load (o->config, err, sizeof err);
-    else
-    if (access (S_DEFAULT_CONFIG, R_OK) == 0)
-        cfg = cfg_load (S_DEFAULT_CONFIG, err, sizeof err);
-    else
-        cfg = cfg_defaults ();
+    const char *path = o->config ? o->config
+                     : access (S_DEFAULT_CONFIG, R_OK) == 0 ? S_DEFAULT_CONFIG : NULL;
+    cfg = path ? cfg_load (path, err, sizeof err) : cfg_defaults ();
     if (!cfg) {
         fprintf (stderr, "aigw-edge: %s\n", err[0] ? err : "cannot load config");
         return NULL;
     }
+    //  A relative edge/document_root is relative to the config file's directory
+    if (observe_resolve_root (cfg->edge.document_root, sizeof cfg->edge.document_root, path))
+        log_warn ("edge/document_root is too long once made absolute; using it as written");
     if (o->listen)
         snprintf (cfg->edge.listen, sizeof cfg->edge.listen, "%s", o->listen);
     if (o->broker)
@@ -108,11 +108,13 @@ static void s_log_stats (edge_link_t *link, edge_http_t *http)
     edge_http_stats_t hs;
     edge_link_stats (link, &ls);
     edge_http_stats (http, &hs);
-    log_info ("requests=%llu 2xx=%llu 4xx=%llu 5xx=%llu edge_timeouts=%llu submitted=%llu "
-              "unrouted=%llu late_discarded=%llu bad=%llu reconnects=%llu",
+    log_info ("requests=%llu 2xx=%llu 4xx=%llu 5xx=%llu edge_timeouts=%llu streams=%llu "
+              "client_gone=%llu submitted=%llu unrouted=%llu late_discarded=%llu bad=%llu "
+              "reconnects=%llu",
               (unsigned long long) hs.requests, (unsigned long long) hs.status_2xx,
               (unsigned long long) hs.status_4xx, (unsigned long long) hs.status_5xx,
-              (unsigned long long) hs.timeouts, (unsigned long long) ls.submitted,
+              (unsigned long long) hs.timeouts, (unsigned long long) hs.streams,
+              (unsigned long long) hs.client_gone, (unsigned long long) ls.submitted,
               (unsigned long long) ls.unrouted, (unsigned long long) ls.late_discarded,
               (unsigned long long) ls.bad_messages, (unsigned long long) ls.reconnects);
 }

@@ -10,7 +10,6 @@
 #define S_CODE_INVALID   "invalid_request"
 #define S_CODE_JSON      "invalid_json"
 #define S_CODE_NOMODEL   "model_not_found"
-#define S_CODE_STREAM    "stream_not_supported"
 
 int edge_err_set (edge_err_t *err, int status, const char *code, const char *fmt, ...)
 {
@@ -148,17 +147,24 @@ static int s_check_model (const cJSON *root, edge_job_t *job, edge_err_t *err)
     return 0;
 }
 
+//  `stream` (boolean) and `stream_options.include_usage` (boolean). stream_options
+//  without streaming is accepted and ignored.
 static int s_check_stream (const cJSON *root, edge_job_t *job, edge_err_t *err)
 {
     const cJSON *stream = cJSON_GetObjectItemCaseSensitive (root, "stream");
-    if (!stream || cJSON_IsNull (stream))
-        return 0;
-    if (!cJSON_IsBool (stream))
+    if (stream && !cJSON_IsNull (stream) && !cJSON_IsBool (stream))
         return edge_err_set (err, 400, S_CODE_INVALID, "stream: must be a boolean");
-    if (cJSON_IsTrue (stream))
-        return edge_err_set (err, 400, S_CODE_STREAM,
-                             "streaming is not supported yet: send \"stream\": false or leave it out");
-    job->stream = false;
+    job->stream = cJSON_IsTrue (stream);
+    const cJSON *opts = cJSON_GetObjectItemCaseSensitive (root, "stream_options");
+    if (!opts || cJSON_IsNull (opts))
+        return 0;
+    if (!cJSON_IsObject (opts))
+        return edge_err_set (err, 400, S_CODE_INVALID, "stream_options: must be an object");
+    const cJSON *usage = cJSON_GetObjectItemCaseSensitive (opts, "include_usage");
+    if (usage && !cJSON_IsNull (usage) && !cJSON_IsBool (usage))
+        return edge_err_set (err, 400, S_CODE_INVALID,
+                             "stream_options.include_usage: must be a boolean");
+    job->include_usage = job->stream && cJSON_IsTrue (usage);
     return 0;
 }
 

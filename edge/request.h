@@ -32,7 +32,8 @@ typedef struct {
     uint32_t hedge_delay_ms;
     uint32_t deadline_ms;               // 0 = broker default
     uint32_t ttft_timeout_ms;           // 0 = none
-    bool stream;
+    bool stream;                        // answer with Server-Sent Events
+    bool include_usage;                 // stream_options.include_usage (streams only)
     char *payload;                      // request JSON without "aigw"; owned
     size_t payload_len;
 } edge_job_t;

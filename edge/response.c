@@ -107,9 +107,8 @@ static cJSON *s_attempt_json (const Aigw__AttemptInfo *a)
     return o;
 }
 
-//  {"winner", "policy", "latency_ms", "attempts": [...]}; caller owns the result.
-static cJSON *s_aigw_json (const char *winner, cfg_policy_t policy, bool has_latency,
-                           uint64_t latency_us, Aigw__AttemptInfo **attempts, size_t n)
+cJSON *edge_aigw_json (const char *winner, cfg_policy_t policy, bool has_latency,
+                       uint64_t latency_us, Aigw__AttemptInfo **attempts, size_t n)
 {
     cJSON *o = cJSON_CreateObject ();
     if (!o)
@@ -233,7 +232,7 @@ int edge_reply_result (edge_reply_t *reply, const Aigw__Result *res, cfg_policy_
     if (!json || s_object_span (json, len, &close, &empty))
         return edge_reply_simple (reply, 502, "bad_upstream_response",
                                   "the winning upstream answer is not a JSON object");
-    cJSON *aigw = s_aigw_json (res->model, policy, res->has_latency_us, res->latency_us,
+    cJSON *aigw = edge_aigw_json (res->model, policy, res->has_latency_us, res->latency_us,
                                res->attempts, res->n_attempts);
     char *text = aigw ? cJSON_PrintUnformatted (aigw) : NULL;
     cJSON_Delete (aigw);
@@ -276,23 +275,38 @@ static void s_error_message (char *buf, size_t size, const Aigw__Error *e)
     }
 }
 
-int edge_reply_error (edge_reply_t *reply, const Aigw__Error *e, cfg_policy_t policy)
+cJSON *edge_error_json (const Aigw__Error *e, cfg_policy_t policy, const char *winner,
+                        int *status)
 {
-    memset (reply, 0, sizeof *reply);
-    int status = edge_status_of (e->code);
+    *status = edge_status_of (e->code);
     char message[S_MESSAGE_MAX];
     s_error_message (message, sizeof message, e);
-    cJSON *root = s_error_root (status, edge_error_code_name (e->code), message);
+    cJSON *root = s_error_root (*status, edge_error_code_name (e->code), message);
     if (!root)
-        return -1;
-    if (e->n_attempts > 0) {
-        cJSON *aigw = s_aigw_json (NULL, policy, false, 0, e->attempts, e->n_attempts);
-        if (aigw)
-            cJSON_AddItemToObject (root, "aigw", aigw);
-    }
+        return NULL;
     if (e->has_upstream_status)
         cJSON_AddNumberToObject (cJSON_GetObjectItemCaseSensitive (root, "error"),
                                  "upstream_status", e->upstream_status);
+    if (e->n_attempts > 0 || winner) {
+        cJSON *aigw = edge_aigw_json (winner, policy, false, 0, e->attempts, e->n_attempts);
+        if (aigw)
+            cJSON_AddItemToObject (root, "aigw", aigw);
+    }
+    return root;
+}
+
+cJSON *edge_error_simple_json (int status, const char *code, const char *message)
+{
+    return s_error_root (status, code, message);
+}
+
+int edge_reply_error (edge_reply_t *reply, const Aigw__Error *e, cfg_policy_t policy)
+{
+    memset (reply, 0, sizeof *reply);
+    int status = 500;
+    cJSON *root = edge_error_json (e, policy, NULL, &status);
+    if (!root)
+        return -1;
     return s_finish (reply, status, root);
 }
 

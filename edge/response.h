@@ -6,6 +6,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include <cJSON.h>
+
 #include "config.h"
 #include "status.h"
 #include "aigw.pb-c.h"
@@ -33,6 +35,19 @@ int edge_reply_result (edge_reply_t *reply, const Aigw__Result *res, cfg_policy_
 
 //  Build an error reply from a broker ERROR, with each attempt listed in "aigw".
 int edge_reply_error (edge_reply_t *reply, const Aigw__Error *err, cfg_policy_t policy);
+
+//  The "aigw" object {"winner", "policy", "latency_ms", "attempts": [...]}; winner may
+//  be NULL (null). Caller owns the result; NULL when out of memory.
+cJSON *edge_aigw_json (const char *winner, cfg_policy_t policy, bool has_latency,
+                       uint64_t latency_us, Aigw__AttemptInfo **attempts, size_t n);
+
+//  The OpenAI error object for a broker ERROR: {"error": {...}, "aigw": {...}} (aigw
+//  when there are attempts or a winner). Sets *status. Caller owns; NULL on OOM.
+cJSON *edge_error_json (const Aigw__Error *e, cfg_policy_t policy, const char *winner,
+                        int *status);
+
+//  {"error": {"message", "type", "code"}} for an error the edge decided. Caller owns.
+cJSON *edge_error_simple_json (int status, const char *code, const char *message);
 
 //  Build an OpenAI error reply decided by the edge itself (no attempts).
 int edge_reply_simple (edge_reply_t *reply, int status, const char *code, const char *message);

@@ -11,6 +11,10 @@ libzmq3-dev libczmq-dev libprotobuf-c-dev protobuf-c-compiler protobuf-compiler 
 libcurl4-openssl-dev libcivetweb-dev libmsgpack-dev libcjson-dev libcmocka-dev \
 nginx libnginx-mod-http-echo wrk curl"
 
+# Tools looked up by command and installed from Debian only when missing (command:package).
+# A NodeSource nodejs already ships npm, so Debian's npm is never installed over it.
+TOOL_PACKAGES="node:nodejs npm:npm chromium:chromium promtool:prometheus"
+
 log() { printf '\033[1;34m[aigw]\033[0m %s\n' "$*" >&2; }
 die() { printf '\033[1;31m[aigw] error:\033[0m %s\n' "$*" >&2; exit 1; }
 
@@ -27,6 +31,39 @@ ensure_apt() {
     $sudo apt-get update -q >/dev/null || die "apt-get update failed"
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null \
         || die "apt-get install failed: ${missing[*]}"
+}
+
+# Install the dashboard/observability tools (Node, npm, Chromium, promtool) if absent.
+ensure_tools() {
+    command -v node >/dev/null 2>&1 || ensure_apt nodejs
+    local missing=() pair
+    for pair in $TOOL_PACKAGES; do
+        command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
+    done
+    [ ${#missing[@]} -eq 0 ] || ensure_apt "${missing[@]}"
+}
+
+# True if node is >= 20.19 (what ui/package.json asks for).
+node_ok() {
+    node -e 'const [a, b] = process.versions.node.split(".").map(Number);
+             process.exit(a > 20 || (a === 20 && b >= 19) ? 0 : 1)' 2>/dev/null
+}
+
+# Build the dashboard into ui/dist (served by the edge): npm ci when node_modules is
+# missing or package-lock.json changed since, then npm run build. Returns 1 on failure.
+build_ui() {
+    local ui="$ROOT/ui"
+    if ! command -v npm >/dev/null 2>&1 || ! node_ok; then
+        log "the dashboard needs Node >= 20.19 and npm (found: $(node --version 2>/dev/null || echo none))"
+        return 1
+    fi
+    if [ ! -f "$ui/node_modules/.package-lock.json" ] \
+        || [ "$ui/package-lock.json" -nt "$ui/node_modules/.package-lock.json" ]; then
+        log "installing the dashboard's npm packages (npm ci)"
+        (cd "$ui" && npm ci --no-audit --no-fund >/dev/null) || { log "npm ci failed"; return 1; }
+    fi
+    log "building the dashboard (ui/dist)"
+    (cd "$ui" && npm run build >/dev/null) || { log "npm run build failed"; return 1; }
 }
 
 # Configure and build everything into $BUILD (binaries in $BUILD/bin).

@@ -15,6 +15,8 @@
 typedef struct _worker_t worker_t;
 typedef struct wk_attempt wk_attempt_t;
 typedef struct wk_model wk_model_t;
+typedef struct wk_stream wk_stream_t;
+typedef struct wk_dialect wk_dialect_t;
 
 //  How an attempt's transport finished (passed to on_done).
 typedef struct {
@@ -35,7 +37,8 @@ typedef struct {
     //  Returns 0 when running (it ends through on_done), or -1 after having
     //  replied ERROR with wk_reply_error.
     int (*start) (worker_t *w, wk_attempt_t *a, const char *req, size_t req_len);
-    //  Response bytes from the transport. 0 to go on, -1 to abort the transfer.
+    //  Response bytes from the transport (a->worker is the loop). 0 to go on,
+    //  -1 to abort the transfer.
     int (*on_data) (wk_attempt_t *a, const char *data, size_t len);
     //  The transport finished: reply with wk_reply_result or wk_reply_error.
     void (*on_done) (worker_t *w, wk_attempt_t *a, const wk_done_t *done);
@@ -50,7 +53,9 @@ struct wk_model {
     const wk_provider_t *prov;
     uint64_t rng;               // sim: PRNG state (splitmix64)
     char url [CFG_STR_MAX + 32];// http: full endpoint URL
+    const wk_dialect_t *dialect;// http: the upstream API's wire format
     struct curl_slist *headers; // http: request headers (may hold the key: never log)
+    struct curl_slist *headers_sse; // http: the same, accepting text/event-stream
     bool key_missing;           // http: api_key_env set but the variable is empty
     uint64_t started;           // attempts started on this model
 };
@@ -60,8 +65,12 @@ struct wk_attempt {
     uint64_t job_id;
     uint64_t attempt_id;
     wk_model_t *model;
+    worker_t *worker;           // the loop running it
     uint32_t deadline_ms;       // remaining budget given by the broker, 0 = none
     int64_t started_us;
+    int64_t created;            // unix seconds at start ("created" in replies)
+    bool stream;                // Task.stream: send CHUNKs, then RESULT
+    uint32_t chunk_seq;         // seq of the next CHUNK
     bool live;                  // slot in use
     bool replied;               // RESULT or ERROR sent
     uint32_t slot;              // index in the table
@@ -72,11 +81,17 @@ struct wk_attempt {
     bool sim_fail;              // draw says: inject a failure
     bool sim_late;              // deadline comes before the drawn latency
     uint32_t prompt_tokens;
+    uint32_t sim_pos;           // streaming: offset in text after the last word sent
+    uint32_t sim_words;         // streaming: words sent
+    int64_t sim_first_ms;       // streaming: when the first word was due
     //  HTTP
     CURL *easy;                 // NULL when no transfer
     char *req_body;             // rewritten request (owned)
     size_t req_len;
-    wk_buf_t resp;              // response body, capped
+    wk_buf_t resp;              // response body (non-streamed or error), capped
+    uint64_t resp_total;        // body bytes received
+    long status;                // HTTP status when the body started, 0 before
+    wk_stream_t *st;            // streamed reply state (owned), NULL if not streaming
     bool too_big;               // response passed its cap
     bool deadline_bound;        // total timeout came from the deadline
     char curl_err [CURL_ERROR_SIZE];
@@ -99,6 +114,10 @@ typedef struct {
 //  Send RESULT for the attempt (response_json copied). 0 / -1 (send failed).
 int wk_reply_result (worker_t *w, wk_attempt_t *a, const char *json, size_t len,
                      const Aigw__Usage *usage);
+
+//  Send CHUNK(seq = next) with a chat.completion.chunk JSON (copied). Never
+//  blocks: -1 when the socket refused it (queue full, no broker).
+int wk_reply_chunk (worker_t *w, wk_attempt_t *a, const char *json, size_t len);
 
 //  Send ERROR for the attempt with a printf-style reason. upstream_status 0 = none.
 int wk_reply_error (worker_t *w, wk_attempt_t *a, Aigw__ErrorCode code, uint32_t upstream_status,
@@ -132,6 +151,8 @@ const wk_provider_t *wk_provider_for (cfg_provider_t type);
 
 extern const wk_provider_t wk_sim_provider;
 extern const wk_provider_t wk_openai_provider;
+extern const wk_provider_t wk_anthropic_provider;
+extern const wk_provider_t wk_ollama_provider;
 extern const wk_provider_t wk_unimplemented_provider;
 
 #endif

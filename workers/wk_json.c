@@ -212,12 +212,13 @@ bool wk_json_key_is (const char *js, const wk_json_member_t *m, const char *name
     return m->key_len == n + 2 && memcmp (js + m->key_off + 1, name, n) == 0;
 }
 
-int wk_json_put_string (wk_buf_t *out, const char *s)
+int wk_json_put_stringn (wk_buf_t *out, const char *s, size_t len)
 {
     if (wk_buf_append (out, "\"", 1))
         return -1;
     const char *run = s;
-    for (const char *p = s; *p; p++) {
+    const char *end = s + len;
+    for (const char *p = s; p < end; p++) {
         unsigned char c = (unsigned char) *p;
         if (c >= 0x20 && c != '"' && c != '\\')
             continue;
@@ -233,12 +234,20 @@ int wk_json_put_string (wk_buf_t *out, const char *s)
         if (c == '\t')
             snprintf (esc, sizeof esc, "\\t");
         else
+        if (c == '\r')
+            snprintf (esc, sizeof esc, "\\r");
+        else
             snprintf (esc, sizeof esc, "\\u%04x", c);
         if (wk_buf_puts (out, esc))
             return -1;
         run = p + 1;
     }
-    if (wk_buf_puts (out, run))
+    if (wk_buf_append (out, run, (size_t) (end - run)))
         return -1;
     return wk_buf_append (out, "\"", 1);
+}
+
+int wk_json_put_string (wk_buf_t *out, const char *s)
+{
+    return wk_json_put_stringn (out, s, strlen (s));
 }

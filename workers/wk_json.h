@@ -27,4 +27,7 @@ bool wk_json_key_is (const char *js, const wk_json_member_t *m, const char *name
 //  Append s as a quoted JSON string. Returns 0 or -1 (buffer limit).
 int wk_json_put_string (wk_buf_t *out, const char *s);
 
+//  Same for len bytes of s (a NUL inside is escaped as \u0000).
+int wk_json_put_stringn (wk_buf_t *out, const char *s, size_t len);
+
 #endif

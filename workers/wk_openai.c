@@ -1,9 +1,9 @@
 // The openai provider: request rewriting (no re-serialisation), reply classification,
-// and the adapter ops driving one non-streaming POST per attempt through wk_http.
+// stream events (chunks forwarded as they are, assembled for the RESULT), and its dialect.
 #include "wk_openai.h"
 #include "wk_core.h"
 #include "wk_json.h"
-#include "log.h"
+#include "wk_upstream.h"
 
 #include <cjson/cJSON.h>
 #include <inttypes.h>
@@ -36,7 +36,16 @@ static int s_put_model (wk_buf_t *out, const char *upstream_model, bool *first)
     return wk_json_put_string (out, upstream_model);
 }
 
-int wk_openai_rewrite (const char *req, size_t len, const char *upstream_model,
+static int s_put_stream (wk_buf_t *out, bool stream, bool *first)
+{
+    if (!*first && wk_buf_append (out, ",", 1))
+        return -1;
+    *first = false;
+    return wk_buf_puts (out, stream ? "\"stream\":true,\"stream_options\":{\"include_usage\":true}"
+                                    : "\"stream\":false");
+}
+
+int wk_openai_rewrite (const char *req, size_t len, const char *upstream_model, bool stream,
                        wk_buf_t *out, const char **err)
 {
     wk_json_member_t members [WK_JSON_MEMBERS];
@@ -48,6 +57,7 @@ int wk_openai_rewrite (const char *req, size_t len, const char *upstream_model,
     out->max = len + strlen (upstream_model) * 6 + WK_OPENAI_REWRITE_SLACK;
     bool first = true;
     bool have_model = false;
+    bool have_stream = false;
     int rc = wk_buf_append (out, "{", 1);
     for (int i = 0; i < n && rc == 0; i++) {
         const wk_json_member_t *m = &members [i];
@@ -56,14 +66,18 @@ int wk_openai_rewrite (const char *req, size_t len, const char *upstream_model,
             have_model = true;
         }
         else
-        if (wk_json_key_is (req, m, "stream"))
-            rc = s_put_member (out, req, m, "false", 5, &first);
+        if (wk_json_key_is (req, m, "stream")) {
+            rc = s_put_stream (out, stream, &first);
+            have_stream = true;
+        }
         else
         if (!wk_json_key_is (req, m, "stream_options") && !wk_json_key_is (req, m, "aigw"))
             rc = s_put_member (out, req, m, req + m->val_off, m->val_len, &first);
     }
     if (rc == 0 && !have_model)
         rc = s_put_model (out, upstream_model, &first);
+    if (rc == 0 && !have_stream && stream)
+        rc = s_put_stream (out, stream, &first);
     if (rc == 0)
         rc = wk_buf_append (out, "}", 1);
     if (rc)
@@ -106,7 +120,7 @@ static void s_fail (wk_openai_reply_t *out, long status, const char *fmt, const 
 
 //  The most readable part of an error body: error.message, error (a string),
 //  message, or the raw text.
-static void s_error_detail (const char *body, size_t len, char *dst, size_t dstlen)
+void wk_openai_error_detail (const char *body, size_t len, char *dst, size_t dstlen)
 {
     cJSON *root = cJSON_ParseWithLength (body, len);
     const cJSON *err = cJSON_GetObjectItemCaseSensitive (root, "error");
@@ -140,7 +154,7 @@ int wk_openai_parse (long status, const char *body, size_t len, wk_openai_reply_
     out->status = status > 0 && status < 1000 ? (uint32_t) status : 0;
     if (status < 200 || status > 299) {
         char detail [WK_OPENAI_DETAIL_MAX + 8];
-        s_error_detail (body, len, detail, sizeof detail);
+        wk_openai_error_detail (body, len, detail, sizeof detail);
         s_fail (out, status, "upstream HTTP %ld: %s", detail);
         return -1;
     }
@@ -169,144 +183,174 @@ void wk_openai_too_big (uint64_t max, long status, wk_openai_reply_t *out)
               max);
 }
 
-//  ---- adapter ops
+//  ---- streamed replies
 
-static int s_model_init (wk_model_t *m)
+static uint32_t s_index (const cJSON *obj)
 {
-    const cfg_model_t *c = m->cfg;
-    size_t blen = strlen (c->base_url);
-    while (blen > 0 && c->base_url [blen - 1] == '/')
-        blen--;
-    snprintf (m->url, sizeof m->url, "%.*s/chat/completions", (int) blen, c->base_url);
-    struct curl_slist *h = NULL;
-    h = curl_slist_append (h, "Content-Type: application/json");
-    h = h ? curl_slist_append (h, "Accept: application/json") : NULL;
-    h = h ? curl_slist_append (h, "Expect:") : NULL;   // no 100-continue round trip
-    if (!h)
-        return -1;
-    m->headers = h;
-    if (!c->api_key_env [0])
-        return 0;
-    const char *key = getenv (c->api_key_env);
-    if (!key || !*key) {
-        m->key_missing = true;
-        log_warn ("model %s: API key env var %s is not set; its attempts will fail",
-                  c->name, c->api_key_env);
-        return 0;
-    }
-    size_t hlen = strlen (key) + 32;
-    char *auth = malloc (hlen);
-    if (!auth)
-        return -1;
-    snprintf (auth, hlen, "Authorization: Bearer %s", key);
-    struct curl_slist *h2 = curl_slist_append (m->headers, auth);
-    explicit_bzero (auth, hlen);
-    free (auth);
-    if (!h2)
-        return -1;
+    const cJSON *n = cJSON_GetObjectItemCaseSensitive (obj, "index");
+    return cJSON_IsNumber (n) && n->valuedouble >= 0 && n->valuedouble < UINT32_MAX
+         ? (uint32_t) n->valuedouble : 0;
+}
+
+static bool s_nonempty (const cJSON *item)
+{
+    const char *v = cJSON_GetStringValue (item);
+    return v && *v;
+}
+
+//  One tool_calls piece of choice index into the assembly.
+static int s_tool_piece (wk_stream_t *s, uint32_t index, const cJSON *tc)
+{
+    const cJSON *fn = cJSON_GetObjectItemCaseSensitive (tc, "function");
+    const char *args = cJSON_GetStringValue (cJSON_GetObjectItemCaseSensitive (fn, "arguments"));
+    if (wk_compl_tool (&s->compl, index, s_index (tc),
+                       cJSON_GetStringValue (cJSON_GetObjectItemCaseSensitive (tc, "id")),
+                       cJSON_GetStringValue (cJSON_GetObjectItemCaseSensitive (fn, "name")),
+                       args, args ? strlen (args) : 0))
+        return wk_stream_fail (s, "tool call index out of range or reply larger than %zu bytes",
+                               s->compl.max);
     return 0;
 }
 
-static void s_model_fini (wk_model_t *m)
+//  One element of a chunk's choices. Sets *forward if it carries something.
+static int s_choice (wk_stream_t *s, const cJSON *ch, bool *forward)
 {
-    //  Scrub the key from the header list before freeing it
-    for (struct curl_slist *h = m->headers; h; h = h->next)
-        if (h->data)
-            explicit_bzero (h->data, strlen (h->data));
-    curl_slist_free_all (m->headers);
-    m->headers = NULL;
-}
-
-static int s_start (worker_t *w, wk_attempt_t *a, const char *req, size_t req_len)
-{
-    const cfg_model_t *c = a->model->cfg;
-    if (a->model->key_missing) {
-        wk_reply_error (w, a, AIGW__ERROR_CODE__ERR_UPSTREAM, 0,
-                        "API key env var %s is not set", c->api_key_env);
-        return -1;
-    }
-    wk_buf_t body;
-    wk_buf_init (&body, 0);
-    const char *err = NULL;
-    if (wk_openai_rewrite (req, req_len, c->upstream_model, &body, &err)) {
-        wk_buf_free (&body);
-        wk_reply_error (w, a, AIGW__ERROR_CODE__ERR_BAD_REQUEST, 0, "%s", err);
-        return -1;
-    }
-    a->req_body = body.data;        // the attempt owns it now
-    a->req_len = body.len;
-    wk_buf_init (&a->resp, c->max_response_bytes);
-    wk_http_req_t hr = {
-        .url = a->model->url, .headers = a->model->headers,
-        .body = a->req_body, .body_len = a->req_len,
-        .connect_timeout_ms = c->connect_timeout_ms, .timeout_ms = c->timeout_ms,
-        .max_bytes = c->max_response_bytes,
-    };
-    if (a->deadline_ms && a->deadline_ms < hr.timeout_ms) {
-        hr.timeout_ms = a->deadline_ms;
-        a->deadline_bound = true;
-    }
-    if (wk_http_start (w, a, &hr)) {
-        wk_reply_error (w, a, AIGW__ERROR_CODE__ERR_INTERNAL, 0, "cannot start transfer: %s",
-                        a->curl_err [0] ? a->curl_err : "out of memory");
-        return -1;
-    }
+    uint32_t index = s_index (ch);
+    const cJSON *delta = cJSON_GetObjectItemCaseSensitive (ch, "delta");
+    const cJSON *content = cJSON_GetObjectItemCaseSensitive (delta, "content");
+    const cJSON *refusal = cJSON_GetObjectItemCaseSensitive (delta, "refusal");
+    const cJSON *tools = cJSON_GetObjectItemCaseSensitive (delta, "tool_calls");
+    const cJSON *finish = cJSON_GetObjectItemCaseSensitive (ch, "finish_reason");
+    if (index >= WK_COMPL_CHOICES)
+        return wk_stream_fail (s, "choice index %u out of range", index);
+    int rc = wk_compl_text (&s->compl, index, "", 0);   // the choice exists now
+    if (rc == 0 && s_nonempty (content))
+        rc = wk_compl_text (&s->compl, index, content->valuestring, strlen (content->valuestring));
+    if (rc == 0 && s_nonempty (refusal))
+        rc = wk_compl_refusal (&s->compl, index, refusal->valuestring, strlen (refusal->valuestring));
+    if (rc)
+        return wk_stream_fail (s, "streamed reply larger than %zu bytes", s->compl.max);
+    const cJSON *tc;
+    cJSON_ArrayForEach (tc, (cJSON_IsArray (tools) ? tools : NULL))
+        if (s_tool_piece (s, index, tc))
+            return WK_STREAM_FAIL;
+    if (s_nonempty (finish))
+        wk_compl_finish (&s->compl, index, finish->valuestring);
+    *forward = *forward || s_nonempty (content) || s_nonempty (refusal)
+            || cJSON_GetArraySize (tools) > 0 || s_nonempty (finish);
     return 0;
 }
 
-static int s_on_data (wk_attempt_t *a, const char *data, size_t len)
+static void s_chunk_meta (wk_stream_t *s, const cJSON *root)
 {
-    if (wk_buf_append (&a->resp, data, len) == 0)
+    wk_compl_meta (&s->compl, cJSON_GetStringValue (cJSON_GetObjectItemCaseSensitive (root, "id")),
+                   cJSON_GetStringValue (cJSON_GetObjectItemCaseSensitive (root, "model")),
+                   cJSON_GetStringValue (cJSON_GetObjectItemCaseSensitive (root, "system_fingerprint")));
+    const cJSON *created = cJSON_GetObjectItemCaseSensitive (root, "created");
+    if (cJSON_IsNumber (created))
+        s->compl.created = (int64_t) created->valuedouble;
+    const cJSON *usage = cJSON_GetObjectItemCaseSensitive (root, "usage");
+    if (cJSON_IsObject (usage)) {
+        bool p = s_count (usage, "prompt_tokens", &s->compl.usage.prompt_tokens);
+        bool c = s_count (usage, "completion_tokens", &s->compl.usage.completion_tokens);
+        s->compl.usage.has = s->compl.usage.has || p || c;
+    }
+}
+
+//  A parsed chunk: assemble it; forward the raw bytes if it carries a token.
+static int s_chunk (wk_stream_t *s, const cJSON *root, const char *data, size_t len)
+{
+    const cJSON *err = cJSON_GetObjectItemCaseSensitive (root, "error");
+    const char *object = cJSON_GetStringValue (cJSON_GetObjectItemCaseSensitive (root, "object"));
+    if ((err && !cJSON_IsNull (err)) || (object && strcmp (object, "error") == 0)) {
+        char detail [WK_OPENAI_DETAIL_MAX + 8];
+        wk_openai_error_detail (data, len, detail, sizeof detail);
+        return wk_stream_fail (s, "upstream stream error: %s", detail);
+    }
+    const cJSON *choices = cJSON_GetObjectItemCaseSensitive (root, "choices");
+    if (choices && !cJSON_IsArray (choices))
+        return wk_stream_fail (s, "malformed SSE event: choices is not an array");
+    s_chunk_meta (s, root);
+    bool forward = false;
+    const cJSON *ch;
+    cJSON_ArrayForEach (ch, choices)
+        if (s_choice (s, ch, &forward))
+            return WK_STREAM_FAIL;
+    return forward ? wk_stream_emit (s, data, len) : 0;
+}
+
+int wk_openai_stream_event (wk_stream_t *s, const char *event, const char *data, size_t len)
+{
+    while (len && (data [len - 1] == ' ' || data [len - 1] == '\n' || data [len - 1] == '\r'))
+        len--;
+    if (len == 6 && memcmp (data, "[DONE]", 6) == 0)
+        return WK_STREAM_END;
+    char shown [WK_OPENAI_DETAIL_MAX + 8];
+    if (strcmp (event, "error") == 0) {
+        wk_openai_error_detail (data, len, shown, sizeof shown);
+        return wk_stream_fail (s, "upstream stream error: %s", shown);
+    }
+    cJSON *root = cJSON_ParseWithLength (data, len);
+    if (!cJSON_IsObject (root)) {
+        cJSON_Delete (root);
+        wk_openai_snippet (shown, sizeof shown, data, len, 80);
+        return wk_stream_fail (s, "malformed SSE event: '%s'", shown);
+    }
+    int rc = s_chunk (s, root, data, len);
+    cJSON_Delete (root);
+    return rc;
+}
+
+//  ---- dialect
+
+static int s_build (const wk_attempt_t *a, const char *req, size_t len, wk_buf_t *out,
+                    char *err, size_t errlen)
+{
+    const char *why = NULL;
+    if (wk_openai_rewrite (req, len, a->model->cfg->upstream_model, a->stream, out, &why) == 0)
         return 0;
-    a->too_big = a->resp.len + len > a->resp.max;
+    snprintf (err, errlen, "%s", why);
     return -1;
 }
 
-static void s_on_done (worker_t *w, wk_attempt_t *a, const wk_done_t *done)
+static int s_full (const wk_attempt_t *a, const char *body, size_t len, wk_buf_t *out,
+                   const char **json, size_t *json_len, wk_usage_t *usage, char *err, size_t errlen)
 {
-    const cfg_model_t *c = a->model->cfg;
     wk_openai_reply_t r;
-    if (a->too_big || done->curl_code == CURLE_FILESIZE_EXCEEDED)
-        wk_openai_too_big (c->max_response_bytes, done->http_status, &r);
-    else
-    if (done->curl_code != CURLE_OK) {
-        Aigw__ErrorCode code = done->curl_code == CURLE_OPERATION_TIMEDOUT && a->deadline_bound
-                             ? AIGW__ERROR_CODE__ERR_TIMEOUT : AIGW__ERROR_CODE__ERR_UPSTREAM;
-        uint32_t status = done->http_status > 0 && done->http_status < 1000
-                        ? (uint32_t) done->http_status : 0;
-        const char *detail = done->curl_error && *done->curl_error ? done->curl_error : "";
-        wk_reply_error (w, a, code, status, "upstream %s%s%s", curl_easy_strerror (done->curl_code),
-                        *detail ? ": " : "", detail);
-        return;
+    if (wk_openai_parse (200, body, len, &r)) {
+        snprintf (err, errlen, "%s", r.message);
+        return -1;
     }
-    else
-    if (wk_openai_parse (done->http_status, a->resp.data, a->resp.len, &r) == 0) {
-        Aigw__Usage usage = AIGW__USAGE__INIT;
-        usage.has_prompt_tokens = r.has_usage;
-        usage.prompt_tokens = r.prompt_tokens;
-        usage.has_completion_tokens = r.has_usage;
-        usage.completion_tokens = r.completion_tokens;
-        wk_reply_result (w, a, a->resp.data, a->resp.len, r.has_usage ? &usage : NULL);
-        return;
-    }
-    wk_reply_error (w, a, r.code, r.status, "%s", r.message);
+    *json = body;               // passed on byte for byte
+    *json_len = len;
+    usage->has = r.has_usage;
+    usage->prompt_tokens = r.prompt_tokens;
+    usage->completion_tokens = r.completion_tokens;
+    return 0;
 }
 
-static void s_cancel (worker_t *w, wk_attempt_t *a)
+static const wk_dialect_t s_dialect = {
+    .name = "openai",
+    .path = "/chat/completions",
+    .auth_fmt = "Authorization: Bearer %s",
+    .framing = WK_FRAMING_SSE,
+    .finish_ends = true,
+    .build = s_build,
+    .full = s_full,
+    .event = wk_openai_stream_event,
+};
+
+static int s_model_init (wk_model_t *m)
 {
-    wk_http_abort (w, a);
-    free (a->req_body);
-    a->req_body = NULL;
-    a->req_len = 0;
-    wk_buf_free (&a->resp);
+    return wk_upstream_model_init (m, &s_dialect);
 }
 
 const wk_provider_t wk_openai_provider = {
     .name = "openai",
     .model_init = s_model_init,
-    .model_fini = s_model_fini,
-    .start = s_start,
-    .on_data = s_on_data,
-    .on_done = s_on_done,
-    .cancel = s_cancel,
+    .model_fini = wk_upstream_model_fini,
+    .start = wk_upstream_start,
+    .on_data = wk_upstream_on_data,
+    .on_done = wk_upstream_on_done,
+    .cancel = wk_upstream_cancel,
 };

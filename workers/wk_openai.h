@@ -1,5 +1,5 @@
 // The openai provider: POST <base_url>/chat/completions on the loop's curl multi
-// handle. Request rewriting and reply classification are pure functions (unit-tested).
+// handle. Request rewriting, reply classification and stream events are pure (unit-tested).
 #ifndef AIGW_WK_OPENAI_H
 #define AIGW_WK_OPENAI_H
 
@@ -9,6 +9,7 @@
 
 #include "aigw.pb-c.h"
 #include "wk_buf.h"
+#include "wk_stream.h"
 
 #define WK_OPENAI_DETAIL_MAX 200    // upstream error text kept in a reason
 
@@ -23,16 +24,27 @@ typedef struct {
 } wk_openai_reply_t;
 
 //  Rewrite a chat request for the upstream into out: "model" becomes
-//  upstream_model (added if absent), "stream" is forced false, "stream_options"
-//  and "aigw" are dropped; every other member is copied byte for byte.
-//  Returns 0, or -1 with *err set to a static reason.
-int wk_openai_rewrite (const char *req, size_t len, const char *upstream_model,
+//  upstream_model (added if absent); "stream" becomes the stream flag, with
+//  "stream_options":{"include_usage":true} when streaming (the client's
+//  stream_options and "aigw" are dropped); every other member is copied byte
+//  for byte. Returns 0, or -1 with *err set to a static reason.
+int wk_openai_rewrite (const char *req, size_t len, const char *upstream_model, bool stream,
                        wk_buf_t *out, const char **err);
 
 //  Classify a complete upstream reply (body need not be NUL-terminated).
 //  Returns 0 when it is a 2xx JSON object with a choices array (usage parsed
 //  if present), else -1 with out->code and out->message set.
 int wk_openai_parse (long status, const char *body, size_t len, wk_openai_reply_t *out);
+
+//  The most readable part of an error body (error.message, error as a string,
+//  message, or the raw text), as a snippet.
+void wk_openai_error_detail (const char *body, size_t len, char *dst, size_t dstlen);
+
+//  Stream event handler (wk_stream_event_fn) for OpenAI SSE: [DONE] ends it; a
+//  chunk with content, refusal, tool_calls or a finish_reason is forwarded as
+//  it is; role-only and usage-only chunks are not; an "error" member, an
+//  "object":"error" chunk or an "error" event fails it.
+int wk_openai_stream_event (wk_stream_t *s, const char *event, const char *data, size_t len);
 
 //  Fill out for a reply that passed its size cap.
 void wk_openai_too_big (uint64_t max, long status, wk_openai_reply_t *out);

@@ -1,4 +1,4 @@
-// Provider registry, and the placeholder adapter for provider types not built yet.
+// Provider registry, and the placeholder adapter for a provider type it does not know.
 #include "wk_core.h"
 
 static int s_unimplemented_start (worker_t *w, wk_attempt_t *a, const char *req, size_t len)
@@ -26,8 +26,10 @@ const wk_provider_t wk_unimplemented_provider = {
 const wk_provider_t *wk_provider_for (cfg_provider_t type)
 {
     switch (type) {
-        case CFG_PROVIDER_SIM:    return &wk_sim_provider;
-        case CFG_PROVIDER_OPENAI: return &wk_openai_provider;
-        default:                  return &wk_unimplemented_provider;
+        case CFG_PROVIDER_SIM:       return &wk_sim_provider;
+        case CFG_PROVIDER_OPENAI:    return &wk_openai_provider;
+        case CFG_PROVIDER_ANTHROPIC: return &wk_anthropic_provider;
+        case CFG_PROVIDER_OLLAMA:    return &wk_ollama_provider;
+        default:                     return &wk_unimplemented_provider;
     }
 }

@@ -1,6 +1,8 @@
 // The sim provider: seeded draws (splitmix64, Box-Muller lognormal), OpenAI-shaped
-// replies, and its adapter ops (start arms a timer; on_done replies; cancel disarms).
+// replies, and its adapter ops (start arms a timer; on_done replies or streams the next
+// word and re-arms; cancel disarms).
 #include "wk_sim.h"
+#include "wk_compl.h"
 #include "wk_core.h"
 #include "wk_json.h"
 #include "aclock.h"
@@ -10,7 +12,6 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 
 #define WK_SIM_MAX_REPLY (64 * 1024)
 
@@ -115,6 +116,35 @@ int wk_sim_build_response (wk_buf_t *out, uint64_t attempt_id, const char *model
     return 0;
 }
 
+static bool s_space (char c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+size_t wk_sim_piece (const char *text, size_t len, size_t pos)
+{
+    size_t p = pos;
+    while (p < len && s_space (text [p]))
+        p++;
+    if (p == len)
+        return pos;
+    while (p < len && !s_space (text [p]))
+        p++;
+    size_t q = p;
+    while (q < len && s_space (text [q]))
+        q++;
+    return q == len ? len : p;
+}
+
+int wk_sim_build_chunk (wk_buf_t *out, uint64_t attempt_id, const char *model, int64_t created,
+                        bool role, const char *piece, size_t len, const char *finish)
+{
+    char id [48];
+    snprintf (id, sizeof id, "chatcmpl-sim-%016" PRIx64, attempt_id);
+    wk_delta_t d = { .role = role, .content = piece, .content_len = len, .finish = finish };
+    return wk_chunk_render (out, id, model, created, &d);
+}
+
 //  ---- adapter ops
 
 static int s_start (worker_t *w, wk_attempt_t *a, const char *req, size_t req_len)
@@ -132,25 +162,17 @@ static int s_start (worker_t *w, wk_attempt_t *a, const char *req, size_t req_le
         a->sim_late = true;
         delay = a->deadline_ms;
     }
-    return wk_timer_arm (w, a, a->started_us / 1000 + delay);
+    a->sim_first_ms = a->started_us / 1000 + delay;
+    return wk_timer_arm (w, a, a->sim_first_ms);
 }
 
-static void s_on_done (worker_t *w, wk_attempt_t *a, const wk_done_t *done)
+static void s_result (worker_t *w, wk_attempt_t *a)
 {
     const cfg_model_t *m = a->model->cfg;
-    if (a->sim_late) {
-        wk_reply_error (w, a, AIGW__ERROR_CODE__ERR_TIMEOUT, 0,
-                        "sim: deadline of %" PRIu32 " ms passed before the reply", a->deadline_ms);
-        return;
-    }
-    if (a->sim_fail) {
-        wk_reply_error (w, a, AIGW__ERROR_CODE__ERR_UPSTREAM, 0, "sim: injected failure");
-        return;
-    }
     wk_buf_t buf;
     wk_buf_init (&buf, WK_SIM_MAX_REPLY);
     uint32_t completion = wk_sim_count_words (m->text, strlen (m->text));
-    if (wk_sim_build_response (&buf, a->attempt_id, m->name, m->text, (int64_t) time (NULL),
+    if (wk_sim_build_response (&buf, a->attempt_id, m->name, m->text, a->created,
                                a->prompt_tokens, completion)) {
         wk_reply_error (w, a, AIGW__ERROR_CODE__ERR_INTERNAL, 0, "sim: out of memory");
         wk_buf_free (&buf);
@@ -163,6 +185,80 @@ static void s_on_done (worker_t *w, wk_attempt_t *a, const wk_done_t *done)
     usage.completion_tokens = completion;
     wk_reply_result (w, a, buf.data, buf.len, &usage);
     wk_buf_free (&buf);
+}
+
+//  Send one CHUNK: text[from..to) or, with finish, the closing chunk. 0, or -1
+//  after replying ERROR.
+static int s_chunk (worker_t *w, wk_attempt_t *a, size_t from, size_t to, const char *finish)
+{
+    const cfg_model_t *m = a->model->cfg;
+    wk_buf_t buf;
+    wk_buf_init (&buf, WK_SIM_MAX_REPLY);
+    int rc = wk_sim_build_chunk (&buf, a->attempt_id, m->name, a->created, a->chunk_seq == 0,
+                                 finish ? NULL : m->text + from, to - from, finish);
+    if (rc == 0)
+        rc = wk_reply_chunk (w, a, buf.data, buf.len);
+    wk_buf_free (&buf);
+    if (rc)
+        wk_reply_error (w, a, AIGW__ERROR_CODE__ERR_INTERNAL, 0,
+                        "cannot send CHUNK %u to the broker (send queue full)", a->chunk_seq);
+    return rc;
+}
+
+//  Send every word that is due, then re-arm for the next one, or finish.
+static void s_stream_step (worker_t *w, wk_attempt_t *a)
+{
+    const cfg_model_t *m = a->model->cfg;
+    size_t len = strlen (m->text);
+    int64_t now = aclock_now_ms ();
+    int64_t deadline = a->deadline_ms ? a->started_us / 1000 + a->deadline_ms : INT64_MAX;
+    for (;;) {
+        size_t end = wk_sim_piece (m->text, len, a->sim_pos);
+        if (end != a->sim_pos) {
+            if (s_chunk (w, a, a->sim_pos, end, NULL))
+                return;
+            a->sim_pos = (uint32_t) end;
+            a->sim_words++;
+        }
+        if (wk_sim_piece (m->text, len, a->sim_pos) == a->sim_pos) {
+            if (s_chunk (w, a, 0, 0, "stop") == 0)
+                s_result (w, a);
+            return;
+        }
+        if (!m->tokens_per_s)
+            continue;
+        int64_t due = a->sim_first_ms + (int64_t) a->sim_words * 1000 / m->tokens_per_s;
+        if (due > deadline) {
+            a->sim_late = true;
+            wk_timer_arm (w, a, deadline);
+            return;
+        }
+        if (due > now) {
+            wk_timer_arm (w, a, due);
+            return;
+        }
+    }
+}
+
+static void s_on_done (worker_t *w, wk_attempt_t *a, const wk_done_t *done)
+{
+    if (a->sim_late) {
+        if (a->chunk_seq)
+            wk_reply_error (w, a, AIGW__ERROR_CODE__ERR_TIMEOUT, 0, "sim: deadline of %" PRIu32
+                            " ms passed after %" PRIu32 " chunks", a->deadline_ms, a->chunk_seq);
+        else
+            wk_reply_error (w, a, AIGW__ERROR_CODE__ERR_TIMEOUT, 0, "sim: deadline of %" PRIu32
+                            " ms passed before the reply", a->deadline_ms);
+        return;
+    }
+    if (a->sim_fail) {
+        wk_reply_error (w, a, AIGW__ERROR_CODE__ERR_UPSTREAM, 0, "sim: injected failure");
+        return;
+    }
+    if (a->stream)
+        s_stream_step (w, a);
+    else
+        s_result (w, a);
 }
 
 static void s_cancel (worker_t *w, wk_attempt_t *a)

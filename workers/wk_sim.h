@@ -40,4 +40,14 @@ int wk_sim_build_response (wk_buf_t *out, uint64_t attempt_id, const char *model
                            const char *text, int64_t created,
                            uint32_t prompt_tokens, uint32_t completion_tokens);
 
+//  Streaming: the end of the piece of text that follows offset pos (the spaces
+//  before the next word and the word; the last word takes the trailing spaces
+//  too). Returns pos when no word is left. Pieces concatenate to the text.
+size_t wk_sim_piece (const char *text, size_t len, size_t pos);
+
+//  Append a chat.completion.chunk for a sim stream: one content piece, or (piece
+//  NULL) an empty delta with finish. role adds "role":"assistant". 0 / -1.
+int wk_sim_build_chunk (wk_buf_t *out, uint64_t attempt_id, const char *model, int64_t created,
+                        bool role, const char *piece, size_t len, const char *finish);
+
 #endif

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #define WK_DRAIN_MAX 1024       // broker messages per wake-up before curl gets a turn
@@ -287,6 +288,26 @@ int wk_reply_result (worker_t *w, wk_attempt_t *a, const char *json, size_t len,
     return s_send (w, WIRE_W_RESULT, &r.base);
 }
 
+int wk_reply_chunk (worker_t *w, wk_attempt_t *a, const char *json, size_t len)
+{
+    Aigw__Chunk c = AIGW__CHUNK__INIT;
+    c.job_id = a->job_id;
+    c.has_attempt_id = true;
+    c.attempt_id = a->attempt_id;
+    c.has_seq = true;
+    c.seq = a->chunk_seq;
+    c.has_delta_json = true;
+    c.delta_json.len = len;
+    c.delta_json.data = (uint8_t *) json;
+    if (s_send (w, WIRE_W_CHUNK, &c.base))
+        return -1;
+    if (a->chunk_seq++ == 0)
+        log_debug ("attempt %" PRIu64 " (%s) first chunk after %" PRId64 " us", a->attempt_id,
+                   a->model->cfg->name, aclock_now_us () - a->started_us);
+    w->stats.chunks++;
+    return 0;
+}
+
 int wk_reply_error (worker_t *w, wk_attempt_t *a, Aigw__ErrorCode code, uint32_t upstream_status,
                     const char *fmt, ...)
 {
@@ -424,9 +445,13 @@ static void s_start_task (worker_t *self, const Aigw__Task *t, zmq_msg_t *payloa
     }
     a->job_id = t->job_id;
     a->model = m;
+    a->worker = self;
     a->deadline_ms = t->has_deadline_ms ? t->deadline_ms : 0;
     a->started_us = aclock_now_us ();
+    a->created = (int64_t) time (NULL);
+    a->stream = t->has_stream && t->stream;
     self->stats.tasks++;
+    self->stats.streams += a->stream;
     m->started++;
     if (m->prov->start (self, a, zmq_msg_data (payload), zmq_msg_size (payload)))
         wk_attempt_end (self, a);

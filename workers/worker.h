@@ -26,6 +26,8 @@ typedef struct {
 typedef struct {
     uint64_t tasks;             // TASKs accepted (attempts started)
     uint64_t completed;         // RESULTs sent
+    uint64_t streams;           // attempts started with Task.stream
+    uint64_t chunks;            // CHUNKs sent
     uint64_t failed;            // attempts that ended in ERROR (not cancels)
     uint64_t cancelled;         // attempts aborted by CANCEL
     uint64_t rejected;          // TASKs refused: unknown model, over capacity, no payload

@@ -19,6 +19,8 @@ typedef struct {
     size_t id_len;
     uint64_t job_id;
     int64_t due_ms;                     // 0 = until released
+    uint32_t drip_ms;                   // streaming drip*: a chunk every drip_ms, no end
+    uint32_t seq;                       // next chunk's seq
     char target[128];
     char targets[512];
 } s_held_t;
@@ -136,6 +138,40 @@ static void s_result (fake_broker_t *self, const uint8_t *id, size_t id_len, uin
     wire_send (self->router, id, id_len, WIRE_SIDE_CLIENT, WIRE_C_RESULT, &r.base, NULL);
 }
 
+//  One CHUNK carrying an OpenAI chat.completion.chunk with `text` (finish: a last
+//  chunk with finish_reason "stop" and no content). raw: send these bytes instead.
+static void s_chunk (fake_broker_t *self, const uint8_t *id, size_t id_len, uint64_t job_id,
+                     uint32_t seq, const char *target, const char *text, bool finish,
+                     const char *raw)
+{
+    char body[1024];
+    if (raw)
+        snprintf (body, sizeof body, "%s", raw);
+    else
+    if (finish)
+        snprintf (body, sizeof body,
+                  "{\"id\":\"chatcmpl-fake-%llu\",\"object\":\"chat.completion.chunk\","
+                  "\"created\":1700000000,\"model\":\"upstream-%s\",\"choices\":[{\"index\":0,"
+                  "\"delta\":{},\"finish_reason\":\"stop\"}]}", (unsigned long long) job_id, target);
+    else
+        snprintf (body, sizeof body,
+                  "{\"id\":\"chatcmpl-fake-%llu\",\"object\":\"chat.completion.chunk\","
+                  "\"created\":1700000000,\"model\":\"upstream-%s\",\"choices\":[{\"index\":0,"
+                  "\"delta\":{\"content\":\"%s\"},\"finish_reason\":null}]}",
+                  (unsigned long long) job_id, target, text);
+    Aigw__Chunk c = AIGW__CHUNK__INIT;
+    c.job_id = job_id;
+    c.has_attempt_id = true;
+    c.attempt_id = 1;
+    c.has_seq = true;
+    c.seq = seq;
+    c.model = (char *) target;
+    c.has_delta_json = true;
+    c.delta_json.data = (uint8_t *) body;
+    c.delta_json.len = strlen (body);
+    wire_send (self->router, id, id_len, WIRE_SIDE_CLIENT, WIRE_C_CHUNK, &c.base, NULL);
+}
+
 static void s_error (fake_broker_t *self, const uint8_t *id, size_t id_len, uint64_t job_id,
                      Aigw__ErrorCode code, const char *targets)
 {
@@ -154,6 +190,25 @@ static void s_error (fake_broker_t *self, const uint8_t *id, size_t id_len, uint
                                    failed ? "upstream returned HTTP 500" : NULL);
         e.attempts = ptrs;
     }
+    wire_send (self->router, id, id_len, WIRE_SIDE_CLIENT, WIRE_C_ERROR, &e.base, NULL);
+}
+
+//  A streaming winner cut after its chunks: ERROR with the first attempt failed.
+static void s_stream_cut (fake_broker_t *self, const uint8_t *id, size_t id_len, uint64_t job_id,
+                          const char *targets, uint32_t chunks)
+{
+    Aigw__AttemptInfo infos[16];
+    Aigw__AttemptInfo *ptrs[16];
+    char names[16][128];
+    char message[128];
+    snprintf (message, sizeof message, "stream failed after %u chunks: upstream stream cut", chunks);
+    Aigw__Error e = AIGW__ERROR__INIT;
+    e.job_id = job_id;
+    e.code = AIGW__ERROR_CODE__ERR_UPSTREAM;
+    e.message = message;
+    e.n_attempts = s_attempts (targets, infos, ptrs, names, AIGW__OUTCOME__OUTCOME_FAILED,
+                               AIGW__OUTCOME__OUTCOME_CANCELLED, "upstream stream cut");
+    e.attempts = ptrs;
     wire_send (self->router, id, id_len, WIRE_SIDE_CLIENT, WIRE_C_ERROR, &e.base, NULL);
 }
 
@@ -177,6 +232,7 @@ static void s_record (fake_broker_t *self, const Aigw__Job *job, wire_msg_t *m, 
     l->hedge_delay_ms = job->hedge_delay_ms;
     l->deadline_ms = job->has_deadline_ms ? job->deadline_ms : 0;
     l->ttft_timeout_ms = job->has_ttft_timeout_ms ? job->ttft_timeout_ms : 0;
+    l->stream = job->has_stream && job->stream;
     if (m->has_payload) {
         size_t n = zmq_msg_size (&m->payload);
         n = n < sizeof l->payload - 1 ? n : sizeof l->payload - 1;
@@ -191,6 +247,7 @@ static void s_hold (fake_broker_t *self, wire_msg_t *m, uint64_t job_id, const c
     if (self->nheld == S_HELD_MAX)
         return;
     s_held_t *h = &self->held[self->nheld++];
+    memset (h, 0, sizeof *h);
     memcpy (h->id, m->id, m->id_len);
     h->id_len = m->id_len;
     h->job_id = job_id;
@@ -204,6 +261,63 @@ static bool s_prefix (const char *s, const char *p)
     return strncmp (s, p, strlen (p)) == 0;
 }
 
+static const char s_tool_chunk[] =
+    "{\"id\":\"chatcmpl-tool\",\"object\":\"chat.completion.chunk\",\"created\":1700000001,"
+    "\"model\":\"x\",\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,"
+    "\"id\":\"call_1\",\"type\":\"function\",\"function\":{\"name\":\"get_weather\","
+    "\"arguments\":\"{}\"}}]},\"finish_reason\":null}]}";
+
+//  Streaming jobs (see fake_broker.h). Returns false if the name is not a streaming one.
+static bool s_submit_stream (fake_broker_t *self, wire_msg_t *m, const Aigw__Job *job,
+                             const char *t, const char *targets)
+{
+    const uint8_t *id = m->id;
+    size_t n = m->id_len;
+    uint64_t jid = job->job_id;
+    if (s_prefix (t, "cut")) {
+        s_chunk (self, id, n, jid, 0, t, "Hello", false, NULL);
+        s_chunk (self, id, n, jid, 1, t, " there", false, NULL);
+        s_stream_cut (self, id, n, jid, targets, 2);
+    }
+    else
+    if (s_prefix (t, "gap")) {
+        s_chunk (self, id, n, jid, 0, t, "Hello", false, NULL);
+        s_chunk (self, id, n, jid, 2, t, " lost", false, NULL);
+        s_result (self, id, n, jid, t, targets, true);
+    }
+    else
+    if (s_prefix (t, "badchunk"))
+        s_chunk (self, id, n, jid, 0, t, NULL, false, "not json");
+    else
+    if (s_prefix (t, "drip")) {
+        s_chunk (self, id, n, jid, 0, t, "drop", false, NULL);
+        s_hold (self, m, jid, t, targets, 0);
+        self->held[self->nheld - 1].drip_ms = 50;
+        self->held[self->nheld - 1].seq = 1;
+        self->held[self->nheld - 1].due_ms = aclock_now_ms () + 50;
+    }
+    else
+    if (s_prefix (t, "tools")) {
+        s_chunk (self, id, n, jid, 0, t, NULL, false, s_tool_chunk);
+        s_chunk (self, id, n, jid, 1, t, NULL, true, NULL);
+        s_result (self, id, n, jid, t, targets, true);
+    }
+    else
+    if (!s_prefix (t, "never") && !s_prefix (t, "fail") && !s_prefix (t, "busy")
+        && !s_prefix (t, "timeout")) {
+        char word[160];
+        snprintf (word, sizeof word, " %.128s", t);
+        s_chunk (self, id, n, jid, 0, t, "Hello", false, NULL);
+        s_chunk (self, id, n, jid, 1, t, " from", false, NULL);
+        s_chunk (self, id, n, jid, 2, t, word, false, NULL);
+        s_chunk (self, id, n, jid, 3, t, NULL, true, NULL);
+        s_result (self, id, n, jid, t, targets, true);
+    }
+    else
+        return false;
+    return true;
+}
+
 static void s_submit (fake_broker_t *self, wire_msg_t *m)
 {
     Aigw__Job *job = (Aigw__Job *) wire_unpack (&aigw__job__descriptor, &m->body);
@@ -212,6 +326,9 @@ static void s_submit (fake_broker_t *self, wire_msg_t *m)
     char targets[512];
     s_record (self, job, m, targets, sizeof targets);
     const char *t = job->n_targets ? job->targets[0] : "";
+    if (job->has_stream && job->stream && s_submit_stream (self, m, job, t, targets))
+        ;
+    else
     if (s_prefix (t, "never"))
         s_hold (self, m, job->job_id, t, targets, 0);
     else
@@ -254,6 +371,12 @@ static void s_due (fake_broker_t *self)
     int64_t now = aclock_now_ms ();
     for (size_t i = 0; i < self->nheld;) {
         s_held_t *h = &self->held[i];
+        if (h->drip_ms && h->due_ms <= now) {
+            s_chunk (self, h->id, h->id_len, h->job_id, h->seq++, h->target, " drop", false, NULL);
+            h->due_ms += h->drip_ms;
+            i++;
+        }
+        else
         if ((h->due_ms && h->due_ms <= now) || (!h->due_ms && release)) {
             s_result (self, h->id, h->id_len, h->job_id, h->target, h->targets, true);
             *h = self->held[--self->nheld];

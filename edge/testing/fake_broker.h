@@ -4,6 +4,11 @@
 //   fail*   -> ERROR(ERR_UPSTREAM), attempts fail busy*    -> ERROR(ERR_OVERLOADED)
 //   timeout*-> ERROR(ERR_TIMEOUT)                  nojson*  -> RESULT with a non-JSON body
 //   anything else -> RESULT at once, the first target wins, the others are cancelled.
+// Streaming jobs (Job.stream) with any other name get CHUNKs "Hello", " from", " <name>",
+// a finish chunk, then the RESULT. Besides: cut* -> 2 chunks then ERROR (winner failed);
+// gap* -> chunks seq 0 and 2 (one lost); badchunk* -> a chunk that is not JSON, no end;
+// drip* -> a chunk at once and one every 50 ms until cancelled; tools* -> a tool_calls
+// chunk, a finish chunk, the RESULT. never*, fail*, busy*, timeout* as above.
 #ifndef AIGW_EDGE_FAKE_BROKER_H
 #define AIGW_EDGE_FAKE_BROKER_H
 
@@ -29,6 +34,7 @@ typedef struct {
     uint32_t hedge_delay_ms;
     uint32_t deadline_ms;               // 0 = not set
     uint32_t ttft_timeout_ms;           // 0 = not set
+    bool stream;                        // Job.stream
     char payload[4096];                 // request JSON (truncated)
 } fake_broker_job_t;
 

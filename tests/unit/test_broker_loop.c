@@ -1,5 +1,6 @@
 // In-process tests of the broker event loop over inproc://: the broker runs in a
-// thread, fake workers and clients are DEALER sockets in the test thread.
+// thread, fake workers and clients are DEALER sockets in the test thread, a SUB
+// decodes the metrics stream. (Includes broker_int.h to shrink one socket's pipe.)
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -11,13 +12,12 @@
 #include <pthread.h>
 #include <cmocka.h>
 #include <zmq.h>
-#ifdef AIGW_HAVE_MSGPACK
 #include <msgpack.h>
-#endif
 
 #include "aclock.h"
 #include "aigw.pb-c.h"
 #include "broker.h"
+#include "broker_int.h"
 #include "config.h"
 #include "wire.h"
 
@@ -44,12 +44,17 @@ static void *s_run (void *arg)
 }
 
 //  Start a broker with a 40 ms heartbeat; a worker silent for liveness beats is dead.
-static void s_start (fx_t *fx, int liveness)
+//  tiny_pipes: the worker socket is TCP on an ephemeral port with a send high-water
+//  mark of 1 and a 4 KiB kernel buffer, so a worker that does not read fills it fast.
+static void s_start_ex (fx_t *fx, int liveness, bool tiny_pipes)
 {
     memset (fx, 0, sizeof *fx);
     int seq = ++s_fx_seq;
     snprintf (fx->fe, sizeof fx->fe, "inproc://fe-%d", seq);
-    snprintf (fx->be, sizeof fx->be, "inproc://be-%d", seq);
+    if (tiny_pipes)
+        snprintf (fx->be, sizeof fx->be, "tcp://127.0.0.1:*");
+    else
+        snprintf (fx->be, sizeof fx->be, "inproc://be-%d", seq);
     snprintf (fx->mx, sizeof fx->mx, "inproc://mx-%d", seq);
     char text[1024];
     snprintf (text, sizeof text,
@@ -66,7 +71,26 @@ static void s_start (fx_t *fx, int liveness)
     fx->ctx = zmq_ctx_new ();
     fx->broker = broker_new (fx->cfg, fx->ctx);
     assert_non_null (fx->broker);
+    if (tiny_pipes) {
+        //  Before the loop runs (it owns the socket afterwards). A TCP listener keeps
+        //  the options it was bound with, so bind again with the small ones.
+        void *be = fx->broker->backend;
+        int one = 1, small = 4096;
+        size_t len = sizeof fx->be;
+        assert_int_equal (zmq_getsockopt (be, ZMQ_LAST_ENDPOINT, fx->be, &len), 0);
+        assert_int_equal (zmq_unbind (be, fx->be), 0);
+        zmq_setsockopt (be, ZMQ_SNDHWM, &one, sizeof one);
+        zmq_setsockopt (be, ZMQ_SNDBUF, &small, sizeof small);
+        assert_int_equal (zmq_bind (be, "tcp://127.0.0.1:*"), 0);
+        len = sizeof fx->be;
+        assert_int_equal (zmq_getsockopt (be, ZMQ_LAST_ENDPOINT, fx->be, &len), 0);
+    }
     assert_int_equal (pthread_create (&fx->thread, NULL, s_run, fx), 0);
+}
+
+static void s_start (fx_t *fx, int liveness)
+{
+    s_start_ex (fx, liveness, false);
 }
 
 //  Stop the loop; counters are readable afterwards until s_destroy.
@@ -186,12 +210,12 @@ static uint64_t s_expect_cancel (void *w)
     return id;
 }
 
-static void s_result (void *w, const Aigw__Task *t, const char *json)
+static void s_result_tokens (void *w, const Aigw__Task *t, const char *json, uint32_t tokens)
 {
     Aigw__Result r = AIGW__RESULT__INIT;
     Aigw__Usage u = AIGW__USAGE__INIT;
     u.has_completion_tokens = true;
-    u.completion_tokens = 7;
+    u.completion_tokens = tokens;
     r.job_id = t->job_id;
     r.has_attempt_id = true;
     r.attempt_id = t->attempt_id;
@@ -200,6 +224,36 @@ static void s_result (void *w, const Aigw__Task *t, const char *json)
     r.response_json.len = strlen (json);
     r.usage = &u;
     assert_int_equal (wire_send (w, NULL, 0, WIRE_SIDE_WORKER, WIRE_W_RESULT, &r.base, NULL), 0);
+}
+
+static void s_result (void *w, const Aigw__Task *t, const char *json)
+{
+    s_result_tokens (w, t, json, 7);
+}
+
+static void s_chunk (void *w, const Aigw__Task *t, const char *delta)
+{
+    Aigw__Chunk ch = AIGW__CHUNK__INIT;
+    ch.job_id = t->job_id;
+    ch.has_attempt_id = true;
+    ch.attempt_id = t->attempt_id;
+    ch.has_delta_json = true;
+    ch.delta_json.data = (uint8_t *) delta;
+    ch.delta_json.len = strlen (delta);
+    assert_int_equal (wire_send (w, NULL, 0, WIRE_SIDE_WORKER, WIRE_W_CHUNK, &ch.base, NULL), 0);
+}
+
+//  Next message to the client must be a CHUNK; caller frees it.
+static Aigw__Chunk *s_expect_chunk (void *c)
+{
+    wire_msg_t m;
+    assert_int_equal (s_recv (c, WAIT_MS, &m), 0);
+    if (m.cmd != WIRE_C_CHUNK)
+        fail_msg ("expected CHUNK, got %s", wire_cmd_name (WIRE_SIDE_CLIENT, m.cmd));
+    Aigw__Chunk *ch = (Aigw__Chunk *) wire_unpack (&aigw__chunk__descriptor, &m.body);
+    assert_non_null (ch);
+    wire_msg_close (&m);
+    return ch;
 }
 
 static void s_error (void *w, uint64_t job_id, uint64_t attempt_id, int code, const char *msg)
@@ -638,7 +692,6 @@ static void test_shutdown_answers_open_jobs (void **state)
     s_destroy (&fx);
 }
 
-#ifdef AIGW_HAVE_MSGPACK
 //  Value of key in a msgpack map, or NULL.
 static const msgpack_object *s_mp_find (const msgpack_object *map, const char *key)
 {
@@ -660,11 +713,86 @@ static bool s_mp_get (const msgpack_object *map, const char *key, uint64_t *out)
     *out = v->via.u64;
     return true;
 }
-#endif
+
+//  True if the string at key equals want.
+static bool s_mp_str_is (const msgpack_object *map, const char *key, const char *want)
+{
+    const msgpack_object *v = s_mp_find (map, key);
+    return v && v->type == MSGPACK_OBJECT_STR && v->via.str.size == strlen (want)
+           && memcmp (v->via.str.ptr, want, v->via.str.size) == 0;
+}
+
+static bool s_mp_is_nil (const msgpack_object *map, const char *key)
+{
+    const msgpack_object *v = s_mp_find (map, key);
+    return v && v->type == MSGPACK_OBJECT_NIL;
+}
+
+//  Element of the array at key whose "name"/"id"/"model" string field equals name.
+static const msgpack_object *s_mp_item (const msgpack_object *map, const char *key,
+                                        const char *field, const char *name)
+{
+    const msgpack_object *arr = s_mp_find (map, key);
+    for (uint32_t i = 0; arr && arr->type == MSGPACK_OBJECT_ARRAY && i < arr->via.array.size; i++)
+        if (s_mp_str_is (&arr->via.array.ptr[i], field, name))
+            return &arr->via.array.ptr[i];
+    return NULL;
+}
+
+//  A SUB on the broker's metrics stream, subscribed to everything.
+static void *s_sub (fx_t *fx)
+{
+    void *sub = zmq_socket (fx->ctx, ZMQ_SUB);
+    assert_non_null (sub);
+    fx->socks[fx->nsocks++] = sub;
+    assert_int_equal (zmq_setsockopt (sub, ZMQ_SUBSCRIBE, "", 0), 0);
+    assert_int_equal (zmq_connect (sub, fx->mx), 0);
+    zmq_poll (NULL, 0, 100);        // let the broker's XPUB see the subscription
+    return sub;
+}
+
+//  Next message on topic within timeout_ms (others are skipped); unpacks into up.
+static bool s_sub_next (void *sub, const char *topic, int timeout_ms, msgpack_unpacked *up)
+{
+    int64_t until = aclock_now_ms () + timeout_ms;
+    for (;;) {
+        int64_t left = until - aclock_now_ms ();
+        zmq_pollitem_t it = { sub, 0, ZMQ_POLLIN, 0 };
+        if (left <= 0 || zmq_poll (&it, 1, (long) left) <= 0)
+            return false;
+        char got[32];
+        int n = zmq_recv (sub, got, sizeof got, 0);
+        int more = 0;
+        size_t sz = sizeof more;
+        zmq_getsockopt (sub, ZMQ_RCVMORE, &more, &sz);
+        assert_true (more);
+        zmq_msg_t body;
+        zmq_msg_init (&body);
+        assert_true (zmq_msg_recv (&body, sub, 0) >= 0);
+        bool match = n == (int) strlen (topic) && memcmp (got, topic, (size_t) n) == 0;
+        if (match) {
+            //  An unpacker copies the bytes and ties them to up's zone (plain
+            //  msgpack_unpack_next would point into the frame we close below)
+            msgpack_unpacker unp;
+            assert_true (msgpack_unpacker_init (&unp, zmq_msg_size (&body)));
+            assert_true (msgpack_unpacker_reserve_buffer (&unp, zmq_msg_size (&body)));
+            memcpy (msgpack_unpacker_buffer (&unp), zmq_msg_data (&body), zmq_msg_size (&body));
+            msgpack_unpacker_buffer_consumed (&unp, zmq_msg_size (&body));
+            msgpack_unpacked_init (up);
+            assert_int_equal (msgpack_unpacker_next (&unp, up), MSGPACK_UNPACK_SUCCESS);
+            assert_int_equal (msgpack_unpacker_next (&unp, &(msgpack_unpacked) { 0 }),
+                              MSGPACK_UNPACK_CONTINUE);    // exactly one object
+            msgpack_unpacker_destroy (&unp);
+            assert_int_equal (up->data.type, MSGPACK_OBJECT_MAP);
+        }
+        zmq_msg_close (&body);
+        if (match)
+            return true;
+    }
+}
 
 static void test_metrics_pub (void **state)
 {
-#ifdef AIGW_HAVE_MSGPACK
     fx_t fx;
     s_start (&fx, 50);
     void *sub = zmq_socket (fx.ctx, ZMQ_SUB);
@@ -719,9 +847,387 @@ static void test_metrics_pub (void **state)
     assert_true (seen);
     s_stop (&fx);
     s_destroy (&fx);
-#else
-    skip ();
-#endif
+}
+
+static void s_submit_stream (void *c, uint64_t job_id, const char *t1, const char *t2)
+{
+    s_submit_ex (c, job_id, t1, t2, 0, true, "{\"messages\":[]}");
+}
+
+//  Streaming race: the first CHUNK wins, the other attempt is cancelled at once,
+//  only the winner's chunks reach the client (renumbered, model on every one).
+static void test_stream_race (void **state)
+{
+    fx_t fx;
+    s_start (&fx, 50);
+    void *wa = s_dealer (&fx, fx.be);
+    void *wb = s_dealer (&fx, fx.be);
+    void *c = s_dealer (&fx, fx.fe);
+    s_ready (wa, "wa", "a", 2);
+    s_ready (wb, "wb", "b", 2);
+    s_wait_workers (c, 2);
+    s_submit_stream (c, 11, "a", "b");
+    Aigw__Task *ta = s_expect_task (wa);
+    Aigw__Task *tb = s_expect_task (wb);
+    assert_true (ta->stream && tb->stream);
+    s_chunk (wb, tb, "{\"d\":\"b0\"}");
+    Aigw__Chunk *ch = s_expect_chunk (c);
+    assert_int_equal (ch->job_id, 11);
+    assert_int_equal (ch->seq, 0);
+    assert_string_equal (ch->model, "b");
+    assert_memory_equal (ch->delta_json.data, "{\"d\":\"b0\"}", ch->delta_json.len);
+    FREE (ch);
+    //  The loser is cancelled at the first token; its own chunk is never forwarded
+    assert_int_equal (s_expect_cancel (wa), ta->attempt_id);
+    s_chunk (wa, ta, "{\"d\":\"a0\"}");
+    s_chunk (wb, tb, "{\"d\":\"b1\"}");
+    s_chunk (wb, tb, "{\"d\":\"b2\"}");
+    for (uint32_t i = 1; i <= 2; i++) {
+        ch = s_expect_chunk (c);
+        assert_int_equal (ch->seq, i);
+        assert_string_equal (ch->model, "b");
+        char want[16];
+        snprintf (want, sizeof want, "{\"d\":\"b%u\"}", i);
+        assert_int_equal (ch->delta_json.len, strlen (want));
+        assert_memory_equal (ch->delta_json.data, want, strlen (want));
+        FREE (ch);
+    }
+    s_result_tokens (wb, tb, "{\"final\":1}", 3);
+    Aigw__Result *r = s_expect_result (c);
+    assert_int_equal (r->job_id, 11);
+    assert_string_equal (r->model, "b");
+    assert_non_null (r->usage);
+    assert_int_equal (r->usage->completion_tokens, 3);
+    assert_int_equal (r->n_attempts, 2);
+    assert_int_equal (r->attempts[0]->outcome, AIGW__OUTCOME__OUTCOME_CANCELLED);
+    assert_int_equal (r->attempts[1]->outcome, AIGW__OUTCOME__OUTCOME_WON);
+    assert_true (r->attempts[1]->has_first_token_us);
+    FREE (r);
+    FREE (ta);
+    FREE (tb);
+    s_stop (&fx);
+    const broker_counters_t *k = broker_counters (fx.broker);
+    assert_int_equal (k->late_replies, 1);            // the loser's chunk
+    assert_int_equal (k->attempts_cancelled, 1);
+    assert_int_equal (k->jobs_won, 1);
+    s_destroy (&fx);
+}
+
+//  The streaming winner fails after its first chunks: no failover, one ERROR.
+static void test_stream_winner_error (void **state)
+{
+    fx_t fx;
+    s_start (&fx, 50);
+    void *wa = s_dealer (&fx, fx.be);
+    void *wb = s_dealer (&fx, fx.be);
+    void *c = s_dealer (&fx, fx.fe);
+    s_ready (wa, "wa", "a", 2);
+    s_ready (wb, "wb", "b", 2);
+    s_wait_workers (c, 2);
+    //  fallback [a, b]: a streams, then fails; b must never start
+    Aigw__Job j = AIGW__JOB__INIT;
+    char *targets[] = { "a", "b" };
+    j.job_id = 12;
+    j.n_targets = 2;
+    j.targets = targets;
+    j.has_policy = true;
+    j.policy = AIGW__POLICY__POLICY_FALLBACK;
+    j.has_stream = j.stream = true;
+    const char *payload = "{\"messages\":[]}";
+    wire_send_bytes (c, NULL, 0, WIRE_SIDE_CLIENT, WIRE_C_SUBMIT, &j.base, payload, strlen (payload));
+    Aigw__Task *ta = s_expect_task (wa);
+    s_chunk (wa, ta, "{\"d\":0}");
+    s_chunk (wa, ta, "{\"d\":1}");
+    FREE (s_expect_chunk (c));
+    FREE (s_expect_chunk (c));
+    s_error (wa, 12, ta->attempt_id, AIGW__ERROR_CODE__ERR_UPSTREAM, "connection reset");
+    Aigw__Error *e = s_expect_error (c);
+    assert_int_equal (e->job_id, 12);
+    assert_int_equal (e->code, AIGW__ERROR_CODE__ERR_UPSTREAM);
+    assert_string_equal (e->message, "stream failed after 2 chunks: connection reset");
+    assert_int_equal (e->n_attempts, 2);
+    assert_int_equal (e->attempts[0]->outcome, AIGW__OUTCOME__OUTCOME_FAILED);
+    assert_int_equal (e->attempts[1]->outcome, AIGW__OUTCOME__OUTCOME_PENDING);
+    FREE (e);
+    wire_msg_t m;
+    assert_int_equal (s_worker_recv (wb, 150, &m), -1);   // b never got a TASK
+    FREE (ta);
+    s_stop (&fx);
+    s_destroy (&fx);
+}
+
+//  The worker of a streaming winner dies: ERR_WORKER_LOST, no re-dispatch.
+static void test_stream_worker_lost (void **state)
+{
+    fx_t fx;
+    s_start (&fx, 3);
+    void *w1 = s_dealer (&fx, fx.be);
+    void *c = s_dealer (&fx, fx.fe);
+    s_ready (w1, "w1", "m", 4);
+    s_wait_workers (c, 1);
+    s_submit_stream (c, 13, "m", NULL);
+    Aigw__Task *t = s_expect_task (w1);
+    s_chunk (w1, t, "{\"d\":0}");
+    FREE (s_expect_chunk (c));
+    //  A healthy second worker for the same model joins; w1 falls silent
+    void *w2 = s_dealer (&fx, fx.be);
+    s_ready (w2, "w2", "m", 4);
+    wire_msg_t m;
+    assert_int_equal (s_worker_recv (w2, 400, &m), -1);   // w1 expired meanwhile; no TASK
+    Aigw__Error *e = s_expect_error (c);
+    assert_int_equal (e->code, AIGW__ERROR_CODE__ERR_WORKER_LOST);
+    assert_non_null (strstr (e->message, "stream failed after 1 chunks: worker lost mid-stream"));
+    assert_int_equal (e->n_attempts, 1);
+    FREE (e);
+    FREE (t);
+    s_stop (&fx);
+    assert_int_equal (broker_counters (fx.broker)->attempts_redispatched, 0);
+    s_destroy (&fx);
+}
+
+//  TTFT applies to non-streaming attempts too: no RESULT in time fails the attempt
+//  with ERR_TTFT, cancels it at its worker, and hedge starts the next target at once.
+static void test_ttft_nonstream (void **state)
+{
+    fx_t fx;
+    s_start (&fx, 50);
+    void *wa = s_dealer (&fx, fx.be);
+    void *wb = s_dealer (&fx, fx.be);
+    void *c = s_dealer (&fx, fx.fe);
+    s_ready (wa, "wa", "a", 2);
+    s_ready (wb, "wb", "b", 2);
+    s_wait_workers (c, 2);
+    Aigw__Job j = AIGW__JOB__INIT;
+    char *targets[] = { "a", "b" };
+    j.job_id = 14;
+    j.n_targets = 2;
+    j.targets = targets;
+    j.has_policy = true;
+    j.policy = AIGW__POLICY__POLICY_HEDGE;
+    j.has_hedge_delay_ms = true;
+    j.hedge_delay_ms = 10000;
+    j.has_ttft_timeout_ms = true;
+    j.ttft_timeout_ms = 60;
+    const char *payload = "{\"messages\":[]}";
+    int64_t t0 = aclock_now_us ();
+    wire_send_bytes (c, NULL, 0, WIRE_SIDE_CLIENT, WIRE_C_SUBMIT, &j.base, payload, strlen (payload));
+    Aigw__Task *ta = s_expect_task (wa);
+    assert_true (ta->has_ttft_timeout_ms);
+    assert_int_equal (ta->ttft_timeout_ms, 60);
+    Aigw__Task *tb = s_expect_task (wb);
+    int64_t waited = aclock_now_us () - t0;
+    assert_true (waited >= 60000 && waited < 1000000);
+    assert_int_equal (s_expect_cancel (wa), ta->attempt_id);
+    s_result (wb, tb, "{}");
+    Aigw__Result *r = s_expect_result (c);
+    assert_string_equal (r->model, "b");
+    assert_int_equal (r->attempts[0]->outcome, AIGW__OUTCOME__OUTCOME_FAILED);
+    assert_int_equal (r->attempts[0]->error, AIGW__ERROR_CODE__ERR_TTFT);
+    assert_string_equal (r->attempts[0]->reason, "no first token within 60 ms");
+    assert_true (r->attempts[1]->started_us >= 60000);
+    FREE (r);
+    FREE (ta);
+    FREE (tb);
+    s_stop (&fx);
+    assert_int_equal (broker_counters (fx.broker)->attempts_failed, 1);
+    s_destroy (&fx);
+}
+
+//  A worker that does not read: a TASK refused with EAGAIN fails just the attempt
+//  (ERR_OVERLOADED, retried once), the worker stays registered and recovers.
+static void test_pipe_full (void **state)
+{
+    fx_t fx;
+    s_start_ex (&fx, 50, true);
+    void *w = zmq_socket (fx.ctx, ZMQ_DEALER);
+    fx.socks[fx.nsocks++] = w;
+    wire_setup_socket (w, false, 0);
+    int one = 1, small = 4096;
+    zmq_setsockopt (w, ZMQ_RCVHWM, &one, sizeof one);
+    zmq_setsockopt (w, ZMQ_RCVBUF, &small, sizeof small);
+    assert_int_equal (zmq_connect (w, fx.be), 0);
+    void *c = s_dealer (&fx, fx.fe);
+    s_ready (w, "wp", "m", 64);
+    s_wait_workers (c, 1);
+    size_t big = 256 * 1024;
+    char *payload = malloc (big + 1);
+    assert_non_null (payload);
+    memset (payload, 'x', big);
+    payload[big] = 0;
+    int jobs = 24, overloaded = 0, other = 0;
+    for (int i = 0; i < jobs; i++)
+        s_submit_ex (c, 100 + (uint64_t) i, "m", NULL, 0, false, payload);
+    wire_msg_t m;
+    while (s_recv (c, 500, &m) == 0) {
+        Aigw__Error *e = m.cmd == WIRE_C_ERROR
+                       ? (Aigw__Error *) wire_unpack (&aigw__error__descriptor, &m.body) : NULL;
+        if (e && e->code == AIGW__ERROR_CODE__ERR_OVERLOADED && strstr (e->message, "pipe full"))
+            overloaded++;
+        else
+            other++;
+        if (e)
+            FREE (e);
+        wire_msg_close (&m);
+    }
+    assert_true (overloaded > 0);
+    assert_int_equal (other, 0);
+    Aigw__BrokerStatus *st = s_ping (c);
+    assert_int_equal (st->workers, 1);                  // not dropped
+    FREE (st);
+    //  The worker catches up: it answers every TASK it got, all jobs end
+    int answered = 0;
+    int64_t until = aclock_now_ms () + WAIT_MS;
+    while (answered + overloaded < jobs && aclock_now_ms () < until
+           && s_worker_recv (w, 300, &m) == 0) {
+        if (m.cmd == WIRE_W_TASK) {
+            Aigw__Task *t = (Aigw__Task *) wire_unpack (&aigw__task__descriptor, &m.body);
+            assert_non_null (t);
+            s_result (w, t, "{}");
+            answered++;
+            FREE (t);
+        }
+        wire_msg_close (&m);
+    }
+    assert_int_equal (answered + overloaded, jobs);
+    for (int i = 0; i < answered; i++)
+        FREE (s_expect_result (c));
+    free (payload);
+    //  And takes new work
+    s_submit (c, 999, "m", NULL);
+    Aigw__Task *t = s_expect_task (w);
+    s_result (w, t, "{}");
+    Aigw__Result *r = s_expect_result (c);
+    assert_int_equal (r->job_id, 999);
+    FREE (r);
+    FREE (t);
+    answered++;
+    s_stop (&fx);
+    const broker_counters_t *k = broker_counters (fx.broker);
+    assert_true (k->send_full >= (uint64_t) overloaded);
+    assert_int_equal (k->workers_lost, 0);
+    assert_int_equal (k->jobs_won, (uint64_t) answered);
+    s_destroy (&fx);
+}
+
+//  The metrics stream: worker join/leave events, a job event with its attempts, and
+//  per-model figures (wins, losses, tokens) in the once-a-second metrics message.
+static void test_metrics_stream (void **state)
+{
+    fx_t fx;
+    s_start (&fx, 50);
+    void *sub = s_sub (&fx);
+    void *wa = s_dealer (&fx, fx.be);
+    void *wb = s_dealer (&fx, fx.be);
+    void *c = s_dealer (&fx, fx.fe);
+    s_ready (wa, "wa", "a", 2);
+    msgpack_unpacked up;
+    assert_true (s_sub_next (sub, "worker", WAIT_MS, &up));
+    assert_true (s_mp_str_is (&up.data, "event", "join"));
+    assert_true (s_mp_str_is (&up.data, "id", "wa"));
+    assert_true (s_mp_is_nil (&up.data, "reason"));
+    const msgpack_object *models = s_mp_find (&up.data, "models");
+    assert_true (models && models->type == MSGPACK_OBJECT_ARRAY && models->via.array.size == 1);
+    uint64_t v = 0;
+    assert_true (s_mp_get (&up.data, "capacity", &v) && v == 2);
+    assert_true (s_mp_get (&up.data, "ts_ms", &v) && v > 0);
+    msgpack_unpacked_destroy (&up);
+    s_ready (wb, "wb", "b", 2);
+    assert_true (s_sub_next (sub, "worker", WAIT_MS, &up));
+    assert_true (s_mp_str_is (&up.data, "id", "wb"));
+    msgpack_unpacked_destroy (&up);
+    s_wait_workers (c, 2);
+    //  wa's own counters arrive with its heartbeat
+    Aigw__WorkerStats ws = AIGW__WORKER_STATS__INIT;
+    ws.has_completed = ws.has_failed = ws.has_cancelled = true;
+    ws.completed = 5;
+    ws.failed = 1;
+    ws.cancelled = 2;
+    wire_send (wa, NULL, 0, WIRE_SIDE_WORKER, WIRE_W_HEARTBEAT, &ws.base, NULL);
+    //  Race a and b: b wins with 7 tokens
+    s_submit (c, 21, "a", "b");
+    Aigw__Task *ta = s_expect_task (wa);
+    Aigw__Task *tb = s_expect_task (wb);
+    s_result_tokens (wb, tb, "{}", 7);
+    FREE (s_expect_result (c));
+    assert_int_equal (s_expect_cancel (wa), ta->attempt_id);
+    assert_true (s_sub_next (sub, "job", WAIT_MS, &up));
+    const msgpack_object *job = &up.data;
+    assert_true (s_mp_get (job, "job_id", &v) && v == 21);
+    assert_true (s_mp_str_is (job, "outcome", "won"));
+    assert_true (s_mp_str_is (job, "winner", "b"));
+    assert_true (s_mp_str_is (job, "policy", "race"));
+    assert_true (s_mp_is_nil (job, "error"));
+    assert_true (s_mp_get (job, "tokens_saved", &v) && v == 7);
+    assert_true (s_mp_get (job, "tokens_wasted", &v) && v == 0);
+    const msgpack_object *targets = s_mp_find (job, "targets");
+    assert_true (targets && targets->type == MSGPACK_OBJECT_ARRAY && targets->via.array.size == 2);
+    const msgpack_object *lat = s_mp_find (job, "latency_ms");
+    assert_true (lat && lat->type == MSGPACK_OBJECT_FLOAT64);
+    const msgpack_object *aa = s_mp_item (job, "attempts", "model", "a");
+    const msgpack_object *ab = s_mp_item (job, "attempts", "model", "b");
+    assert_non_null (aa);
+    assert_non_null (ab);
+    assert_true (s_mp_str_is (aa, "outcome", "cancelled"));
+    assert_true (s_mp_find (aa, "lost")->type == MSGPACK_OBJECT_BOOLEAN);
+    assert_true (s_mp_find (aa, "lost")->via.boolean);
+    assert_true (s_mp_str_is (aa, "worker", "wa"));
+    assert_true (s_mp_get (aa, "attempt_id", &v) && v == ta->attempt_id);
+    assert_true (s_mp_is_nil (aa, "first_token_ms"));
+    assert_true (s_mp_str_is (ab, "outcome", "won"));
+    assert_true (s_mp_get (ab, "tokens", &v) && v == 7);
+    assert_true (s_mp_find (ab, "finished_ms")->type == MSGPACK_OBJECT_FLOAT64);
+    msgpack_unpacked_destroy (&up);
+    //  The loser had already produced tokens before it saw the CANCEL: wasted
+    s_chunk (wa, ta, "{\"d\":0}");
+    s_chunk (wa, ta, "{\"d\":1}");
+    s_result_tokens (wa, ta, "{}", 5);
+    //  Wait for a metrics message that has all of it
+    bool seen = false;
+    for (int tries = 0; tries < 4 && !seen; tries++) {
+        if (!s_sub_next (sub, "metrics", 1500, &up))
+            continue;
+        const msgpack_object *ma = s_mp_item (&up.data, "models", "name", "a");
+        const msgpack_object *mb = s_mp_item (&up.data, "models", "name", "b");
+        const msgpack_object *wka = s_mp_item (&up.data, "workers", "id", "wa");
+        assert_non_null (ma);
+        assert_non_null (mb);
+        assert_non_null (wka);
+        uint64_t losses = 0, cancelled = 0, saved = 0, wasted = 0, wins = 0, errors = 9;
+        uint64_t completed = 0, failed = 0, wcancelled = 0, wins_a = 9;
+        s_mp_get (ma, "losses", &losses);
+        s_mp_get (ma, "cancelled", &cancelled);
+        s_mp_get (ma, "tokens_saved", &saved);
+        s_mp_get (ma, "tokens_wasted", &wasted);
+        s_mp_get (ma, "wins", &wins_a);
+        s_mp_get (mb, "wins", &wins);
+        s_mp_get (mb, "errors", &errors);
+        s_mp_get (wka, "completed", &completed);
+        s_mp_get (wka, "failed", &failed);
+        s_mp_get (wka, "cancelled", &wcancelled);
+        const msgpack_object *p = s_mp_find (s_mp_find (mb, "latency_ms"), "p50");
+        assert_true (p && p->type == MSGPACK_OBJECT_FLOAT64);
+        assert_non_null (s_mp_find (s_mp_find (mb, "ttft_ms"), "p99"));
+        const msgpack_object *wm = s_mp_find (wka, "models");
+        assert_true (wm && wm->type == MSGPACK_OBJECT_ARRAY && wm->via.array.size == 1);
+        const msgpack_object *m0 = &wm->via.array.ptr[0];
+        assert_true (m0->type == MSGPACK_OBJECT_STR && m0->via.str.size == 1 && m0->via.str.ptr[0] == 'a');
+        seen = losses == 1 && cancelled == 1 && saved == 7 && wasted == 5 && wins_a == 0
+               && wins == 1 && errors == 0 && completed == 5 && failed == 1 && wcancelled == 2
+               && p->via.f64 > 0.0;
+        msgpack_unpacked_destroy (&up);
+    }
+    assert_true (seen);
+    //  A worker leaves
+    wire_send (wa, NULL, 0, WIRE_SIDE_WORKER, WIRE_W_DISCONNECT, NULL, NULL);
+    assert_true (s_sub_next (sub, "worker", WAIT_MS, &up));
+    assert_true (s_mp_str_is (&up.data, "event", "leave"));
+    assert_true (s_mp_str_is (&up.data, "id", "wa"));
+    assert_true (s_mp_str_is (&up.data, "reason", "sent DISCONNECT"));
+    msgpack_unpacked_destroy (&up);
+    FREE (ta);
+    FREE (tb);
+    s_stop (&fx);
+    s_destroy (&fx);
 }
 
 int main (void)
@@ -736,6 +1242,12 @@ int main (void)
         cmocka_unit_test (test_hedge_timer),
         cmocka_unit_test (test_shutdown_answers_open_jobs),
         cmocka_unit_test (test_metrics_pub),
+        cmocka_unit_test (test_stream_race),
+        cmocka_unit_test (test_stream_winner_error),
+        cmocka_unit_test (test_stream_worker_lost),
+        cmocka_unit_test (test_ttft_nonstream),
+        cmocka_unit_test (test_pipe_full),
+        cmocka_unit_test (test_metrics_stream),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }

@@ -348,6 +348,225 @@ static void test_ttft_fallback (void **state)
     race_fini (&r);
 }
 
+static void test_stream_winner_fails (void **state)
+{
+    race_config_t c;
+    s_cfg (&c, RACE_POLICY_HEDGE, 3);
+    c.stream = true;
+    race_t r;
+    race_init (&r, &c);
+    race_start (&r, 0);
+    s_drain (&r);
+    race_tick (&r, 50 * MS);                          // hedge: t1 starts
+    s_drain (&r);
+    assert_int_equal (race_attempt_chunk (&r, 1, 60 * MS), RACE_EV_OK);
+    acts_t x = s_drain (&r);
+    assert_int_equal (x.n, 1);
+    s_expect (&x.a[0], RACE_CANCEL, 0, 0);
+    assert_true (race_attempt (&r, 0)->lost);
+    assert_int_equal (race_attempt (&r, 0)->chunks, 0);
+    //  No more hedging once a token reached the client
+    assert_int_equal (race_next_timer (&r), 1000 * MS);
+    race_tick (&r, 200 * MS);
+    assert_int_equal (s_drain (&r).n, 0);
+    race_attempt_chunk (&r, 1, 61 * MS);
+    assert_int_equal (race_attempt (&r, 1)->chunks, 2);
+    //  The winner fails: no failover (t2 never starts, no re-dispatch), its code ends the job
+    assert_int_equal (race_attempt_fail (&r, 1, AIGW__ERROR_CODE__ERR_UPSTREAM, "HTTP 500 mid-body",
+                                         true, 70 * MS), RACE_EV_OK);
+    x = s_drain (&r);
+    assert_int_equal (x.n, 1);
+    assert_int_equal (x.a[0].type, RACE_FINISH_ERROR);
+    assert_int_equal (x.a[0].code, AIGW__ERROR_CODE__ERR_UPSTREAM);
+    assert_int_equal (race_targets_started (&r), 2);
+    const char *names[] = { "a", "b", "c" };
+    char msg[256];
+    race_format_message (&r, names, msg, sizeof msg);
+    assert_string_equal (msg, "stream failed after 2 chunks: HTTP 500 mid-body");
+    race_fini (&r);
+}
+
+static void test_stream_worker_lost (void **state)
+{
+    race_config_t c;
+    s_cfg (&c, RACE_POLICY_RACE, 2);
+    c.stream = true;
+    race_t r;
+    race_init (&r, &c);
+    race_start (&r, 0);
+    s_drain (&r);
+    race_attempt_chunk (&r, 0, 10);
+    s_drain (&r);
+    race_attempt_error (&r, 0, AIGW__ERROR_CODE__ERR_WORKER_LOST, "worker w1 lost: heartbeat expired", 20);
+    acts_t x = s_drain (&r);
+    assert_int_equal (x.n, 1);                        // no DISPATCH: nothing replaces it
+    assert_int_equal (x.a[0].type, RACE_FINISH_ERROR);
+    assert_int_equal (x.a[0].code, AIGW__ERROR_CODE__ERR_WORKER_LOST);
+    char msg[256];
+    race_format_message (&r, NULL, msg, sizeof msg);
+    assert_non_null (strstr (msg, "stream failed after 1 chunks: worker lost mid-stream"));
+    assert_non_null (strstr (msg, "heartbeat expired"));
+    race_fini (&r);
+}
+
+static void test_lost_flags (void **state)
+{
+    race_config_t c;
+    s_cfg (&c, RACE_POLICY_RACE, 3);
+    race_t r;
+    race_init (&r, &c);
+    race_start (&r, 0);
+    s_drain (&r);
+    race_attempt_error (&r, 2, AIGW__ERROR_CODE__ERR_UPSTREAM, "x", 5);
+    race_attempt_result (&r, 1, 10);
+    s_drain (&r);
+    assert_true (race_attempt (&r, 0)->lost);
+    assert_false (race_attempt (&r, 1)->lost);
+    assert_false (race_attempt (&r, 2)->lost);       // failed, not lost
+    race_fini (&r);
+    //  The deadline cancels, but nobody lost to a winner
+    race_init (&r, &c);
+    race_start (&r, 0);
+    s_drain (&r);
+    race_tick (&r, 1000 * MS);
+    s_drain (&r);
+    for (size_t i = 0; i < 3; i++) {
+        assert_int_equal (race_attempt (&r, i)->state, RACE_ATT_CANCELLED);
+        assert_false (race_attempt (&r, i)->lost);
+    }
+    race_fini (&r);
+}
+
+static void test_ttft_nonstream_race (void **state)
+{
+    race_config_t c;
+    s_cfg (&c, RACE_POLICY_RACE, 2);
+    c.ttft_us = 20 * MS;
+    race_t r;
+    race_init (&r, &c);
+    race_start (&r, 0);
+    s_drain (&r);
+    assert_int_equal (race_next_timer (&r), 20 * MS);
+    //  t1 answers in time; t0 does not
+    race_attempt_error (&r, 1, AIGW__ERROR_CODE__ERR_UPSTREAM, "500", 5 * MS);
+    s_drain (&r);
+    race_tick (&r, 20 * MS - 1);
+    assert_int_equal (s_drain (&r).n, 0);
+    race_tick (&r, 20 * MS);
+    acts_t x = s_drain (&r);
+    assert_int_equal (x.n, 2);
+    s_expect (&x.a[0], RACE_CANCEL, 0, 0);            // stopped at its worker
+    assert_int_equal (x.a[1].type, RACE_FINISH_ERROR);
+    assert_int_equal (x.a[1].code, AIGW__ERROR_CODE__ERR_UPSTREAM);   // mixed codes
+    assert_int_equal (race_attempt (&r, 0)->state, RACE_ATT_FAILED);
+    assert_int_equal (race_attempt (&r, 0)->code, AIGW__ERROR_CODE__ERR_TTFT);
+    assert_string_equal (race_attempt (&r, 0)->reason, "no first token within 20 ms");
+    race_fini (&r);
+    //  Race: one attempt times out, the job waits for the other, which wins
+    race_init (&r, &c);
+    race_start (&r, 0);
+    s_drain (&r);
+    race_tick (&r, 20 * MS);
+    x = s_drain (&r);
+    assert_int_equal (x.n, 3);                        // both cancelled, both TTFT
+    assert_true (race_finished (&r));
+    assert_int_equal (x.a[2].type, RACE_FINISH_ERROR);
+    assert_int_equal (x.a[2].code, AIGW__ERROR_CODE__ERR_TTFT);
+    race_fini (&r);
+    race_init (&r, &c);
+    race_start (&r, 0);
+    s_drain (&r);
+    race_attempt_result (&r, 0, 19 * MS);
+    x = s_drain (&r);
+    s_expect (&x.a[x.n - 1], RACE_FINISH_RESULT, 0, 0);
+    race_fini (&r);
+}
+
+static void test_ttft_nonstream_hedge (void **state)
+{
+    race_config_t c;
+    s_cfg (&c, RACE_POLICY_HEDGE, 2);
+    c.hedge_delay_us[0] = 500 * MS;
+    c.ttft_us = 30 * MS;
+    race_t r;
+    race_init (&r, &c);
+    race_start (&r, 0);
+    s_drain (&r);
+    assert_int_equal (race_next_timer (&r), 30 * MS);
+    race_tick (&r, 30 * MS);
+    acts_t x = s_drain (&r);
+    assert_int_equal (x.n, 2);
+    s_expect (&x.a[0], RACE_CANCEL, 0, 0);
+    s_expect (&x.a[1], RACE_DISPATCH, 1, 1);          // the next target at once
+    assert_int_equal (race_attempt (&r, 1)->started, 30 * MS);
+    assert_int_equal (race_next_timer (&r), 60 * MS); // its own TTFT
+    race_attempt_result (&r, 1, 55 * MS);
+    x = s_drain (&r);
+    s_expect (&x.a[0], RACE_FINISH_RESULT, 1, 1);
+    race_fini (&r);
+}
+
+static void test_ttft_nonstream_fallback (void **state)
+{
+    race_config_t c;
+    s_cfg (&c, RACE_POLICY_FALLBACK, 2);
+    c.ttft_us = 10 * MS;
+    race_t r;
+    race_init (&r, &c);
+    race_start (&r, 0);
+    s_drain (&r);
+    race_tick (&r, 10 * MS);
+    acts_t x = s_drain (&r);
+    assert_int_equal (x.n, 2);
+    s_expect (&x.a[1], RACE_DISPATCH, 1, 1);
+    race_tick (&r, 20 * MS);
+    x = s_drain (&r);
+    assert_int_equal (x.n, 2);
+    s_expect (&x.a[0], RACE_CANCEL, 1, 1);
+    assert_int_equal (x.a[1].type, RACE_FINISH_ERROR);
+    assert_int_equal (x.a[1].code, AIGW__ERROR_CODE__ERR_TTFT);
+    race_fini (&r);
+}
+
+static void test_retry (void **state)
+{
+    race_config_t c;
+    s_cfg (&c, RACE_POLICY_RACE, 1);
+    race_t r;
+    race_init (&r, &c);
+    race_start (&r, 0);
+    s_drain (&r);
+    //  Overloaded with retry (a full pipe): the target starts again once
+    race_attempt_fail (&r, 0, AIGW__ERROR_CODE__ERR_OVERLOADED, "pipe full", true, 1);
+    acts_t x = s_drain (&r);
+    assert_int_equal (x.n, 1);
+    s_expect (&x.a[0], RACE_DISPATCH, 1, 0);
+    assert_true (race_attempt (&r, 0)->replaced);
+    race_attempt_fail (&r, 1, AIGW__ERROR_CODE__ERR_OVERLOADED, "pipe full", true, 2);
+    x = s_drain (&r);
+    assert_int_equal (x.n, 1);
+    assert_int_equal (x.a[0].code, AIGW__ERROR_CODE__ERR_OVERLOADED);
+    race_fini (&r);
+    //  Without retry: a plain failure
+    race_init (&r, &c);
+    race_start (&r, 0);
+    s_drain (&r);
+    race_attempt_fail (&r, 0, AIGW__ERROR_CODE__ERR_OVERLOADED, "queue full", false, 1);
+    x = s_drain (&r);
+    assert_int_equal (x.a[0].type, RACE_FINISH_ERROR);
+    race_fini (&r);
+    //  A non-stream attempt that sent chunks may still be re-dispatched (nothing
+    //  reached the client)
+    race_init (&r, &c);
+    race_start (&r, 0);
+    s_drain (&r);
+    race_attempt_chunk (&r, 0, 1);
+    race_attempt_error (&r, 0, AIGW__ERROR_CODE__ERR_WORKER_LOST, "lost", 2);
+    x = s_drain (&r);
+    s_expect (&x.a[0], RACE_DISPATCH, 1, 0);
+    race_fini (&r);
+}
+
 static void test_client_cancel (void **state)
 {
     race_config_t c;
@@ -424,8 +643,13 @@ static void s_prop_apply (race_t *r, prop_t *p)
     assert_true (p->finishes <= 1);
     //  Invariant: live count equals running attempts
     size_t running = 0;
-    for (size_t i = 0; i < race_attempts (r); i++)
-        running += race_attempt (r, i)->state == RACE_ATT_RUNNING;
+    for (size_t i = 0; i < race_attempts (r); i++) {
+        const race_attempt_t *at = race_attempt (r, i);
+        running += at->state == RACE_ATT_RUNNING;
+        //  Only losers of a won race are "lost"
+        if (at->lost)
+            assert_true (at->state == RACE_ATT_CANCELLED && race_winner (r) >= 0);
+    }
     assert_int_equal (running, r->live);
     if (race_finished (r))
         assert_int_equal (running, 0);
@@ -441,7 +665,7 @@ static void s_prop_event (race_t *r, prop_t *p)
     switch (s_rand (10)) {
         case 0: race_attempt_result (r, at, p->now); break;
         case 1: case 2: case 3:
-            race_attempt_error (r, at, codes[s_rand (4)], "e", p->now); break;
+            race_attempt_fail (r, at, codes[s_rand (4)], "e", s_rand (3) == 0, p->now); break;
         case 4: case 5: race_attempt_chunk (r, at, p->now); break;
         case 6: if (s_rand (8) == 0) race_client_cancel (r, p->now); break;
         default: race_tick (r, p->now); break;
@@ -504,6 +728,13 @@ int main (void)
         cmocka_unit_test (test_redispatch_once),
         cmocka_unit_test (test_stream_first_chunk_wins),
         cmocka_unit_test (test_ttft_fallback),
+        cmocka_unit_test (test_stream_winner_fails),
+        cmocka_unit_test (test_stream_worker_lost),
+        cmocka_unit_test (test_lost_flags),
+        cmocka_unit_test (test_ttft_nonstream_race),
+        cmocka_unit_test (test_ttft_nonstream_hedge),
+        cmocka_unit_test (test_ttft_nonstream_fallback),
+        cmocka_unit_test (test_retry),
         cmocka_unit_test (test_client_cancel),
         cmocka_unit_test (test_bad_config),
         cmocka_unit_test (test_property_one_finish),

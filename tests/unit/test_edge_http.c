@@ -33,7 +33,10 @@ typedef struct {
     size_t len;
     char winner[128];
     char connection[32];
+    char ctype[64];
+    char te[32];
     long new_connections;
+    const char *abort_at;               // streams: stop reading once the body has this
 } s_resp_t;
 
 static s_fixture_t *s_f;
@@ -53,6 +56,8 @@ static size_t s_on_body (char *data, size_t size, size_t n, void *arg)
     memcpy (r->body + r->len, data, take);
     r->len += take;
     r->body[r->len] = 0;
+    if (r->abort_at && strstr (r->body, r->abort_at))
+        return 0;                       // curl aborts and closes the connection
     return len;
 }
 
@@ -76,6 +81,8 @@ static size_t s_on_header (char *data, size_t size, size_t n, void *arg)
     size_t len = size * n;
     s_header_value (data, len, "x-aigw-winner:", r->winner, sizeof r->winner);
     s_header_value (data, len, "connection:", r->connection, sizeof r->connection);
+    s_header_value (data, len, "content-type:", r->ctype, sizeof r->ctype);
+    s_header_value (data, len, "transfer-encoding:", r->te, sizeof r->te);
     return len;
 }
 
@@ -133,7 +140,7 @@ static int s_setup (void **state)
     curl_global_init (CURL_GLOBAL_DEFAULT);
     s_f = calloc (1, sizeof *s_f);
     s_f->fb = fake_broker_new ("tcp://127.0.0.1:*", "fast-sim,slow-sim,agent/deliberate,fail,busy,"
-                               "timeout,nojson,never", 1);
+                               "timeout,nojson,never,cut,gap,badchunk,drip,tools", 1);
     char err[256];
     s_f->cfg = cfg_parse ("broker\n    heartbeat_ms = 50\n    liveness = 3\n"
                           "edge\n    listen = 127.0.0.1:0\n    threads = 8\n    max_body = 1024\n"
@@ -232,9 +239,9 @@ static void test_client_errors (void **state)
     s_chat ("{not json", &r);
     assert_int_equal (r.status, 400);
     assert_non_null (strstr (r.body, "\"type\":\"invalid_request_error\""));
-    s_chat ("{\"model\":\"fast-sim\",\"messages\":[{\"role\":\"user\"}],\"stream\":true}", &r);
+    s_chat ("{\"model\":\"fast-sim\",\"messages\":[{\"role\":\"user\"}],\"stream\":1}", &r);
     assert_int_equal (r.status, 400);
-    assert_non_null (strstr (r.body, "streaming is not supported yet"));
+    assert_non_null (strstr (r.body, "stream: must be a boolean"));
     s_chat ("{\"model\":\"gpt-17\",\"messages\":[{\"role\":\"user\"}]}", &r);
     assert_int_equal (r.status, 404);
     assert_non_null (strstr (r.body, "\"code\":\"model_not_found\""));
@@ -349,6 +356,227 @@ static void test_draining (void **state)
     assert_int_equal (edge_http_in_flight (s_f->http), 0);
 }
 
+//  --------------------------------------------------------------- streaming
+
+//  A streaming request on the shared handle; tolerates the aborts streams need.
+//  abort_at: stop reading (curl closes the connection) once the body contains it.
+static CURLcode s_stream (const char *body, const char *abort_at, bool http10, long timeout_ms,
+                          s_resp_t *r)
+{
+    CURL *c = s_f->curl;
+    memset (r, 0, sizeof *r);
+    r->abort_at = abort_at;
+    char url[256];
+    snprintf (url, sizeof url, "%s/v1/chat/completions", s_f->base);
+    curl_easy_reset (c);
+    curl_easy_setopt (c, CURLOPT_URL, url);
+    curl_easy_setopt (c, CURLOPT_WRITEFUNCTION, s_on_body);
+    curl_easy_setopt (c, CURLOPT_WRITEDATA, r);
+    curl_easy_setopt (c, CURLOPT_HEADERFUNCTION, s_on_header);
+    curl_easy_setopt (c, CURLOPT_HEADERDATA, r);
+    curl_easy_setopt (c, CURLOPT_TIMEOUT_MS, timeout_ms);
+    if (http10)
+        curl_easy_setopt (c, CURLOPT_HTTP_VERSION, (long) CURL_HTTP_VERSION_1_0);
+    struct curl_slist *headers = curl_slist_append (NULL, "Content-Type: application/json");
+    curl_easy_setopt (c, CURLOPT_HTTPHEADER, headers);
+    curl_easy_setopt (c, CURLOPT_POSTFIELDS, body);
+    curl_easy_setopt (c, CURLOPT_POSTFIELDSIZE, (long) strlen (body));
+    CURLcode rc = curl_easy_perform (c);
+    curl_slist_free_all (headers);
+    curl_easy_getinfo (c, CURLINFO_RESPONSE_CODE, &r->status);
+    curl_easy_getinfo (c, CURLINFO_NUM_CONNECTS, &r->new_connections);
+    return rc;
+}
+
+static int s_count (const char *hay, const char *needle)
+{
+    int n = 0;
+    for (const char *p = strstr (hay, needle); p; p = strstr (p + 1, needle))
+        n++;
+    return n;
+}
+
+//  Wait until the fake broker has seen more than `before` CANCELs; returns the ms waited.
+static int64_t s_wait_cancel (uint64_t before)
+{
+    int64_t t0 = aclock_now_ms ();
+    fake_broker_stats_t st;
+    for (int i = 0; i < 1000; i++) {
+        fake_broker_stats (s_f->fb, &st);
+        if (st.cancels > before)
+            return aclock_now_ms () - t0;
+        s_sleep_ms (1);
+    }
+    fail_msg ("no CANCEL reached the broker");
+    return -1;
+}
+
+static uint64_t s_cancels (void)
+{
+    fake_broker_stats_t st;
+    fake_broker_stats (s_f->fb, &st);
+    return st.cancels;
+}
+
+static void test_stream_success (void **state)
+{
+    s_resp_t r;
+    assert_int_equal (s_stream ("{\"model\":\"quick\",\"messages\":[{\"role\":\"user\"}],"
+                                "\"stream\":true,\"stream_options\":{\"include_usage\":true}}",
+                                NULL, false, 5000, &r), CURLE_OK);
+    assert_int_equal (r.status, 200);
+    assert_string_equal (r.ctype, "text/event-stream; charset=utf-8");
+    assert_string_equal (r.te, "chunked");
+    assert_string_equal (r.connection, "keep-alive");
+    assert_string_equal (r.winner, "");                 // not known when headers go out
+    fake_broker_job_t last;
+    fake_broker_last_job (s_f->fb, &last);
+    assert_true (last.stream);
+    //  4 chunks + summary + usage + [DONE]
+    assert_int_equal (s_count (r.body, "data: "), 7);
+    assert_int_equal (s_count (r.body, "\"aigw\":{\"winner\":\"fast-sim\"}"), 1);
+    assert_int_equal (s_count (r.body, "\"role\":\"assistant\""), 1);
+    //  6 chunks name the model, and the summary's attempt list once more
+    assert_int_equal (s_count (r.body, "\"model\":\"fast-sim\""), 7);
+    assert_null (strstr (r.body, "upstream-fast-sim"));
+    assert_non_null (strstr (r.body, "\"choices\":[],\"aigw\":{\"winner\":\"fast-sim\",\"policy\":\"race\""));
+    assert_non_null (strstr (r.body, "\"choices\":[],\"usage\":{\"prompt_tokens\":3,"));
+    const char *done = "data: [DONE]\n\n";
+    assert_string_equal (r.body + r.len - strlen (done), done);
+    assert_null (strstr (r.body, "event: error"));
+    //  The connection stays open for the next request
+    s_chat ("{\"model\":\"fast-sim\",\"messages\":[{\"role\":\"user\"}]}", &r);
+    assert_int_equal (r.status, 200);
+    assert_int_equal (r.new_connections, 0);
+    //  Tool calls pass through, and the first delta gets the role
+    assert_int_equal (s_stream ("{\"model\":\"tools\",\"messages\":[{\"role\":\"user\"}],"
+                                "\"stream\":true}", NULL, false, 5000, &r), CURLE_OK);
+    assert_non_null (strstr (r.body, "\"delta\":{\"tool_calls\":[{\"index\":0,\"id\":\"call_1\""));
+    assert_non_null (strstr (r.body, "\"role\":\"assistant\"}"));
+    assert_null (strstr (r.body, "\"usage\""));
+    assert_int_equal (r.new_connections, 0);
+    edge_http_stats_t hs;
+    edge_http_stats (s_f->http, &hs);
+    assert_true (hs.streams >= 2);
+}
+
+static void test_stream_http10 (void **state)
+{
+    s_resp_t r;
+    assert_int_equal (s_stream ("{\"model\":\"fast-sim\",\"messages\":[{\"role\":\"user\"}],"
+                                "\"stream\":true}", NULL, true, 5000, &r), CURLE_OK);
+    assert_int_equal (r.status, 200);
+    assert_string_equal (r.te, "");
+    assert_string_equal (r.connection, "close");
+    const char *done = "data: [DONE]\n\n";
+    assert_string_equal (r.body + r.len - strlen (done), done);
+}
+
+static void test_stream_failures (void **state)
+{
+    s_resp_t r;
+    //  Before the first chunk: an error event with the attempts, no [DONE]
+    assert_int_equal (s_stream ("{\"model\":\"fail,fast-sim\",\"messages\":[{\"role\":\"user\"}],"
+                                "\"stream\":true}", NULL, false, 5000, &r), CURLE_OK);
+    assert_int_equal (r.status, 200);
+    assert_null (strstr (r.body, "[DONE]"));
+    assert_null (strstr (r.body, "data: {\"id\""));
+    assert_non_null (strstr (r.body, "event: error\ndata: {\"error\":{\"message\":"));
+    assert_non_null (strstr (r.body, "\"code\":\"upstream_error\""));
+    assert_non_null (strstr (r.body, "\"winner\":null"));
+    assert_non_null (strstr (r.body, "upstream returned HTTP 500"));
+    //  After chunks: the error event names the winner
+    assert_int_equal (s_stream ("{\"model\":\"cut\",\"messages\":[{\"role\":\"user\"}],"
+                                "\"stream\":true}", NULL, false, 5000, &r), CURLE_OK);
+    assert_int_equal (s_count (r.body, "data: {\"id\""), 2);
+    assert_non_null (strstr (r.body, "event: error\ndata: "));
+    assert_non_null (strstr (r.body, "stream failed after 2 chunks"));
+    assert_non_null (strstr (r.body, "\"winner\":\"cut\""));
+    assert_null (strstr (r.body, "[DONE]"));
+    assert_int_equal (r.new_connections, 0);            // ended cleanly: kept alive
+    //  A lost chunk: never passed off as a complete answer; the job is cancelled
+    uint64_t before = s_cancels ();
+    assert_int_equal (s_stream ("{\"model\":\"gap\",\"messages\":[{\"role\":\"user\"}],"
+                                "\"stream\":true}", NULL, false, 5000, &r), CURLE_OK);
+    assert_non_null (strstr (r.body, "\"code\":\"stream_interrupted\""));
+    assert_null (strstr (r.body, "[DONE]"));
+    s_wait_cancel (before);
+    //  A chunk that is not JSON
+    assert_int_equal (s_stream ("{\"model\":\"badchunk\",\"messages\":[{\"role\":\"user\"}],"
+                                "\"stream\":true}", NULL, false, 5000, &r), CURLE_OK);
+    assert_non_null (strstr (r.body, "\"code\":\"bad_upstream_response\""));
+    assert_null (strstr (r.body, "[DONE]"));
+    //  Refused before the stream starts: a plain JSON error
+    assert_int_equal (s_stream ("{\"model\":\"nope\",\"messages\":[{\"role\":\"user\"}],"
+                                "\"stream\":true}", NULL, false, 5000, &r), CURLE_OK);
+    assert_int_equal (r.status, 404);
+    assert_string_equal (r.ctype, "application/json");
+}
+
+static void test_stream_keepalive_then_disconnect (void **state)
+{
+    //  Nothing comes: ": keep-alive" after ~1 s; the client then hangs up and the job
+    //  is cancelled at once
+    uint64_t before = s_cancels ();
+    s_resp_t r;
+    int64_t t0 = aclock_now_ms ();
+    CURLcode rc = s_stream ("{\"model\":\"never\",\"messages\":[{\"role\":\"user\"}],"
+                            "\"stream\":true}", ": keep-alive\n\n", false, 5000, &r);
+    int64_t took = aclock_now_ms () - t0;
+    assert_int_equal (rc, CURLE_WRITE_ERROR);
+    assert_int_equal (r.status, 200);
+    assert_true (took >= 900 && took < 2000);
+    int64_t waited = s_wait_cancel (before);
+    assert_true (waited < 100);
+}
+
+static void test_stream_disconnect_mid (void **state)
+{
+    uint64_t before = s_cancels ();
+    edge_http_stats_t hs0, hs1;
+    edge_http_stats (s_f->http, &hs0);
+    s_resp_t r;
+    CURLcode rc = s_stream ("{\"model\":\"drip\",\"messages\":[{\"role\":\"user\"}],"
+                            "\"stream\":true}", "\" drop\"", false, 5000, &r);
+    assert_int_equal (rc, CURLE_WRITE_ERROR);
+    int64_t waited = s_wait_cancel (before);
+    assert_true (waited < 100);
+    for (int i = 0; i < 100; i++) {
+        edge_http_stats (s_f->http, &hs1);
+        if (hs1.client_gone > hs0.client_gone)
+            break;
+        s_sleep_ms (5);
+    }
+    assert_int_equal (hs1.client_gone, hs0.client_gone + 1);
+}
+
+static void test_nonstream_disconnect (void **state)
+{
+    //  A non-streaming client that gives up: the edge notices the hang-up and cancels
+    uint64_t before = s_cancels ();
+    s_resp_t r;
+    CURLcode rc = s_stream ("{\"model\":\"never\",\"messages\":[{\"role\":\"user\"}]}",
+                            NULL, false, 200, &r);
+    assert_int_equal (rc, CURLE_OPERATION_TIMEDOUT);
+    int64_t waited = s_wait_cancel (before);
+    assert_true (waited < 100);
+}
+
+static void test_stream_deadline (void **state)
+{
+    s_resp_t r;
+    int64_t t0 = aclock_now_ms ();
+    assert_int_equal (s_stream ("{\"model\":\"never\",\"messages\":[{\"role\":\"user\"}],"
+                                "\"stream\":true,\"aigw\":{\"deadline_ms\":100}}",
+                                NULL, false, 6000, &r), CURLE_OK);
+    int64_t took = aclock_now_ms () - t0;
+    if (took < 2000 || took >= 3500)
+        fail_msg ("took %lld ms: %s", (long long) took, r.body);
+    assert_int_equal (s_count (r.body, ": keep-alive\n\n"), 2);
+    assert_non_null (strstr (r.body, "event: error\ndata: {\"error\":{\"message\":\"no answer before the deadline\""));
+    assert_null (strstr (r.body, "[DONE]"));
+}
+
 int main (void)
 {
     const struct CMUnitTest tests[] = {
@@ -359,6 +587,13 @@ int main (void)
         cmocka_unit_test (test_too_large),
         cmocka_unit_test (test_upstream_errors),
         cmocka_unit_test (test_edge_deadline),
+        cmocka_unit_test (test_stream_success),
+        cmocka_unit_test (test_stream_http10),
+        cmocka_unit_test (test_stream_failures),
+        cmocka_unit_test (test_stream_keepalive_then_disconnect),
+        cmocka_unit_test (test_stream_disconnect_mid),
+        cmocka_unit_test (test_nonstream_disconnect),
+        cmocka_unit_test (test_stream_deadline),
         cmocka_unit_test (test_broker_down),
         cmocka_unit_test (test_draining),
     };

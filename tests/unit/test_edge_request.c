@@ -86,6 +86,39 @@ static void test_good_request (void **state)
     edge_job_reset (&job);      // safe twice
 }
 
+static void test_stream_request (void **state)
+{
+    edge_job_t job;
+    edge_err_t err;
+    const char *body = "{\"model\":\"fast-sim\",\"messages\":[{\"role\":\"user\"}],\"stream\":true,"
+                       "\"stream_options\":{\"include_usage\":true}}";
+    assert_int_equal (s_parse (state, body, &job, &err), 0);
+    assert_true (job.stream);
+    assert_true (job.include_usage);
+    //  The body goes upstream as sent (the worker sets its own stream_options)
+    assert_string_equal (job.payload, body);
+    Aigw__Job pb;
+    edge_job_to_pb (&job, 5, &pb);
+    assert_true (pb.has_stream && pb.stream);
+    edge_job_reset (&job);
+    //  Without include_usage, and with null stream / stream_options
+    assert_int_equal (s_parse (state, "{\"model\":\"fast-sim\",\"messages\":[{\"role\":\"user\"}],"
+                                      "\"stream\":true}", &job, &err), 0);
+    assert_true (job.stream);
+    assert_false (job.include_usage);
+    edge_job_reset (&job);
+    assert_int_equal (s_parse (state, "{\"model\":\"fast-sim\",\"messages\":[{\"role\":\"user\"}],"
+                                      "\"stream\":null,\"stream_options\":null}", &job, &err), 0);
+    assert_false (job.stream);
+    edge_job_reset (&job);
+    //  stream_options without streaming is accepted and has no effect
+    assert_int_equal (s_parse (state, "{\"model\":\"fast-sim\",\"messages\":[{\"role\":\"user\"}],"
+                                      "\"stream_options\":{\"include_usage\":true}}", &job, &err), 0);
+    assert_false (job.stream);
+    assert_false (job.include_usage);
+    edge_job_reset (&job);
+}
+
 static void test_group_resolution (void **state)
 {
     edge_job_t job;
@@ -225,7 +258,8 @@ static const s_bad_t s_bad[] = {
     { "{\"model\":\"fast-sim\",\"messages\":[{\"role\":\"user\"},{\"content\":\"x\"}]}", 400, "invalid_request", "messages[1].role: must be a string" },
     { "{\"model\":\"fast-sim\",\"messages\":[{\"role\":7}]}", 400, "invalid_request", "messages[0].role: must be a string" },
     { "{\"model\":\"fast-sim\",\"messages\":[{\"role\":\"user\"}],\"stream\":\"yes\"}", 400, "invalid_request", "stream: must be a boolean" },
-    { "{\"model\":\"fast-sim\",\"messages\":[{\"role\":\"user\"}],\"stream\":true}", 400, "stream_not_supported", "streaming is not supported yet" },
+    { "{\"model\":\"fast-sim\",\"messages\":[{\"role\":\"user\"}],\"stream\":true,\"stream_options\":true}", 400, "invalid_request", "stream_options: must be an object" },
+    { "{\"model\":\"fast-sim\",\"messages\":[{\"role\":\"user\"}],\"stream\":true,\"stream_options\":{\"include_usage\":1}}", 400, "invalid_request", "stream_options.include_usage: must be a boolean" },
     { "{\"model\":\"nope\",\"messages\":[{\"role\":\"user\"}]}", 404, "model_not_found", "'nope'" },
     { "{\"model\":\"fast-sim\",\"messages\":[{\"role\":\"user\"}],\"aigw\":5}", 400, "invalid_request", "aigw: must be an object" },
     { "{\"model\":\"fast-sim\",\"messages\":[{\"role\":\"user\"}],\"aigw\":{\"policy\":\"fastest\"}}", 400, "invalid_request", "aigw.policy" },
@@ -329,6 +363,7 @@ int main (void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test (test_good_request),
+        cmocka_unit_test (test_stream_request),
         cmocka_unit_test (test_group_resolution),
         cmocka_unit_test (test_live_model),
         cmocka_unit_test (test_comma_list),

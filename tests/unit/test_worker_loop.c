@@ -1,5 +1,6 @@
 // Worker event-loop tests: the real loop in a thread against a fake broker ROUTER on
-// tcp loopback, with a tiny in-test HTTP/1.1 server standing in for an OpenAI upstream.
+// tcp loopback, with a tiny in-test HTTP/1.1 server standing in for OpenAI, Anthropic and
+// Ollama upstreams (whole and streamed replies, cut and stalled streams).
 #define _GNU_SOURCE
 #include <stdarg.h>
 #include <stddef.h>
@@ -31,7 +32,10 @@
 //  ---------------------------------------------------------------- tiny HTTP server
 //  Answers by the upstream model named in the request body: up-ok, up-500,
 //  up-garbage, up-big (Content-Length too large), up-bigstream (close-delimited),
-//  up-stall (never answers), up-partial (headers and part of the body, then nothing). Records connections, closes and the last request.
+//  up-stall (never answers), up-partial (headers and part of the body, then
+//  nothing); streams: up-sse (OpenAI SSE in pieces split mid-line), up-sse-cut,
+//  up-sse-stall, up-sse-err, up-429; up-anth (Anthropic), up-olla (Ollama).
+//  Records connections, closes and the last request.
 
 #define H_CONNS 32
 #define H_BUF 65536
@@ -100,6 +104,125 @@ static const char *H_OK =
     "\"finish_reason\":\"stop\"}],\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":2,"
     "\"total_tokens\":7}}";
 
+static void h_stream_head (int fd, const char *ctype)
+{
+    char head [256];
+    int n = snprintf (head, sizeof head, "HTTP/1.1 200 OK\r\nContent-Type: %s\r\n"
+                      "Transfer-Encoding: chunked\r\n\r\n", ctype);
+    h_send_all (fd, head, (size_t) n);
+}
+
+//  One HTTP/1.1 chunk, sent on its own after a short pause so it is read alone.
+static void h_piece (int fd, const char *text)
+{
+    usleep (3000);
+    char head [32];
+    int n = snprintf (head, sizeof head, "%zx\r\n", strlen (text));
+    h_send_all (fd, head, (size_t) n);
+    h_send_all (fd, text, strlen (text));
+    h_send_all (fd, "\r\n", 2);
+}
+
+static void h_stream_end (int fd)
+{
+    h_send_all (fd, "0\r\n\r\n", 5);
+}
+
+#define H_PRE "{\"id\":\"chatcmpl-s\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"up-sse\"," \
+              "\"choices\":[{\"index\":0,\"delta\":"
+#define H_C_HELLO H_PRE "{\"content\":\"Hello\"},\"finish_reason\":null}]}"
+#define H_C_WORLD H_PRE "{\"content\":\" world\"},\"finish_reason\":null}]}"
+#define H_C_TOOL H_PRE "{\"tool_calls\":[{\"index\":0,\"id\":\"call_7\",\"type\":\"function\"," \
+                 "\"function\":{\"name\":\"f\",\"arguments\":\"{}\"}}]},\"finish_reason\":null}]}"
+#define H_C_FINISH H_PRE "{},\"finish_reason\":\"tool_calls\"}]}"
+
+//  OpenAI stream in pieces; a piece boundary falls inside the first content line.
+static void h_sse (int fd)
+{
+    h_stream_head (fd, "text/event-stream");
+    h_piece (fd, "data: " H_PRE "{\"role\":\"assistant\",\"content\":\"\"},\"finish_reason\":null}]}"
+                 "\n\ndata: {\"id\":\"chatcmpl-s\",\"object\":\"chat.completion.chunk\",\"crea");
+    h_piece (fd, "ted\":1,\"model\":\"up-sse\",\"choices\":[{\"index\":0,\"delta\":"
+                 "{\"content\":\"Hello\"},\"finish_reason\":null}]}\r\n\r\n: ping\r\n\r\n");
+    h_piece (fd, "data: " H_C_WORLD "\n\n");
+    h_piece (fd, "data: " H_C_TOOL "\n\ndata: " H_C_FINISH "\n\n");
+    h_piece (fd, "data: {\"id\":\"chatcmpl-s\",\"choices\":[],\"usage\":{\"prompt_tokens\":4,"
+                 "\"completion_tokens\":2,\"total_tokens\":6}}\n\ndata: [DONE]\n\n");
+    h_stream_end (fd);
+}
+
+static const char *H_ANTH_FULL =
+    "{\"id\":\"msg_1\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"up-anth\","
+    "\"content\":[{\"type\":\"text\",\"text\":\"Hi from claude\"}],\"stop_reason\":\"max_tokens\","
+    "\"usage\":{\"input_tokens\":9,\"output_tokens\":3}}";
+
+static void h_anthropic (int fd, bool stream)
+{
+    if (!stream) {
+        h_reply (fd, 200, H_ANTH_FULL);
+        return;
+    }
+    h_stream_head (fd, "text/event-stream");
+    h_piece (fd, "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_2\","
+                 "\"model\":\"up-anth\",\"usage\":{\"input_tokens\":9,\"output_tokens\":1}}}\n\n"
+                 "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,"
+                 "\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\nevent: ping\ndata: {\"type\":\"ping\"}\n\n");
+    h_piece (fd, "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,"
+                 "\"delta\":{\"type\":\"text_delta\",\"text\":\"Hi\"}}\n\n");
+    h_piece (fd, "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,"
+                 "\"delta\":{\"type\":\"text_delta\",\"text\":\" there\"}}\n\n"
+                 "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n\n");
+    h_piece (fd, "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":"
+                 "\"end_turn\"},\"usage\":{\"output_tokens\":2}}\n\n"
+                 "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n");
+    h_stream_end (fd);
+}
+
+static void h_ollama (int fd, bool stream)
+{
+    const char *done = "{\"model\":\"up-olla\",\"message\":{\"role\":\"assistant\",\"content\":\"\"},"
+                       "\"done_reason\":\"stop\",\"done\":true,\"prompt_eval_count\":7,\"eval_count\":2}\n";
+    if (!stream) {
+        h_reply (fd, 200, "{\"model\":\"up-olla\",\"message\":{\"role\":\"assistant\",\"content\":"
+                          "\"Hi llama\"},\"done_reason\":\"stop\",\"done\":true,\"prompt_eval_count\":7,"
+                          "\"eval_count\":2}");
+        return;
+    }
+    h_stream_head (fd, "application/x-ndjson");
+    h_piece (fd, "{\"model\":\"up-olla\",\"message\":{\"role\":\"assistant\",\"content\":\"Hi\"},\"do");
+    h_piece (fd, "ne\":false}\n{\"model\":\"up-olla\",\"message\":{\"role\":\"assistant\",\"content\":"
+                 "\" llama\"},\"done\":false}\n");
+    h_piece (fd, done);
+    h_stream_end (fd);
+}
+
+//  Streamed replies that go wrong. Returns false if the connection must close.
+static bool h_sse_bad (h_conn_t *c, const char *tmp)
+{
+    if (strstr (tmp, "\"up-429\"")) {
+        h_reply (c->fd, 429, "{\"error\":{\"message\":\"slow down\",\"type\":\"rate_limit\"}}");
+        return true;
+    }
+    h_stream_head (c->fd, "text/event-stream");
+    if (strstr (tmp, "\"up-sse-err\"")) {
+        h_piece (c->fd, "data: {\"error\":{\"message\":\"model overloaded\"}}\n\n");
+        h_stream_end (c->fd);
+        return true;
+    }
+    h_piece (c->fd, "data: " H_C_HELLO "\n\n");
+    if (strstr (tmp, "\"up-sse-nofin\"")) {
+        h_piece (c->fd, "data: " H_C_FINISH "\n\ndata: [DONE]\n\n");
+        c->stalled = true;      // the chunked body never ends
+        return true;
+    }
+    if (strstr (tmp, "\"up-sse-stall\"")) {
+        c->stalled = true;
+        return true;
+    }
+    h_piece (c->fd, "data: " H_C_WORLD "\n\n");
+    return false;               // up-sse-cut: close with no terminator
+}
+
 //  Handle one complete request; returns false if the connection must close.
 static bool h_handle (h_conn_t *c, const char *head, size_t head_len, const char *body,
                       size_t body_len)
@@ -130,6 +253,18 @@ static bool h_handle (h_conn_t *c, const char *head, size_t head_len, const char
     else
     if (strstr (tmp, "\"up-stall\""))
         c->stalled = true;
+    else
+    if (strstr (tmp, "\"up-sse\""))
+        h_sse (c->fd);
+    else
+    if (strstr (tmp, "\"up-sse-") || strstr (tmp, "\"up-429\""))
+        return h_sse_bad (c, tmp);
+    else
+    if (strstr (tmp, "\"up-anth\""))
+        h_anthropic (c->fd, strstr (tmp, "\"stream\":true") != NULL);
+    else
+    if (strstr (tmp, "\"up-olla\""))
+        h_ollama (c->fd, strstr (tmp, "\"stream\":true") != NULL);
     else
     if (strstr (tmp, "\"up-partial\"")) {
         const char *part = "HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n{\"choices\"";
@@ -341,10 +476,12 @@ static int b_recv (b_broker_t *b, int timeout_ms, wire_msg_t *m)
     }
 }
 
-static void b_send_task (b_broker_t *b, uint64_t attempt, const char *target, const char *payload,
-                         uint32_t deadline_ms)
+static void b_send_task_ex (b_broker_t *b, uint64_t attempt, const char *target,
+                            const char *payload, uint32_t deadline_ms, bool stream)
 {
     Aigw__Task t = AIGW__TASK__INIT;
+    t.has_stream = stream;
+    t.stream = stream;
     t.job_id = attempt + 1000;
     t.attempt_id = attempt;
     t.target = (char *) target;
@@ -352,6 +489,12 @@ static void b_send_task (b_broker_t *b, uint64_t attempt, const char *target, co
     t.deadline_ms = deadline_ms;
     assert_int_equal (wire_send_bytes (b->router, b->wid, b->wid_len, WIRE_SIDE_WORKER, WIRE_W_TASK,
                                        &t.base, payload, payload ? strlen (payload) : 0), 0);
+}
+
+static void b_send_task (b_broker_t *b, uint64_t attempt, const char *target, const char *payload,
+                         uint32_t deadline_ms)
+{
+    b_send_task_ex (b, attempt, target, payload, deadline_ms, false);
 }
 
 static void b_send_cancel (b_broker_t *b, uint64_t attempt)
@@ -387,6 +530,124 @@ static int b_expect_error (b_broker_t *b, uint64_t attempt, int timeout_ms, char
     protobuf_c_message_free_unpacked (&e->base, NULL);
     wire_msg_close (&m);
     return code;
+}
+
+//  Expect a CHUNK for attempt with the given seq; returns it (caller frees).
+static Aigw__Chunk *b_expect_chunk (b_broker_t *b, uint64_t attempt, uint32_t seq, int timeout_ms)
+{
+    wire_msg_t m;
+    assert_int_equal (b_recv (b, timeout_ms, &m), 0);
+    if (m.cmd == WIRE_W_ERROR) {
+        Aigw__Error *e = (Aigw__Error *) wire_unpack (&aigw__error__descriptor, &m.body);
+        fail_msg ("expected CHUNK, got ERROR %d: %s", e ? (int) e->code : -1, e ? e->message : "?");
+    }
+    if (m.cmd != WIRE_W_CHUNK)
+        fail_msg ("expected CHUNK, got %s", wire_cmd_name (WIRE_SIDE_WORKER, m.cmd));
+    Aigw__Chunk *c = (Aigw__Chunk *) wire_unpack (&aigw__chunk__descriptor, &m.body);
+    assert_non_null (c);
+    assert_int_equal (c->attempt_id, attempt);
+    assert_int_equal (c->job_id, attempt + 1000);
+    assert_true (c->has_seq);
+    assert_int_equal (c->seq, seq);
+    assert_true (c->has_delta_json);
+    wire_msg_close (&m);
+    return c;
+}
+
+//  The content of a chunk's choices[0].delta ("" if none); checks the JSON shape
+//  and that it carries a token (content, tool_calls or finish_reason).
+static void b_chunk_content (const Aigw__Chunk *c, char *out, size_t outlen)
+{
+    cJSON *root = cJSON_ParseWithLength ((const char *) c->delta_json.data, c->delta_json.len);
+    assert_non_null (root);
+    assert_string_equal (cJSON_GetStringValue (cJSON_GetObjectItem (root, "object")),
+                         "chat.completion.chunk");
+    cJSON *ch = cJSON_GetArrayItem (cJSON_GetObjectItem (root, "choices"), 0);
+    cJSON *delta = cJSON_GetObjectItem (ch, "delta");
+    const char *content = cJSON_GetStringValue (cJSON_GetObjectItem (delta, "content"));
+    bool token = (content && *content) || cJSON_GetArraySize (cJSON_GetObjectItem (delta, "tool_calls"))
+              || cJSON_IsString (cJSON_GetObjectItem (ch, "finish_reason"));
+    assert_true (token);
+    snprintf (out, outlen, "%s", content ? content : "");
+    cJSON_Delete (root);
+}
+
+//  What a streamed attempt sent: CHUNKs (contents joined into text), then a
+//  RESULT or an ERROR.
+typedef struct {
+    uint32_t chunks;
+    char text [4096];
+    Aigw__Result *result;       // owned, NULL if it ended in ERROR
+    int code;                   // ERROR code, 0 for RESULT
+    char msg [512];
+    uint32_t status;
+    int64_t first_us;           // when the first and the last CHUNK arrived
+    int64_t last_us;
+} b_stream_t;
+
+static void b_collect_chunk (wire_msg_t *m, uint64_t attempt, b_stream_t *out, size_t *len)
+{
+    Aigw__Chunk *c = (Aigw__Chunk *) wire_unpack (&aigw__chunk__descriptor, &m->body);
+    assert_non_null (c);
+    assert_int_equal (c->attempt_id, attempt);
+    assert_int_equal (c->job_id, attempt + 1000);
+    assert_true (c->has_seq && c->has_delta_json);
+    assert_int_equal (c->seq, out->chunks);
+    char piece [1024];
+    b_chunk_content (c, piece, sizeof piece);
+    *len += (size_t) snprintf (out->text + *len, sizeof out->text - *len, "%s", piece);
+    out->last_us = aclock_now_us ();
+    if (out->chunks++ == 0)
+        out->first_us = out->last_us;
+    protobuf_c_message_free_unpacked (&c->base, NULL);
+}
+
+static void b_collect (b_broker_t *b, uint64_t attempt, int timeout_ms, b_stream_t *out)
+{
+    memset (out, 0, sizeof *out);
+    size_t len = 0;
+    for (;;) {
+        wire_msg_t m;
+        assert_int_equal (b_recv (b, timeout_ms, &m), 0);
+        if (m.cmd == WIRE_W_CHUNK) {
+            b_collect_chunk (&m, attempt, out, &len);
+            wire_msg_close (&m);
+            continue;
+        }
+        if (m.cmd == WIRE_W_RESULT) {
+            out->result = (Aigw__Result *) wire_unpack (&aigw__result__descriptor, &m.body);
+            assert_non_null (out->result);
+            assert_int_equal (out->result->attempt_id, attempt);
+            wire_msg_close (&m);
+            return;
+        }
+        assert_int_equal (m.cmd, WIRE_W_ERROR);
+        Aigw__Error *e = (Aigw__Error *) wire_unpack (&aigw__error__descriptor, &m.body);
+        assert_non_null (e);
+        assert_int_equal (e->attempt_id, attempt);
+        out->code = e->code;
+        out->status = e->has_upstream_status ? e->upstream_status : 0;
+        snprintf (out->msg, sizeof out->msg, "%s", e->message ? e->message : "");
+        protobuf_c_message_free_unpacked (&e->base, NULL);
+        wire_msg_close (&m);
+        return;
+    }
+}
+
+//  The RESULT's choices[0].message.content, and its finish_reason.
+static void b_result_message (const Aigw__Result *r, char *content, size_t len, char *finish,
+                              size_t flen)
+{
+    cJSON *root = cJSON_ParseWithLength ((const char *) r->response_json.data, r->response_json.len);
+    assert_non_null (root);
+    assert_string_equal (cJSON_GetStringValue (cJSON_GetObjectItem (root, "object")), "chat.completion");
+    cJSON *ch = cJSON_GetArrayItem (cJSON_GetObjectItem (root, "choices"), 0);
+    const char *c = cJSON_GetStringValue (cJSON_GetObjectItem (cJSON_GetObjectItem (ch, "message"),
+                                                               "content"));
+    snprintf (content, len, "%s", c ? c : "(null)");
+    const char *fr = cJSON_GetStringValue (cJSON_GetObjectItem (ch, "finish_reason"));
+    snprintf (finish, flen, "%s", fr ? fr : "(null)");
+    cJSON_Delete (root);
 }
 
 //  Expect a RESULT for attempt; returns the unpacked Result (caller frees).
@@ -430,7 +691,7 @@ static void *s_worker_thread (void *arg)
 
 static void s_start_worker (fix_t *f, uint32_t capacity)
 {
-    char text [4096];
+    char text [8192];
     int p = s_http.port;
     snprintf (text, sizeof text,
         "broker\n    heartbeat_ms = 100\n    liveness = 3\n"
@@ -440,6 +701,12 @@ static void s_start_worker (fix_t *f, uint32_t capacity)
         "    sim-slow\n        provider = sim\n        latency_ms = 60000\n"
         "    sim-fail\n        provider = sim\n        latency_ms = 1\n        fail_rate = 1\n"
         "    later\n        provider = anthropic\n        base_url = http://127.0.0.1:1\n"
+        "    sim-words\n        provider = sim\n        latency_ms = 5\n        tokens_per_s = 100\n"
+        "        text = one two three\n"
+        "    sim-midwords\n        provider = sim\n        latency_ms = 1\n        tokens_per_s = 20\n"
+        "        text = a b c d e f\n"
+        "    sim-slowwords\n        provider = sim\n        latency_ms = 1\n        tokens_per_s = 5\n"
+        "        text = a b c d e f\n"
         "    oa-ok\n        provider = openai\n        base_url = http://127.0.0.1:%d/v1/\n"
         "        upstream_model = up-ok\n        api_key_env = AIGW_TEST_WORKER_KEY\n"
         "    oa-500\n        provider = openai\n        base_url = http://127.0.0.1:%d/v1\n"
@@ -456,8 +723,25 @@ static void s_start_worker (fix_t *f, uint32_t capacity)
         "        upstream_model = up-partial\n"
         "    oa-nokey\n        provider = openai\n        base_url = http://127.0.0.1:%d/v1\n"
         "        api_key_env = AIGW_TEST_WORKER_UNSET\n"
-        "    oa-refused\n        provider = openai\n        base_url = http://127.0.0.1:1/v1\n",
-        p, p, p, p, p, p, p, p);
+        "    oa-refused\n        provider = openai\n        base_url = http://127.0.0.1:1/v1\n"
+        "    oa-sse\n        provider = openai\n        base_url = http://127.0.0.1:%d/v1\n"
+        "        upstream_model = up-sse\n"
+        "    oa-sse-cut\n        provider = openai\n        base_url = http://127.0.0.1:%d/v1\n"
+        "        upstream_model = up-sse-cut\n"
+        "    oa-sse-stall\n        provider = openai\n        base_url = http://127.0.0.1:%d/v1\n"
+        "        upstream_model = up-sse-stall\n"
+        "    oa-sse-nofin\n        provider = openai\n        base_url = http://127.0.0.1:%d/v1\n"
+        "        upstream_model = up-sse-nofin\n"
+        "    oa-sse-err\n        provider = openai\n        base_url = http://127.0.0.1:%d/v1\n"
+        "        upstream_model = up-sse-err\n"
+        "    oa-429\n        provider = openai\n        base_url = http://127.0.0.1:%d/v1\n"
+        "        upstream_model = up-429\n"
+        "    an-ok\n        provider = anthropic\n        base_url = http://127.0.0.1:%d/v1\n"
+        "        upstream_model = up-anth\n        api_key_env = AIGW_TEST_WORKER_KEY\n"
+        "        max_tokens = 77\n"
+        "    ol-ok\n        provider = ollama\n        base_url = http://127.0.0.1:%d\n"
+        "        upstream_model = up-olla\n",
+        p, p, p, p, p, p, p, p, p, p, p, p, p, p, p, p);
     char err [512];
     f->cfg = cfg_parse (text, "test", err, sizeof err);
     if (!f->cfg)
@@ -524,7 +808,7 @@ static void test_ready_then_result (void **state)
     assert_non_null (h);
     assert_string_equal (h->worker_id, "test-worker");
     assert_int_equal (h->capacity, 2);      // from worker/capacity
-    assert_int_equal (h->n_models, 13);
+    assert_int_equal (h->n_models, 24);
     assert_string_equal (h->models [0], "sim-fast");
     assert_true (h->has_pid && h->pid == (uint32_t) getpid ());
     assert_non_null (strstr (h->version, "aigw-worker"));
@@ -560,8 +844,8 @@ static void test_refusals_and_failures (void **state)
                       AIGW__ERROR_CODE__ERR_UNKNOWN_MODEL);
     b_send_task (&f->b, 3, "later", REQ, 0);
     assert_int_equal (b_expect_error (&f->b, 3, 1000, msg, sizeof msg, NULL),
-                      AIGW__ERROR_CODE__ERR_UPSTREAM);
-    assert_string_equal (msg, "provider anthropic not implemented yet");
+                      AIGW__ERROR_CODE__ERR_BAD_REQUEST);
+    assert_string_equal (msg, "only function tools with a name are supported by anthropic");
     b_send_task (&f->b, 4, "sim-fail", REQ, 0);
     assert_int_equal (b_expect_error (&f->b, 4, 1000, msg, sizeof msg, NULL),
                       AIGW__ERROR_CODE__ERR_UPSTREAM);
@@ -868,6 +1152,219 @@ static void test_openai_cancel_closes_connection (void **state)
     assert_int_equal (f->stats.cancelled, 2);
 }
 
+//  ---- streaming
+
+static const char *REQ_PLAIN = "{\"model\":\"x\",\"messages\":[{\"role\":\"system\",\"content\":\"S\"},"
+                               "{\"role\":\"user\",\"content\":\"say hi please\"}],\"max_tokens\":50,"
+                               "\"stream\":true}";
+
+static void test_stream_sim (void **state)
+{
+    fix_t *f = *state;
+    s_ready (f, 2);
+    //  100 words/s: one CHUNK per word about 10 ms apart, a finish CHUNK, then RESULT
+    b_stream_t st;
+    b_send_task_ex (&f->b, 200, "sim-words", REQ, 0, true);
+    b_collect (&f->b, 200, 2000, &st);
+    assert_non_null (st.result);
+    assert_int_equal (st.chunks, 4);
+    assert_string_equal (st.text, "one two three");
+    assert_true (st.last_us - st.first_us >= 15000);
+    char content [256], finish [32];
+    b_result_message (st.result, content, sizeof content, finish, sizeof finish);
+    assert_string_equal (content, "one two three");
+    assert_string_equal (finish, "stop");
+    assert_int_equal (st.result->usage->completion_tokens, 3);
+    protobuf_c_message_free_unpacked (&st.result->base, NULL);
+    //  tokens_per_s = 0: every word at once after the latency
+    b_send_task_ex (&f->b, 201, "sim-fast", REQ, 0, true);
+    b_collect (&f->b, 201, 2000, &st);
+    assert_non_null (st.result);
+    assert_true (st.chunks >= 2);
+    assert_true (st.last_us - st.first_us < 5000);
+    protobuf_c_message_free_unpacked (&st.result->base, NULL);
+    //  A deadline in the middle of the stream: ERR_TIMEOUT after the words so far
+    b_send_task_ex (&f->b, 202, "sim-midwords", REQ, 125, true);
+    b_collect (&f->b, 202, 2000, &st);
+    assert_null (st.result);
+    assert_int_equal (st.code, AIGW__ERROR_CODE__ERR_TIMEOUT);
+    assert_int_equal (st.chunks, 3);
+    assert_string_equal (st.msg, "sim: deadline of 125 ms passed after 3 chunks");
+    //  CANCEL mid-stream stops the timer chain: nothing follows the acknowledgement
+    b_send_task_ex (&f->b, 203, "sim-slowwords", REQ, 0, true);
+    Aigw__Chunk *c = b_expect_chunk (&f->b, 203, 0, 1000);
+    protobuf_c_message_free_unpacked (&c->base, NULL);
+    b_send_cancel (&f->b, 203);
+    char msg [512];
+    assert_int_equal (b_expect_error (&f->b, 203, 1000, msg, sizeof msg, NULL),
+                      AIGW__ERROR_CODE__ERR_CANCELLED);
+    wire_msg_t m;
+    assert_int_equal (b_recv (&f->b, 250, &m), -1);     // the next word was due at 200 ms
+    s_stop_worker (f);
+    assert_int_equal (f->stats.streams, 4);
+    assert_int_equal (f->stats.cancelled, 1);
+}
+
+static void test_stream_openai (void **state)
+{
+    fix_t *f = *state;
+    s_ready (f, 2);
+    int accepted0 = h_get (&s_http.accepted);
+    b_stream_t st;
+    b_send_task_ex (&f->b, 210, "oa-sse", REQ, 0, true);
+    b_collect (&f->b, 210, 2000, &st);
+    if (!st.result)
+        fail_msg ("stream ended in ERROR %d: %s", st.code, st.msg);
+    //  Hello, world, the tool call, the finish: not the role-only nor the usage chunk
+    assert_int_equal (st.chunks, 4);
+    assert_string_equal (st.text, "Hello world");
+    char content [256], finish [32];
+    b_result_message (st.result, content, sizeof content, finish, sizeof finish);
+    assert_string_equal (content, "Hello world");
+    assert_string_equal (finish, "tool_calls");
+    assert_non_null (strstr ((const char *) st.result->response_json.data,
+                             "\"tool_calls\":[{\"id\":\"call_7\",\"type\":\"function\","
+                             "\"function\":{\"name\":\"f\",\"arguments\":\"{}\"}}]"));
+    assert_non_null (st.result->usage);
+    assert_int_equal (st.result->usage->prompt_tokens, 4);
+    assert_int_equal (st.result->usage->completion_tokens, 2);
+    protobuf_c_message_free_unpacked (&st.result->base, NULL);
+    pthread_mutex_lock (&s_http.lock);
+    assert_non_null (strstr (s_http.last_body, "\"stream\":true,\"stream_options\":{\"include_usage\":true}"));
+    assert_non_null (strcasestr (s_http.last_head, "Accept: text/event-stream"));
+    pthread_mutex_unlock (&s_http.lock);
+    //  The chunked body closed properly: the next stream reuses the connection
+    b_send_task_ex (&f->b, 211, "oa-sse", REQ, 0, true);
+    b_collect (&f->b, 211, 2000, &st);
+    assert_non_null (st.result);
+    protobuf_c_message_free_unpacked (&st.result->base, NULL);
+    assert_int_equal (h_get (&s_http.accepted) - accepted0, 1);
+    s_stop_worker (f);
+    assert_int_equal (f->stats.chunks, 8);
+    assert_int_equal (f->stats.completed, 2);
+}
+
+static void test_stream_failures (void **state)
+{
+    fix_t *f = *state;
+    s_ready (f, 2);
+    b_stream_t st;
+    b_send_task_ex (&f->b, 220, "oa-sse-cut", REQ, 0, true);
+    b_collect (&f->b, 220, 2000, &st);
+    assert_null (st.result);
+    assert_int_equal (st.chunks, 2);
+    assert_int_equal (st.code, AIGW__ERROR_CODE__ERR_UPSTREAM);
+    assert_non_null (strstr (st.msg, "upstream stream cut after 2 chunks"));
+    b_send_task_ex (&f->b, 221, "oa-sse-err", REQ, 0, true);
+    b_collect (&f->b, 221, 2000, &st);
+    assert_int_equal (st.chunks, 0);
+    assert_string_equal (st.msg, "upstream stream error: model overloaded (after 0 chunks)");
+    assert_int_equal (st.status, 200);
+    b_send_task_ex (&f->b, 222, "oa-429", REQ, 0, true);
+    b_collect (&f->b, 222, 2000, &st);
+    assert_int_equal (st.code, AIGW__ERROR_CODE__ERR_UPSTREAM);
+    assert_int_equal (st.status, 429);
+    assert_string_equal (st.msg, "upstream HTTP 429: slow down");
+    //  A stall after the first chunk runs into the deadline (well inside the
+    //  fixture's 300 ms broker liveness)
+    b_send_task_ex (&f->b, 223, "oa-sse-stall", REQ, 150, true);
+    b_collect (&f->b, 223, 2000, &st);
+    assert_int_equal (st.chunks, 1);
+    assert_int_equal (st.code, AIGW__ERROR_CODE__ERR_TIMEOUT);
+    assert_non_null (strstr (st.msg, "upstream stream cut after 1 chunks: Timeout was reached"));
+    //  [DONE] came but the body never closes: RESULT after a short grace, and the
+    //  connection is closed rather than kept
+    int closed0 = h_get (&s_http.stall_closed);
+    b_send_task_ex (&f->b, 224, "oa-sse-nofin", REQ, 0, true);
+    b_collect (&f->b, 224, 2000, &st);
+    if (!st.result)
+        fail_msg ("ERROR %d: %s", st.code, st.msg);
+    assert_int_equal (st.chunks, 2);
+    assert_true (aclock_now_us () - st.last_us < 200000);
+    protobuf_c_message_free_unpacked (&st.result->base, NULL);
+    assert_int_equal (h_wait (&s_http.stall_closed, closed0 + 1, 1000), closed0 + 1);
+}
+
+static void test_stream_cancel_closes_connection (void **state)
+{
+    fix_t *f = *state;
+    s_ready (f, 2);
+    int closed0 = h_get (&s_http.stall_closed);
+    b_send_task_ex (&f->b, 230, "oa-sse-stall", REQ, 0, true);
+    Aigw__Chunk *c = b_expect_chunk (&f->b, 230, 0, 2000);
+    protobuf_c_message_free_unpacked (&c->base, NULL);
+    usleep (20000);
+    assert_int_equal (h_get (&s_http.stall_closed), closed0);
+    int64_t t0 = aclock_now_us ();
+    b_send_cancel (&f->b, 230);
+    char msg [512];
+    assert_int_equal (b_expect_error (&f->b, 230, 1000, msg, sizeof msg, NULL),
+                      AIGW__ERROR_CODE__ERR_CANCELLED);
+    assert_int_equal (h_wait (&s_http.stall_closed, closed0 + 1, 1000), closed0 + 1);
+    pthread_mutex_lock (&s_http.lock);
+    int64_t gap = s_http.stall_closed_us - t0;
+    pthread_mutex_unlock (&s_http.lock);
+    assert_true (gap < 500000);
+}
+
+static void test_anthropic_and_ollama (void **state)
+{
+    fix_t *f = *state;
+    s_ready (f, 2);
+    char content [256], finish [32];
+    b_send_task (&f->b, 240, "an-ok", REQ_PLAIN, 0);
+    Aigw__Result *r = b_expect_result (&f->b, 240, 2000);
+    b_result_message (r, content, sizeof content, finish, sizeof finish);
+    assert_string_equal (content, "Hi from claude");
+    assert_string_equal (finish, "length");
+    assert_int_equal (r->usage->prompt_tokens, 9);
+    assert_int_equal (r->usage->completion_tokens, 3);
+    protobuf_c_message_free_unpacked (&r->base, NULL);
+    pthread_mutex_lock (&s_http.lock);
+    assert_non_null (strstr (s_http.last_head, "POST /v1/messages HTTP/1.1"));
+    assert_non_null (strcasestr (s_http.last_head, "x-api-key: sekrit-test-key"));
+    assert_non_null (strcasestr (s_http.last_head, "anthropic-version: 2023-06-01"));
+    assert_null (strcasestr (s_http.last_head, "Authorization:"));
+    assert_non_null (strstr (s_http.last_body, "\"system\":\"S\""));
+    assert_non_null (strstr (s_http.last_body, "\"max_tokens\":50"));
+    assert_null (strstr (s_http.last_body, "\"stream\""));
+    pthread_mutex_unlock (&s_http.lock);
+    b_stream_t st;
+    b_send_task_ex (&f->b, 241, "an-ok", REQ_PLAIN, 0, true);
+    b_collect (&f->b, 241, 2000, &st);
+    if (!st.result)
+        fail_msg ("anthropic stream ended in ERROR %d: %s", st.code, st.msg);
+    assert_int_equal (st.chunks, 3);
+    assert_string_equal (st.text, "Hi there");
+    b_result_message (st.result, content, sizeof content, finish, sizeof finish);
+    assert_string_equal (content, "Hi there");
+    assert_string_equal (finish, "stop");
+    assert_int_equal (st.result->usage->completion_tokens, 2);
+    protobuf_c_message_free_unpacked (&st.result->base, NULL);
+    //  Ollama, whole and streamed (NDJSON lines split across reads)
+    b_send_task (&f->b, 242, "ol-ok", REQ_PLAIN, 0);
+    r = b_expect_result (&f->b, 242, 2000);
+    b_result_message (r, content, sizeof content, finish, sizeof finish);
+    assert_string_equal (content, "Hi llama");
+    assert_int_equal (r->usage->prompt_tokens, 7);
+    protobuf_c_message_free_unpacked (&r->base, NULL);
+    pthread_mutex_lock (&s_http.lock);
+    assert_non_null (strstr (s_http.last_head, "POST /api/chat HTTP/1.1"));
+    assert_non_null (strstr (s_http.last_body, "\"stream\":false"));
+    assert_non_null (strstr (s_http.last_body, "\"num_predict\":50"));
+    pthread_mutex_unlock (&s_http.lock);
+    b_send_task_ex (&f->b, 243, "ol-ok", REQ_PLAIN, 0, true);
+    b_collect (&f->b, 243, 2000, &st);
+    if (!st.result)
+        fail_msg ("ollama stream ended in ERROR %d: %s", st.code, st.msg);
+    assert_int_equal (st.chunks, 3);
+    assert_string_equal (st.text, "Hi llama");
+    b_result_message (st.result, content, sizeof content, finish, sizeof finish);
+    assert_string_equal (content, "Hi llama");
+    assert_int_equal (st.result->usage->completion_tokens, 2);
+    protobuf_c_message_free_unpacked (&st.result->base, NULL);
+}
+
 static void test_bad_options (void **state)
 {
     char err [512];
@@ -916,6 +1413,11 @@ int main (void)
         cmocka_unit_test_setup_teardown (test_openai_result_and_reuse, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_openai_errors, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_openai_cancel_closes_connection, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_stream_sim, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_stream_openai, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_stream_failures, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_stream_cancel_closes_connection, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_anthropic_and_ollama, s_setup, s_teardown),
         cmocka_unit_test (test_bad_options),
     };
     return cmocka_run_group_tests (tests, s_group_setup, s_group_teardown);

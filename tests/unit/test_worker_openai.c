@@ -85,7 +85,7 @@ static cJSON *s_rewrite (const char *req, const char *upstream)
     wk_buf_t out;
     wk_buf_init (&out, 0);
     const char *err = NULL;
-    if (wk_openai_rewrite (req, strlen (req), upstream, &out, &err)) {
+    if (wk_openai_rewrite (req, strlen (req), upstream, false, &out, &err)) {
         wk_buf_free (&out);
         return NULL;
     }
@@ -108,7 +108,7 @@ static void test_rewrite_replaces_model_keeps_rest (void **state)
     wk_buf_t out;
     wk_buf_init (&out, 0);
     const char *err = NULL;
-    assert_int_equal (wk_openai_rewrite (req, strlen (req), "gpt-4o-2024", &out, &err), 0);
+    assert_int_equal (wk_openai_rewrite (req, strlen (req), "gpt-4o-2024", false, &out, &err), 0);
     //  Values other than model/stream are copied byte for byte
     assert_non_null (strstr (out.data, tools));
     assert_non_null (strstr (out.data, rf));
@@ -145,7 +145,7 @@ static void test_rewrite_rejects_non_object (void **state)
         wk_buf_t out;
         wk_buf_init (&out, 0);
         const char *err = NULL;
-        assert_int_equal (wk_openai_rewrite (bad [i], strlen (bad [i]), "m", &out, &err), -1);
+        assert_int_equal (wk_openai_rewrite (bad [i], strlen (bad [i]), "m", false, &out, &err), -1);
         assert_non_null (err);
         wk_buf_free (&out);
     }

@@ -177,6 +177,52 @@ static void test_response_respects_buffer_limit (void **state)
     wk_buf_free (&buf);
 }
 
+//  Streaming pieces: word by word, spaces kept, concatenating back to the text.
+static void test_stream_pieces (void **state)
+{
+    const char *texts [] = { "Hello from sim", "  lead and  trail  ", "one", "", "   ", "a\nb\tc" };
+    const int words [] = { 3, 3, 1, 0, 0, 3 };
+    for (size_t k = 0; k < sizeof texts / sizeof texts [0]; k++) {
+        const char *t = texts [k];
+        size_t len = strlen (t);
+        char joined [64] = "";
+        size_t jlen = 0;
+        size_t pos = 0;
+        int n = 0;
+        size_t end;
+        while ((end = wk_sim_piece (t, len, pos)) != pos) {
+            jlen += (size_t) snprintf (joined + jlen, sizeof joined - jlen, "%.*s",
+                                       (int) (end - pos), t + pos);
+            pos = end;
+            n++;
+        }
+        assert_int_equal (n, words [k]);
+        if (n)
+            assert_string_equal (joined, t);
+    }
+    assert_int_equal (wk_sim_piece ("Hello from sim", 14, 0), 5);
+    assert_int_equal (wk_sim_piece ("Hello from sim", 14, 5), 10);
+    assert_int_equal (wk_sim_piece ("Hello from sim", 14, 10), 14);
+}
+
+static void test_stream_chunk_json (void **state)
+{
+    wk_buf_t b;
+    wk_buf_init (&b, 4096);
+    assert_int_equal (wk_sim_build_chunk (&b, 0xab, "sim-a", 9, true, " x\"y", 4, NULL), 0);
+    assert_string_equal (b.data, "{\"id\":\"chatcmpl-sim-00000000000000ab\",\"object\":"
+                         "\"chat.completion.chunk\",\"created\":9,\"model\":\"sim-a\",\"choices\":"
+                         "[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\" x\\\"y\"},"
+                         "\"logprobs\":null,\"finish_reason\":null}]}");
+    wk_buf_reset (&b);
+    assert_int_equal (wk_sim_build_chunk (&b, 1, "sim-a", 9, false, NULL, 0, "stop"), 0);
+    assert_non_null (strstr (b.data, "\"delta\":{},\"logprobs\":null,\"finish_reason\":\"stop\"}]}"));
+    cJSON *root = cJSON_Parse (b.data);
+    assert_non_null (root);
+    cJSON_Delete (root);
+    wk_buf_free (&b);
+}
+
 int main (void)
 {
     const struct CMUnitTest tests [] = {
@@ -189,6 +235,8 @@ int main (void)
         cmocka_unit_test (test_prompt_tokens),
         cmocka_unit_test (test_response_shape),
         cmocka_unit_test (test_response_respects_buffer_limit),
+        cmocka_unit_test (test_stream_pieces),
+        cmocka_unit_test (test_stream_chunk_json),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }

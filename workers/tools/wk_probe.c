@@ -1,5 +1,6 @@
 // aigw-worker-probe: a stand-in broker for manual checks and benchmarks of one worker.
-// Binds a ROUTER, waits for READY, keeps C tasks in flight, optionally cancels, prints timings.
+// Binds a ROUTER, waits for READY, keeps C tasks in flight (streamed or not), optionally
+// cancels, prints timings (and time to first chunk for streams).
 #include "aclock.h"
 #include "aigw.pb-c.h"
 #include "wire.h"
@@ -21,6 +22,7 @@ typedef struct {
     long cancel_after_ms;       // -1 = never
     long deadline_ms;           // 0 = none
     bool quiet;
+    bool stream;                // Task.stream
 } probe_opts_t;
 
 typedef struct {
@@ -29,7 +31,9 @@ typedef struct {
     size_t wid_len;
     int64_t *sent_us;           // per attempt
     int64_t *lat_us;            // per finished attempt
-    long nlat, results, errors, cancelled, next, in_flight;
+    int64_t *ttft_us;           // per attempt that sent a CHUNK
+    uint32_t *seq;              // per attempt: CHUNKs seen
+    long nlat, nttft, results, errors, cancelled, next, in_flight, chunks, seq_errors;
 } probe_t;
 
 static int s_cmp (const void *a, const void *b)
@@ -46,6 +50,8 @@ static void s_send_task (probe_t *p, const probe_opts_t *o)
     t.target = (char *) o->model;
     t.has_deadline_ms = o->deadline_ms > 0;
     t.deadline_ms = (uint32_t) o->deadline_ms;
+    t.has_stream = o->stream;
+    t.stream = o->stream;
     p->sent_us [p->next] = aclock_now_us ();
     wire_send_bytes (p->router, p->wid, p->wid_len, WIRE_SIDE_WORKER, WIRE_W_TASK, &t.base,
                      o->payload, strlen (o->payload));
@@ -62,6 +68,27 @@ static void s_cancel_due (probe_t *p, const probe_opts_t *o, long *cancel_next)
         wire_send (p->router, p->wid, p->wid_len, WIRE_SIDE_WORKER, WIRE_W_CANCEL, &r.base, NULL);
         (*cancel_next)++;
     }
+}
+
+static void s_on_chunk (probe_t *p, const probe_opts_t *o, wire_msg_t *m)
+{
+    Aigw__Chunk *c = (Aigw__Chunk *) wire_unpack (&aigw__chunk__descriptor, &m->body);
+    if (!c)
+        return;
+    long id = (long) c->attempt_id;
+    if (id >= 0 && id < p->next) {
+        if (p->seq [id] == 0)
+            p->ttft_us [p->nttft++] = aclock_now_us () - p->sent_us [id];
+        if (c->seq != p->seq [id])
+            p->seq_errors++;
+        p->seq [id]++;
+    }
+    if (!o->quiet && p->chunks < 8)
+        printf ("CHUNK %ld seq %u: %.*s\n", id, c->seq,
+                (int) (c->delta_json.len > 300 ? 300 : c->delta_json.len),
+                (const char *) c->delta_json.data);
+    p->chunks++;
+    protobuf_c_message_free_unpacked (&c->base, NULL);
 }
 
 static void s_on_reply (probe_t *p, const probe_opts_t *o, wire_msg_t *m)
@@ -136,6 +163,9 @@ static void s_run (probe_t *p, const probe_opts_t *o)
         while (wire_recv (p->router, true, &m) == 0) {
             if (m.cmd == WIRE_W_RESULT || m.cmd == WIRE_W_ERROR)
                 s_on_reply (p, o, &m);
+            else
+            if (m.cmd == WIRE_W_CHUNK)
+                s_on_chunk (p, o, &m);
             wire_msg_close (&m);
         }
         if (aclock_now_ms () - last_hb >= 500) {
@@ -156,6 +186,7 @@ int main (int argc, char **argv)
         { "bind", 1, NULL, 'b' }, { "model", 1, NULL, 'm' }, { "count", 1, NULL, 'n' },
         { "concurrency", 1, NULL, 'c' }, { "cancel-after", 1, NULL, 'x' },
         { "deadline", 1, NULL, 'd' }, { "payload", 1, NULL, 'p' }, { "quiet", 0, NULL, 'q' },
+        { "stream", 0, NULL, 's' },
         { NULL, 0, NULL, 0 }
     };
     int c;
@@ -168,17 +199,21 @@ int main (int argc, char **argv)
         else if (c == 'd') o.deadline_ms = strtol (optarg, NULL, 10);
         else if (c == 'p') o.payload = optarg;
         else if (c == 'q') o.quiet = true;
+        else if (c == 's') o.stream = true;
         else return 2;
     }
     if (!o.model || o.count < 1 || o.count > PROBE_MAX || o.concurrency < 1) {
         fprintf (stderr, "usage: aigw-worker-probe --model M [--bind EP] [--count N] "
-                 "[--concurrency C] [--cancel-after MS] [--deadline MS] [--payload JSON] [--quiet]\n");
+                 "[--concurrency C] [--cancel-after MS] [--deadline MS] [--payload JSON] [--stream] "
+                 "[--quiet]\n");
         return 2;
     }
     void *ctx = zmq_ctx_new ();
     probe_t p = { .router = zmq_socket (ctx, ZMQ_ROUTER) };
     p.sent_us = calloc ((size_t) o.count, sizeof *p.sent_us);
     p.lat_us = calloc ((size_t) o.count, sizeof *p.lat_us);
+    p.ttft_us = calloc ((size_t) o.count, sizeof *p.ttft_us);
+    p.seq = calloc ((size_t) o.count, sizeof *p.seq);
     wire_setup_socket (p.router, true, 8 * 1024 * 1024);
     if (zmq_bind (p.router, o.bind) || s_wait_ready (&p)) {
         fprintf (stderr, "aigw-worker-probe: no READY on %s\n", o.bind);
@@ -192,10 +227,18 @@ int main (int argc, char **argv)
             "latency us p50 %" PRId64 " p99 %" PRId64 " max %" PRId64 "\n",
             o.count, secs, o.count / secs, p.results, p.errors, p.cancelled,
             p.lat_us [p.nlat / 2], p.lat_us [p.nlat * 99 / 100], p.lat_us [p.nlat - 1]);
+    if (o.stream) {
+        qsort (p.ttft_us, (size_t) p.nttft, sizeof *p.ttft_us, s_cmp);
+        printf ("%ld chunks (%ld out of order); first chunk us p50 %" PRId64 " p99 %" PRId64 "\n",
+                p.chunks, p.seq_errors, p.nttft ? p.ttft_us [p.nttft / 2] : 0,
+                p.nttft ? p.ttft_us [p.nttft * 99 / 100] : 0);
+    }
     wire_send (p.router, p.wid, p.wid_len, WIRE_SIDE_WORKER, WIRE_W_DISCONNECT, NULL, NULL);
     zmq_close (p.router);
     zmq_ctx_term (ctx);
     free (p.sent_us);
     free (p.lat_us);
+    free (p.ttft_us);
+    free (p.seq);
     return 0;
 }

@@ -1,0 +1,433 @@
+// Prometheus text format 0.0.4: HELP and TYPE before each family, escaped label
+// values, cumulative histogram buckets, seconds for every time.
+#include "prom.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+const char *const prom_bridge_topics[PROM_BRIDGE_TOPICS] = { "metrics", "job", "worker", "edge" };
+
+typedef struct {
+    const char *key;
+    const char *value;
+} s_label_t;
+
+//  --------------------------------------------------------------- snapshot
+
+static void s_hist_from (prom_hist_t *out, const em_hist_t *h)
+{
+    out->bounds_us = h->bounds_us;
+    out->nbounds = h->nbounds;
+    for (size_t i = 0; i <= h->nbounds; i++)
+        out->buckets[i] = atomic_load_explicit (&((em_hist_t *) h)->buckets[i],
+                                                memory_order_relaxed);
+    out->sum_us = hist_sum (&h->hist);
+}
+
+void prom_edge_from (prom_edge_t *out, const emetrics_t *em)
+{
+    emetrics_t *m = (emetrics_t *) em;
+    for (int r = 0; r < EM_ROUTES; r++) {
+        for (int c = 0; c < EM_CODES; c++)
+            out->codes[r][c] = atomic_load_explicit (&m->codes[r][c], memory_order_relaxed);
+        s_hist_from (&out->duration[r], &m->duration[r]);
+    }
+    s_hist_from (&out->overhead, &m->overhead);
+    int64_t inf = atomic_load (&m->in_flight);
+    out->in_flight = inf > 0 ? inf : 0;
+}
+
+//  --------------------------------------------------------------- text
+
+int prom_label_value (ebuf_t *out, const char *s)
+{
+    size_t run = 0, i = 0;
+    for (; s[i]; i++) {
+        const char *esc = s[i] == '\\' ? "\\\\" : s[i] == '"' ? "\\\"" : s[i] == '\n' ? "\\n" : NULL;
+        if (!esc)
+            continue;
+        if (ebuf_putn (out, s + run, i - run) || ebuf_puts (out, esc))
+            return -1;
+        run = i + 1;
+    }
+    return ebuf_putn (out, s + run, i - run);
+}
+
+static int s_family (ebuf_t *out, const char *name, const char *type, const char *help)
+{
+    return ebuf_printf (out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static int s_double (ebuf_t *out, double v)
+{
+    if (isnan (v))
+        return ebuf_puts (out, "NaN");
+    if (isinf (v))
+        return ebuf_puts (out, v > 0 ? "+Inf" : "-Inf");
+    char text[40];
+    if (v == floor (v) && fabs (v) < 9007199254740992.0)
+        snprintf (text, sizeof text, "%.0f", v);        // integers exactly (up to 2^53)
+    else
+        snprintf (text, sizeof text, "%.15g", v);       // no binary noise (0.0802, not ...01)
+    return ebuf_puts (out, text);
+}
+
+static int s_labels (ebuf_t *out, const s_label_t *labels, size_t n)
+{
+    if (n == 0)
+        return 0;
+    if (ebuf_putc (out, '{'))
+        return -1;
+    for (size_t i = 0; i < n; i++)
+        if ((i && ebuf_putc (out, ',')) || ebuf_printf (out, "%s=\"", labels[i].key)
+            || prom_label_value (out, labels[i].value) || ebuf_putc (out, '"'))
+            return -1;
+    return ebuf_putc (out, '}');
+}
+
+static int s_sample (ebuf_t *out, const char *name, const s_label_t *labels, size_t n,
+                     double v)
+{
+    return ebuf_puts (out, name) || s_labels (out, labels, n) || ebuf_putc (out, ' ')
+           || s_double (out, v) || ebuf_putc (out, '\n') ? -1 : 0;
+}
+
+static int s_sample_u (ebuf_t *out, const char *name, const s_label_t *labels, size_t n,
+                       uint64_t v)
+{
+    return ebuf_puts (out, name) || s_labels (out, labels, n)
+           || ebuf_printf (out, " %llu\n", (unsigned long long) v) ? -1 : 0;
+}
+
+//  A family with one unlabelled sample.
+static int s_single (ebuf_t *out, const char *name, const char *type, const char *help,
+                     double v)
+{
+    return s_family (out, name, type, help) || s_sample (out, name, NULL, 0, v) ? -1 : 0;
+}
+
+//  _bucket (cumulative, le in seconds), _sum and _count of one histogram series.
+static int s_hist (ebuf_t *out, const char *name, const s_label_t *labels, size_t n,
+                   const prom_hist_t *h)
+{
+    char series[128], le[32];
+    s_label_t lab[4];
+    if (n > 3)
+        return -1;
+    if (n)
+        memcpy (lab, labels, n * sizeof *lab);
+    lab[n].key = "le";
+    lab[n].value = le;
+    uint64_t cum = 0;
+    snprintf (series, sizeof series, "%s_bucket", name);
+    for (size_t i = 0; i <= h->nbounds; i++) {
+        cum += h->buckets[i];
+        if (i < h->nbounds)
+            snprintf (le, sizeof le, "%.15g", (double) h->bounds_us[i] / 1e6);
+        else
+            snprintf (le, sizeof le, "+Inf");
+        if (s_sample_u (out, series, lab, n + 1, cum))
+            return -1;
+    }
+    snprintf (series, sizeof series, "%s_sum", name);
+    if (s_sample (out, series, labels, n, (double) h->sum_us / 1e6))
+        return -1;
+    snprintf (series, sizeof series, "%s_count", name);
+    return s_sample_u (out, series, labels, n, cum);
+}
+
+//  --------------------------------------------------------------- edge
+
+static int s_edge_requests (ebuf_t *out, const prom_edge_t *e)
+{
+    const char *name = "aigw_edge_http_requests_total";
+    if (s_family (out, name, "counter", "HTTP requests answered by the edge, by route and status code."))
+        return -1;
+    for (int r = 0; r < EM_ROUTES; r++)
+        for (int c = 0; c < EM_CODES; c++) {
+            if (!e->codes[r][c])
+                continue;
+            char code[8];
+            snprintf (code, sizeof code, "%d", c + EM_CODE_MIN);
+            s_label_t lab[] = { { "route", emetrics_route_name ((em_route_t) r) }, { "code", code } };
+            if (s_sample_u (out, name, lab, 2, e->codes[r][c]))
+                return -1;
+        }
+    return 0;
+}
+
+static int s_edge_durations (ebuf_t *out, const prom_edge_t *e)
+{
+    const char *name = "aigw_edge_http_request_duration_seconds";
+    if (s_family (out, name, "histogram",
+                  "Time from request headers read to response written, by route "
+                  "(event streams excluded)."))
+        return -1;
+    for (int r = 0; r < EM_ROUTES; r++) {
+        const prom_hist_t *h = &e->duration[r];
+        uint64_t count = 0;
+        for (size_t i = 0; i <= h->nbounds; i++)
+            count += h->buckets[i];
+        if (r == EM_ROUTE_EVENTS || (count == 0 && r != EM_ROUTE_CHAT))
+            continue;
+        s_label_t lab[] = { { "route", emetrics_route_name ((em_route_t) r) } };
+        if (s_hist (out, name, lab, 1, h))
+            return -1;
+    }
+    name = "aigw_edge_overhead_seconds";
+    return s_family (out, name, "histogram",
+                     "Gateway overhead of chat requests with a winner: edge request time "
+                     "minus the upstream span (first attempt start to winner finish).")
+           || s_hist (out, name, NULL, 0, &e->overhead) ? -1 : 0;
+}
+
+static int s_edge_link (ebuf_t *out, const prom_edge_t *e)
+{
+    return s_single (out, "aigw_edge_http_requests_in_flight", "gauge",
+                     "Requests being handled now (event streams excluded).", (double) e->in_flight)
+        || s_single (out, "aigw_edge_broker_link_up", "gauge",
+                     "1 if the broker answered the edge within heartbeat_ms x liveness.",
+                     e->link_up ? 1 : 0)
+        || s_single (out, "aigw_edge_link_submitted_total", "counter",
+                     "Jobs submitted to the broker.", (double) e->link_submitted)
+        || s_single (out, "aigw_edge_link_reconnects_total", "counter",
+                     "Broker sockets recreated after the broker went silent.",
+                     (double) e->link_reconnects)
+        || s_single (out, "aigw_edge_link_unrouted_total", "counter",
+                     "Broker answers for jobs nobody waited for.", (double) e->link_unrouted)
+        || s_single (out, "aigw_edge_link_late_discarded_total", "counter",
+                     "Answers to abandoned jobs discarded by handlers.", (double) e->link_late)
+        || s_single (out, "aigw_edge_link_bad_messages_total", "counter",
+                     "Malformed broker messages dropped.", (double) e->link_bad) ? -1 : 0;
+}
+
+static int s_edge_bridge (ebuf_t *out, const prom_edge_t *e)
+{
+    if (s_single (out, "aigw_edge_bridge_clients", "gauge",
+                  "Browsers connected to /v1/aigw/events.", (double) e->bridge_clients)
+        || s_single (out, "aigw_edge_bridge_dropped_total", "counter",
+                     "Event stream clients dropped because their buffer overflowed.",
+                     (double) e->bridge_dropped)
+        || s_single (out, "aigw_edge_bridge_refused_total", "counter",
+                     "Event stream clients refused (503) at the client limit.",
+                     (double) e->bridge_refused)
+        || s_single (out, "aigw_edge_bridge_bad_messages_total", "counter",
+                     "Broker stream messages dropped as malformed or too large.",
+                     (double) e->bridge_bad))
+        return -1;
+    const char *name = "aigw_edge_bridge_messages_total";
+    if (s_family (out, name, "counter", "Events relayed to browsers, by topic."))
+        return -1;
+    for (int i = 0; i < PROM_BRIDGE_TOPICS; i++) {
+        s_label_t lab[] = { { "topic", prom_bridge_topics[i] } };
+        if (s_sample_u (out, name, lab, 1, e->bridge_messages[i]))
+            return -1;
+    }
+    return 0;
+}
+
+//  --------------------------------------------------------------- broker
+
+//  name{outcome} from the broker counters <prefix>_<outcome>.
+static int s_outcomes (ebuf_t *out, const bsnap_t *b, const char *name, const char *help,
+                       const char *prefix, const char *const *outcomes, size_t n)
+{
+    bool any = false;
+    for (size_t i = 0; i < n; i++) {
+        char key[BSNAP_KEY_MAX];
+        snprintf (key, sizeof key, "%s_%s", prefix, outcomes[i]);
+        double v = bsnap_counter (b, key);
+        if (isnan (v))
+            continue;
+        s_label_t lab[] = { { "outcome", outcomes[i] } };
+        if ((!any && s_family (out, name, "counter", help)) || s_sample (out, name, lab, 1, v))
+            return -1;
+        any = true;
+    }
+    return 0;
+}
+
+static const char *const s_job_outcomes[] = { "won", "failed", "timeout", "cancelled" };
+static const char *const s_attempt_outcomes[] = { "won", "cancelled", "failed" };
+
+//  True for counters exported by s_outcomes (not repeated as their own family).
+static bool s_is_outcome_counter (const char *name)
+{
+    char key[BSNAP_KEY_MAX];
+    for (size_t i = 0; i < 4; i++) {
+        snprintf (key, sizeof key, "jobs_%s", s_job_outcomes[i]);
+        if (strcmp (name, key) == 0)
+            return true;
+    }
+    for (size_t i = 0; i < 3; i++) {
+        snprintf (key, sizeof key, "attempts_%s", s_attempt_outcomes[i]);
+        if (strcmp (name, key) == 0)
+            return true;
+    }
+    return strcmp (name, "jobs") == 0 || strcmp (name, "attempts") == 0;
+}
+
+//  Every other broker counter as aigw_broker_<name>_total (name sanitized).
+static int s_other_counters (ebuf_t *out, const bsnap_t *b)
+{
+    for (size_t i = 0; i < b->ncounters; i++) {
+        const char *key = b->counters[i].name;
+        bool dup = false;
+        for (size_t j = 0; j < i && !dup; j++)
+            dup = strcmp (b->counters[j].name, key) == 0;
+        if (dup || s_is_outcome_counter (key))
+            continue;
+        char name[BSNAP_KEY_MAX + 32], help[BSNAP_KEY_MAX + 32];
+        int n = snprintf (name, sizeof name, "aigw_broker_%s", key);
+        for (char *p = name + 12; *p; p++)
+            if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z')
+                  || (*p >= '0' && *p <= '9') || *p == '_'))
+                *p = '_';
+        size_t len = (size_t) n;
+        if (len < 6 || strcmp (name + len - 6, "_total") != 0)
+            snprintf (name + len, sizeof name - len, "_total");
+        snprintf (help, sizeof help, "Broker counter %s.", key);
+        if (s_single (out, name, "counter", help, b->counters[i].value))
+            return -1;
+    }
+    return 0;
+}
+
+typedef struct {
+    const char *name;
+    const char *type;
+    const char *help;
+    size_t offset;                      // of a double in bsnap_model_t / bsnap_worker_t
+    double scale;
+} s_field_t;
+
+#define S_MODEL(f) offsetof (bsnap_model_t, f)
+#define S_WORKER(f) offsetof (bsnap_worker_t, f)
+
+static const s_field_t s_model_fields[] = {
+    { "aigw_model_workers", "gauge", "Live workers serving the model.", S_MODEL (workers), 1 },
+    { "aigw_model_capacity", "gauge", "Concurrent attempts the model's workers accept.", S_MODEL (capacity), 1 },
+    { "aigw_model_in_flight", "gauge", "Attempts running on the model now.", S_MODEL (in_flight), 1 },
+    { "aigw_model_queued", "gauge", "Attempts waiting for a worker slot.", S_MODEL (queued), 1 },
+    { "aigw_model_wins_total", "counter", "Races the model won.", S_MODEL (wins), 1 },
+    { "aigw_model_losses_total", "counter", "Races the model lost (attempt cancelled by a winner).", S_MODEL (losses), 1 },
+    { "aigw_model_errors_total", "counter", "Attempts on the model that failed.", S_MODEL (errors), 1 },
+    { "aigw_model_cancelled_total", "counter", "Attempts on the model cancelled.", S_MODEL (cancelled), 1 },
+    { "aigw_model_tokens_saved_total", "counter", "Completion tokens not generated thanks to cancelled losers.", S_MODEL (tokens_saved), 1 },
+    { "aigw_model_tokens_wasted_total", "counter", "Completion tokens generated by attempts that lost.", S_MODEL (tokens_wasted), 1 },
+};
+
+static const s_field_t s_worker_fields[] = {
+    { "aigw_worker_up", "gauge", "1 while the broker hears from the worker.", S_WORKER (alive), 1 },
+    { "aigw_worker_in_flight", "gauge", "Attempts running on the worker now.", S_WORKER (in_flight), 1 },
+    { "aigw_worker_capacity", "gauge", "Concurrent attempts the worker accepts.", S_WORKER (capacity), 1 },
+    { "aigw_worker_last_seen_seconds", "gauge", "Time since the broker last heard from the worker.", S_WORKER (last_seen_ms), 1e-3 },
+    { "aigw_worker_completed_total", "counter", "Attempts the worker completed.", S_WORKER (completed), 1 },
+    { "aigw_worker_failed_total", "counter", "Attempts that failed on the worker.", S_WORKER (failed), 1 },
+    { "aigw_worker_cancelled_total", "counter", "Attempts cancelled on the worker.", S_WORKER (cancelled), 1 },
+};
+
+//  One family over n records of size stride: label key = each record's name.
+static int s_records (ebuf_t *out, const s_field_t *f, const char *label, const void *base,
+                      size_t n, size_t stride)
+{
+    bool any = false;
+    for (size_t i = 0; i < n; i++) {
+        const char *rec = (const char *) base + i * stride;
+        double v;
+        memcpy (&v, rec + f->offset, sizeof v);
+        if (isnan (v))
+            continue;
+        s_label_t lab[] = { { label, rec } };      // the name is the record's first field
+        if ((!any && s_family (out, f->name, f->type, f->help))
+            || s_sample (out, f->name, lab, 1, v * f->scale))
+            return -1;
+        any = true;
+    }
+    return 0;
+}
+
+//  A model's percentiles as a summary (quantile samples, plus _count when the broker
+//  says how many samples it has). Models without data (all zero or absent) are skipped.
+static int s_quantiles (ebuf_t *out, const bsnap_t *b, const char *name, const char *help,
+                        size_t offset, bool with_count)
+{
+    static const char *const q[] = { "0.5", "0.95", "0.99" };
+    char count[96];
+    snprintf (count, sizeof count, "%s_count", name);
+    bool any = false;
+    for (size_t i = 0; i < b->nmodels; i++) {
+        const bsnap_model_t *m = &b->models[i];
+        const bsnap_pcts_t *p = (const bsnap_pcts_t *) ((const char *) m + offset);
+        double v[] = { p->p50, p->p95, p->p99 };
+        if (!(v[0] > 0 || v[1] > 0 || v[2] > 0) || (with_count && m->samples == 0))
+            continue;
+        if (!any && s_family (out, name, "summary", help))
+            return -1;
+        any = true;
+        for (int k = 0; k < 3; k++) {
+            s_label_t lab[] = { { "model", m->name }, { "quantile", q[k] } };
+            if (!isnan (v[k]) && s_sample (out, name, lab, 2, v[k] / 1000.0))
+                return -1;
+        }
+        s_label_t lab[] = { { "model", m->name } };
+        if (with_count && !isnan (m->samples) && s_sample (out, count, lab, 1, m->samples))
+            return -1;
+    }
+    return 0;
+}
+
+static int s_broker_models (ebuf_t *out, const bsnap_t *b)
+{
+    for (size_t i = 0; i < sizeof s_model_fields / sizeof s_model_fields[0]; i++)
+        if (s_records (out, &s_model_fields[i], "model", b->models, b->nmodels, sizeof *b->models))
+            return -1;
+    for (size_t i = 0; i < sizeof s_worker_fields / sizeof s_worker_fields[0]; i++)
+        if (s_records (out, &s_worker_fields[i], "worker", b->workers, b->nworkers,
+                       sizeof *b->workers))
+            return -1;
+    return s_quantiles (out, b, "aigw_model_latency_seconds",
+                        "Broker's latency percentiles of the model's finished attempts.",
+                        offsetof (bsnap_model_t, latency), true)
+        || s_quantiles (out, b, "aigw_model_ttft_seconds",
+                        "Broker's time-to-first-token percentiles of the model.",
+                        offsetof (bsnap_model_t, ttft), false) ? -1 : 0;
+}
+
+static int s_broker (ebuf_t *out, const bsnap_t *b)
+{
+    if (s_single (out, "aigw_broker_up", "gauge",
+                  "1 if a broker metrics message arrived recently.", b ? 1 : 0))
+        return -1;
+    if (!b)
+        return 0;
+    s_label_t id[] = { { "broker_id", b->broker_id } };
+    if (s_family (out, "aigw_broker_info", "gauge", "The broker publishing the metrics stream.")
+        || s_sample (out, "aigw_broker_info", id, 1, 1))
+        return -1;
+    if ((!isnan (b->uptime_s) && s_single (out, "aigw_broker_uptime_seconds", "gauge",
+                                           "Broker uptime.", b->uptime_s))
+        || (!isnan (b->jobs_in_flight)
+            && s_single (out, "aigw_broker_jobs_in_flight", "gauge",
+                         "Jobs the broker is working on.", b->jobs_in_flight)))
+        return -1;
+    return s_outcomes (out, b, "aigw_broker_jobs_total", "Jobs finished by the broker, by outcome.",
+                       "jobs", s_job_outcomes, 4)
+        || s_outcomes (out, b, "aigw_broker_attempts_total", "Attempts finished, by outcome.",
+                       "attempts", s_attempt_outcomes, 3)
+        || s_other_counters (out, b) || s_broker_models (out, b) ? -1 : 0;
+}
+
+int prom_render (ebuf_t *out, const prom_edge_t *edge, const bsnap_t *broker)
+{
+    if (s_edge_requests (out, edge) || s_edge_durations (out, edge) || s_edge_link (out, edge)
+        || s_edge_bridge (out, edge))
+        return -1;
+    if (!isnan (edge->broker_age_s)
+        && s_single (out, "aigw_broker_metrics_age_seconds", "gauge",
+                     "Age of the latest broker metrics message.", edge->broker_age_s))
+        return -1;
+    return s_broker (out, broker);
+}

@@ -1,0 +1,49 @@
+// Prometheus text exposition (format 0.0.4) of the edge's metrics and the broker's
+// latest `metrics` snapshot. Pure: plain numbers in, text out.
+#ifndef AIGW_EDGE_PROM_H
+#define AIGW_EDGE_PROM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "bsnap.h"
+#include "ebuf.h"
+#include "emetrics.h"
+
+#define PROM_BRIDGE_TOPICS 4            // metrics, job, worker, edge
+
+typedef struct {
+    const uint64_t *bounds_us;          // ascending le bounds (microseconds)
+    size_t nbounds;
+    uint64_t buckets[EM_BOUNDS_MAX + 1];    // per bucket (not cumulative); last = +Inf
+    uint64_t sum_us;
+} prom_hist_t;
+
+//  Everything the edge itself exports, copied out of the live atomics.
+typedef struct {
+    uint64_t codes[EM_ROUTES][EM_CODES];
+    int64_t in_flight;
+    prom_hist_t duration[EM_ROUTES];
+    prom_hist_t overhead;
+    bool link_up;                       // broker answered within heartbeat x liveness
+    uint64_t link_submitted, link_reconnects, link_unrouted, link_late, link_bad;
+    uint64_t bridge_clients, bridge_refused, bridge_dropped, bridge_bad;
+    uint64_t bridge_messages[PROM_BRIDGE_TOPICS];   // sent to browsers, by topic
+    double broker_age_s;                // age of the broker snapshot; NAN = none yet
+} prom_edge_t;
+
+//  Topic label of bridge_messages[i].
+extern const char *const prom_bridge_topics[PROM_BRIDGE_TOPICS];
+
+//  Copy the edge counters and histograms out of em (the rest of out is untouched).
+void prom_edge_from (prom_edge_t *out, const emetrics_t *em);
+
+//  Append the whole exposition to out. broker may be NULL (no fresh snapshot: only
+//  aigw_broker_up 0 is written for it). 0, or -1 if out hit its limit.
+int prom_render (ebuf_t *out, const prom_edge_t *edge, const bsnap_t *broker);
+
+//  Append s as a label value: backslash, double quote and newline escaped.
+int prom_label_value (ebuf_t *out, const char *s);
+
+#endif
