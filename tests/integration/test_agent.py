@@ -129,3 +129,36 @@ def test_consensus_reports_agreement(make_system, upstream):
     judge = [r for r in log if r["model"] == "judge"][0]
     body = json.dumps(judge["body"]["messages"])
     assert "Paris" in body and "Lyon" in body
+
+
+def test_deliberate_streams_through_edge(make_system):
+    import http.client
+    s = make_system(models=SIM).start()
+    start_agent(s, agent_conf("fast-sim", "fast-sim, slow-sim", "fast-sim",
+                              "fast-sim, slow-sim", "fast-sim"))
+    c = http.client.HTTPConnection("127.0.0.1", s.http_port, timeout=20)
+    c.request("POST", "/v1/chat/completions", json.dumps({
+        "model": "agent/deliberate", "stream": True,
+        "messages": [{"role": "user", "content": "Why is the sky blue?"}]}),
+        {"Content-Type": "application/json"})
+    r = c.getresponse()
+    assert r.status == 200
+    assert r.getheader("Content-Type").startswith("text/event-stream")
+    events, text, done = [], "", False
+    while True:
+        line = r.readline()
+        if not line:
+            break
+        line = line.decode().rstrip("\r\n")
+        if line == "data: [DONE]":
+            done = True
+            break
+        if line.startswith("data: "):
+            ev = json.loads(line[6:])
+            events.append(ev)
+            for ch in ev.get("choices", []):
+                text += (ch.get("delta") or {}).get("content") or ""
+    c.close()
+    assert done, events
+    assert events[0]["aigw"]["winner"] == "agent/deliberate"
+    assert text == "fast fact"
