@@ -450,29 +450,7 @@ static int s_response (wk_compl_t *c, const cJSON *root, char *err, size_t errle
 int wk_anthropic_response (const char *body, size_t len, int64_t created, wk_buf_t *out,
                            wk_usage_t *usage, char *err, size_t errlen)
 {
-    cJSON *root = cJSON_ParseWithLength (body, len);
-    wk_compl_t c;
-    wk_compl_init (&c, out->max);
-    c.created = created;
-    int rc = -1;
-    if (!cJSON_IsObject (root))
-        snprintf (err, errlen, "upstream returned malformed JSON (HTTP 200)");
-    else
-    if (S_GET (root, "error")) {
-        char detail [WK_OPENAI_DETAIL_MAX + 8];
-        wk_openai_error_detail (body, len, detail, sizeof detail);
-        snprintf (err, errlen, "upstream error: %s", detail);
-    }
-    else
-    if (s_response (&c, root, err, errlen) == 0) {
-        rc = wk_compl_render (&c, out);
-        if (rc)
-            snprintf (err, errlen, "translated reply larger than %zu bytes", out->max);
-        *usage = c.usage;
-    }
-    wk_compl_free (&c);
-    cJSON_Delete (root);
-    return rc;
+    return wk_upstream_translate (body, len, NULL, created, s_response, out, usage, err, errlen);
 }
 
 //  ---- stream events
@@ -652,17 +630,4 @@ static const wk_dialect_t s_dialect = {
     .event = wk_anthropic_stream_event,
 };
 
-static int s_model_init (wk_model_t *m)
-{
-    return wk_upstream_model_init (m, &s_dialect);
-}
-
-const wk_provider_t wk_anthropic_provider = {
-    .name = "anthropic",
-    .model_init = s_model_init,
-    .model_fini = wk_upstream_model_fini,
-    .start = wk_upstream_start,
-    .on_data = wk_upstream_on_data,
-    .on_done = wk_upstream_on_done,
-    .cancel = wk_upstream_cancel,
-};
+WK_UPSTREAM_PROVIDER (wk_anthropic_provider, "anthropic", s_dialect);

@@ -146,13 +146,12 @@ void wk_attempt_end (worker_t *w, wk_attempt_t *a);
 //  end the attempt. (wk_http.c, called by the loop.)
 void wk_http_collect (worker_t *w);
 
-//  The provider for a configured provider type (never NULL).
+//  The provider for a configured provider type; NULL for a type with no adapter.
 const wk_provider_t *wk_provider_for (cfg_provider_t type);
 
 extern const wk_provider_t wk_sim_provider;
 extern const wk_provider_t wk_openai_provider;
 extern const wk_provider_t wk_anthropic_provider;
 extern const wk_provider_t wk_ollama_provider;
-extern const wk_provider_t wk_unimplemented_provider;
 
 #endif

@@ -340,17 +340,4 @@ static const wk_dialect_t s_dialect = {
     .event = wk_openai_stream_event,
 };
 
-static int s_model_init (wk_model_t *m)
-{
-    return wk_upstream_model_init (m, &s_dialect);
-}
-
-const wk_provider_t wk_openai_provider = {
-    .name = "openai",
-    .model_init = s_model_init,
-    .model_fini = wk_upstream_model_fini,
-    .start = wk_upstream_start,
-    .on_data = wk_upstream_on_data,
-    .on_done = wk_upstream_on_done,
-    .cancel = wk_upstream_cancel,
-};
+WK_UPSTREAM_PROVIDER (wk_openai_provider, "openai", s_dialect);

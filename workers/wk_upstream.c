@@ -295,3 +295,36 @@ void wk_upstream_cancel (worker_t *w, wk_attempt_t *a)
         a->st = NULL;
     }
 }
+
+//  ---- shared reply translation (anthropic, ollama)
+
+int wk_upstream_translate (const char *body, size_t len, const char *id, int64_t created,
+                           wk_reply_reader_fn read, wk_buf_t *out, wk_usage_t *usage,
+                           char *err, size_t errlen)
+{
+    cJSON *root = cJSON_ParseWithLength (body, len);
+    wk_compl_t c;
+    wk_compl_init (&c, out->max);
+    if (id)
+        wk_compl_meta (&c, id, NULL, NULL);
+    c.created = created;
+    int rc = -1;
+    if (!cJSON_IsObject (root))
+        snprintf (err, errlen, "upstream returned malformed JSON (HTTP 200)");
+    else
+    if (cJSON_GetObjectItemCaseSensitive (root, "error")) {
+        char detail [WK_OPENAI_DETAIL_MAX + 8];
+        wk_openai_error_detail (body, len, detail, sizeof detail);
+        snprintf (err, errlen, "upstream error: %s", detail);
+    }
+    else
+    if (read (&c, root, err, errlen) == 0) {
+        rc = wk_compl_render (&c, out);
+        if (rc)
+            snprintf (err, errlen, "translated reply larger than %zu bytes", out->max);
+        *usage = c.usage;
+    }
+    wk_compl_free (&c);
+    cJSON_Delete (root);
+    return rc;
+}

@@ -7,6 +7,8 @@
 #include "wk_compl.h"
 #include "wk_stream.h"
 
+#include <cjson/cJSON.h>
+
 #define WK_UPSTREAM_GRACE_MS 20     // after the end marker, wait this long for the body to close
 #define WK_UPSTREAM_REQ_SLACK (64 * 1024)
 
@@ -38,5 +40,30 @@ int wk_upstream_start (worker_t *w, wk_attempt_t *a, const char *req, size_t req
 int wk_upstream_on_data (wk_attempt_t *a, const char *data, size_t len);
 void wk_upstream_on_done (worker_t *w, wk_attempt_t *a, const wk_done_t *done);
 void wk_upstream_cancel (worker_t *w, wk_attempt_t *a);
+
+//  Translate a 2xx non-streamed reply with a dialect's reader: parse body as a JSON
+//  object, refuse an "error" member, let read() fill a wk_compl_t from the root,
+//  render the chat.completion into out (id/created set on it). 0 with usage, or -1
+//  with a reason in err.
+typedef int (*wk_reply_reader_fn) (wk_compl_t *c, const cJSON *root, char *err, size_t errlen);
+int wk_upstream_translate (const char *body, size_t len, const char *id, int64_t created,
+                           wk_reply_reader_fn read, wk_buf_t *out, wk_usage_t *usage,
+                           char *err, size_t errlen);
+
+//  Define the provider table `var` for an HTTP dialect (every op is the shared adapter's).
+#define WK_UPSTREAM_PROVIDER(var, pname, dialect)                       \
+    static int s_##var##_model_init (wk_model_t *m)                     \
+    {                                                                   \
+        return wk_upstream_model_init (m, &(dialect));                  \
+    }                                                                   \
+    const wk_provider_t var = {                                         \
+        .name = pname,                                                  \
+        .model_init = s_##var##_model_init,                             \
+        .model_fini = wk_upstream_model_fini,                           \
+        .start = wk_upstream_start,                                     \
+        .on_data = wk_upstream_on_data,                                 \
+        .on_done = wk_upstream_on_done,                                 \
+        .cancel = wk_upstream_cancel,                                   \
+    }
 
 #endif

@@ -59,6 +59,11 @@ static int s_add_model (worker_t *self, const cfg_model_t *c, char *err, size_t 
     memset (m, 0, sizeof *m);
     m->cfg = c;
     m->prov = wk_provider_for (c->provider);
+    if (!m->prov) {
+        snprintf (err, errlen, "model %s: no adapter for provider type %d", c->name,
+                  (int) c->provider);
+        return -1;
+    }
     if (m->prov->model_init && m->prov->model_init (m)) {
         snprintf (err, errlen, "model %s: cannot prepare provider %s", c->name, m->prov->name);
         return -1;
