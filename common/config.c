@@ -150,6 +150,36 @@ static int s_broker (s_ctx_t *ctx, zconfig_t *sec, cfg_t *cfg)
     return 0;
 }
 
+//  The edge's numeric limits: key, field, smallest and largest value.
+static int s_edge_number (s_ctx_t *ctx, const char *path, zconfig_t *k, cfg_t *cfg)
+{
+    const struct { const char *key; uint32_t *field; uint32_t min, max; } keys[] = {
+        { "threads", &cfg->edge.threads, 0, 256 },
+        { "max_connections", &cfg->edge.max_connections, 1, 1000000 },
+        { "max_per_ip", &cfg->edge.max_per_ip, 1, 1000000 },
+        { "max_jobs", &cfg->edge.max_jobs, 1, 1000000 },
+        { "max_header_bytes", &cfg->edge.max_header_bytes, 1024, 1 << 20 },
+        { "max_headers", &cfg->edge.max_headers, 8, 10000 },
+        { "idle_timeout_ms", &cfg->edge.idle_timeout_ms, 1000, 3600000 },
+        { "header_timeout_ms", &cfg->edge.header_timeout_ms, 100, 3600000 },
+        { "stream_buffer", &cfg->edge.stream_buffer, 4096, 1 << 30 },
+        { "max_json_depth", &cfg->edge.max_json_depth, 1, 1000 },   // 1000: cJSON's own limit
+    };
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        if (!s_is (k, keys[i].key))
+            continue;
+        uint32_t v = 0;
+        if (s_u32 (ctx, path, k, &v))
+            return -1;
+        if (v < keys[i].min || v > keys[i].max)
+            return s_fail (ctx, "%s: %u is out of range (%u to %u)", path, v, keys[i].min,
+                           keys[i].max);
+        *keys[i].field = v;
+        return 0;
+    }
+    return s_fail (ctx, "%s: unknown key", path);
+}
+
 static int s_edge (s_ctx_t *ctx, zconfig_t *sec, cfg_t *cfg)
 {
     for (zconfig_t *k = zconfig_child (sec); k; k = zconfig_next (k)) {
@@ -160,19 +190,26 @@ static int s_edge (s_ctx_t *ctx, zconfig_t *sec, cfg_t *cfg)
             rc = s_str (ctx, path, k, cfg->edge.listen, sizeof cfg->edge.listen);
         else if (s_is (k, "broker"))
             rc = s_endpoint (ctx, path, k, cfg->edge.broker, sizeof cfg->edge.broker);
-        else if (s_is (k, "threads"))
-            rc = s_pos32 (ctx, path, k, &cfg->edge.threads);
         else if (s_is (k, "max_body"))
             rc = s_u64 (ctx, path, k, (uint64_t) 1 << 30, &cfg->edge.max_body);
         else if (s_is (k, "document_root"))
             rc = s_str (ctx, path, k, cfg->edge.document_root, sizeof cfg->edge.document_root);
+        else if (s_is (k, "cors_origins"))
+            rc = s_str (ctx, path, k, cfg->edge.cors_origins, sizeof cfg->edge.cors_origins);
+        else if (s_is (k, "tls_cert"))
+            rc = s_str (ctx, path, k, cfg->edge.tls_cert, sizeof cfg->edge.tls_cert);
+        else if (s_is (k, "tls_key"))
+            rc = s_str (ctx, path, k, cfg->edge.tls_key, sizeof cfg->edge.tls_key);
         else
-            rc = s_fail (ctx, "%s: unknown key", path);
+            rc = s_edge_number (ctx, path, k, cfg);
         if (rc)
             return rc;
     }
     if (!cfg->edge.listen[0])
         return s_fail (ctx, "edge/listen: must not be empty");
+    if (!cfg->edge.tls_cert[0] != !cfg->edge.tls_key[0])
+        return s_fail (ctx, "edge/%s: TLS needs both tls_cert and tls_key",
+                       cfg->edge.tls_cert[0] ? "tls_key" : "tls_cert");
     return 0;
 }
 
@@ -424,8 +461,17 @@ static void s_set_defaults (cfg_t *cfg)
     cfg->broker.hedge_default_ms = 200;
     cfg->broker.max_frame = 8 * 1024 * 1024;
     snprintf (cfg->edge.listen, sizeof cfg->edge.listen, "127.0.0.1:8080");
-    cfg->edge.threads = 64;
+    cfg->edge.threads = 0;
     cfg->edge.max_body = 1024 * 1024;
+    cfg->edge.max_json_depth = 64;
+    cfg->edge.max_connections = 16384;
+    cfg->edge.max_per_ip = 1024;
+    cfg->edge.max_jobs = 16384;
+    cfg->edge.max_header_bytes = 8192;
+    cfg->edge.max_headers = 64;
+    cfg->edge.idle_timeout_ms = 30000;
+    cfg->edge.header_timeout_ms = 10000;
+    cfg->edge.stream_buffer = 1024 * 1024;
     cfg->worker.capacity = 64;
 }
 

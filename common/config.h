@@ -67,9 +67,21 @@ typedef struct {
     struct {
         char listen[CFG_STR_MAX];       // default 127.0.0.1:8080
         char broker[CFG_STR_MAX];       // default = broker.frontend
-        uint32_t threads;               // civetweb worker threads, default 64
+        uint32_t threads;               // event-loop threads, default 0 = one per core
         uint64_t max_body;              // bytes, default 1 MiB
         char document_root[CFG_STR_MAX];// default "" (no static files)
+        uint32_t max_json_depth;        // request body nesting limit, 1..1000, default 64
+        uint32_t max_connections;       // open connections, default 16384
+        uint32_t max_per_ip;            // open connections per client IP, default 1024
+        uint32_t max_jobs;              // chat jobs in flight, default 16384
+        uint32_t max_header_bytes;      // request line + headers, default 8192
+        uint32_t max_headers;           // header fields, default 64
+        uint32_t idle_timeout_ms;       // no byte moved on a connection, default 30000
+        uint32_t header_timeout_ms;     // to receive a request's headers, default 10000
+        uint32_t stream_buffer;         // bytes queued per SSE client, default 1 MiB
+        char cors_origins[CFG_STR_MAX]; // comma list of allowed origins ("*" = any), default ""
+        char tls_cert[CFG_STR_MAX];     // PEM certificate chain path; TLS when set
+        char tls_key[CFG_STR_MAX];      // PEM private key path
     } edge;
     struct {
         char broker[CFG_STR_MAX];       // default = broker.backend

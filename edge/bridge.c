@@ -35,7 +35,9 @@ struct _bridge_t {
     char endpoint[CFG_STR_MAX];
     int64_t max_frame;
     emetrics_t *em;
-    edge_link_t *link;                  // may be NULL
+    edge_status_box_t *box;             // latest PONG; may be NULL
+    bridge_up_fn *up;                   // broker link up? may be NULL
+    void *up_arg;
     fanout_t *fanout;
     pthread_mutex_t snap_lock;          // held only to swap or copy the snap pointer
     bsnap_t *snap;
@@ -118,7 +120,7 @@ static void s_tick (bridge_t *self)
         self->ring_count++;
     s_delta (&self->dlat, now->lat, then->lat);
     s_delta (&self->dovh, now->ovh, then->ovh);
-    edge_status_t *st = self->link ? edge_link_status (self->link) : NULL;
+    edge_status_t *st = self->box ? edge_status_box_get (self->box) : NULL;
     bridge_edge_t e = {
         .ts_ms = s_wall_ms (), .requests_total = now->requests, .errors_total = now->errors,
         .window_requests = now->requests - then->requests,
@@ -126,7 +128,7 @@ static void s_tick (bridge_t *self)
         .window_s = (double) (now->at_ms - then->at_ms) / 1000.0,
         .in_flight = atomic_load (&self->em->in_flight),
         .latency = &self->dlat, .overhead = &self->dovh,
-        .broker_up = self->link && edge_link_up (self->link),
+        .broker_up = self->up && self->up (self->up_arg),
         .workers = st ? st->workers : 0 };
     edge_status_release (&st);
     ebuf_free (&self->json);
@@ -298,7 +300,8 @@ static void *s_run (void *arg)
 //  --------------------------------------------------------------- object
 
 bridge_t *bridge_new (const char *endpoint, int64_t max_frame, emetrics_t *em,
-                      edge_link_t *link, size_t max_clients)
+                      edge_status_box_t *box, bridge_up_fn *up, void *up_arg,
+                      size_t max_clients)
 {
     bridge_t *self = calloc (1, sizeof *self);
     if (!self)
@@ -306,7 +309,9 @@ bridge_t *bridge_new (const char *endpoint, int64_t max_frame, emetrics_t *em,
     snprintf (self->endpoint, sizeof self->endpoint, "%s", endpoint);
     self->max_frame = max_frame;
     self->em = em;
-    self->link = link;
+    self->box = box;
+    self->up = up;
+    self->up_arg = up_arg;
     pthread_mutex_init (&self->snap_lock, NULL);
     ebuf_init (&self->json, BRIDGE_MSG_MAX);
     hist_reset (&self->dlat);

@@ -13,7 +13,7 @@
 #include "ebuf.h"
 #include "emetrics.h"
 #include "fanout.h"
-#include "link.h"
+#include "status.h"
 
 #define BRIDGE_CLIENT_MSGS 256          // queued events per browser before it is dropped
 #define BRIDGE_CLIENT_BYTES (1u << 20)  // queued bytes per browser before it is dropped
@@ -29,11 +29,15 @@ typedef struct {
     uint64_t bad;                       // dropped: malformed, unknown topic or too large
 } bridge_stats_t;
 
-//  Connect a SUB to endpoint (max_frame: ZMQ_MAXMSGSIZE) and start the thread. em and
-//  link (may be NULL) must outlive the bridge. max_clients bounds the browsers.
-//  NULL on failure.
+//  Is the broker link up? Called from the bridge thread.
+typedef bool (bridge_up_fn) (void *arg);
+
+//  Connect a SUB to endpoint (max_frame: ZMQ_MAXMSGSIZE) and start the thread. em,
+//  box and up_arg must outlive the bridge; box and up may be NULL. max_clients bounds
+//  the browsers. NULL on failure.
 bridge_t *bridge_new (const char *endpoint, int64_t max_frame, emetrics_t *em,
-                      edge_link_t *link, size_t max_clients);
+                      edge_status_box_t *box, bridge_up_fn *up, void *up_arg,
+                      size_t max_clients);
 
 //  Stop the thread and free everything; every fan-out client must have left (call
 //  bridge_close first and let handlers finish). Nulls *self_p; accepts NULL.

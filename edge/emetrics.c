@@ -22,9 +22,6 @@ static const char *s_route_names[EM_ROUTES] = {
     "/v1/aigw/events", "/v1/*", "/*"
 };
 
-//  This thread's request: upstream time of the winning attempt, -1 = none.
-static _Thread_local int64_t s_upstream_us = -1;
-
 void em_hist_init (em_hist_t *h, const uint64_t *bounds_us, size_t nbounds)
 {
     h->bounds_us = bounds_us;
@@ -112,10 +109,10 @@ void emetrics_request_done (emetrics_t *self, em_route_t route, int status,
         em_hist_record (&self->overhead, (uint64_t) overhead_us);
 }
 
-void emetrics_note_result (const Aigw__Result *res)
+int64_t emetrics_upstream_us (const Aigw__Result *res)
 {
     if (!res)
-        return;
+        return -1;
     const Aigw__AttemptInfo *won = NULL;
     uint64_t first = UINT64_MAX;        // earliest attempt start
     for (size_t i = 0; i < res->n_attempts; i++) {
@@ -128,12 +125,6 @@ void emetrics_note_result (const Aigw__Result *res)
             won = a;
     }
     if (won && won->has_finished_us && won->finished_us >= first)
-        s_upstream_us = (int64_t) (won->finished_us - first);
-}
-
-int64_t emetrics_take_upstream (void)
-{
-    int64_t v = s_upstream_us;
-    s_upstream_us = -1;
-    return v;
+        return (int64_t) (won->finished_us - first);
+    return -1;
 }

@@ -65,13 +65,10 @@ void emetrics_request_begin (emetrics_t *self, em_route_t route);
 void emetrics_request_done (emetrics_t *self, em_route_t route, int status,
                             uint64_t latency_us, int64_t overhead_us);
 
-//  Per-thread note of the current request's upstream span: from the first attempt's
-//  start to the winner's finish (for a race, the winner's own upstream time; a hedge
-//  delay or a fallback's failed tries are not gateway overhead). Read back by
-//  emetrics_take_upstream; civetweb runs a request start to end on one thread.
-void emetrics_note_result (const Aigw__Result *res);
-//  Returns the noted upstream time of this thread's request and clears it; -1 if none.
-int64_t emetrics_take_upstream (void);
+//  A result's upstream span: from the first attempt's start to the winner's finish
+//  (for a race, the winner's own upstream time; a hedge delay or a fallback's failed
+//  tries are not gateway overhead). -1 when there is no winner with timings.
+int64_t emetrics_upstream_us (const Aigw__Result *res);
 
 //  Record into an em_hist_t (exposed for tests).
 void em_hist_init (em_hist_t *h, const uint64_t *bounds_us, size_t nbounds);

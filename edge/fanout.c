@@ -3,6 +3,8 @@
 #include "fanout.h"
 
 #include <errno.h>
+#include <stdint.h>
+#include <unistd.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +18,7 @@ struct _fanout_client_t {
     size_t cap, head, count, bytes;
     bool dropped;                       // overflowed: queue freed, handler must close
     bool closed;                        // fan-out closed
+    int notify_fd;                      // eventfd written when there is news, or -1
 };
 
 struct _fanout_t {
@@ -66,11 +69,12 @@ void fmsg_release (fmsg_t **self_p)
 
 //  --------------------------------------------------------------- clients
 
-static fanout_client_t *s_client_new (size_t max_msgs)
+static fanout_client_t *s_client_new (size_t max_msgs, int notify_fd)
 {
     fanout_client_t *c = calloc (1, sizeof *c);
     if (!c)
         return NULL;
+    c->notify_fd = notify_fd;
     c->ring = calloc (max_msgs, sizeof *c->ring);
     c->cap = max_msgs;
     pthread_condattr_t attr;
@@ -148,7 +152,20 @@ void fanout_destroy (fanout_t **self_p)
     free (self);
 }
 
+//  Wake the client's reader (an eventfd: never blocks, the count saturates harmlessly).
+static void s_notify (fanout_client_t *c)
+{
+    uint64_t one = 1;
+    if (c->notify_fd >= 0 && write (c->notify_fd, &one, sizeof one) < 0 && errno != EAGAIN)
+        c->notify_fd = -1;
+}
+
 fanout_client_t *fanout_join (fanout_t *self)
+{
+    return fanout_join_notify (self, -1);
+}
+
+fanout_client_t *fanout_join_notify (fanout_t *self, int notify_fd)
 {
     pthread_mutex_lock (&self->lock);
     fanout_client_t *c = NULL;
@@ -157,7 +174,7 @@ fanout_client_t *fanout_join (fanout_t *self)
             atomic_fetch_add (&self->refused, 1);
         goto done;
     }
-    c = s_client_new (self->max_msgs);
+    c = s_client_new (self->max_msgs, notify_fd);
     if (!c)
         goto done;
     if (self->latest)
@@ -210,6 +227,7 @@ void fanout_publish (fanout_t *self, fmsg_t *msg, bool latest)
         if (!s_client_push (self, c, msg))
             atomic_fetch_add (&self->dropped, 1);
         pthread_cond_signal (&c->cond);
+        s_notify (c);
         pthread_mutex_unlock (&c->lock);
     }
     atomic_fetch_add (&self->published, 1);
@@ -261,6 +279,7 @@ void fanout_close (fanout_t *self)
         pthread_mutex_lock (&c->lock);
         c->closed = true;
         pthread_cond_signal (&c->cond);
+        s_notify (c);
         pthread_mutex_unlock (&c->lock);
     }
     pthread_mutex_unlock (&self->lock);

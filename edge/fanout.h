@@ -43,6 +43,9 @@ void fanout_destroy (fanout_t **self_p);
 //  Register a client; its queue starts with the latest message published with
 //  latest = true, if any. NULL when at the limit (counted), closed, or out of memory.
 fanout_client_t *fanout_join (fanout_t *self);
+//  Same, and write 1 to the eventfd notify_fd (non-blocking) whenever the client has
+//  something new: a message, a drop, or the close. The fd must outlive the client.
+fanout_client_t *fanout_join_notify (fanout_t *self, int notify_fd);
 //  Unregister and free a client. Nulls *client_p; accepts NULL.
 void fanout_leave (fanout_t *self, fanout_client_t **client_p);
 

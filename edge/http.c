@@ -1,645 +1,577 @@
-// The edge's HTTP server: civetweb handlers for the OpenAI-compatible API, health and
-// readiness. Each handler thread talks to the broker link through its own socket.
-#include "http.h"
-#include "request.h"
-#include "response.h"
+// The edge's request handling on libmicrohttpd: framing and limit checks, routing,
+// CORS, the simple routes, and chat completions (submit, suspend, resume on the
+// answer). Runs on the loop thread that owns the connection.
+#include "edge_int.h"
 #include "observe.h"
-#include "stream.h"
-#include "waiter.h"
-#include "cwatch.h"
-#include "wire.h"
-#include "log.h"
+#include "response.h"
 #include "aclock.h"
+#include "log.h"
+#include "wire.h"
 
-#include <arpa/inet.h>
-#include <civetweb.h>
-#include <netinet/in.h>
-#include <pthread.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/socket.h>
-#include <time.h>
-#include <unistd.h>
 
-#define S_GRACE_MS 2000                 // wait past the job deadline before answering 504
-#define S_KEEP_ALIVE_MS "15000"         // idle keep-alive connection holds a thread this long
-#define S_REQUEST_TIMEOUT_MS "30000"    // socket read/write timeout
-#define S_HEAD_MAX 1024
-#define S_WATCH_AFTER_MS 10             // non-stream jobs: watch the client's socket from then
-
-struct _edge_http_t {
-    const cfg_t *cfg;
-    edge_link_t *link;
-    struct mg_context *mg;
-    observe_t *obs;                     // metrics, /metrics, event stream, dashboard
-    _Atomic uint64_t requests, s2xx, s4xx, s5xx, timeouts;
-    _Atomic uint64_t streams, client_gone;  // SSE answers; clients that hung up while waiting
-    _Atomic bool draining;              // shutting down: no new jobs
-    _Atomic int in_flight;              // jobs submitted and not yet answered
-};
-
-//  Per civetweb worker thread: the handler's socket to the link, made on first use.
-typedef struct {
-    edge_client_t *client;
-    cwatch_t watch;                     // the last client socket found (keep-alive reuse)
-} s_thread_t;
+#define S_CHAT "/v1/chat/completions"
+#define S_MODELS "/v1/models"
+#define S_BODY_STEP 4096
 
 //  --------------------------------------------------------------- replies
 
-static bool s_has_token (const char *header, const char *token)
+static bool s_origin_allowed (const cfg_t *cfg, const char *origin, bool *any)
 {
-    size_t tlen = strlen (token);
-    for (const char *p = header; *p;) {
+    *any = false;
+    const char *list = cfg->edge.cors_origins;
+    size_t olen = strlen (origin);
+    for (const char *p = list; *p;) {
         p += strspn (p, " \t,");
         size_t len = strcspn (p, ",");
         size_t trimmed = len;
         while (trimmed && (p[trimmed - 1] == ' ' || p[trimmed - 1] == '\t'))
             trimmed--;
-        if (trimmed == tlen && strncasecmp (p, token, tlen) == 0)
+        if (trimmed == 1 && *p == '*')
+            *any = true;
+        if (*any || (trimmed == olen && trimmed && strncasecmp (p, origin, olen) == 0))
             return true;
         p += len;
     }
     return false;
 }
 
-//  Same decision civetweb makes after the handler (body consumed, client's wish,
-//  HTTP version), so the Connection header we send matches what happens.
-static bool s_keep_alive (struct mg_connection *conn, bool body_consumed)
+void edge_http_cors (edge_req_t *r, struct MHD_Response *resp)
 {
-    if (!body_consumed)
-        return false;
-    const char *h = mg_get_header (conn, "Connection");
-    if (h)
-        return s_has_token (h, "keep-alive");
-    const struct mg_request_info *ri = mg_get_request_info (conn);
-    return ri->http_version && strcmp (ri->http_version, "1.1") == 0;
+    const cfg_t *cfg = edge_server_cfg (r->loop->srv);
+    const char *origin = MHD_lookup_connection_value (r->mc, MHD_HEADER_KIND, "Origin");
+    bool any;
+    if (!cfg->edge.cors_origins[0] || !origin || !s_origin_allowed (cfg, origin, &any))
+        return;
+    MHD_add_response_header (resp, "Access-Control-Allow-Origin", any ? "*" : origin);
+    if (!any)
+        MHD_add_response_header (resp, "Vary", "Origin");
+    MHD_add_response_header (resp, "Access-Control-Expose-Headers",
+                             "x-aigw-winner, retry-after, x-request-id");
 }
 
-static void s_count_status (edge_http_t *self, int status)
+//  Add "Name: value\n" lines to a response.
+static void s_add_extra (struct MHD_Response *resp, const char *extra)
 {
-    atomic_fetch_add_explicit (&self->requests, 1, memory_order_relaxed);
-    _Atomic uint64_t *c = status < 300 ? &self->s2xx : status < 500 ? &self->s4xx : &self->s5xx;
-    atomic_fetch_add_explicit (c, 1, memory_order_relaxed);
-}
-
-//  Write status line, headers and body with one mg_write (no Nagle stalls).
-//  extra: more header lines ("Name: value\r\n"), may be NULL. Returns the status.
-static int s_send (edge_http_t *self, struct mg_connection *conn, edge_reply_t *reply,
-                   bool keep_alive, const char *extra)
-{
-    char head[S_HEAD_MAX];
-    char winner[CFG_NAME_MAX + 32] = "";
-    if (reply->winner[0])
-        snprintf (winner, sizeof winner, "x-aigw-winner: %s\r\n", reply->winner);
-    int n = snprintf (head, sizeof head,
-                      "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
-                      "Content-Length: %zu\r\nCache-Control: no-store\r\n"
-                      "Connection: %s\r\n%s%s\r\n",
-                      reply->status, mg_get_response_code_text (conn, reply->status),
-                      reply->len, keep_alive ? "keep-alive" : "close", winner,
-                      extra ? extra : "");
-    if (n < 0 || (size_t) n >= sizeof head)
-        return 500;
-    if (!keep_alive)
-        mg_disable_connection_keep_alive (conn);
-    char *out = malloc ((size_t) n + reply->len);
-    if (out) {
-        memcpy (out, head, (size_t) n);
-        memcpy (out + n, reply->body, reply->len);
-        mg_write (conn, out, (size_t) n + reply->len);
-        free (out);
+    for (const char *p = extra; p && *p;) {
+        const char *eol = strchr (p, '\n');
+        size_t len = eol ? (size_t) (eol - p) : strlen (p);
+        const char *colon = memchr (p, ':', len);
+        if (colon) {
+            char name[64], value[256];
+            snprintf (name, sizeof name, "%.*s", (int) (colon - p), p);
+            const char *v = colon + 1 + strspn (colon + 1, " ");
+            snprintf (value, sizeof value, "%.*s", (int) (len - (size_t) (v - p)), v);
+            MHD_add_response_header (resp, name, value);
+        }
+        p += len + (eol ? 1 : 0);
     }
-    s_count_status (self, reply->status);
-    return reply->status;
 }
 
-//  Send an edge-decided error. Returns the status for civetweb's log.
-static int s_send_error (edge_http_t *self, struct mg_connection *conn, int status,
-                         const char *code, const char *message, bool keep_alive,
-                         const char *extra)
+enum MHD_Result edge_http_send (edge_req_t *r, int status, const char *type, char *body,
+                                size_t len, const char *extra)
 {
-    edge_reply_t reply;
-    if (edge_reply_simple (&reply, status, code, message)) {
-        mg_send_http_error (conn, 500, "out of memory");
-        return 500;
+    struct MHD_Response *resp = body
+        ? MHD_create_response_from_buffer (len, body, MHD_RESPMEM_MUST_FREE)
+        : MHD_create_response_from_buffer (0, (void *) "", MHD_RESPMEM_PERSISTENT);
+    if (!resp) {
+        free (body);
+        return MHD_NO;
     }
-    int rc = s_send (self, conn, &reply, keep_alive, extra);
-    edge_reply_reset (&reply);
+    if (type)
+        MHD_add_response_header (resp, "Content-Type", type);
+    MHD_add_response_header (resp, "Cache-Control", "no-store");
+    s_add_extra (resp, extra);
+    edge_http_cors (r, resp);
+    enum MHD_Result rc = MHD_queue_response (r->mc, (unsigned) status, resp);
+    MHD_destroy_response (resp);
+    r->status = status;
+    r->state = EDGE_REQ_DONE;
     return rc;
 }
 
-static int s_send_reply (edge_http_t *self, struct mg_connection *conn, edge_reply_t *reply,
-                         int rc, bool keep_alive)
+static enum MHD_Result s_send_reply (edge_req_t *r, edge_reply_t *reply, int rc,
+                                     const char *extra)
 {
-    if (rc)
-        return s_send_error (self, conn, 500, "internal_error", "out of memory", keep_alive, NULL);
-    int status = s_send (self, conn, reply, keep_alive, NULL);
-    edge_reply_reset (reply);
-    return status;
-}
-
-//  --------------------------------------------------------------- routing
-
-//  Exact path and method check shared by every handler. Returns 0 if the
-//  request may proceed, else the status already sent (404/405).
-static int s_route (edge_http_t *self, struct mg_connection *conn, const char *path,
-                    const char *method)
-{
-    const struct mg_request_info *ri = mg_get_request_info (conn);
-    bool consumed = ri->content_length <= 0;
-    if (!ri->local_uri || strcmp (ri->local_uri, path) != 0)
-        return s_send_error (self, conn, 404, "not_found", "no such route",
-                             s_keep_alive (conn, consumed), NULL);
-    if (strcmp (ri->request_method, method) != 0) {
-        char allow[64];
-        snprintf (allow, sizeof allow, "Allow: %s\r\n", method);
-        char msg[96];
-        snprintf (msg, sizeof msg, "method %.16s not allowed here (use %s)",
-                  ri->request_method, method);
-        return s_send_error (self, conn, 405, "method_not_allowed", msg,
-                             s_keep_alive (conn, consumed), allow);
+    if (rc) {
+        edge_reply_reset (reply);
+        return edge_http_error (r, 500, "internal_error", "out of memory", NULL);
     }
-    return 0;
+    char more[CFG_NAME_MAX + 64 + 256] = "";
+    if (reply->winner[0])
+        snprintf (more, sizeof more, "x-aigw-winner: %s\n%s", reply->winner, extra ? extra : "");
+    char *body = reply->body;
+    reply->body = NULL;
+    return edge_http_send (r, reply->status, "application/json", body, reply->len,
+                           reply->winner[0] ? more : extra);
 }
 
-static int s_not_found (struct mg_connection *conn, void *cbdata)
+enum MHD_Result edge_http_error (edge_req_t *r, int status, const char *code,
+                                 const char *message, const char *extra)
 {
-    const struct mg_request_info *ri = mg_get_request_info (conn);
-    return s_send_error (cbdata, conn, 404, "not_found", "no such route",
-                         s_keep_alive (conn, ri->content_length <= 0), NULL);
+    edge_reply_t reply;
+    int rc = edge_reply_simple (&reply, status, code, message);
+    return s_send_reply (r, &reply, rc, extra);
 }
 
-static int s_healthz (struct mg_connection *conn, void *cbdata)
+//  --------------------------------------------------------------- framing checks
+
+typedef struct {
+    size_t count;                       // header fields
+    size_t bytes;                       // their names and values
+    size_t content_length;              // Content-Length fields
+    bool transfer_encoding;
+} s_headers_t;
+
+static enum MHD_Result s_header_iter (void *cls, enum MHD_ValueKind kind, const char *key,
+                                      const char *value)
 {
-    edge_http_t *self = cbdata;
-    int rc = s_route (self, conn, "/healthz", "GET");
-    if (rc)
-        return rc;
+    s_headers_t *h = cls;
+    h->count++;
+    h->bytes += strlen (key) + (value ? strlen (value) : 0) + 4;
+    if (strcasecmp (key, "Content-Length") == 0)
+        h->content_length++;
+    if (strcasecmp (key, "Transfer-Encoding") == 0)
+        h->transfer_encoding = true;
+    return MHD_YES;
+}
+
+//  Refuse what the limits or RFC 9112 do not allow. Returns MHD_YES to go on (r->state
+//  unchanged), else the result of the error queued.
+static enum MHD_Result s_check_framing (edge_req_t *r, const char *url, bool *refused)
+{
+    edge_server_t *srv = r->loop->srv;
+    const cfg_t *cfg = edge_server_cfg (srv);
+    s_headers_t h = { 0 };
+    MHD_get_connection_values (r->mc, MHD_HEADER_KIND, s_header_iter, &h);
+    *refused = true;
+    if (h.count > cfg->edge.max_headers || h.bytes + strlen (url) > cfg->edge.max_header_bytes) {
+        char msg[128];
+        snprintf (msg, sizeof msg, "request headers exceed the limit (%u fields, %u bytes)",
+                  cfg->edge.max_headers, cfg->edge.max_header_bytes);
+        return edge_http_error (r, 431, "headers_too_large", msg, "Connection: close\n");
+    }
+    if (h.content_length > 1 || (h.content_length && h.transfer_encoding)) {
+        edge_server_count_framing (srv);
+        return edge_http_error (r, 400, "bad_framing", h.content_length > 1
+                                ? "more than one Content-Length header"
+                                : "both Content-Length and Transfer-Encoding are present",
+                                "Connection: close\n");
+    }
+    const char *te = MHD_lookup_connection_value (r->mc, MHD_HEADER_KIND, "Transfer-Encoding");
+    if (te && strcasecmp (te, "chunked") != 0) {
+        edge_server_count_framing (srv);
+        return edge_http_error (r, 400, "bad_framing", "only Transfer-Encoding: chunked is "
+                                "supported", "Connection: close\n");
+    }
+    if (r->conn && r->conn->over_limit)
+        return edge_http_error (r, 503, "too_many_connections", "the edge is at its connection "
+                                "limit; retry shortly", "Retry-After: 1\nConnection: close\n");
+    *refused = false;
+    return MHD_YES;
+}
+
+//  Content-Length over max_body: refuse before reading a byte (MHD then closes).
+static bool s_declared_too_big (edge_req_t *r, uint64_t max)
+{
+    const char *cl = MHD_lookup_connection_value (r->mc, MHD_HEADER_KIND, "Content-Length");
+    if (!cl)
+        return false;
+    char *end = NULL;
+    unsigned long long n = strtoull (cl, &end, 10);
+    return end != cl && n > max;
+}
+
+static enum MHD_Result s_too_big (edge_req_t *r)
+{
+    char msg[96];
+    snprintf (msg, sizeof msg, "request body is larger than %llu bytes",
+              (unsigned long long) edge_server_cfg (r->loop->srv)->edge.max_body);
+    return edge_http_error (r, 413, "request_too_large", msg, "Connection: close\n");
+}
+
+//  --------------------------------------------------------------- body
+
+//  Append body bytes (chat), or count and drop them (other routes). False when the
+//  client sent so much past the limit that the connection should just close.
+static bool s_body (edge_req_t *r, const char *data, size_t n)
+{
+    uint64_t max = edge_server_cfg (r->loop->srv)->edge.max_body;
+    if (r->route != EM_ROUTE_CHAT || r->too_big) {
+        r->discarded += n;
+        if (r->route != EM_ROUTE_CHAT && r->discarded > max)
+            r->too_big = true;
+        return r->discarded <= 2 * max + 65536;
+    }
+    if (r->len + n > max) {
+        r->too_big = true;
+        r->discarded = r->len + n;
+        free (r->body);
+        r->body = NULL;
+        r->len = r->cap = 0;
+        return true;
+    }
+    if (r->len + n + 1 > r->cap) {
+        size_t cap = r->cap ? r->cap : S_BODY_STEP;
+        while (cap < r->len + n + 1)
+            cap *= 2;
+        char *b = realloc (r->body, cap);
+        if (!b)
+            return false;
+        r->body = b;
+        r->cap = cap;
+    }
+    memcpy (r->body + r->len, data, n);
+    r->len += n;
+    r->body[r->len] = 0;
+    return true;
+}
+
+//  --------------------------------------------------------------- simple routes
+
+static bool s_is_get (const char *method)
+{
+    return strcmp (method, "GET") == 0 || strcmp (method, "HEAD") == 0;
+}
+
+static enum MHD_Result s_method_not_allowed (edge_req_t *r, const char *method,
+                                             const char *allow)
+{
+    char msg[96], extra[64];
+    snprintf (msg, sizeof msg, "method %.16s not allowed here (use %s)", method, allow);
+    snprintf (extra, sizeof extra, "Allow: %s\n", allow);
+    return edge_http_error (r, 405, "method_not_allowed", msg, extra);
+}
+
+static enum MHD_Result s_healthz (edge_req_t *r)
+{
     edge_reply_t reply;
     const char *pairs[] = { "status", "ok" };
-    rc = edge_reply_pairs (&reply, 200, pairs, 1);
-    return s_send_reply (self, conn, &reply, rc, s_keep_alive (conn, true));
+    int rc = edge_reply_pairs (&reply, 200, pairs, 1);
+    return s_send_reply (r, &reply, rc, NULL);
 }
 
-static int s_readyz (struct mg_connection *conn, void *cbdata)
+static enum MHD_Result s_readyz (edge_req_t *r)
 {
-    edge_http_t *self = cbdata;
-    int rc = s_route (self, conn, "/readyz", "GET");
-    if (rc)
-        return rc;
-    edge_status_t *st = edge_link_status (self->link);
+    edge_server_t *srv = r->loop->srv;
+    edge_status_t *st = edge_status_box_get (edge_server_box (srv));
     edge_reply_t reply;
-    rc = edge_reply_ready (&reply, edge_link_up (self->link), st, self->cfg->edge.broker);
+    int rc = edge_reply_ready (&reply, edge_server_link_up (srv), st,
+                               edge_server_cfg (srv)->edge.broker);
     edge_status_release (&st);
-    return s_send_reply (self, conn, &reply, rc, s_keep_alive (conn, true));
+    return s_send_reply (r, &reply, rc, NULL);
 }
 
-static int s_models (struct mg_connection *conn, void *cbdata)
+static enum MHD_Result s_models (edge_req_t *r, const char *id)
 {
-    edge_http_t *self = cbdata;
-    int rc = s_route (self, conn, "/v1/models", "GET");
-    if (rc)
-        return rc;
-    edge_status_t *st = edge_link_up (self->link) ? edge_link_status (self->link) : NULL;
+    edge_server_t *srv = r->loop->srv;
+    edge_status_t *st = edge_link_up (r->loop->link)
+                      ? edge_status_box_get (edge_server_box (srv)) : NULL;
     edge_reply_t reply;
-    rc = edge_reply_models (&reply, self->cfg, st);
+    int rc = id ? edge_reply_model (&reply, edge_server_cfg (srv), st, id)
+                : edge_reply_models (&reply, edge_server_cfg (srv), st);
     edge_status_release (&st);
-    return s_send_reply (self, conn, &reply, rc, s_keep_alive (conn, true));
+    return s_send_reply (r, &reply, rc, NULL);
+}
+
+//  CORS preflight and plain OPTIONS.
+static enum MHD_Result s_options (edge_req_t *r)
+{
+    const cfg_t *cfg = edge_server_cfg (r->loop->srv);
+    const char *origin = MHD_lookup_connection_value (r->mc, MHD_HEADER_KIND, "Origin");
+    const char *want = MHD_lookup_connection_value (r->mc, MHD_HEADER_KIND,
+                                                    "Access-Control-Request-Method");
+    if (!origin || !want)
+        return edge_http_send (r, 204, NULL, NULL, 0, "Allow: GET, POST, OPTIONS\n");
+    bool any;
+    if (!cfg->edge.cors_origins[0] || !s_origin_allowed (cfg, origin, &any))
+        return edge_http_error (r, 403, "cors_origin_not_allowed",
+                                "this origin is not in edge/cors_origins", NULL);
+    const char *hdrs = MHD_lookup_connection_value (r->mc, MHD_HEADER_KIND,
+                                                    "Access-Control-Request-Headers");
+    //  Echo the requested header names when they are plain tokens, else a fixed list
+    const char *allowed = "authorization, content-type, x-api-key, anthropic-version";
+    static const char token[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                "0123456789-_, ";
+    if (hdrs && strlen (hdrs) < 200 && strspn (hdrs, token) == strlen (hdrs))
+        allowed = hdrs;
+    char extra[400];
+    snprintf (extra, sizeof extra, "Access-Control-Allow-Methods: GET, POST, OPTIONS\n"
+              "Access-Control-Allow-Headers: %s\nAccess-Control-Max-Age: 600\n", allowed);
+    return edge_http_send (r, 204, NULL, NULL, 0, extra);
 }
 
 //  --------------------------------------------------------------- chat
-
-//  Read exactly cl bytes (Content-Length already checked against the limit).
-static char *s_read_known (struct mg_connection *conn, size_t cl, size_t *len)
-{
-    char *buf = malloc (cl + 1);
-    while (buf && *len < cl) {
-        int n = mg_read (conn, buf + *len, cl - *len);
-        if (n <= 0) {
-            free (buf);
-            return NULL;
-        }
-        *len += (size_t) n;
-    }
-    if (buf)
-        buf[*len] = 0;
-    return buf;
-}
-
-//  Read a body of unknown length (chunked), refusing to hold more than max bytes.
-static char *s_read_unknown (struct mg_connection *conn, uint64_t max, size_t *len,
-                             bool *too_big)
-{
-    size_t cap = 4096;
-    char *buf = malloc (cap);
-    while (buf) {
-        if (*len + 1 >= cap) {
-            size_t ncap = cap * 2 > max + 2 ? (size_t) max + 2 : cap * 2;
-            char *nbuf = ncap > cap ? realloc (buf, ncap) : NULL;
-            if (!nbuf)
-                break;
-            buf = nbuf;
-            cap = ncap;
-        }
-        int n = mg_read (conn, buf + *len, cap - 1 - *len);
-        if (n == 0) {
-            buf[*len] = 0;
-            return buf;
-        }
-        if (n < 0)
-            break;
-        *len += (size_t) n;
-        if (*len > max) {
-            *too_big = true;
-            break;
-        }
-    }
-    free (buf);
-    return NULL;
-}
-
-//  Read the whole body, at most max bytes. Returns the buffer (caller frees) and
-//  its length; NULL with *too_big set when the body exceeds max (a declared
-//  Content-Length over the limit is refused without reading), NULL alone on a
-//  read error or out of memory.
-static char *s_read_body (struct mg_connection *conn, uint64_t max, size_t *len, bool *too_big)
-{
-    const struct mg_request_info *ri = mg_get_request_info (conn);
-    *len = 0;
-    *too_big = ri->content_length > 0 && (uint64_t) ri->content_length > max;
-    if (*too_big)
-        return NULL;
-    if (ri->content_length >= 0)
-        return s_read_known (conn, (size_t) ri->content_length, len);
-    return s_read_unknown (conn, max, len, too_big);
-}
 
 static bool s_known (void *arg, const char *name)
 {
     return edge_status_model (arg, name) != NULL;
 }
 
-static edge_client_t *s_client (edge_http_t *self, struct mg_connection *conn)
+void edge_http_timer (void *owner, int64_t now)
 {
-    s_thread_t *t = mg_get_thread_pointer (conn);
-    if (!t)
-        return NULL;
-    if (!t->client)
-        t->client = edge_client_new (self->link);
-    return t->client;
-}
-
-//  The HTTP client's socket (civetweb has no accessor; see cwatch.h). arg: the conn.
-static int s_find_fd (void *arg)
-{
-    struct mg_connection *conn = arg;
-    s_thread_t *t = mg_get_thread_pointer (conn);
-    const struct mg_request_info *ri = mg_get_request_info (conn);
-    if (!t || !ri || ri->is_ssl)
-        return -1;
-    return cwatch_find (&t->watch, ri->remote_addr, ri->remote_port, ri->server_port);
-}
-
-static int64_t s_until (edge_http_t *self, const edge_job_t *job)
-{
-    uint32_t deadline = job->deadline_ms ? job->deadline_ms : self->cfg->broker.deadline_ms;
-    return aclock_now_ms () + deadline + S_GRACE_MS;
-}
-
-//  Wait for the job's final answer and turn it into a reply; a client that hangs up
-//  meanwhile gets its job cancelled and status 499 (nothing to send). 0 / -1 (OOM).
-static int s_await (edge_http_t *self, struct mg_connection *conn, edge_client_t *client,
-                    edge_job_t *job, uint64_t job_id, edge_reply_t *reply)
-{
-    edge_waiter_t w;
-    edge_waiter_init (&w, client, job_id, s_until (self, job), S_WATCH_AFTER_MS, s_find_fd, conn);
-    while (true) {
-        edge_answer_t answer;
-        edge_wait_ev_t ev = edge_waiter_next (&w, 0, &answer);
-        if (ev == EDGE_WAIT_GONE) {
-            edge_client_cancel (client, job_id);
-            atomic_fetch_add (&self->client_gone, 1);
-            memset (reply, 0, sizeof *reply);
-            reply->status = 499;
-            return 0;
-        }
-        if (ev != EDGE_WAIT_ANSWER) {
-            edge_client_cancel (client, job_id);
-            atomic_fetch_add (&self->timeouts, 1);
-            return edge_reply_simple (reply, 504, "timeout", "no answer before the deadline");
-        }
-        int rc = 1;
-        if (answer.result) {
-            emetrics_note_result (answer.result);       // for the overhead metric
-            rc = edge_reply_result (reply, answer.result, job->policy);
-        }
-        else
-        if (answer.error)
-            rc = edge_reply_error (reply, answer.error, job->policy);
-        edge_answer_reset (&answer);
-        if (rc <= 0)
-            return rc;
-        //  A CHUNK on a non-streaming job: keep waiting for the final answer
+    edge_req_t *r = owner;
+    if (r->state == EDGE_REQ_STREAM) {
+        edge_stream_timer (r, now);
+        return;
     }
-}
-
-//  Answer a submitted streaming job with Server-Sent Events. Returns the status.
-static int s_stream (edge_http_t *self, struct mg_connection *conn, edge_client_t *client,
-                     edge_job_t *job, uint64_t job_id)
-{
-    edge_stream_t req = {
-        .conn = conn, .client = client, .job_id = job_id, .until_ms = s_until (self, job),
-        .policy = job->policy, .include_usage = job->include_usage,
-        .keep_alive = s_keep_alive (conn, true), .find_fd = s_find_fd, .find_arg = conn
-    };
-    edge_stream_result_t out;
-    atomic_fetch_add (&self->streams, 1);
-    edge_stream_serve (&req, &out);
-    if (out.end == EDGE_STREAM_GONE)
-        atomic_fetch_add (&self->client_gone, 1);
-    if (out.edge_timeout)
-        atomic_fetch_add (&self->timeouts, 1);
-    s_count_status (self, out.status);
-    return out.status;
-}
-
-//  Send a reply built by the chat path; a 499 (client gone) is not sent.
-static int s_chat_reply (edge_http_t *self, struct mg_connection *conn, edge_reply_t *reply,
-                         int rc, bool keep_alive)
-{
-    if (rc == 0 && reply->status == 499) {
-        mg_disable_connection_keep_alive (conn);
-        s_count_status (self, 499);
-        edge_reply_reset (reply);
-        return 499;
+    if (r->state == EDGE_REQ_EVENTS) {
+        observe_events_timer (r, now);
+        return;
     }
-    return s_send_reply (self, conn, reply, rc, keep_alive);
+    if (r->state != EDGE_REQ_WAIT)
+        return;
+    if (now < r->deadline_ms) {
+        edge_timer_set (r->loop, &r->timer, r->deadline_ms);
+        return;
+    }
+    edge_link_cancel (r->loop->link, r->job_id);
+    r->job_live = false;
+    edge_server_job_done (r->loop->srv);
+    r->timed_out = true;
+    r->state = EDGE_REQ_ANSWER;
+    edge_req_resume (r);
 }
 
-//  Submit a parsed job and answer it: a JSON reply, or an SSE stream. Returns the status.
-static int s_chat_submit (edge_http_t *self, struct mg_connection *conn, edge_job_t *job,
-                          bool keep_alive)
+//  Submit the parsed job; on success the request waits (suspended) or streams.
+static enum MHD_Result s_chat_submit (edge_req_t *r)
 {
-    edge_client_t *client = s_client (self, conn);
-    uint64_t job_id = edge_link_next_job_id (self->link);
+    edge_server_t *srv = r->loop->srv;
+    const cfg_t *cfg = edge_server_cfg (srv);
+    if (r->conn && r->conn->hup) {      // the client left while its body was read
+        r->gone = true;
+        return MHD_NO;
+    }
+    if (!edge_server_job_start (srv))
+        return edge_http_error (r, 429, "too_many_requests", "the edge is at its limit of "
+                                "jobs in flight (edge/max_jobs); retry shortly",
+                                "Retry-After: 1\n");
+    r->job_id = edge_server_job_id (srv);
     Aigw__Job pb;
-    edge_job_to_pb (job, job_id, &pb);
-    atomic_fetch_add (&self->in_flight, 1);
-    edge_reply_t reply;
-    int status;
-    if (!client || edge_client_submit (client, &pb, job->payload, job->payload_len)) {
-        int rc = edge_reply_simple (&reply, 500, "internal_error", "cannot reach the broker link");
-        status = s_send_reply (self, conn, &reply, rc, keep_alive);
+    edge_job_to_pb (&r->job, r->job_id, &pb);
+    if (edge_link_submit (r->loop->link, &pb, r->job.payload, r->job.payload_len, r)) {
+        edge_server_job_done (srv);
+        return edge_http_error (r, 503, "broker_unavailable",
+                                "the broker is not connected; try again shortly",
+                                "Retry-After: 1\n");
     }
-    else
-    if (job->stream)
-        status = s_stream (self, conn, client, job, job_id);
-    else {
-        int rc = s_await (self, conn, client, job, job_id, &reply);
-        status = s_chat_reply (self, conn, &reply, rc, keep_alive);
-    }
-    atomic_fetch_sub (&self->in_flight, 1);
-    log_debug ("job %llu model=%s targets=%zu%s -> %d", (unsigned long long) job_id, job->model,
-               job->ntargets, job->stream ? " stream" : "", status);
-    return status;
+    r->job_live = true;
+    edge_watch (r);
+    uint32_t deadline = r->job.deadline_ms ? r->job.deadline_ms : cfg->broker.deadline_ms;
+    r->deadline_ms = aclock_now_ms () + deadline + EDGE_GRACE_MS;
+    log_debug ("job %llu model=%s targets=%zu%s", (unsigned long long) r->job_id, r->job.model,
+               r->job.ntargets, r->job.stream ? " stream" : "");
+    if (r->job.stream)
+        return edge_stream_start (r);
+    r->state = EDGE_REQ_WAIT;
+    edge_timer_set (r->loop, &r->timer, r->deadline_ms);
+    edge_req_suspend (r);
+    return MHD_YES;
 }
 
-//  Validate, then submit or refuse. Returns the status.
-static int s_chat_job (edge_http_t *self, struct mg_connection *conn, const char *body,
-                       size_t len, bool keep_alive)
+static enum MHD_Result s_chat_ready (edge_req_t *r)
 {
-    edge_status_t *st = edge_link_status (self->link);
-    bool up = edge_link_up (self->link);
-    edge_job_t job;
+    edge_server_t *srv = r->loop->srv;
+    if (r->too_big)
+        return s_too_big (r);
+    if (edge_server_draining (srv))
+        return edge_http_error (r, 503, "shutting_down", "the edge is shutting down",
+                                "Connection: close\n");
+    edge_status_t *st = edge_status_box_get (edge_server_box (srv));
+    bool up = edge_link_up (r->loop->link);
     edge_err_t err;
-    int rc = edge_request_parse (self->cfg, body, len, s_known, st, &job, &err);
+    int rc = edge_request_parse (edge_server_cfg (srv), r->body ? r->body : "", r->len, s_known,
+                                 st, &r->job, &err);
     edge_status_release (&st);
-    if (rc == 0 && up) {
-        int status = s_chat_submit (self, conn, &job, keep_alive);
-        edge_job_reset (&job);
-        return status;
-    }
-    edge_job_reset (&job);
-    edge_reply_t reply;
+    free (r->body);
+    r->body = NULL;
+    if (rc == 0 && up)
+        return s_chat_submit (r);
     if (rc && !(err.status == 404 && !up))
-        rc = edge_reply_simple (&reply, err.status, err.code, err.message);
-    else
-        rc = edge_reply_simple (&reply, 503, "broker_unavailable",
-                                "the broker is not answering; try again shortly");
-    return s_send_reply (self, conn, &reply, rc, keep_alive);
+        return edge_http_error (r, err.status, err.code, err.message, NULL);
+    return edge_http_error (r, 503, "broker_unavailable",
+                            "the broker is not answering; try again shortly", "Retry-After: 1\n");
 }
 
-static int s_chat (struct mg_connection *conn, void *cbdata)
+//  The final answer of a non-streaming job (or the edge's own timeout).
+static enum MHD_Result s_chat_answer (edge_req_t *r)
 {
-    edge_http_t *self = cbdata;
-    int rc = s_route (self, conn, "/v1/chat/completions", "POST");
-    if (rc)
+    edge_reply_t reply;
+    int rc = 1;
+    if (r->timed_out)
+        return edge_http_error (r, 504, "timeout", "no answer before the deadline", NULL);
+    if (r->answer.result) {
+        r->upstream_us = emetrics_upstream_us (r->answer.result);
+        rc = edge_reply_result (&reply, r->answer.result, r->job.policy);
+    }
+    else
+    if (r->answer.error)
+        rc = edge_reply_error (&reply, r->answer.error, r->job.policy);
+    edge_answer_reset (&r->answer);
+    if (rc > 0)
+        return edge_http_error (r, 500, "internal_error", "out of memory", NULL);
+    return s_send_reply (r, &reply, rc, NULL);
+}
+
+void edge_http_answer (void *req, edge_answer_t *a, void *arg)
+{
+    edge_req_t *r = req;
+    if (r->state == EDGE_REQ_STREAM) {
+        edge_stream_answer (r, a);
+        return;
+    }
+    if (a->cmd == WIRE_C_CHUNK || r->state != EDGE_REQ_WAIT) {
+        edge_answer_reset (a);          // a CHUNK on a non-streaming job: wait for the end
+        return;
+    }
+    r->answer = *a;
+    memset (a, 0, sizeof *a);
+    r->job_live = false;
+    edge_server_job_done (r->loop->srv);
+    edge_timer_clear (r->loop, &r->timer);
+    r->state = EDGE_REQ_ANSWER;
+    edge_req_resume (r);
+}
+
+void edge_http_gone (edge_req_t *r)
+{
+    if (r->gone || r->state == EDGE_REQ_DONE)
+        return;
+    r->gone = true;
+    r->status = 499;
+    if (r->job_live) {
+        edge_link_cancel (r->loop->link, r->job_id);
+        r->job_live = false;
+        edge_server_job_done (r->loop->srv);
+    }
+    edge_req_resume (r);
+}
+
+//  --------------------------------------------------------------- dispatch
+
+//  Headers complete: check them and pick the route. MHD_YES to read the body.
+static enum MHD_Result s_begin (edge_req_t *r, const char *url, const char *method)
+{
+    if (r->conn) {
+        r->conn->in_request = true;
+        edge_timer_clear (r->loop, &r->conn->header_timer);
+    }
+    r->state = EDGE_REQ_BODY;
+    bool refused;
+    enum MHD_Result rc = s_check_framing (r, url, &refused);
+    if (refused)
         return rc;
-    size_t len = 0;
-    bool too_big = false;
-    char *body = s_read_body (conn, self->cfg->edge.max_body, &len, &too_big);
-    if (!body) {
-        if (!too_big)
-            return 400;     // the client went away mid-body: nobody to answer
-        char msg[96];
-        snprintf (msg, sizeof msg, "request body is larger than %llu bytes",
-                  (unsigned long long) self->cfg->edge.max_body);
-        return s_send_error (self, conn, 413, "request_too_large", msg, false, NULL);
-    }
-    int status;
-    if (atomic_load (&self->draining))
-        status = s_send_error (self, conn, 503, "shutting_down", "the edge is shutting down",
-                               false, NULL);
-    else
-        status = s_chat_job (self, conn, body, len, s_keep_alive (conn, true));
-    free (body);
-    return status;
-}
-
-//  --------------------------------------------------------------- server
-
-static void *s_init_thread (const struct mg_context *ctx, int thread_type)
-{
-    s_thread_t *t = thread_type == 1 ? calloc (1, sizeof (s_thread_t)) : NULL;
-    if (t)
-        cwatch_init (&t->watch);
-    return t;
-}
-
-static void s_exit_thread (const struct mg_context *ctx, int thread_type, void *ptr)
-{
-    s_thread_t *t = ptr;
-    if (!t)
-        return;
-    edge_client_destroy (&t->client);
-    free (t);
-}
-
-static int s_log_message (const struct mg_connection *conn, const char *message)
-{
-    log_warn ("civetweb: %s", message);
-    return 1;
-}
-
-//  Request metrics: civetweb calls these around every request on the handling thread.
-static int s_begin_request (struct mg_connection *conn)
-{
-    edge_http_t *self = mg_get_user_data (mg_get_context (conn));
-    observe_begin (self->obs, conn);
-    return 0;
-}
-
-static void s_end_request (const struct mg_connection *conn, int status)
-{
-    edge_http_t *self = mg_get_user_data (mg_get_context (conn));
-    observe_end (self->obs, conn, status);
-}
-
-static void s_handlers (edge_http_t *self)
-{
-    mg_set_request_handler (self->mg, "/v1/chat/completions", s_chat, self);
-    mg_set_request_handler (self->mg, "/v1/models", s_models, self);
-    mg_set_request_handler (self->mg, "/healthz", s_healthz, self);
-    mg_set_request_handler (self->mg, "/readyz", s_readyz, self);
-    //  Unknown API routes answer JSON; other paths are files when a document root is set
-    mg_set_request_handler (self->mg, "/v1", s_not_found, self);
-    if (!self->cfg->edge.document_root[0])
-        mg_set_request_handler (self->mg, "**", s_not_found, self);
-}
-
-edge_http_t *edge_http_new (const cfg_t *cfg, edge_link_t *link)
-{
-    edge_http_t *self = calloc (1, sizeof *self);
-    if (!self)
-        return NULL;
-    self->cfg = cfg;
-    self->link = link;
-    self->obs = observe_new (cfg, link);
-    if (!self->obs) {
-        free (self);
-        return NULL;
-    }
-    char threads[16];
-    snprintf (threads, sizeof threads, "%u", cfg->edge.threads ? cfg->edge.threads : 64);
-    const char *options[] = {
-        "listening_ports", cfg->edge.listen,
-        "num_threads", threads,
-        "enable_keep_alive", "yes",
-        "keep_alive_timeout_ms", S_KEEP_ALIVE_MS,
-        "request_timeout_ms", S_REQUEST_TIMEOUT_MS,
-        "tcp_nodelay", "1",
-        "enable_directory_listing", "no",
-        //  Last, so that without a document root the list ends here
-        cfg->edge.document_root[0] ? "document_root" : NULL, cfg->edge.document_root,
-        NULL, NULL
-    };
-    struct mg_callbacks callbacks;
-    memset (&callbacks, 0, sizeof callbacks);
-    callbacks.init_thread = s_init_thread;
-    callbacks.exit_thread = s_exit_thread;
-    callbacks.log_message = s_log_message;
-    callbacks.begin_request = s_begin_request;
-    callbacks.end_request = s_end_request;
-    struct mg_init_data init = { &callbacks, self, options };
-    char text[256] = "";
-    unsigned code = 0;
-    struct mg_error_data error = { &code, text, sizeof text };
-    self->mg = mg_start2 (&init, &error);
-    if (!self->mg) {
-        log_error ("cannot start HTTP server on %s: %s", cfg->edge.listen,
-                   text[0] ? text : "unknown error");
-        observe_destroy (&self->obs);
-        free (self);
-        return NULL;
-    }
-    s_handlers (self);
-    observe_attach (self->obs, self->mg);
-    return self;
-}
-
-typedef struct {
-    struct mg_context *mg;
-    _Atomic bool done;
-} s_stopper_t;
-
-static void *s_stopper (void *arg)
-{
-    s_stopper_t *st = arg;
-    mg_stop (st->mg);
-    atomic_store (&st->done, true);
-    return NULL;
-}
-
-//  Connect to our own port and hang up: wakes civetweb's accept loop, which
-//  otherwise notices the stop flag only after its 2 s poll quantum.
-static void s_poke (const cfg_t *cfg, int port)
-{
-    char host[64];
-    snprintf (host, sizeof host, "%.*s", (int) strcspn (cfg->edge.listen, ":,"), cfg->edge.listen);
-    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons ((uint16_t) port) };
-    if (!strchr (cfg->edge.listen, ':') || strcmp (host, "0.0.0.0") == 0
-        || inet_pton (AF_INET, host, &sa.sin_addr) != 1)
-        inet_pton (AF_INET, "127.0.0.1", &sa.sin_addr);
-    int fd = socket (AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return;
-    if (connect (fd, (struct sockaddr *) &sa, sizeof sa) == 0)
-        shutdown (fd, SHUT_RDWR);
-    close (fd);
-}
-
-void edge_http_destroy (edge_http_t **self_p)
-{
-    if (!self_p || !*self_p)
-        return;
-    edge_http_t *self = *self_p;
-    *self_p = NULL;
-    int port = edge_http_port (self);
-    observe_close (self->obs);          // end event streams: civetweb's stop waits for them
-    s_stopper_t st = { .mg = self->mg };
-    pthread_t thread;
-    if (pthread_create (&thread, NULL, s_stopper, &st) == 0) {
-        struct timespec tick = { 0, 20 * 1000 * 1000 };
-        for (int i = 0; i < 150 && !atomic_load (&st.done); i++) {
-            nanosleep (&tick, NULL);
-            if (port > 0 && !atomic_load (&st.done))
-                s_poke (self->cfg, port);
+    if (strcmp (method, "OPTIONS") == 0)
+        return MHD_YES;
+    if (r->route == EM_ROUTE_CHAT) {
+        if (strcmp (method, "POST") != 0)
+            return s_method_not_allowed (r, method, "POST");
+        if (s_declared_too_big (r, edge_server_cfg (r->loop->srv)->edge.max_body)) {
+            r->too_big = true;
+            return s_too_big (r);
         }
-        pthread_join (thread, NULL);
     }
+    return MHD_YES;
+}
+
+//  The whole request is in (or discarded): answer it.
+static enum MHD_Result s_ready (edge_req_t *r, const char *url, const char *method)
+{
+    if (strcmp (method, "OPTIONS") == 0)
+        return s_options (r);
+    if (r->route == EM_ROUTE_CHAT)
+        return s_chat_ready (r);
+    if (r->too_big)
+        return s_too_big (r);
+    bool api = strncmp (url, "/v1/", 4) == 0 || strcmp (url, "/v1") == 0;
+    bool known = r->route != EM_ROUTE_API_OTHER && r->route != EM_ROUTE_STATIC;
+    bool model = strncmp (url, S_MODELS "/", sizeof S_MODELS) == 0 && url[sizeof S_MODELS];
+    if ((known || model) && !s_is_get (method))
+        return s_method_not_allowed (r, method, "GET");
+    if (model)
+        return s_models (r, url + sizeof S_MODELS);
+    switch (r->route) {
+        case EM_ROUTE_MODELS: return s_models (r, NULL);
+        case EM_ROUTE_HEALTHZ: return s_healthz (r);
+        case EM_ROUTE_READYZ: return s_readyz (r);
+        case EM_ROUTE_METRICS: return observe_metrics_route (r);
+        case EM_ROUTE_EVENTS: return observe_events_route (r);
+        default: break;
+    }
+    if (api)
+        return edge_http_error (r, 404, "not_found", "no such route", NULL);
+    return observe_static_route (r, url, method);
+}
+
+enum MHD_Result edge_http_access (void *cls, struct MHD_Connection *mc, const char *url,
+                                  const char *method, const char *version,
+                                  const char *upload, size_t *upload_size, void **con_cls)
+{
+    edge_req_t *r = *con_cls;
+    if (!r)
+        return MHD_NO;                  // out of memory at the request line
+    switch (r->state) {
+        case EDGE_REQ_HEADERS:
+            return s_begin (r, url, method);
+        case EDGE_REQ_BODY:
+            if (*upload_size) {
+                bool ok = s_body (r, upload, *upload_size);
+                *upload_size = 0;
+                return ok ? MHD_YES : MHD_NO;
+            }
+            return s_ready (r, url, method);
+        case EDGE_REQ_WAIT:
+            if (r->gone)
+                return MHD_NO;
+            edge_req_suspend (r);       // woken without news: wait on
+            return MHD_YES;
+        case EDGE_REQ_ANSWER:
+            return r->gone ? MHD_NO : s_chat_answer (r);
+        default:
+            return r->gone ? MHD_NO : MHD_YES;
+    }
+}
+
+void edge_http_completed (edge_req_t *r)
+{
+    edge_loop_t *loop = r->loop;
+    if (r->all_prev)
+        r->all_prev->all_next = r->all_next;
     else
-        mg_stop (self->mg);
-    observe_destroy (&self->obs);
-    free (self);
-}
-
-void edge_http_drain (edge_http_t *self)
-{
-    atomic_store (&self->draining, true);
-}
-
-int edge_http_in_flight (edge_http_t *self)
-{
-    return atomic_load (&self->in_flight);
-}
-
-int edge_http_port (edge_http_t *self)
-{
-    struct mg_server_port ports[4];
-    int n = mg_get_server_ports (self->mg, 4, ports);
-    return n > 0 ? ports[0].port : 0;
-}
-
-void edge_http_stats (edge_http_t *self, edge_http_stats_t *out)
-{
-    out->requests = atomic_load (&self->requests);
-    out->status_2xx = atomic_load (&self->s2xx);
-    out->status_4xx = atomic_load (&self->s4xx);
-    out->status_5xx = atomic_load (&self->s5xx);
-    out->timeouts = atomic_load (&self->timeouts);
-    out->streams = atomic_load (&self->streams);
-    out->client_gone = atomic_load (&self->client_gone);
+        loop->reqs = r->all_next;
+    if (r->all_next)
+        r->all_next->all_prev = r->all_prev;
+    edge_unwatch (r);
+    edge_timer_clear (loop, &r->timer);
+    if (r->job_live) {
+        edge_link_cancel (loop->link, r->job_id);
+        r->job_live = false;
+        edge_server_job_done (loop->srv);
+        r->gone = true;
+    }
+    if (r->fc)
+        observe_events_leave (r);
+    int status = r->status ? r->status : r->state == EDGE_REQ_HEADERS ? 400 : 499;
+    if (r->gone)
+        status = 499;
+    int64_t latency = aclock_now_us () - r->start_us;
+    if (latency < 0)
+        latency = 0;
+    int64_t overhead = -1;
+    if (r->route == EM_ROUTE_CHAT && r->upstream_us >= 0 && status >= 200 && status < 300)
+        overhead = latency > r->upstream_us ? latency - r->upstream_us : 0;
+    emetrics_request_done (observe_metrics (edge_server_observe (loop->srv)), r->route, status,
+                           (uint64_t) latency, overhead);
+    edge_server_count (loop->srv, status, r->route == EM_ROUTE_CHAT && r->job.stream,
+                       r->timed_out, r->gone && r->route == EM_ROUTE_CHAT);
+    if (r->route == EM_ROUTE_CHAT)
+        log_debug ("job %llu -> %d", (unsigned long long) r->job_id, status);
+    free (r->body);
+    edge_job_reset (&r->job);
+    edge_answer_reset (&r->answer);
+    sse_buf_free (&r->out);
+    free (r);
 }

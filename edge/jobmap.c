@@ -71,8 +71,7 @@ static int s_grow (edge_jobmap_t *self)
     return 0;
 }
 
-int edge_jobmap_put (edge_jobmap_t *self, uint64_t job_id, const uint8_t *hid, size_t hid_len,
-                     int64_t since_ms)
+int edge_jobmap_put (edge_jobmap_t *self, uint64_t job_id, void *req, int64_t since_ms)
 {
     if (job_id == 0)
         return -1;
@@ -82,8 +81,7 @@ int edge_jobmap_put (edge_jobmap_t *self, uint64_t job_id, const uint8_t *hid, s
     if (r->job_id == 0)
         self->size++;
     r->job_id = job_id;
-    r->hid_len = (uint8_t) (hid_len > EDGE_HID_MAX ? EDGE_HID_MAX : hid_len);
-    memcpy (r->hid, hid, r->hid_len);
+    r->req = req;
     r->since_ms = since_ms;
     return 0;
 }
@@ -138,10 +136,15 @@ size_t edge_jobmap_size (const edge_jobmap_t *self)
 void edge_jobmap_drain (edge_jobmap_t *self, void (*fn) (const edge_route_t *r, void *arg),
                         void *arg)
 {
-    for (size_t i = 0; i < self->cap; i++) {
-        if (self->slots[i].job_id && fn)
-            fn (&self->slots[i], arg);
-    }
+    //  Empty the table first, so fn may put or take routes while it runs
+    edge_route_t *copy = fn && self->size ? malloc (self->size * sizeof *copy) : NULL;
+    size_t n = 0;
+    for (size_t i = 0; copy && i < self->cap; i++)
+        if (self->slots[i].job_id)
+            copy[n++] = self->slots[i];
     memset (self->slots, 0, self->cap * sizeof *self->slots);
     self->size = 0;
+    for (size_t i = 0; i < n; i++)
+        fn (&copy[i], arg);
+    free (copy);
 }

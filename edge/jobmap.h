@@ -1,5 +1,5 @@
-// Job routing table of the broker link: job_id -> routing id of the handler socket
-// waiting for it. Open addressing with linear probing; O(1) insert, find, remove.
+// Job routing table of a broker link: job_id -> the request waiting for it.
+// Open addressing with linear probing; O(1) insert, find, remove.
 #ifndef AIGW_EDGE_JOBMAP_H
 #define AIGW_EDGE_JOBMAP_H
 
@@ -7,12 +7,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define EDGE_HID_MAX 16                 // longest handler routing id kept
-
 typedef struct {
     uint64_t job_id;                    // 0 = empty slot
-    uint8_t hid[EDGE_HID_MAX];
-    uint8_t hid_len;
+    void *req;                          // the waiting request (not owned)
     int64_t since_ms;                   // when the SUBMIT passed the link
 } edge_route_t;
 
@@ -22,10 +19,9 @@ typedef struct _edge_jobmap_t edge_jobmap_t;
 edge_jobmap_t *edge_jobmap_new (void);
 void edge_jobmap_destroy (edge_jobmap_t **self_p);
 
-//  Insert or replace the route of job_id (job_id 0 is invalid). hid_len is capped
-//  at EDGE_HID_MAX. Returns 0, or -1 on allocation failure or job_id 0.
-int edge_jobmap_put (edge_jobmap_t *self, uint64_t job_id, const uint8_t *hid, size_t hid_len,
-                     int64_t since_ms);
+//  Insert or replace the route of job_id (job_id 0 is invalid). Returns 0, or -1
+//  on allocation failure or job_id 0.
+int edge_jobmap_put (edge_jobmap_t *self, uint64_t job_id, void *req, int64_t since_ms);
 
 //  Find a route; NULL if absent. The pointer is valid until the next put or remove.
 const edge_route_t *edge_jobmap_get (const edge_jobmap_t *self, uint64_t job_id);
@@ -35,7 +31,7 @@ bool edge_jobmap_take (edge_jobmap_t *self, uint64_t job_id, edge_route_t *out);
 
 size_t edge_jobmap_size (const edge_jobmap_t *self);
 
-//  Remove every route, calling fn for each (fn may be NULL).
+//  Remove every route, then call fn for each (fn may be NULL; it may use the table).
 void edge_jobmap_drain (edge_jobmap_t *self, void (*fn) (const edge_route_t *r, void *arg),
                         void *arg);
 

@@ -1,6 +1,7 @@
-// Broker link: one thread owns the DEALER to the broker frontend and an inproc ROUTER
-// that every HTTP handler thread talks to through its own edge_client_t (a DEALER).
-// It routes answers back by job_id, pings the broker and keeps its latest status.
+// Broker link of one event loop: the loop's own DEALER to the broker frontend, the
+// job_id -> request routes, PING/PONG liveness. No thread of its own: the loop polls
+// edge_link_socket and calls edge_link_recv and edge_link_tick. Every call but
+// edge_link_up and edge_link_stats belongs to the loop's thread.
 #ifndef AIGW_EDGE_LINK_H
 #define AIGW_EDGE_LINK_H
 
@@ -13,61 +14,21 @@
 #include "aigw.pb-c.h"
 
 typedef struct _edge_link_t edge_link_t;
-typedef struct _edge_client_t edge_client_t;
 
 typedef struct {
-    uint64_t submitted;                 // SUBMITs from handlers
-    uint64_t submit_failed;             // of those, refused: broker not connected
-    uint64_t results;                   // RESULTs routed to a handler
-    uint64_t errors;                    // ERRORs routed to a handler
-    uint64_t chunks;                    // CHUNKs routed to a handler
-    uint64_t cancels;                   // CANCELs forwarded
+    uint64_t submitted;                 // SUBMITs sent
+    uint64_t submit_failed;             // refused: broker not connected
+    uint64_t results;                   // RESULTs routed to a request
+    uint64_t errors;                    // ERRORs routed to a request
+    uint64_t chunks;                    // CHUNKs routed to a request
+    uint64_t cancels;                   // CANCELs sent
     uint64_t unrouted;                  // answers for jobs nobody waits for (dropped)
-    uint64_t late_discarded;            // answers a handler discarded (older job)
-    uint64_t handler_gone;              // of those routed, handler socket gone
     uint64_t bad_messages;              // malformed messages dropped
     uint64_t pings;
     uint64_t pongs;
     uint64_t reconnects;                // broker sockets recreated after silence
     uint64_t failed_on_down;            // jobs failed because the broker went silent
 } edge_link_stats_t;
-
-//  Start the link thread, connecting to cfg->edge.broker. Uses broker.heartbeat_ms,
-//  broker.liveness and broker.max_frame. cfg must outlive the link. NULL on failure.
-edge_link_t *edge_link_new (const cfg_t *cfg);
-
-//  Stop the thread and close every socket, including clients still open (only
-//  safe once no other thread uses them). Nulls *self_p; accepts NULL.
-void edge_link_destroy (edge_link_t **self_p);
-
-//  Answer every job still waiting with ERROR(ERR_UNAVAILABLE, why) and send CANCEL
-//  for each to the broker (used at shutdown). Asynchronous; call from the thread
-//  that created the link.
-void edge_link_fail_all (edge_link_t *self, const char *why);
-
-//  A fresh job id (atomic counter, never 0).
-uint64_t edge_link_next_job_id (edge_link_t *self);
-
-//  True if the broker answered within heartbeat_ms * liveness.
-bool edge_link_up (edge_link_t *self);
-
-//  The latest broker status, or NULL if no PONG arrived yet. Caller owns a
-//  reference: release it with edge_status_release.
-edge_status_t *edge_link_status (edge_link_t *self);
-
-//  Copy the counters.
-void edge_link_stats (edge_link_t *self, edge_link_stats_t *out);
-
-//  A handler's own socket to the link. Use it from one thread at a time.
-edge_client_t *edge_client_new (edge_link_t *link);
-void edge_client_destroy (edge_client_t **self_p);
-
-//  Send a SUBMIT (job + request JSON) through the link. Returns 0 / -1.
-int edge_client_submit (edge_client_t *self, const Aigw__Job *job, const void *payload,
-                        size_t len);
-
-//  Ask the broker to cancel a job; its answers are dropped from now on. 0 / -1.
-int edge_client_cancel (edge_client_t *self, uint64_t job_id);
 
 typedef struct {
     uint8_t cmd;                        // WIRE_C_RESULT, WIRE_C_ERROR or WIRE_C_CHUNK
@@ -76,15 +37,54 @@ typedef struct {
     Aigw__Chunk *chunk;                 // set for CHUNK
 } edge_answer_t;
 
-//  Wait up to timeout_ms for the next answer to job_id; answers to other (older,
-//  abandoned) jobs are discarded and counted. Returns 0 and fills out (release with
-//  edge_answer_reset), or -1 on timeout.
-int edge_client_wait (edge_client_t *self, uint64_t job_id, int timeout_ms, edge_answer_t *out);
+//  An answer for the request req. RESULT and ERROR are final: the route is gone
+//  before the call. The callee owns the answer (release with edge_answer_reset) and
+//  may call any link function.
+typedef void (edge_link_fn) (void *req, edge_answer_t *answer, void *arg);
 
-//  As edge_client_wait, and also wake when fd (>= 0; e.g. the HTTP client's socket)
-//  becomes readable or hangs up: returns 1 then, with no answer taken.
-int edge_client_wait_fd (edge_client_t *self, uint64_t job_id, int timeout_ms, int fd,
-                         edge_answer_t *out);
+//  Connect a DEALER in zctx to cfg->edge.broker. Uses broker.heartbeat_ms,
+//  broker.liveness, broker.max_frame. box (may be NULL) receives each PONG's status.
+//  cfg, zctx and box must outlive the link. NULL on failure.
+edge_link_t *edge_link_new (const cfg_t *cfg, void *zctx, edge_status_box_t *box,
+                            edge_link_fn *fn, void *arg);
+
+//  Close the socket and free; routes still held are dropped without a call.
+//  Nulls *self_p; accepts NULL.
+void edge_link_destroy (edge_link_t **self_p);
+
+//  Leave out the "link up"/"link down" log lines (the loops share one broker).
+void edge_link_set_quiet (edge_link_t *self, bool quiet);
+
+//  The DEALER to poll for input (changes after a reconnect), or NULL.
+void *edge_link_socket (edge_link_t *self);
+
+//  Read every waiting broker message and route it.
+void edge_link_recv (edge_link_t *self);
+
+//  Ping and check liveness (a silent broker fails every waiting job and the socket
+//  is recreated). Returns the time (aclock ms) of the next tick.
+int64_t edge_link_tick (edge_link_t *self, int64_t now_ms);
+
+//  SUBMIT job (with the request JSON) and route its answers to req. 0, or -1 when
+//  the broker is not connected or out of memory (nothing registered).
+int edge_link_submit (edge_link_t *self, const Aigw__Job *job, const void *payload,
+                      size_t len, void *req);
+
+//  Forget job_id's route and send CANCEL to the broker. Safe for unknown ids.
+void edge_link_cancel (edge_link_t *self, uint64_t job_id);
+
+//  Answer every waiting job with ERROR(ERR_UNAVAILABLE, why) and CANCEL each at the
+//  broker (shutdown).
+void edge_link_fail_all (edge_link_t *self, const char *why);
+
+//  True if the broker answered within heartbeat_ms * liveness. Any thread.
+bool edge_link_up (edge_link_t *self);
+
+//  Jobs waiting for their final answer.
+size_t edge_link_waiting (edge_link_t *self);
+
+//  Copy the counters. Any thread.
+void edge_link_stats (edge_link_t *self, edge_link_stats_t *out);
 
 void edge_answer_reset (edge_answer_t *answer);
 

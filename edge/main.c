@@ -1,12 +1,10 @@
 // aigw-edge: the REST front door. Parses options, starts the broker link and the
 // HTTP server, waits for SIGINT/SIGTERM, then shuts both down cleanly.
-#include "http.h"
-#include "link.h"
+#include "server.h"
 #include "observe.h"
 #include "config.h"
 #include "log.h"
 
-#include <civetweb.h>
 #include <czmq.h>
 #include <pthread.h>
 #include <signal.h>
@@ -87,42 +85,44 @@ static cfg_t *s_load_config (const s_opts_t *o)
     return cfg;
 }
 
-static void s_log_url (const cfg_t *cfg, edge_http_t *http)
+static void s_log_url (const cfg_t *cfg, edge_server_t *srv)
 {
     char host[CFG_STR_MAX];
     snprintf (host, sizeof host, "%s", cfg->edge.listen);
-    host[strcspn (host, ",")] = 0;
     char *colon = strrchr (host, ':');
     if (colon)
         *colon = 0;
-    else
+    if (!host[0])
         snprintf (host, sizeof host, "0.0.0.0");
-    log_info ("listening on http://%s:%d (broker %s, %u threads, max body %llu bytes)", host,
-              edge_http_port (http), cfg->edge.broker, cfg->edge.threads,
-              (unsigned long long) cfg->edge.max_body);
+    log_info ("listening on %s://%s:%d (broker %s, %u event loops, max body %llu bytes, "
+              "max connections %u)", cfg->edge.tls_cert[0] ? "https" : "http", host,
+              edge_server_port (srv), cfg->edge.broker,
+              cfg->edge.threads ? cfg->edge.threads : (unsigned) sysconf (_SC_NPROCESSORS_ONLN),
+              (unsigned long long) cfg->edge.max_body, cfg->edge.max_connections);
 }
 
-static void s_log_stats (edge_link_t *link, edge_http_t *http)
+static void s_log_stats (edge_server_t *srv)
 {
     edge_link_stats_t ls;
-    edge_http_stats_t hs;
-    edge_link_stats (link, &ls);
-    edge_http_stats (http, &hs);
+    edge_server_stats_t hs;
+    edge_server_link_stats (srv, &ls);
+    edge_server_stats (srv, &hs);
     log_info ("requests=%llu 2xx=%llu 4xx=%llu 5xx=%llu edge_timeouts=%llu streams=%llu "
-              "client_gone=%llu submitted=%llu unrouted=%llu late_discarded=%llu bad=%llu "
-              "reconnects=%llu",
+              "client_gone=%llu submitted=%llu unrouted=%llu bad=%llu reconnects=%llu "
+              "refused=%llu header_timeouts=%llu",
               (unsigned long long) hs.requests, (unsigned long long) hs.status_2xx,
               (unsigned long long) hs.status_4xx, (unsigned long long) hs.status_5xx,
               (unsigned long long) hs.timeouts, (unsigned long long) hs.streams,
               (unsigned long long) hs.client_gone, (unsigned long long) ls.submitted,
-              (unsigned long long) ls.unrouted, (unsigned long long) ls.late_discarded,
-              (unsigned long long) ls.bad_messages, (unsigned long long) ls.reconnects);
+              (unsigned long long) ls.unrouted, (unsigned long long) ls.bad_messages,
+              (unsigned long long) ls.reconnects, (unsigned long long) hs.conn_refused,
+              (unsigned long long) hs.header_timeouts);
 }
 
-static void s_wait_idle (edge_http_t *http, sigset_t *sigs, int max_ms)
+static void s_wait_idle (edge_server_t *srv, sigset_t *sigs, int max_ms)
 {
     struct timespec tick = { 0, 10 * 1000 * 1000 };
-    for (int waited = 0; waited < max_ms && edge_http_in_flight (http) > 0; waited += 10)
+    for (int waited = 0; waited < max_ms && edge_server_in_flight (srv) > 0; waited += 10)
         if (sigs && sigtimedwait (sigs, NULL, &tick) > 0)
             break;
         else
@@ -131,47 +131,38 @@ static void s_wait_idle (edge_http_t *http, sigset_t *sigs, int max_ms)
 }
 
 //  Let jobs in flight finish (new ones get 503) for up to S_DRAIN_MS (a second
-//  signal ends the wait), then answer the rest with 503 before civetweb stops
-//  (once it stops it writes nothing more).
-static void s_drain (edge_http_t *http, edge_link_t *link, sigset_t *sigs)
+//  signal ends the wait), then answer the rest with 503.
+static void s_drain (edge_server_t *srv, sigset_t *sigs)
 {
-    edge_http_drain (http);
-    int n = edge_http_in_flight (http);
+    edge_server_drain (srv);
+    int n = edge_server_in_flight (srv);
     if (n == 0)
         return;
     log_info ("waiting up to %d ms for %d requests in flight (signal again to stop now)",
               S_DRAIN_MS, n);
-    s_wait_idle (http, sigs, S_DRAIN_MS);
-    n = edge_http_in_flight (http);
+    s_wait_idle (srv, sigs, S_DRAIN_MS);
+    n = edge_server_in_flight (srv);
     if (n == 0)
         return;
     log_info ("answering %d requests still in flight with 503", n);
-    edge_link_fail_all (link, "the edge is shutting down");
-    s_wait_idle (http, NULL, 1000);
+    edge_server_fail_all (srv);
+    s_wait_idle (srv, NULL, 1000);
 }
 
 //  Run until SIGINT/SIGTERM. Signals are blocked in every thread and taken here
-//  with sigwait, so no handler runs inside civetweb or zmq threads.
+//  with sigwait, so no handler runs inside the loops or zmq threads.
 static int s_run (const cfg_t *cfg, sigset_t *sigs)
 {
-    edge_link_t *link = edge_link_new (cfg);
-    if (!link) {
-        log_error ("cannot start the broker link to %s", cfg->edge.broker);
+    edge_server_t *srv = edge_server_new (cfg);
+    if (!srv)
         return 1;
-    }
-    edge_http_t *http = edge_http_new (cfg, link);
-    if (!http) {
-        edge_link_destroy (&link);
-        return 1;
-    }
-    s_log_url (cfg, http);
+    s_log_url (cfg, srv);
     int sig = 0;
     sigwait (sigs, &sig);
     log_info ("signal %d: shutting down", sig);
-    s_drain (http, link, sigs);
-    s_log_stats (link, http);
-    edge_http_destroy (&http);      // joins handler threads: their sockets close first
-    edge_link_destroy (&link);
+    s_drain (srv, sigs);
+    s_log_stats (srv);
+    edge_server_destroy (&srv);
     return 0;
 }
 
@@ -192,9 +183,7 @@ int main (int argc, char **argv)
     sigaddset (&sigs, SIGTERM);
     pthread_sigmask (SIG_BLOCK, &sigs, NULL);
     signal (SIGPIPE, SIG_IGN);
-    mg_init_library (MG_FEATURES_DEFAULT);
     rc = s_run (cfg, &sigs);
-    mg_exit_library ();
     cfg_destroy (&cfg);
     return rc;
 }

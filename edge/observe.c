@@ -1,12 +1,13 @@
-// Observability glue: request metrics hooks, /metrics, the SSE bridge endpoint and the
-// dashboard's index page. Handlers here never touch the chat path.
+// Observability routes: /metrics, the SSE bridge endpoint, the dashboard and static
+// files. Handlers here never touch the chat path.
+#include "edge_int.h"
 #include "observe.h"
 #include "bridge.h"
 #include "prom.h"
 #include "aclock.h"
 #include "log.h"
 
-#include <civetweb.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
@@ -16,23 +17,16 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define S_HEAD_MAX 512
-#define S_TAKE_MAX 64                   // events written per mg_write
-#define S_PING_MS 15000                 // SSE comment when nothing else was sent
+#define S_TAKE_MAX 64                   // events taken from the fan-out per read
+#define S_FILE_MAX ((off_t) 256 << 20)  // largest static file served
 
 struct _observe_t {
+    edge_server_t *srv;
     const cfg_t *cfg;
-    edge_link_t *link;                  // may be NULL
     emetrics_t *em;
     bridge_t *bridge;
+    char root[PATH_MAX];                // edge/document_root, resolved ("" = none)
 };
-
-//  The request this civetweb thread is handling.
-static _Thread_local struct {
-    bool active;
-    em_route_t route;
-    int64_t start_us;
-} s_req;
 
 static const char s_not_built[] =
     "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>aigw</title></head>\n"
@@ -44,98 +38,28 @@ static const char s_not_built[] =
     "<p>and reload this page. The API is under <code>/v1/</code>; metrics are at "
     "<a href=\"/metrics\">/metrics</a>.</p>\n</body></html>\n";
 
-//  --------------------------------------------------------------- helpers
-
-static bool s_has_token (const char *header, const char *token)
-{
-    size_t tlen = strlen (token);
-    for (const char *p = header; *p;) {
-        p += strspn (p, " \t,");
-        size_t len = strcspn (p, ",");
-        size_t trimmed = len;
-        while (trimmed && (p[trimmed - 1] == ' ' || p[trimmed - 1] == '\t'))
-            trimmed--;
-        if (trimmed == tlen && strncasecmp (p, token, tlen) == 0)
-            return true;
-        p += len;
-    }
-    return false;
-}
-
-//  civetweb's keep-alive rule for a request without an unread body.
-static bool s_keep_alive (struct mg_connection *conn)
-{
-    const struct mg_request_info *ri = mg_get_request_info (conn);
-    if (ri->content_length > 0)
-        return false;
-    const char *h = mg_get_header (conn, "Connection");
-    if (h)
-        return s_has_token (h, "keep-alive");
-    return ri->http_version && strcmp (ri->http_version, "1.1") == 0;
-}
-
-//  Whole response in one mg_write. Returns status.
-static int s_send (struct mg_connection *conn, int status, const char *type, const char *body,
-                   size_t len, bool keep_alive, const char *extra)
-{
-    char head[S_HEAD_MAX];
-    int n = snprintf (head, sizeof head,
-                      "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-                      "Cache-Control: no-store\r\nConnection: %s\r\n%s\r\n",
-                      status, mg_get_response_code_text (conn, status), type, len,
-                      keep_alive ? "keep-alive" : "close", extra ? extra : "");
-    if (n < 0 || (size_t) n >= sizeof head)
-        return 500;
-    if (!keep_alive)
-        mg_disable_connection_keep_alive (conn);
-    char *out = malloc ((size_t) n + len);
-    if (!out)
-        return 500;
-    memcpy (out, head, (size_t) n);
-    memcpy (out + n, body, len);
-    mg_write (conn, out, (size_t) n + len);
-    free (out);
-    return status;
-}
-
-static int s_send_error (struct mg_connection *conn, int status, const char *code,
-                         const char *message, bool keep_alive, const char *extra)
-{
-    char body[384];
-    const char *type = status == 503 ? "service_unavailable"
-                     : status >= 500 ? "server_error" : "invalid_request_error";
-    int n = snprintf (body, sizeof body,
-                      "{\"error\":{\"message\":\"%s\",\"type\":\"%s\",\"code\":\"%s\"}}",
-                      message, type, code);
-    if (n < 0 || (size_t) n >= sizeof body)
-        return 500;
-    return s_send (conn, status, "application/json", body, (size_t) n, keep_alive, extra);
-}
-
-//  Only GET passes; else 405 is sent. Returns 0 or the status.
-static int s_method (struct mg_connection *conn)
-{
-    if (strcmp (mg_get_request_info (conn)->request_method, "GET") == 0)
-        return 0;
-    return s_send_error (conn, 405, "method_not_allowed", "use GET", s_keep_alive (conn),
-                         "Allow: GET\r\n");
-}
-
 //  --------------------------------------------------------------- /metrics
 
-static void s_fill_edge (observe_t *self, prom_edge_t *e, const bsnap_t *broker, int64_t age)
+static void s_fill_edge (observe_t *self, prom_edge_t *e, int64_t age)
 {
     prom_edge_from (e, self->em);
-    if (self->link) {
-        edge_link_stats_t ls;
-        edge_link_stats (self->link, &ls);
-        e->link_up = edge_link_up (self->link);
-        e->link_submitted = ls.submitted;
-        e->link_reconnects = ls.reconnects;
-        e->link_unrouted = ls.unrouted;
-        e->link_late = ls.late_discarded;
-        e->link_bad = ls.bad_messages;
-    }
+    edge_link_stats_t ls;
+    edge_server_link_stats (self->srv, &ls);
+    e->link_up = edge_server_link_up (self->srv);
+    e->link_submitted = ls.submitted;
+    e->link_reconnects = ls.reconnects;
+    e->link_unrouted = ls.unrouted;
+    e->link_bad = ls.bad_messages;
+    edge_server_stats_t ss;
+    edge_server_stats (self->srv, &ss);
+    e->connections = ss.connections;
+    e->conn_refused = ss.conn_refused;
+    e->conn_over_limit = ss.conn_over_limit;
+    e->header_timeouts = ss.header_timeouts;
+    e->jobs_in_flight = ss.jobs_in_flight;
+    e->jobs_refused = ss.jobs_refused;
+    e->bad_framing = ss.bad_framing;
+    e->stream_overflow = ss.stream_overflow;
     fanout_stats_t fs;
     fanout_stats (bridge_fanout (self->bridge), &fs);
     bridge_stats_t bs;
@@ -149,25 +73,26 @@ static void s_fill_edge (observe_t *self, prom_edge_t *e, const bsnap_t *broker,
     e->broker_age_s = age >= 0 ? (double) age / 1000.0 : NAN;
 }
 
-static int s_metrics (struct mg_connection *conn, void *cbdata)
+enum MHD_Result observe_metrics_route (edge_req_t *r)
 {
-    observe_t *self = cbdata;
-    int rc = s_method (conn);
-    if (rc)
-        return rc;
+    observe_t *self = edge_server_observe (r->loop->srv);
     prom_edge_t *e = calloc (1, sizeof *e);
     if (!e)
-        return s_send_error (conn, 500, "internal_error", "out of memory", false, NULL);
+        return edge_http_error (r, 500, "internal_error", "out of memory", NULL);
     int64_t age;
     bsnap_t *broker = bridge_broker (self->bridge, OBSERVE_STALE_MS, &age);
-    s_fill_edge (self, e, broker, age);
+    s_fill_edge (self, e, age);
     ebuf_t out;
     ebuf_init (&out, OBSERVE_METRICS_MAX);
-    if (prom_render (&out, e, broker) == 0)
-        rc = s_send (conn, 200, "text/plain; version=0.0.4; charset=utf-8", out.data, out.len,
-                     s_keep_alive (conn), NULL);
+    enum MHD_Result rc;
+    if (prom_render (&out, e, broker) == 0) {
+        char *text = out.data;
+        size_t len = out.len;
+        out.data = NULL;
+        rc = edge_http_send (r, 200, "text/plain; version=0.0.4; charset=utf-8", text, len, NULL);
+    }
     else
-        rc = s_send_error (conn, 500, "internal_error", "metrics too large", false, NULL);
+        rc = edge_http_error (r, 500, "internal_error", "metrics too large", NULL);
     ebuf_free (&out);
     bsnap_release (&broker);
     free (e);
@@ -176,142 +101,216 @@ static int s_metrics (struct mg_connection *conn, void *cbdata)
 
 //  --------------------------------------------------------------- /v1/aigw/events
 
-//  Write a batch of frames with one mg_write. 0 / -1 (the browser went away).
-static int s_write_batch (struct mg_connection *conn, fmsg_t **msgs, int n)
+static size_t s_pending (edge_req_t *r)
 {
-    size_t total = 0;
-    for (int i = 0; i < n; i++)
-        total += msgs[i]->len;
-    char *buf = malloc (total);
-    int rc = -1;
-    if (buf) {
-        size_t off = 0;
-        for (int i = 0; i < n; i++) {
-            memcpy (buf + off, msgs[i]->data, msgs[i]->len);
-            off += msgs[i]->len;
-        }
-        rc = mg_write (conn, buf, total) == (int) total ? 0 : -1;
-        free (buf);
-    }
-    for (int i = 0; i < n; i++)
+    return r->out.len - r->out_off;
+}
+
+//  Move what the fan-out holds into the request's buffer. -1 when the client was
+//  dropped or the fan-out closed.
+static int s_take (edge_req_t *r)
+{
+    fmsg_t *msgs[S_TAKE_MAX];
+    int n = fanout_take (r->fc, msgs, S_TAKE_MAX, 0);
+    for (int i = 0; i < n; i++) {
+        if (sse_append (&r->out, msgs[i]->data, msgs[i]->len) != SSE_OK)
+            n = -1;
         fmsg_release (&msgs[i]);
+    }
+    if (n > 0)
+        r->ping_at_ms = aclock_now_ms () + EDGE_EVENTS_PING_MS;
+    return n;
+}
+
+static ssize_t s_events_reader (void *cls, uint64_t pos, char *buf, size_t max)
+{
+    edge_req_t *r = cls;
+    if (r->gone || (s_pending (r) == 0 && s_take (r) < 0))
+        return MHD_CONTENT_READER_END_WITH_ERROR;
+    size_t n = s_pending (r);
+    if (n == 0) {
+        edge_req_suspend (r);
+        return 0;
+    }
+    if (n > max)
+        n = max;
+    memcpy (buf, r->out.mem + SSE_HEADROOM + r->out_off, n);
+    r->out_off += n;
+    if (r->out_off == r->out.len) {
+        sse_buf_reset (&r->out);
+        r->out_off = 0;
+    }
+    return (ssize_t) n;
+}
+
+enum MHD_Result observe_events_route (edge_req_t *r)
+{
+    observe_t *self = edge_server_observe (r->loop->srv);
+    edge_loop_t *loop = r->loop;
+    r->fc = fanout_join_notify (bridge_fanout (self->bridge), loop->wake_fd);
+    if (!r->fc)
+        return edge_http_error (r, 503, "unavailable", "too many event stream clients",
+                                "Retry-After: 5\n");
+    r->state = EDGE_REQ_EVENTS;
+    r->status = 200;
+    r->ev_next = loop->events;
+    if (loop->events)
+        loop->events->ev_prev = r;
+    loop->events = r;
+    sse_append (&r->out, "retry: 2000\n\n", 13);
+    r->ping_at_ms = aclock_now_ms () + EDGE_EVENTS_PING_MS;
+    edge_timer_set (loop, &r->timer, r->ping_at_ms);
+    struct MHD_Response *resp = MHD_create_response_from_callback (MHD_SIZE_UNKNOWN, 4096,
+                                                                   s_events_reader, r, NULL);
+    if (!resp)
+        return MHD_NO;
+    MHD_add_response_header (resp, "Content-Type", "text/event-stream; charset=utf-8");
+    MHD_add_response_header (resp, "Cache-Control", "no-store");
+    MHD_add_response_header (resp, "X-Accel-Buffering", "no");
+    edge_http_cors (r, resp);
+    enum MHD_Result rc = MHD_queue_response (r->mc, 200, resp);
+    MHD_destroy_response (resp);
     return rc;
 }
 
-//  Relay events until the browser goes away, falls behind (dropped) or we shut down.
-static void s_stream (struct mg_connection *conn, fanout_client_t *client)
+void observe_events_wake (edge_loop_t *loop)
 {
-    fmsg_t *msgs[S_TAKE_MAX];
-    while (true) {
-        int n = fanout_take (client, msgs, S_TAKE_MAX, S_PING_MS);
-        if (n < 0)
-            break;
-        if (n == 0 ? mg_write (conn, ": ping\n\n", 8) != 8 : s_write_batch (conn, msgs, n) != 0)
-            break;
+    for (edge_req_t *r = loop->events; r; r = r->ev_next)
+        edge_req_resume (r);
+}
+
+void observe_events_timer (edge_req_t *r, int64_t now)
+{
+    if (now >= r->ping_at_ms) {
+        if (s_pending (r) == 0)
+            sse_append (&r->out, ": ping\n\n", 8);
+        r->ping_at_ms = now + EDGE_EVENTS_PING_MS;
+        edge_req_resume (r);
     }
+    edge_timer_set (r->loop, &r->timer, r->ping_at_ms);
 }
 
-static int s_events (struct mg_connection *conn, void *cbdata)
+void observe_events_leave (edge_req_t *r)
 {
-    observe_t *self = cbdata;
-    int rc = s_method (conn);
-    if (rc)
-        return rc;
-    fanout_t *fanout = bridge_fanout (self->bridge);
-    fanout_client_t *client = fanout_join (fanout);
-    if (!client)
-        return s_send_error (conn, 503, "unavailable", "too many event stream clients", false,
-                             "Retry-After: 5\r\n");
-    static const char head[] =
-        "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream; charset=utf-8\r\n"
-        "Cache-Control: no-store\r\nConnection: close\r\nX-Accel-Buffering: no\r\n\r\n"
-        "retry: 2000\n\n";
-    mg_disable_connection_keep_alive (conn);
-    if (mg_write (conn, head, sizeof head - 1) == (int) (sizeof head - 1))
-        s_stream (conn, client);
-    fanout_leave (fanout, &client);
-    return 200;
+    edge_loop_t *loop = r->loop;
+    if (r->ev_prev)
+        r->ev_prev->ev_next = r->ev_next;
+    else
+    if (loop->events == r)
+        loop->events = r->ev_next;
+    if (r->ev_next)
+        r->ev_next->ev_prev = r->ev_prev;
+    r->ev_prev = r->ev_next = NULL;
+    fanout_leave (bridge_fanout (edge_server_observe (loop->srv)->bridge), &r->fc);
 }
 
-//  --------------------------------------------------------------- dashboard
+//  --------------------------------------------------------------- static files
 
-static int s_index (struct mg_connection *conn, void *cbdata)
+static const char *s_mime (const char *path)
 {
-    observe_t *self = cbdata;
-    int rc = s_method (conn);
-    if (rc)
-        return rc;
-    char path[PATH_MAX];
+    static const struct { const char *ext, *type; } types[] = {
+        { ".html", "text/html; charset=utf-8" }, { ".js", "text/javascript; charset=utf-8" },
+        { ".mjs", "text/javascript; charset=utf-8" }, { ".css", "text/css; charset=utf-8" },
+        { ".json", "application/json" }, { ".svg", "image/svg+xml" },
+        { ".png", "image/png" }, { ".jpg", "image/jpeg" }, { ".ico", "image/x-icon" },
+        { ".woff2", "font/woff2" }, { ".woff", "font/woff" }, { ".map", "application/json" },
+        { ".txt", "text/plain; charset=utf-8" }, { ".webmanifest", "application/manifest+json" },
+    };
+    const char *dot = strrchr (path, '.');
+    for (size_t i = 0; dot && i < sizeof types / sizeof types[0]; i++)
+        if (strcasecmp (dot, types[i].ext) == 0)
+            return types[i].type;
+    return "application/octet-stream";
+}
+
+//  Open root + url if it is a regular file inside root. -1 if not.
+static int s_open_file (const char *root, const char *url, off_t *size)
+{
+    if (url[0] != '/' || strstr (url, "/..") || strchr (url, '\\'))
+        return -1;
+    char joined[PATH_MAX], real[PATH_MAX];
+    int n = snprintf (joined, sizeof joined, "%s%s", root, url);
+    if (n < 0 || (size_t) n >= sizeof joined || !realpath (joined, real))
+        return -1;
+    size_t rlen = strlen (root);
+    if (strncmp (real, root, rlen) != 0 || (real[rlen] != '/' && real[rlen] != 0))
+        return -1;
+    int fd = open (real, O_RDONLY | O_CLOEXEC);
     struct stat st;
-    int n = snprintf (path, sizeof path, "%s/index.html", self->cfg->edge.document_root);
-    if (n > 0 && (size_t) n < sizeof path && stat (path, &st) == 0 && S_ISREG (st.st_mode)) {
-        mg_send_mime_file2 (conn, path, "text/html; charset=utf-8", "Cache-Control: no-cache\r\n");
-        return 200;
+    if (fd >= 0 && (fstat (fd, &st) || !S_ISREG (st.st_mode) || st.st_size > S_FILE_MAX)) {
+        close (fd);
+        fd = -1;
     }
-    return s_send (conn, 404, "text/html; charset=utf-8", s_not_built, sizeof s_not_built - 1,
-                   s_keep_alive (conn), NULL);
+    if (fd >= 0)
+        *size = st.st_size;
+    return fd;
 }
 
-//  --------------------------------------------------------------- hooks
-
-void observe_begin (observe_t *self, const struct mg_connection *conn)
+enum MHD_Result observe_static_route (edge_req_t *r, const char *url, const char *method)
 {
-    const struct mg_request_info *ri = mg_get_request_info (conn);
-    s_req.route = emetrics_route (ri ? ri->local_uri : NULL);
-    s_req.start_us = aclock_now_us ();
-    s_req.active = true;
-    emetrics_take_upstream ();          // forget a previous request's note
-    emetrics_request_begin (self->em, s_req.route);
-}
-
-void observe_end (observe_t *self, const struct mg_connection *conn, int status)
-{
-    if (!s_req.active)
-        return;
-    s_req.active = false;
-    int64_t latency = aclock_now_us () - s_req.start_us;
-    if (latency < 0)
-        latency = 0;
-    int64_t upstream = emetrics_take_upstream ();
-    int64_t overhead = -1;
-    if (s_req.route == EM_ROUTE_CHAT && upstream >= 0 && status >= 200 && status < 300)
-        overhead = latency > upstream ? latency - upstream : 0;
-    emetrics_request_done (self->em, s_req.route, status, (uint64_t) latency, overhead);
+    observe_t *self = edge_server_observe (r->loop->srv);
+    if (strcmp (method, "GET") != 0 && strcmp (method, "HEAD") != 0) {
+        if (!self->root[0])
+            return edge_http_error (r, 404, "not_found", "no such route", NULL);
+        return edge_http_error (r, 405, "method_not_allowed", "use GET", "Allow: GET\n");
+    }
+    bool index = strcmp (url, "/") == 0;
+    off_t size = 0;
+    int fd = self->root[0] ? s_open_file (self->root, index ? "/index.html" : url, &size) : -1;
+    if (fd < 0 && index && self->root[0]) {
+        char *page = strdup (s_not_built);
+        return edge_http_send (r, 404, "text/html; charset=utf-8", page,
+                               page ? sizeof s_not_built - 1 : 0, NULL);
+    }
+    if (fd < 0)
+        return edge_http_error (r, 404, "not_found", "no such route", NULL);
+    struct MHD_Response *resp = MHD_create_response_from_fd ((size_t) size, fd);
+    if (!resp) {
+        close (fd);
+        return MHD_NO;
+    }
+    MHD_add_response_header (resp, "Content-Type", s_mime (index ? "index.html" : url));
+    MHD_add_response_header (resp, "Cache-Control", "no-cache");
+    MHD_add_response_header (resp, "X-Content-Type-Options", "nosniff");
+    edge_http_cors (r, resp);
+    enum MHD_Result rc = MHD_queue_response (r->mc, 200, resp);
+    MHD_destroy_response (resp);
+    r->status = 200;
+    r->state = EDGE_REQ_DONE;
+    return rc;
 }
 
 //  --------------------------------------------------------------- object
 
-observe_t *observe_new (const cfg_t *cfg, edge_link_t *link)
+static bool s_up (void *arg)
+{
+    return edge_server_link_up (arg);
+}
+
+observe_t *observe_new (edge_server_t *srv)
 {
     observe_t *self = calloc (1, sizeof *self);
     if (!self)
         return NULL;
-    self->cfg = cfg;
-    self->link = link;
+    self->srv = srv;
+    self->cfg = edge_server_cfg (srv);
+    const char *root = self->cfg->edge.document_root;
+    if (root[0] && !realpath (root, self->root))
+        snprintf (self->root, sizeof self->root, "%s", root);
     self->em = emetrics_new ();
-    size_t threads = cfg->edge.threads ? cfg->edge.threads : 64;
-    size_t clients = threads / 2 < OBSERVE_CLIENTS_MAX ? threads / 2 : OBSERVE_CLIENTS_MAX;
     if (self->em)
-        self->bridge = bridge_new (cfg->broker.metrics, cfg->broker.max_frame, self->em, link,
-                                   clients ? clients : 1);
+        self->bridge = bridge_new (self->cfg->broker.metrics, self->cfg->broker.max_frame,
+                                   self->em, edge_server_box (srv), s_up, srv,
+                                   OBSERVE_CLIENTS_MAX);
     if (!self->bridge) {
         observe_destroy (&self);
         return NULL;
     }
-    const char *root = cfg->edge.document_root;
-    char index[PATH_MAX];
-    int n = snprintf (index, sizeof index, "%s/index.html", root);
+    char index[PATH_MAX + 16];
+    int n = snprintf (index, sizeof index, "%s/index.html", self->root);
     if (root[0] && n > 0 && (size_t) n < sizeof index && access (index, R_OK) != 0)
         log_warn ("no dashboard in %s (build it: cd ui && npm ci && npm run build)", root);
     return self;
-}
-
-void observe_attach (observe_t *self, struct mg_context *mg)
-{
-    mg_set_request_handler (mg, "/metrics", s_metrics, self);
-    mg_set_request_handler (mg, "/v1/aigw/events", s_events, self);
-    if (self->cfg->edge.document_root[0])
-        mg_set_request_handler (mg, "/$", s_index, self);   // "/" alone
 }
 
 void observe_close (observe_t *self)

@@ -197,8 +197,27 @@ static int s_edge_link (ebuf_t *out, const prom_edge_t *e)
                      (double) e->link_reconnects)
         || s_single (out, "aigw_edge_link_unrouted_total", "counter",
                      "Broker answers for jobs nobody waited for.", (double) e->link_unrouted)
-        || s_single (out, "aigw_edge_link_late_discarded_total", "counter",
-                     "Answers to abandoned jobs discarded by handlers.", (double) e->link_late)
+        || s_single (out, "aigw_edge_connections", "gauge",
+                     "HTTP connections open.", (double) e->connections)
+        || s_single (out, "aigw_edge_connections_refused_total", "counter",
+                     "Connections closed at accept (edge/max_connections, edge/max_per_ip).",
+                     (double) e->conn_refused)
+        || s_single (out, "aigw_edge_connections_over_limit_total", "counter",
+                     "Connections answered 503 beyond edge/max_connections.",
+                     (double) e->conn_over_limit)
+        || s_single (out, "aigw_edge_header_timeouts_total", "counter",
+                     "Requests answered 408: headers not received within edge/header_timeout_ms.",
+                     (double) e->header_timeouts)
+        || s_single (out, "aigw_edge_jobs_in_flight", "gauge",
+                     "Chat jobs submitted and not yet answered.", (double) e->jobs_in_flight)
+        || s_single (out, "aigw_edge_jobs_refused_total", "counter",
+                     "Chat requests answered 429 at edge/max_jobs.", (double) e->jobs_refused)
+        || s_single (out, "aigw_edge_bad_framing_total", "counter",
+                     "Requests refused for duplicate or conflicting length headers.",
+                     (double) e->bad_framing)
+        || s_single (out, "aigw_edge_stream_overflow_total", "counter",
+                     "Stream clients dropped for not reading (edge/stream_buffer).",
+                     (double) e->stream_overflow)
         || s_single (out, "aigw_edge_link_bad_messages_total", "counter",
                      "Malformed broker messages dropped.", (double) e->link_bad) ? -1 : 0;
 }

@@ -27,7 +27,15 @@ typedef struct {
     prom_hist_t duration[EM_ROUTES];
     prom_hist_t overhead;
     bool link_up;                       // broker answered within heartbeat x liveness
-    uint64_t link_submitted, link_reconnects, link_unrouted, link_late, link_bad;
+    uint64_t link_submitted, link_reconnects, link_unrouted, link_bad;
+    uint64_t connections;               // open now
+    uint64_t conn_refused;              // closed at accept: connection or per-IP limit
+    uint64_t conn_over_limit;           // answered 503 (max_connections)
+    uint64_t header_timeouts;           // 408
+    uint64_t jobs_in_flight;            // chat jobs now
+    uint64_t jobs_refused;              // 429 at max_jobs
+    uint64_t bad_framing;               // 400: conflicting length headers
+    uint64_t stream_overflow;           // SSE clients dropped at stream_buffer
     uint64_t bridge_clients, bridge_refused, bridge_dropped, bridge_bad;
     uint64_t bridge_messages[PROM_BRIDGE_TOPICS];   // sent to browsers, by topic
     double broker_age_s;                // age of the broker snapshot; NAN = none yet

@@ -1,5 +1,7 @@
 // Chat-completions request parsing and model resolution (pure logic, no I/O).
 #include "request.h"
+#include "jdepth.h"
+#include "utf8.h"
 
 #include <cJSON.h>
 #include <stdarg.h>
@@ -10,15 +12,21 @@
 #define S_CODE_INVALID   "invalid_request"
 #define S_CODE_JSON      "invalid_json"
 #define S_CODE_NOMODEL   "model_not_found"
+#define S_CODE_DEPTH     "json_too_deep"
+#define S_NAME_SHOWN     32     // bytes of an over-long model name quoted in a message
+#define S_KEY_SHOWN      64     // bytes of an unknown "aigw" key quoted in a message
 
 int edge_err_set (edge_err_t *err, int status, const char *code, const char *fmt, ...)
 {
     err->status = status;
     err->code = code;
+    char raw[2 * sizeof err->message];
     va_list ap;
     va_start (ap, fmt);
-    vsnprintf (err->message, sizeof err->message, fmt, ap);
+    vsnprintf (raw, sizeof raw, fmt, ap);
     va_end (ap);
+    //  Messages quote client bytes (model names, keys): keep them valid UTF-8
+    utf8_sanitize (err->message, sizeof err->message, raw, strlen (raw));
     return -1;
 }
 
@@ -42,7 +50,7 @@ static int s_add_target (edge_job_t *job, const char *name, size_t len, edge_err
                              CFG_TARGETS_MAX);
     if (len >= CFG_NAME_MAX)
         return edge_err_set (err, 404, S_CODE_NOMODEL, "The model '%.*s...' does not exist",
-                             32, name);
+                             (int) utf8_cut (name, len, S_NAME_SHOWN), name);
     memcpy (job->targets[job->ntargets], name, len);
     job->targets[job->ntargets][len] = 0;
     job->ntargets++;
@@ -129,6 +137,25 @@ static int s_check_messages (const cJSON *root, edge_err_t *err)
         if (!cJSON_IsString (role))
             return edge_err_set (err, 400, S_CODE_INVALID, "messages[%d].role: must be a string", i);
     }
+    return 0;
+}
+
+//  The fields the edge reads must appear once: cJSON looks at the first of duplicate
+//  keys, most upstream parsers take the last, so a second "model" would go unchecked.
+static int s_check_unique (const cJSON *root, edge_err_t *err)
+{
+    static const char *const fields[] = { "model", "messages", "stream", "stream_options",
+                                          "aigw" };
+    unsigned seen = 0;
+    for (const cJSON *v = root->child; v; v = v->next)
+        for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
+            if (strcmp (v->string, fields[i]))
+                continue;
+            if (seen & (1u << i))
+                return edge_err_set (err, 400, S_CODE_INVALID, "%s: given more than once",
+                                     fields[i]);
+            seen |= 1u << i;
+        }
     return 0;
 }
 
@@ -242,7 +269,8 @@ static int s_override_one (const cfg_t *cfg, const cJSON *v, edge_job_t *job,
                                  "aigw.ttft_timeout_ms: must be a positive integer (milliseconds)");
         return 0;
     }
-    return edge_err_set (err, 400, S_CODE_INVALID, "aigw.%.64s: unknown field", k);
+    return edge_err_set (err, 400, S_CODE_INVALID, "aigw.%.*s: unknown field",
+                         (int) utf8_cut (k, strlen (k), S_KEY_SHOWN), k);
 }
 
 //  Apply the optional "aigw" object on top of what `model` resolved to.
@@ -288,9 +316,15 @@ static bool s_only_space (const char *p, const char *end)
     return true;
 }
 
-//  Parse JSON strictly: one value, nothing but whitespace after it.
-static cJSON *s_parse_json (const char *body, size_t len, edge_err_t *err)
+//  Parse JSON strictly: one value, nothing but whitespace after it. The nesting is
+//  checked first (cJSON recurses once per level, on a handler thread's stack).
+static cJSON *s_parse_json (const char *body, size_t len, unsigned max_depth, edge_err_t *err)
 {
+    if (jdepth_check (body, len, max_depth)) {
+        edge_err_set (err, 400, S_CODE_DEPTH,
+                      "request body nests arrays and objects deeper than %u levels", max_depth);
+        return NULL;
+    }
     const char *end = NULL;
     cJSON *root = len ? cJSON_ParseWithLengthOpts (body, len, &end, false) : NULL;
     if (!root || (end && !s_only_space (end, body + len))) {
@@ -338,11 +372,12 @@ int edge_request_parse (const cfg_t *cfg, const char *body, size_t len,
         return edge_err_set (err, 413, "request_too_large",
                              "request body is larger than %llu bytes",
                              (unsigned long long) cfg->edge.max_body);
-    cJSON *root = s_parse_json (body, len, err);
+    cJSON *root = s_parse_json (body, len, cfg->edge.max_json_depth, err);
     if (!root)
         return -1;
     int rc = -1;
-    if (s_check_model (root, job, err) || s_check_messages (root, err)
+    if (s_check_unique (root, err) || s_check_model (root, job, err)
+        || s_check_messages (root, err)
         || s_check_stream (root, job, err))
         goto cleanup;
     if (s_resolve_all (cfg, root, job, live, live_arg, err))

@@ -366,6 +366,27 @@ int edge_reply_models (edge_reply_t *reply, const cfg_t *cfg, const edge_status_
     return s_finish (reply, 200, root);
 }
 
+int edge_reply_model (edge_reply_t *reply, const cfg_t *cfg, const edge_status_t *st,
+                      const char *id)
+{
+    memset (reply, 0, sizeof *reply);
+    const edge_model_status_t *m = edge_status_model (st, id);
+    const cfg_group_t *g = cfg_group (cfg, id);
+    cJSON *e = NULL;
+    if (m && m->workers)
+        e = s_model_entry (m->name, "model", m->workers);
+    else
+    if (g && st && s_group_workers (g, st))
+        e = s_model_entry (g->name, "group", s_group_workers (g, st));
+    else {
+        char msg[96 + CFG_NAME_MAX];
+        snprintf (msg, sizeof msg, "The model '%.*s' does not exist or has no live worker",
+                  CFG_NAME_MAX, id);
+        return edge_reply_simple (reply, 404, "model_not_found", msg);
+    }
+    return s_finish (reply, 200, e);
+}
+
 int edge_reply_pairs (edge_reply_t *reply, int status, const char *const *pairs, size_t n)
 {
     memset (reply, 0, sizeof *reply);

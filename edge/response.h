@@ -56,6 +56,10 @@ int edge_reply_simple (edge_reply_t *reply, int status, const char *code, const 
 //  one live target. status may be NULL (nothing is live).
 int edge_reply_models (edge_reply_t *reply, const cfg_t *cfg, const edge_status_t *status);
 
+//  Build the /v1/models/{id} reply: one live model or group, else 404 model_not_found.
+int edge_reply_model (edge_reply_t *reply, const cfg_t *cfg, const edge_status_t *status,
+                      const char *id);
+
 //  Build the /readyz reply: 200 when the broker answered recently (link_up) and at
 //  least one worker is registered, else 503 with the reason.
 int edge_reply_ready (edge_reply_t *reply, bool link_up, const edge_status_t *status,

@@ -1,6 +1,7 @@
 // Broker status snapshot: built once from a PONG, then read-only and reference counted.
 #include "status.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -85,4 +86,47 @@ bool edge_status_live (const edge_status_t *self, const char *name)
 {
     const edge_model_status_t *m = edge_status_model (self, name);
     return m && m->workers > 0;
+}
+
+struct _edge_status_box_t {
+    pthread_mutex_t lock;
+    edge_status_t *status;
+};
+
+edge_status_box_t *edge_status_box_new (void)
+{
+    edge_status_box_t *self = calloc (1, sizeof *self);
+    if (self)
+        pthread_mutex_init (&self->lock, NULL);
+    return self;
+}
+
+void edge_status_box_destroy (edge_status_box_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    edge_status_box_t *self = *self_p;
+    *self_p = NULL;
+    edge_status_release (&self->status);
+    pthread_mutex_destroy (&self->lock);
+    free (self);
+}
+
+void edge_status_box_set (edge_status_box_t *self, edge_status_t **st_p)
+{
+    edge_status_t *st = *st_p;
+    *st_p = NULL;
+    pthread_mutex_lock (&self->lock);
+    edge_status_t *old = self->status;
+    self->status = st;
+    pthread_mutex_unlock (&self->lock);
+    edge_status_release (&old);
+}
+
+edge_status_t *edge_status_box_get (edge_status_box_t *self)
+{
+    pthread_mutex_lock (&self->lock);
+    edge_status_t *st = edge_status_ref (self->status);
+    pthread_mutex_unlock (&self->lock);
+    return st;
 }

@@ -47,4 +47,15 @@ const edge_model_status_t *edge_status_model (const edge_status_t *self, const c
 //  True if the broker knows the model and at least one worker serves it.
 bool edge_status_live (const edge_status_t *self, const char *name);
 
+//  The latest snapshot, shared by every event loop: one writer at a time swaps it in,
+//  readers take a reference under a mutex held for a pointer copy.
+typedef struct _edge_status_box_t edge_status_box_t;
+
+edge_status_box_t *edge_status_box_new (void);
+void edge_status_box_destroy (edge_status_box_t **self_p);
+//  Replace the snapshot; takes ownership of *st_p and nulls it.
+void edge_status_box_set (edge_status_box_t *self, edge_status_t **st_p);
+//  The latest snapshot or NULL; caller releases it.
+edge_status_t *edge_status_box_get (edge_status_box_t *self);
+
 #endif

@@ -1,170 +1,181 @@
-// SSE streaming of a chat job to its HTTP client (civetweb side of edge/sse.c).
-#include "stream.h"
-#include "sse.h"
+// Server-Sent Events answer of a `stream: true` chat job on libmicrohttpd: headers at
+// once, the winner's chunks as they come, keep-alive comments, then [DONE] or an error
+// event. The content reader suspends the connection when it has nothing to send;
+// a broker answer or a timer resumes it. Each client holds at most edge/stream_buffer
+// bytes unsent: past that it is dropped and its job cancelled.
+#include "edge_int.h"
 #include "response.h"
-#include "emetrics.h"
-#include "wire.h"
-#include "log.h"
 #include "aclock.h"
+#include "log.h"
+#include "wire.h"
 
-#include <civetweb.h>
-#include <stdio.h>
 #include <string.h>
 #include <time.h>
 
-typedef struct {
-    const edge_stream_t *req;
-    bool chunked;                       // HTTP/1.1: chunked body, else close-delimited
-    sse_state_t st;
-    sse_buf_t buf;
-    int64_t tick_at;                    // next keep-alive comment
-} s_stream_t;
+#define S_PING_MS 1000                  // ": keep-alive" after this long without output
+#define S_BLOCK 4096                    // MHD's buffer for the reader
 
-static int s_head (s_stream_t *s)
+static const char *s_text (edge_req_t *r)
 {
-    char head[512];
-    int n = snprintf (head, sizeof head,
-                      "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream; charset=utf-8\r\n"
-                      "Cache-Control: no-cache\r\nX-Accel-Buffering: no\r\n%s"
-                      "Connection: %s\r\n\r\n",
-                      s->chunked ? "Transfer-Encoding: chunked\r\n" : "",
-                      s->chunked && s->req->keep_alive ? "keep-alive" : "close");
-    if (!(s->chunked && s->req->keep_alive))
-        mg_disable_connection_keep_alive (s->req->conn);
-    return mg_write (s->req->conn, head, (size_t) n) == n ? 0 : -1;
+    return r->out.mem + SSE_HEADROOM;
 }
 
-//  Write what the buffer holds (last: also end the body). 0, or -1 when the write
-//  failed (the client is gone).
-static int s_flush (s_stream_t *s, bool last)
+static size_t s_pending (edge_req_t *r)
 {
-    size_t len = 0;
-    const char *bytes = sse_frame (&s->buf, s->chunked, last, &len);
-    int rc = 0;
-    if (bytes && mg_write (s->req->conn, bytes, len) != (int) len)
-        rc = -1;
-    sse_buf_reset (&s->buf);
-    s->tick_at = aclock_now_ms () + EDGE_STREAM_PING_MS;
-    return rc;
+    return r->out.len - r->out_off;
 }
 
-static void s_gone (s_stream_t *s, edge_stream_result_t *out)
+static void s_arm (edge_req_t *r)
 {
-    edge_client_cancel (s->req->client, s->req->job_id);
-    mg_disable_connection_keep_alive (s->req->conn);
-    out->end = EDGE_STREAM_GONE;
-    out->status = 499;
+    if (r->ended)
+        edge_timer_clear (r->loop, &r->timer);
+    else
+        edge_timer_set (r->loop, &r->timer, r->ping_at_ms < r->deadline_ms ? r->ping_at_ms
+                                                                         : r->deadline_ms);
 }
 
-//  End with an error event the edge decided; the job is cancelled first.
-static void s_fail (s_stream_t *s, int status, const char *code, const char *message,
-                    edge_stream_result_t *out)
+//  New output is in the buffer: push it out, or drop a client that does not read.
+static void s_wrote (edge_req_t *r)
 {
-    edge_client_cancel (s->req->client, s->req->job_id);
-    sse_buf_reset (&s->buf);
-    sse_error_simple (&s->st, status, code, message, &s->buf);
-    out->end = EDGE_STREAM_FAILED;
-    out->status = status;
-    if (s_flush (s, true))
-        mg_disable_connection_keep_alive (s->req->conn);
+    r->ping_at_ms = aclock_now_ms () + S_PING_MS;
+    if (s_pending (r) > edge_server_cfg (r->loop->srv)->edge.stream_buffer && !r->gone) {
+        log_debug ("stream job %llu: client not reading, %zu bytes unsent; dropped",
+                   (unsigned long long) r->job_id, s_pending (r));
+        edge_server_count_overflow (r->loop->srv);
+        edge_http_gone (r);
+        return;
+    }
+    s_arm (r);
+    edge_req_resume (r);
 }
 
-static void s_bad_chunk (s_stream_t *s, sse_rc_t rc, edge_stream_result_t *out)
+static void s_job_over (edge_req_t *r)
+{
+    if (!r->job_live)
+        return;
+    r->job_live = false;
+    edge_server_job_done (r->loop->srv);
+}
+
+void edge_stream_fail (edge_req_t *r, int status, const char *code, const char *message)
+{
+    if (r->job_live)
+        edge_link_cancel (r->loop->link, r->job_id);
+    s_job_over (r);
+    if (sse_error_simple (&r->sse, status, code, message, &r->out) != SSE_OK)
+        r->gone = true;                 // cannot even say why: close
+    r->status = status;
+    r->ended = true;
+    s_wrote (r);
+}
+
+static void s_bad_chunk (edge_req_t *r, sse_rc_t rc)
 {
     char msg[160];
     if (rc == SSE_ERR_GAP) {
-        snprintf (msg, sizeof msg, "the stream lost chunks after chunk %u (edge too slow to "
-                  "take them)", s->st.sent);
-        s_fail (s, 502, "stream_interrupted", msg, out);
+        snprintf (msg, sizeof msg, "the stream lost chunks after chunk %u", r->sse.sent);
+        edge_stream_fail (r, 502, "stream_interrupted", msg);
     }
     else
     if (rc == SSE_ERR_CHUNK)
-        s_fail (s, 502, "bad_upstream_response", "a stream chunk is not a JSON object", out);
+        edge_stream_fail (r, 502, "bad_upstream_response", "a stream chunk is not a JSON object");
     else
-        s_fail (s, 500, "internal_error", "out of memory formatting the stream", out);
+        edge_stream_fail (r, 500, "internal_error", "out of memory formatting the stream");
 }
 
-//  Handle one answer. Returns true when the stream has ended.
-static bool s_answer (s_stream_t *s, edge_answer_t *a, edge_stream_result_t *out)
+void edge_stream_answer (edge_req_t *r, edge_answer_t *a)
 {
+    if (r->ended || r->gone) {
+        edge_answer_reset (a);
+        return;
+    }
     if (a->chunk) {
-        sse_rc_t rc = sse_chunk (&s->st, a->chunk, &s->buf);
-        if (rc != SSE_OK) {
-            s_bad_chunk (s, rc, out);
-            return true;
-        }
-        out->chunks = s->st.sent;
-        if (s_flush (s, false) == 0)
-            return false;
-        s_gone (s, out);
-        return true;
+        sse_rc_t rc = sse_chunk (&r->sse, a->chunk, &r->out);
+        edge_answer_reset (a);
+        if (rc != SSE_OK)
+            s_bad_chunk (r, rc);
+        else
+            s_wrote (r);
+        return;
     }
-    bool failed = !a->result;
+    s_job_over (r);                     // RESULT or ERROR: the route is already gone
     if (a->result) {
-        emetrics_note_result (a->result);
-        if (sse_done (&s->st, a->result, &s->buf) != SSE_OK) {
-            s_fail (s, 500, "internal_error", "out of memory ending the stream", out);
-            return true;
-        }
-    }
-    else
-    if (sse_error (&s->st, a->error, &s->buf) != SSE_OK)
-        sse_error_simple (&s->st, 500, "internal_error", "out of memory", &s->buf);
-    out->end = failed ? EDGE_STREAM_FAILED : EDGE_STREAM_DONE;
-    out->status = failed ? edge_status_of (a->error->code) : 200;
-    if (s_flush (s, true))
-        mg_disable_connection_keep_alive (s->req->conn);
-    return true;
-}
-
-//  Keep-alive comment; true when the client is gone.
-static bool s_ping (s_stream_t *s)
-{
-    sse_append (&s->buf, ": keep-alive\n\n", 14);
-    return s_flush (s, false) != 0;
-}
-
-static void s_loop (s_stream_t *s, edge_stream_result_t *out)
-{
-    const edge_stream_t *req = s->req;
-    edge_waiter_t w;
-    edge_waiter_init (&w, req->client, req->job_id, req->until_ms, 0, req->find_fd,
-                      req->find_arg);
-    while (true) {
-        edge_answer_t a;
-        edge_wait_ev_t ev = edge_waiter_next (&w, s->tick_at, &a);
-        if (ev == EDGE_WAIT_GONE || (ev == EDGE_WAIT_TICK && s_ping (s))) {
-            s_gone (s, out);
+        r->upstream_us = emetrics_upstream_us (a->result);
+        if (sse_done (&r->sse, a->result, &r->out) != SSE_OK) {
+            edge_answer_reset (a);
+            edge_stream_fail (r, 500, "internal_error", "out of memory ending the stream");
             return;
         }
-        if (ev == EDGE_WAIT_EXPIRED) {
-            out->edge_timeout = true;
-            s_fail (s, 504, "timeout", "no answer before the deadline", out);
-            return;
-        }
-        if (ev == EDGE_WAIT_ANSWER) {
-            bool ended = s_answer (s, &a, out);
-            edge_answer_reset (&a);
-            if (ended)
-                return;
-        }
     }
+    else {
+        r->status = a->error ? edge_status_of (a->error->code) : 500;
+        if (!a->error || sse_error (&r->sse, a->error, &r->out) != SSE_OK)
+            sse_error_simple (&r->sse, 500, "internal_error", "out of memory", &r->out);
+    }
+    edge_answer_reset (a);
+    r->ended = true;
+    s_wrote (r);
 }
 
-void edge_stream_serve (const edge_stream_t *req, edge_stream_result_t *out)
+void edge_stream_timer (edge_req_t *r, int64_t now)
 {
-    memset (out, 0, sizeof *out);
-    s_stream_t s = { .req = req };
-    const struct mg_request_info *ri = mg_get_request_info (req->conn);
-    s.chunked = ri->http_version && strcmp (ri->http_version, "1.1") == 0;
-    sse_state_init (&s.st, req->job_id, (int64_t) time (NULL), req->policy, req->include_usage);
-    s.tick_at = aclock_now_ms () + EDGE_STREAM_PING_MS;
-    if (s_head (&s))
-        s_gone (&s, out);
-    else
-        s_loop (&s, out);
-    sse_buf_free (&s.buf);
-    log_debug ("stream job %llu: %s, %u chunks, status %d", (unsigned long long) req->job_id,
-               out->end == EDGE_STREAM_DONE ? "done" : out->end == EDGE_STREAM_FAILED
-               ? "failed" : "client gone", out->chunks, out->status);
+    if (r->ended || r->gone)
+        return;
+    if (now >= r->deadline_ms) {
+        r->timed_out = true;
+        edge_stream_fail (r, 504, "timeout", "no answer before the deadline");
+        return;
+    }
+    if (now >= r->ping_at_ms && s_pending (r) == 0) {
+        sse_append (&r->out, ": keep-alive\n\n", 14);
+        s_wrote (r);
+        return;
+    }
+    if (now >= r->ping_at_ms)
+        r->ping_at_ms = now + S_PING_MS;
+    s_arm (r);
+}
+
+static ssize_t s_reader (void *cls, uint64_t pos, char *buf, size_t max)
+{
+    edge_req_t *r = cls;
+    if (r->gone)
+        return MHD_CONTENT_READER_END_WITH_ERROR;
+    size_t n = s_pending (r);
+    if (n) {
+        if (n > max)
+            n = max;
+        memcpy (buf, s_text (r) + r->out_off, n);
+        r->out_off += n;
+        if (r->out_off == r->out.len) {
+            sse_buf_reset (&r->out);
+            r->out_off = 0;
+        }
+        return (ssize_t) n;
+    }
+    if (r->ended)
+        return MHD_CONTENT_READER_END_OF_STREAM;
+    edge_req_suspend (r);
+    return 0;
+}
+
+enum MHD_Result edge_stream_start (edge_req_t *r)
+{
+    r->state = EDGE_REQ_STREAM;
+    r->status = 200;
+    sse_state_init (&r->sse, r->job_id, (int64_t) time (NULL), r->job.policy,
+                    r->job.include_usage);
+    r->ping_at_ms = aclock_now_ms () + S_PING_MS;
+    s_arm (r);
+    struct MHD_Response *resp = MHD_create_response_from_callback (MHD_SIZE_UNKNOWN, S_BLOCK,
+                                                                   s_reader, r, NULL);
+    if (!resp)
+        return MHD_NO;
+    MHD_add_response_header (resp, "Content-Type", "text/event-stream; charset=utf-8");
+    MHD_add_response_header (resp, "Cache-Control", "no-cache");
+    MHD_add_response_header (resp, "X-Accel-Buffering", "no");
+    edge_http_cors (r, resp);
+    enum MHD_Result rc = MHD_queue_response (r->mc, 200, resp);
+    MHD_destroy_response (resp);
+    return rc;
 }

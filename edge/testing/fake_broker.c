@@ -144,7 +144,7 @@ static void s_chunk (fake_broker_t *self, const uint8_t *id, size_t id_len, uint
                      uint32_t seq, const char *target, const char *text, bool finish,
                      const char *raw)
 {
-    char body[1024];
+    char body[2048];
     if (raw)
         snprintf (body, sizeof body, "%s", raw);
     else
@@ -256,6 +256,22 @@ static void s_hold (fake_broker_t *self, wire_msg_t *m, uint64_t job_id, const c
     snprintf (h->targets, sizeof h->targets, "%s", targets);
 }
 
+//  flood*: 1 KiB of text per chunk
+static const char s_flood_text[] =
+    "floodfloodfloodfloodfloodfloodfloodfloodfloodfloodfloodfloodfloodfloodfloodflood"
+    "floodfloodfloodfloodfloodfloodfloodfloodfloodfloodfloodfloodfloodfloodfloodflood"
+    "floodfloodfloodfloodfloodfloodfloodfloodfloodfloodfloodfloodfloodfloodfloodflood"
+    "floodfloodfloodfloodfloodfloodfloodfloodfloodfloodfloodfloodfloodfloodfloodflood"
+    "floodfloodfloodfloodfloodfloodfloodfloodfloodfloodfloodfloodfloodfloodfloodflood"
+    "floodfloodfloodfloodfloodfloodfloodfloodfloodfloodfloodfloodfloodfloodfloodflood"
+    "floodfloodfloodfloodfloodfloodfloodfloodfloodfloodfloodfloodfloodfloodfloodflood"
+    "floodfloodfloodfloodfloodfloodfloodfloodfloodfloodfloodfloodfloodfloodfloodflood"
+    "floodfloodfloodfloodfloodfloodfloodfloodfloodfloodfloodfloodfloodfloodfloodflood"
+    "floodfloodfloodfloodfloodfloodfloodfloodfloodfloodfloodfloodfloodfloodfloodflood"
+    "floodfloodfloodfloodfloodfloodfloodfloodfloodfloodfloodfloodfloodfloodfloodflood"
+    "floodfloodfloodfloodfloodfloodfloodfloodfloodfloodfloodfloodfloodfloodfloodflood"
+    "floodfloodfloodfloodfloodfloodfloodfloodfloodfloodfloodfl";
+
 static bool s_prefix (const char *s, const char *p)
 {
     return strncmp (s, p, strlen (p)) == 0;
@@ -289,12 +305,13 @@ static bool s_submit_stream (fake_broker_t *self, wire_msg_t *m, const Aigw__Job
     if (s_prefix (t, "badchunk"))
         s_chunk (self, id, n, jid, 0, t, NULL, false, "not json");
     else
-    if (s_prefix (t, "drip")) {
+    if (s_prefix (t, "drip") || s_prefix (t, "flood")) {
+        uint32_t every = s_prefix (t, "drip") ? 50 : 1;
         s_chunk (self, id, n, jid, 0, t, "drop", false, NULL);
         s_hold (self, m, jid, t, targets, 0);
-        self->held[self->nheld - 1].drip_ms = 50;
+        self->held[self->nheld - 1].drip_ms = every;
         self->held[self->nheld - 1].seq = 1;
-        self->held[self->nheld - 1].due_ms = aclock_now_ms () + 50;
+        self->held[self->nheld - 1].due_ms = aclock_now_ms () + every;
     }
     else
     if (s_prefix (t, "tools")) {
@@ -372,7 +389,8 @@ static void s_due (fake_broker_t *self)
     for (size_t i = 0; i < self->nheld;) {
         s_held_t *h = &self->held[i];
         if (h->drip_ms && h->due_ms <= now) {
-            s_chunk (self, h->id, h->id_len, h->job_id, h->seq++, h->target, " drop", false, NULL);
+            s_chunk (self, h->id, h->id_len, h->job_id, h->seq++, h->target,
+                     h->drip_ms == 1 ? s_flood_text : " drop", false, NULL);
             h->due_ms += h->drip_ms;
             i++;
         }

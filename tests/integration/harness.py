@@ -135,7 +135,6 @@ class System:
             f"{extra_broker}"
             "edge\n"
             f"    listen = 127.0.0.1:{self.http_port}\n"
-            "    threads = 32\n"
             "    max_body = 65536\n"
             f"{extra_edge}"
             "worker\n"

@@ -297,11 +297,11 @@ def test_sse_bridge_relays_metrics_job_worker_and_edge(system):
 
 
 def test_sse_client_limit_503(system):
-    """threads = 32 in the harness: at most 16 event-stream clients, then 503."""
+    """At most 32 event-stream clients (edge OBSERVE_CLIENTS_MAX), then 503."""
     port = system.http_port
     clients = []
     try:
-        for _ in range(16):
+        for _ in range(32):
             s = SSE(port)
             assert s.read_head() == 200
             clients.append(s)

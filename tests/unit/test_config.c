@@ -77,6 +77,13 @@ static void test_defaults (void **state)
     assert_non_null (cfg);
     assert_string_equal (cfg->broker.frontend, "tcp://127.0.0.1:5555");
     assert_string_equal (cfg->edge.listen, "127.0.0.1:8080");
+    assert_int_equal (cfg->edge.threads, 0);
+    assert_int_equal (cfg->edge.max_connections, 16384);
+    assert_int_equal (cfg->edge.max_per_ip, 1024);
+    assert_int_equal (cfg->edge.max_jobs, 16384);
+    assert_int_equal (cfg->edge.max_header_bytes, 8192);
+    assert_int_equal (cfg->edge.header_timeout_ms, 10000);
+    assert_string_equal (cfg->edge.cors_origins, "");
     assert_int_equal (cfg->nmodels, 0);
     cfg_destroy (&cfg);
 }
@@ -114,8 +121,35 @@ static void test_bad (void **state)
                   "groups/g/targets");
     s_expect_bad ("models\n    m1\n        provider = sim\ngroups\n    m1\n        targets = m1\n",
                   "same name");
-    s_expect_bad ("edge\n    threads = 0\n", "edge/threads");
+    s_expect_bad ("edge\n    threads = 257\n", "edge/threads");
+    s_expect_bad ("edge\n    max_connections = 0\n", "edge/max_connections");
+    s_expect_bad ("edge\n    max_header_bytes = 10\n", "edge/max_header_bytes");
+    s_expect_bad ("edge\n    idle_timeout_ms = often\n", "edge/idle_timeout_ms");
+    s_expect_bad ("edge\n    tls_cert = /x.pem\n", "edge/tls_key");
+    s_expect_bad ("edge\n    no_such_key = 1\n", "edge/no_such_key");
     s_expect_bad ("broker\n  frontend = \"unterminated\n", "not valid ZPL");
+}
+
+static void test_max_json_depth (void **state)
+{
+    char err[512];
+    cfg_t *cfg = cfg_defaults ();
+    assert_int_equal (cfg->edge.max_json_depth, 64);
+    cfg_destroy (&cfg);
+    const char *ok[] = { "1", "64", "1000" };
+    for (size_t i = 0; i < 3; i++) {
+        char text[64];
+        snprintf (text, sizeof text, "edge\n    max_json_depth = %s\n", ok[i]);
+        cfg = cfg_parse (text, "depth", err, sizeof err);
+        if (!cfg)
+            fail_msg ("%s", err);
+        assert_int_equal (cfg->edge.max_json_depth, strtoul (ok[i], NULL, 10));
+        cfg_destroy (&cfg);
+    }
+    s_expect_bad ("edge\n    max_json_depth = 0\n", "edge/max_json_depth");
+    s_expect_bad ("edge\n    max_json_depth = 1001\n", "edge/max_json_depth");
+    s_expect_bad ("edge\n    max_json_depth = -1\n", "edge/max_json_depth");
+    s_expect_bad ("edge\n    max_json_depth = deep\n", "edge/max_json_depth");
 }
 
 static void test_load_file (void **state)
@@ -160,6 +194,7 @@ int main (void)
         cmocka_unit_test (test_good),
         cmocka_unit_test (test_defaults),
         cmocka_unit_test (test_bad),
+        cmocka_unit_test (test_max_json_depth),
         cmocka_unit_test (test_load_file),
         cmocka_unit_test (test_shipped_config),
     };

@@ -120,16 +120,12 @@ static void test_upstream_note (void **state)
     Aigw__Result res = AIGW__RESULT__INIT;
     res.n_attempts = 2;
     res.attempts = attempts;
-    assert_int_equal (emetrics_take_upstream (), -1);
-    emetrics_note_result (&res);
-    assert_int_equal (emetrics_take_upstream (), 40090);       // first start to winner finish
-    assert_int_equal (emetrics_take_upstream (), -1);          // taken once
+    assert_int_equal (emetrics_upstream_us (NULL), -1);
+    assert_int_equal (emetrics_upstream_us (&res), 40090);     // first start to winner finish
     lost.started_us = 100;                                      // a race: the winner's own time
-    emetrics_note_result (&res);
-    assert_int_equal (emetrics_take_upstream (), 40000);
-    won.outcome = AIGW__OUTCOME__OUTCOME_FAILED;                // nobody won: no note
-    emetrics_note_result (&res);
-    assert_int_equal (emetrics_take_upstream (), -1);
+    assert_int_equal (emetrics_upstream_us (&res), 40000);
+    won.outcome = AIGW__OUTCOME__OUTCOME_FAILED;                // nobody won: no span
+    assert_int_equal (emetrics_upstream_us (&res), -1);
 }
 
 static void test_in_flight_and_codes (void **state)

@@ -3,6 +3,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,6 +11,8 @@
 #include <cmocka.h>
 
 #include "request.h"
+#include "response.h"
+#include "utf8.h"
 
 static const char *s_conf =
     "edge\n"
@@ -276,6 +279,12 @@ static const s_bad_t s_bad[] = {
     { "{\"model\":\"fast-sim\",\"messages\":[{\"role\":\"user\"}],\"aigw\":{\"deadline_ms\":1e20}}", 400, "invalid_request", "aigw.deadline_ms" },
     { "{\"model\":\"fast-sim\",\"messages\":[{\"role\":\"user\"}],\"aigw\":{\"ttft_timeout_ms\":\"x\"}}", 400, "invalid_request", "aigw.ttft_timeout_ms" },
     { "{\"model\":\"fast-sim\",\"messages\":[{\"role\":\"user\"}],\"aigw\":{\"colour\":1}}", 400, "invalid_request", "aigw.colour: unknown field" },
+    //  Fields the edge reads may appear once (cJSON reads the first, upstreams the last)
+    { "{\"model\":\"fast-sim\",\"messages\":[{\"role\":\"user\"}],\"model\":\"gpt-4\"}", 400, "invalid_request", "model: given more than once" },
+    { "{\"model\":\"fast-sim\",\"mod\\u0065l\":\"gpt-4\",\"messages\":[{\"role\":\"user\"}]}", 400, "invalid_request", "model: given more than once" },
+    { "{\"model\":\"fast-sim\",\"messages\":[{\"role\":\"user\"}],\"messages\":7}", 400, "invalid_request", "messages: given more than once" },
+    { "{\"model\":\"fast-sim\",\"messages\":[{\"role\":\"user\"}],\"stream\":false,\"stream\":true}", 400, "invalid_request", "stream: given more than once" },
+    { "{\"model\":\"fast-sim\",\"messages\":[{\"role\":\"user\"}],\"aigw\":{},\"aigw\":{\"targets\":[\"x\"]}}", 400, "invalid_request", "aigw: given more than once" },
 };
 
 static void test_bad_inputs (void **state)
@@ -359,6 +368,242 @@ static void test_job_to_pb (void **state)
     edge_job_reset (&job);
 }
 
+//  depth levels of nesting in total: the body object, messages, one message, and
+//  depth - 3 arrays as its content (which the edge forwards without looking at).
+static char *s_nested_body (size_t depth)
+{
+    const char *head = "{\"model\":\"fast-sim\",\"messages\":[{\"role\":\"user\",\"content\":";
+    size_t inner = depth - 3;
+    size_t cap = strlen (head) + 2 * inner + 16;
+    char *body = malloc (cap);
+    assert_non_null (body);
+    size_t o = (size_t) snprintf (body, cap, "%s", head);
+    memset (body + o, '[', inner);
+    o += inner;
+    body[o++] = '1';
+    memset (body + o, ']', inner);
+    o += inner;
+    snprintf (body + o, cap - o, "}]}");
+    return body;
+}
+
+static void s_expect_too_deep (const cfg_t *cfg, const char *body, size_t len, const char *limit)
+{
+    edge_job_t job;
+    edge_err_t err;
+    assert_int_equal (edge_request_parse (cfg, body, len, NULL, NULL, &job, &err), -1);
+    assert_int_equal (err.status, 400);
+    assert_string_equal (err.code, "json_too_deep");
+    if (!strstr (err.message, limit))
+        fail_msg ("message does not name the limit %s: %s", limit, err.message);
+    assert_null (job.payload);
+}
+
+typedef struct {
+    const cfg_t *cfg;
+    const char *body;
+    size_t len;
+    int rc;
+    edge_err_t err;
+} s_small_t;
+
+static void *s_small_run (void *arg)
+{
+    s_small_t *t = arg;
+    edge_job_t job;
+    t->rc = edge_request_parse (t->cfg, t->body, t->len, NULL, NULL, &job, &t->err);
+    edge_job_reset (&job);
+    return NULL;
+}
+
+//  Parse on a thread with a 64 KiB stack, smaller than any HTTP server's handler
+//  threads: deep nesting that reached cJSON's recursion would overflow it.
+static int s_parse_small_stack (const cfg_t *cfg, const char *body, size_t len, edge_err_t *err)
+{
+    s_small_t t = { cfg, body, len, 0, { 0 } };
+    pthread_attr_t attr;
+    pthread_t thread;
+    assert_int_equal (pthread_attr_init (&attr), 0);
+    assert_int_equal (pthread_attr_setstacksize (&attr, 64 * 1024), 0);
+    assert_int_equal (pthread_create (&thread, &attr, s_small_run, &t), 0);
+    assert_int_equal (pthread_join (thread, NULL), 0);
+    pthread_attr_destroy (&attr);
+    *err = t.err;
+    return t.rc;
+}
+
+static void test_deep_brackets (void **state)
+{
+    //  The crash from the issue: 900 '[' (1.8 KB with the closers) on a small stack
+    char body[1801];
+    memset (body, '[', 900);
+    memset (body + 900, ']', 900);
+    body[1800] = 0;
+    s_expect_too_deep (*state, body, 900, "64");
+    s_expect_too_deep (*state, body, 1800, "64");
+    //  The same nesting inside an otherwise valid request
+    char *deep = s_nested_body (900);
+    s_expect_too_deep (*state, deep, strlen (deep), "64");
+    //  On a small thread stack: refused, not a crash
+    edge_err_t err;
+    assert_int_equal (s_parse_small_stack (*state, deep, strlen (deep), &err), -1);
+    assert_int_equal (err.status, 400);
+    assert_string_equal (err.code, "json_too_deep");
+    assert_int_equal (s_parse_small_stack (*state, body, 1800, &err), -1);
+    assert_string_equal (err.code, "json_too_deep");
+    free (deep);
+}
+
+static void test_depth_limit (void **state)
+{
+    edge_job_t job;
+    edge_err_t err;
+    //  64 levels: accepted, and the deep content goes upstream byte for byte
+    char *body = s_nested_body (64);
+    assert_int_equal (s_parse (state, body, &job, &err), 0);
+    assert_string_equal (job.payload, body);
+    edge_job_reset (&job);
+    free (body);
+    //  With an "aigw" object the payload is reprinted by cJSON: still 64 levels
+    body = s_nested_body (64);
+    size_t len = strlen (body);
+    char *with_aigw = malloc (len + 32);
+    assert_non_null (with_aigw);
+    snprintf (with_aigw, len + 32, "%.*s,\"aigw\":{\"policy\":\"race\"}}", (int) len - 1, body);
+    assert_int_equal (s_parse (state, with_aigw, &job, &err), 0);
+    assert_null (strstr (job.payload, "aigw"));
+    assert_non_null (strstr (job.payload, "[[[[1]]]]"));
+    edge_job_reset (&job);
+    free (with_aigw);
+    free (body);
+    //  65 levels: refused, brackets in strings do not count
+    body = s_nested_body (65);
+    s_expect_too_deep (*state, body, strlen (body), "64");
+    free (body);
+    const char *in_string = "{\"model\":\"fast-sim\",\"messages\":[{\"role\":\"user\","
+                            "\"content\":\"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[\"}]}";
+    assert_int_equal (s_parse (state, in_string, &job, &err), 0);
+    edge_job_reset (&job);
+}
+
+static cfg_t *s_depth_cfg (const char *depth)
+{
+    char text[256];
+    snprintf (text, sizeof text, "edge\n    max_body = 8192\n    max_json_depth = %s\n"
+              "models\n    fast-sim\n        provider = sim\n", depth);
+    char err[256];
+    cfg_t *cfg = cfg_parse (text, "depth", err, sizeof err);
+    if (!cfg)
+        fail_msg ("%s", err);
+    return cfg;
+}
+
+static void test_depth_from_config (void **state)
+{
+    edge_job_t job;
+    edge_err_t err;
+    cfg_t *cfg = s_depth_cfg ("5");
+    char *body = s_nested_body (5);
+    assert_int_equal (edge_request_parse (cfg, body, strlen (body), NULL, NULL, &job, &err), 0);
+    edge_job_reset (&job);
+    free (body);
+    body = s_nested_body (6);
+    s_expect_too_deep (cfg, body, strlen (body), "5");
+    free (body);
+    //  The request's own shape needs 3 levels: a limit of 2 refuses every chat request
+    cfg_destroy (&cfg);
+    cfg = s_depth_cfg ("2");
+    const char *plain = "{\"model\":\"fast-sim\",\"messages\":[{\"role\":\"user\"}]}";
+    s_expect_too_deep (cfg, plain, strlen (plain), "2");
+    cfg_destroy (&cfg);
+    //  Up to cJSON's own limit (1000) when configured so: 900 levels parse
+    cfg = s_depth_cfg ("1000");
+    body = s_nested_body (900);
+    assert_int_equal (edge_request_parse (cfg, body, strlen (body), NULL, NULL, &job, &err), 0);
+    assert_int_equal (job.payload_len, strlen (body));
+    edge_job_reset (&job);
+    free (body);
+    cfg_destroy (&cfg);
+}
+
+//  Refuse body, then check that the message and the HTTP error body built from it
+//  are valid UTF-8 and that the body is JSON quoting the message.
+static void s_expect_utf8_error (void **state, const char *body, int status, const char *needle)
+{
+    edge_job_t job;
+    edge_err_t err;
+    assert_int_equal (s_parse (state, body, &job, &err), -1);
+    assert_int_equal (err.status, status);
+    if (!utf8_valid (err.message, strlen (err.message)))
+        fail_msg ("message is not valid UTF-8: %s", err.message);
+    if (needle && !strstr (err.message, needle))
+        fail_msg ("message lacks '%s': %s", needle, err.message);
+    edge_reply_t reply;
+    assert_int_equal (edge_reply_simple (&reply, err.status, err.code, err.message), 0);
+    assert_true (utf8_valid (reply.body, reply.len));
+    cJSON *root = cJSON_ParseWithLength (reply.body, reply.len);
+    assert_non_null (root);
+    const cJSON *e = cJSON_GetObjectItemCaseSensitive (root, "error");
+    assert_string_equal (cJSON_GetStringValue (cJSON_GetObjectItemCaseSensitive (e, "message")),
+                         err.message);
+    cJSON_Delete (root);
+    edge_reply_reset (&reply);
+}
+
+#define S_FFFD "\xEF\xBF\xBD"
+
+static void test_invalid_utf8_model (void **state)
+{
+    s_expect_utf8_error (state, "{\"model\":\"\xff\",\"messages\":[{\"role\":\"user\"}]}",
+                         404, "'" S_FFFD "'");
+    s_expect_utf8_error (state, "{\"model\":\"bad\xc3\x28name\",\"messages\":[{\"role\":\"user\"}]}",
+                         404, "'bad" S_FFFD "(name'");
+    s_expect_utf8_error (state, "{\"model\":\"\xed\xa0\x80\",\"messages\":[{\"role\":\"user\"}]}",
+                         404, S_FFFD S_FFFD S_FFFD);
+    s_expect_utf8_error (state, "{\"model\":\"fast-sim,\xfe\xff\",\"messages\":[{\"role\":\"user\"}]}",
+                         404, S_FFFD S_FFFD);
+    s_expect_utf8_error (state, "{\"model\":\"fast-sim\",\"messages\":[{\"role\":\"user\"}],"
+                                "\"aigw\":{\"targets\":[\"\xc0\xaf\"]}}", 404, S_FFFD S_FFFD);
+    s_expect_utf8_error (state, "{\"model\":\"fast-sim\",\"messages\":[{\"role\":\"user\"}],"
+                                "\"aigw\":{\"k\xff\":1}}", 400, "aigw.k" S_FFFD ": unknown field");
+    s_expect_utf8_error (state, "{\"model\":\"fast-sim,,\xff\",\"messages\":[{\"role\":\"user\"}]}",
+                         400, "empty name");
+    //  Valid UTF-8 is quoted as it is
+    s_expect_utf8_error (state, "{\"model\":\"caf\xc3\xa9\",\"messages\":[{\"role\":\"user\"}]}",
+                         404, "'caf\xc3\xa9'");
+}
+
+static void test_utf8_truncation (void **state)
+{
+    //  An over-long name is quoted by its first 32 bytes: never half a character
+    char body[1024];
+    char name[200];
+    memset (name, 'a', 31);
+    size_t o = 31;
+    while (o + 2 < 150) {
+        memcpy (name + o, "\xc3\xa9", 2);       // é straddles byte 32
+        o += 2;
+    }
+    name[o] = 0;
+    snprintf (body, sizeof body, "{\"model\":\"%s\",\"messages\":[{\"role\":\"user\"}]}", name);
+    s_expect_utf8_error (state, body, 404, "'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa...'");
+    //  Same for an unknown "aigw" key, quoted by its first 64 bytes
+    char key[80];
+    memset (key, 'k', 63);
+    memcpy (key + 63, "\xc3\xa9\xc3\xa9", 5);
+    snprintf (body, sizeof body, "{\"model\":\"fast-sim\",\"messages\":[{\"role\":\"user\"}],"
+              "\"aigw\":{\"%s\":1}}", key);
+    char expect[96];
+    snprintf (expect, sizeof expect, "aigw.%.63s: unknown field", key);
+    s_expect_utf8_error (state, body, 400, expect);
+    //  A message cut at its buffer's size ends on a character boundary
+    o = (size_t) snprintf (body, sizeof body, "{\"model\":\"fast-sim,,");
+    for (int i = 0; i < 300; i++)
+        o += (size_t) snprintf (body + o, sizeof body - o, "\xe2\x82\xac");
+    snprintf (body + o, sizeof body - o, "\",\"messages\":[{\"role\":\"user\"}]}");
+    s_expect_utf8_error (state, body, 400, "empty name");
+}
+
 int main (void)
 {
     const struct CMUnitTest tests[] = {
@@ -372,6 +617,11 @@ int main (void)
         cmocka_unit_test (test_too_many_targets),
         cmocka_unit_test (test_oversize),
         cmocka_unit_test (test_job_to_pb),
+        cmocka_unit_test (test_deep_brackets),
+        cmocka_unit_test (test_depth_limit),
+        cmocka_unit_test (test_depth_from_config),
+        cmocka_unit_test (test_invalid_utf8_model),
+        cmocka_unit_test (test_utf8_truncation),
     };
     return cmocka_run_group_tests (tests, s_setup, s_teardown);
 }
