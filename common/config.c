@@ -467,7 +467,7 @@ static void s_set_defaults (cfg_t *cfg)
     cfg->edge.max_connections = 16384;
     cfg->edge.max_per_ip = 1024;
     cfg->edge.max_jobs = 16384;
-    cfg->edge.max_header_bytes = 8192;
+    cfg->edge.max_header_bytes = 4096;
     cfg->edge.max_headers = 64;
     cfg->edge.idle_timeout_ms = 30000;
     cfg->edge.header_timeout_ms = 10000;

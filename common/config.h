@@ -74,7 +74,7 @@ typedef struct {
         uint32_t max_connections;       // open connections, default 16384
         uint32_t max_per_ip;            // open connections per client IP, default 1024
         uint32_t max_jobs;              // chat jobs in flight, default 16384
-        uint32_t max_header_bytes;      // request line + headers, default 8192
+        uint32_t max_header_bytes;      // request line + headers, default 4096
         uint32_t max_headers;           // header fields, default 64
         uint32_t idle_timeout_ms;       // no byte moved on a connection, default 30000
         uint32_t header_timeout_ms;     // to receive a request's headers, default 10000

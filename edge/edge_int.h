@@ -44,6 +44,7 @@ struct _edge_conn_t {
     bool over_limit;                    // beyond max_connections: answer 503 and close
     bool in_request;                    // headers of the current request are complete
     bool line_seen;                     // the current request's first line arrived
+    uint32_t requests;                  // requests completed on it
     bool watched;                       // fd is in the loop's hang-up set
     bool hup;                           // the client hung up (seen by the watch)
     edge_req_t *watcher;                // the request waiting or streaming on it, or NULL
@@ -67,6 +68,7 @@ struct _edge_req_t {
     edge_conn_t *conn;
     edge_req_state_t state;
     em_route_t route;
+    size_t target_len;                  // request-target bytes (path and query)
     int64_t start_us;
     int status;                         // for metrics and logs (499: the client left)
     int64_t upstream_us;                // winner's upstream span, -1 = none
@@ -79,7 +81,9 @@ struct _edge_req_t {
     char *body;                         // owned
     size_t len, cap;
     size_t discarded;                   // body bytes dropped (routes without a body)
-    edge_job_t job;
+    cfg_policy_t policy;                // of the submitted job
+    bool stream;                        // stream: true
+    bool include_usage;                 // stream_options.include_usage
     uint64_t job_id;
     int64_t deadline_ms;                // give up then (aclock ms)
     int64_t ping_at_ms;                 // next keep-alive comment (streams)

@@ -141,14 +141,14 @@ static enum MHD_Result s_header_iter (void *cls, enum MHD_ValueKind kind, const 
 
 //  Refuse what the limits or RFC 9112 do not allow. Returns MHD_YES to go on (r->state
 //  unchanged), else the result of the error queued.
-static enum MHD_Result s_check_framing (edge_req_t *r, const char *url, bool *refused)
+static enum MHD_Result s_check_framing (edge_req_t *r, bool *refused)
 {
     edge_server_t *srv = r->loop->srv;
     const cfg_t *cfg = edge_server_cfg (srv);
     s_headers_t h = { 0 };
     MHD_get_connection_values (r->mc, MHD_HEADER_KIND, s_header_iter, &h);
     *refused = true;
-    if (h.count > cfg->edge.max_headers || h.bytes + strlen (url) > cfg->edge.max_header_bytes) {
+    if (h.count > cfg->edge.max_headers || h.bytes + r->target_len > cfg->edge.max_header_bytes) {
         char msg[128];
         snprintf (msg, sizeof msg, "request headers exceed the limit (%u fields, %u bytes)",
                   cfg->edge.max_headers, cfg->edge.max_header_bytes);
@@ -336,8 +336,9 @@ void edge_http_timer (void *owner, int64_t now)
     edge_req_resume (r);
 }
 
-//  Submit the parsed job; on success the request waits (suspended) or streams.
-static enum MHD_Result s_chat_submit (edge_req_t *r)
+//  Submit the parsed job; on success the request waits (suspended) or streams. The
+//  job itself (4 KB of names) is not kept: the request keeps what it needs.
+static enum MHD_Result s_chat_submit (edge_req_t *r, edge_job_t *job)
 {
     edge_server_t *srv = r->loop->srv;
     const cfg_t *cfg = edge_server_cfg (srv);
@@ -350,9 +351,12 @@ static enum MHD_Result s_chat_submit (edge_req_t *r)
                                 "jobs in flight (edge/max_jobs); retry shortly",
                                 "Retry-After: 1\n");
     r->job_id = edge_server_job_id (srv);
+    r->policy = job->policy;
+    r->stream = job->stream;
+    r->include_usage = job->include_usage;
     Aigw__Job pb;
-    edge_job_to_pb (&r->job, r->job_id, &pb);
-    if (edge_link_submit (r->loop->link, &pb, r->job.payload, r->job.payload_len, r)) {
+    edge_job_to_pb (job, r->job_id, &pb);
+    if (edge_link_submit (r->loop->link, &pb, job->payload, job->payload_len, r)) {
         edge_server_job_done (srv);
         return edge_http_error (r, 503, "broker_unavailable",
                                 "the broker is not connected; try again shortly",
@@ -360,11 +364,11 @@ static enum MHD_Result s_chat_submit (edge_req_t *r)
     }
     r->job_live = true;
     edge_watch (r);
-    uint32_t deadline = r->job.deadline_ms ? r->job.deadline_ms : cfg->broker.deadline_ms;
+    uint32_t deadline = job->deadline_ms ? job->deadline_ms : cfg->broker.deadline_ms;
     r->deadline_ms = aclock_now_ms () + deadline + EDGE_GRACE_MS;
-    log_debug ("job %llu model=%s targets=%zu%s", (unsigned long long) r->job_id, r->job.model,
-               r->job.ntargets, r->job.stream ? " stream" : "");
-    if (r->job.stream)
+    log_debug ("job %llu model=%s targets=%zu%s", (unsigned long long) r->job_id, job->model,
+               job->ntargets, job->stream ? " stream" : "");
+    if (r->stream)
         return edge_stream_start (r);
     r->state = EDGE_REQ_WAIT;
     edge_timer_set (r->loop, &r->timer, r->deadline_ms);
@@ -383,17 +387,29 @@ static enum MHD_Result s_chat_ready (edge_req_t *r)
     edge_status_t *st = edge_status_box_get (edge_server_box (srv));
     bool up = edge_link_up (r->loop->link);
     edge_err_t err;
+    edge_job_t *job = calloc (1, sizeof *job);
+    if (!job) {
+        edge_status_release (&st);
+        return edge_http_error (r, 500, "internal_error", "out of memory", NULL);
+    }
     int rc = edge_request_parse (edge_server_cfg (srv), r->body ? r->body : "", r->len, s_known,
-                                 st, &r->job, &err);
+                                 st, job, &err);
     edge_status_release (&st);
     free (r->body);
     r->body = NULL;
+    enum MHD_Result res;
     if (rc == 0 && up)
-        return s_chat_submit (r);
+        res = s_chat_submit (r, job);
+    else
     if (rc && !(err.status == 404 && !up))
-        return edge_http_error (r, err.status, err.code, err.message, NULL);
-    return edge_http_error (r, 503, "broker_unavailable",
-                            "the broker is not answering; try again shortly", "Retry-After: 1\n");
+        res = edge_http_error (r, err.status, err.code, err.message, NULL);
+    else
+        res = edge_http_error (r, 503, "broker_unavailable",
+                               "the broker is not answering; try again shortly",
+                               "Retry-After: 1\n");
+    edge_job_reset (job);
+    free (job);
+    return res;
 }
 
 //  The final answer of a non-streaming job (or the edge's own timeout).
@@ -405,11 +421,11 @@ static enum MHD_Result s_chat_answer (edge_req_t *r)
         return edge_http_error (r, 504, "timeout", "no answer before the deadline", NULL);
     if (r->answer.result) {
         r->upstream_us = emetrics_upstream_us (r->answer.result);
-        rc = edge_reply_result (&reply, r->answer.result, r->job.policy);
+        rc = edge_reply_result (&reply, r->answer.result, r->policy);
     }
     else
     if (r->answer.error)
-        rc = edge_reply_error (&reply, r->answer.error, r->job.policy);
+        rc = edge_reply_error (&reply, r->answer.error, r->policy);
     edge_answer_reset (&r->answer);
     if (rc > 0)
         return edge_http_error (r, 500, "internal_error", "out of memory", NULL);
@@ -461,7 +477,7 @@ static enum MHD_Result s_begin (edge_req_t *r, const char *url, const char *meth
     }
     r->state = EDGE_REQ_BODY;
     bool refused;
-    enum MHD_Result rc = s_check_framing (r, url, &refused);
+    enum MHD_Result rc = s_check_framing (r, &refused);
     if (refused)
         return rc;
     if (strcmp (method, "OPTIONS") == 0)
@@ -565,12 +581,11 @@ void edge_http_completed (edge_req_t *r)
         overhead = latency > r->upstream_us ? latency - r->upstream_us : 0;
     emetrics_request_done (observe_metrics (edge_server_observe (loop->srv)), r->route, status,
                            (uint64_t) latency, overhead);
-    edge_server_count (loop->srv, status, r->route == EM_ROUTE_CHAT && r->job.stream,
+    edge_server_count (loop->srv, status, r->route == EM_ROUTE_CHAT && r->stream,
                        r->timed_out, r->gone && r->route == EM_ROUTE_CHAT);
     if (r->route == EM_ROUTE_CHAT)
         log_debug ("job %llu -> %d", (unsigned long long) r->job_id, status);
     free (r->body);
-    edge_job_reset (&r->job);
     edge_answer_reset (&r->answer);
     sse_buf_free (&r->out);
     free (r);

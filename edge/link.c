@@ -13,6 +13,7 @@
 #include <string.h>
 #include <zmq.h>
 
+#define S_RETRY_PING_MS 20             // PING retry while the socket has no connection
 #define S_STAT_COUNT (sizeof (edge_link_stats_t) / sizeof (uint64_t))
 
 //  Counter slots, same order as edge_link_stats_t
@@ -218,10 +219,14 @@ static void s_check_liveness (edge_link_t *self, int64_t now)
 int64_t edge_link_tick (edge_link_t *self, int64_t now)
 {
     if (now >= self->next_ping_ms) {
-        if (self->dealer
-            && wire_send (self->dealer, NULL, 0, WIRE_SIDE_CLIENT, WIRE_C_PING, NULL, NULL) == 0)
+        //  A PING refused (no connection yet: ZMQ_IMMEDIATE) is retried soon, so a
+        //  new link comes up within a few ms of the broker, not a heartbeat later
+        bool sent = self->dealer
+            && wire_send (self->dealer, NULL, 0, WIRE_SIDE_CLIENT, WIRE_C_PING, NULL, NULL) == 0;
+        if (sent)
             s_count (self, S_PINGS);
-        self->next_ping_ms = now + self->heartbeat_ms;
+        int64_t retry = self->heartbeat_ms < S_RETRY_PING_MS ? self->heartbeat_ms : S_RETRY_PING_MS;
+        self->next_ping_ms = now + (sent ? self->heartbeat_ms : retry);
     }
     s_check_liveness (self, now);
     return self->next_ping_ms;

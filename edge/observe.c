@@ -160,7 +160,7 @@ enum MHD_Result observe_events_route (edge_req_t *r)
     sse_append (&r->out, "retry: 2000\n\n", 13);
     r->ping_at_ms = aclock_now_ms () + EDGE_EVENTS_PING_MS;
     edge_timer_set (loop, &r->timer, r->ping_at_ms);
-    struct MHD_Response *resp = MHD_create_response_from_callback (MHD_SIZE_UNKNOWN, 4096,
+    struct MHD_Response *resp = MHD_create_response_from_callback (MHD_SIZE_UNKNOWN, 1024,
                                                                    s_events_reader, r, NULL);
     if (!resp)
         return MHD_NO;

@@ -1,5 +1,6 @@
 // HTTP reply bodies for the edge: success, OpenAI errors, models list (pure logic).
 #include "response.h"
+#include "utf8.h"
 
 #include <cJSON.h>
 #include <stdio.h>
@@ -74,10 +75,26 @@ static void s_add_ms (cJSON *obj, const char *key, bool has, uint64_t us)
         cJSON_AddNullToObject (obj, key);
 }
 
+//  Add a string that may hold bytes from outside (client, broker, upstream): invalid
+//  UTF-8 becomes U+FFFD, so every body the edge writes is valid UTF-8.
+static void s_add_text (cJSON *obj, const char *key, const char *value)
+{
+    size_t len = strlen (value);
+    if (utf8_valid (value, len)) {
+        cJSON_AddStringToObject (obj, key, value);
+        return;
+    }
+    char *clean = malloc (3 * len + 1);
+    if (clean)
+        utf8_sanitize (clean, 3 * len + 1, value, len);
+    cJSON_AddStringToObject (obj, key, clean ? clean : "");
+    free (clean);
+}
+
 static void s_add_str (cJSON *obj, const char *key, const char *value)
 {
     if (value && value[0])
-        cJSON_AddStringToObject (obj, key, value);
+        s_add_text (obj, key, value);
     else
         cJSON_AddNullToObject (obj, key);
 }
@@ -146,7 +163,7 @@ static cJSON *s_error_root (int status, const char *code, const char *message)
         cJSON_Delete (root);
         return NULL;
     }
-    cJSON_AddStringToObject (e, "message", message ? message : "");
+    s_add_text (e, "message", message ? message : "");
     cJSON_AddStringToObject (e, "type", edge_error_type (status));
     cJSON_AddStringToObject (e, "code", code ? code : "error");
     return root;
@@ -315,7 +332,7 @@ static cJSON *s_model_entry (const char *id, const char *kind, uint32_t workers)
     cJSON *o = cJSON_CreateObject ();
     if (!o)
         return NULL;
-    cJSON_AddStringToObject (o, "id", id);
+    s_add_text (o, "id", id);
     cJSON_AddStringToObject (o, "object", "model");
     cJSON_AddNumberToObject (o, "created", 0);
     cJSON_AddStringToObject (o, "owned_by", "aigw");

@@ -282,7 +282,10 @@ static void s_header_timeout (void *owner, int64_t now)
                       "HTTP/1.1 408 Request Timeout\r\nContent-Type: application/json\r\n"
                       "Content-Length: %zu\r\nConnection: close\r\n\r\n%s",
                       sizeof body - 1, body);
-    if (c->line_seen && n > 0 && send (c->fd, msg, (size_t) n, MSG_DONTWAIT | MSG_NOSIGNAL) > 0)
+    //  Not on an idle keep-alive connection, and not over TLS (plain bytes would
+    //  break the TLS stream; the connection is closed all the same)
+    bool answer = (c->line_seen || c->requests == 0) && !c->loop->srv->tls_cert;
+    if (answer && n > 0 && send (c->fd, msg, (size_t) n, MSG_DONTWAIT | MSG_NOSIGNAL) > 0)
         s_count (c->loop->srv, S_HEADER_TIMEOUTS);
     shutdown (c->fd, SHUT_RDWR);        // MHD sees the end and closes the connection
 }
@@ -394,6 +397,7 @@ static void *s_uri_log (void *cls, const char *uri, struct MHD_Connection *mc)
     r->mc = mc;
     r->conn = c;
     r->state = EDGE_REQ_HEADERS;
+    r->target_len = strlen (uri);
     r->start_us = aclock_now_us ();
     r->upstream_us = -1;
     edge_timer_init (&r->timer, edge_http_timer, r);
@@ -416,6 +420,8 @@ static void s_completed (void *cls, struct MHD_Connection *mc, void **con_cls,
     *con_cls = NULL;
     const union MHD_ConnectionInfo *ci = MHD_get_connection_info (mc, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
     edge_conn_t *c = ci ? ci->socket_context : NULL;
+    if (c)
+        c->requests++;
     if (c && toe == MHD_REQUEST_TERMINATED_COMPLETED_OK)
         s_arm_headers (c, false);       // keep-alive: wait for the next request
     if (r)
@@ -579,7 +585,7 @@ static int s_start_mhd (edge_loop_t *loop)
         flags |= MHD_USE_TLS;
     unsigned idle_s = (cfg->edge.idle_timeout_ms + 999) / 1000;
     unsigned limit = cfg->edge.max_connections + cfg->edge.max_connections / 8 + 64;
-    size_t pool = cfg->edge.max_header_bytes + 8192;   // MHD zeroes it per request
+    size_t pool = cfg->edge.max_header_bytes + 4096;   // all resident: MHD zeroes it
     struct MHD_OptionItem tls[] = {
         { MHD_OPTION_HTTPS_MEM_CERT, 0, srv->tls_cert },
         { MHD_OPTION_HTTPS_MEM_KEY, 0, srv->tls_key },

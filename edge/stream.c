@@ -13,7 +13,7 @@
 #include <time.h>
 
 #define S_PING_MS 1000                  // ": keep-alive" after this long without output
-#define S_BLOCK 4096                    // MHD's buffer for the reader
+#define S_BLOCK 1024                    // MHD's buffer for the reader
 
 static const char *s_text (edge_req_t *r)
 {
@@ -163,8 +163,8 @@ enum MHD_Result edge_stream_start (edge_req_t *r)
 {
     r->state = EDGE_REQ_STREAM;
     r->status = 200;
-    sse_state_init (&r->sse, r->job_id, (int64_t) time (NULL), r->job.policy,
-                    r->job.include_usage);
+    sse_state_init (&r->sse, r->job_id, (int64_t) time (NULL), r->policy,
+                    r->include_usage);
     r->ping_at_ms = aclock_now_ms () + S_PING_MS;
     s_arm (r);
     struct MHD_Response *resp = MHD_create_response_from_callback (MHD_SIZE_UNKNOWN, S_BLOCK,

@@ -13,6 +13,7 @@
 
 #define S_HELD_MAX 1024
 #define S_TICK_MS 5
+#define S_FLOOD_TEXT 2048               // bytes of text in each flood* chunk
 
 typedef struct {
     uint8_t id[WIRE_ID_MAX];
@@ -144,7 +145,7 @@ static void s_chunk (fake_broker_t *self, const uint8_t *id, size_t id_len, uint
                      uint32_t seq, const char *target, const char *text, bool finish,
                      const char *raw)
 {
-    char body[2048];
+    char body[S_FLOOD_TEXT + 1024];
     if (raw)
         snprintf (body, sizeof body, "%s", raw);
     else
@@ -256,22 +257,6 @@ static void s_hold (fake_broker_t *self, wire_msg_t *m, uint64_t job_id, const c
     snprintf (h->targets, sizeof h->targets, "%s", targets);
 }
 
-//  flood*: 1 KiB of text per chunk
-static const char s_flood_text[] =
-    "floodfloodfloodfloodfloodfloodfloodfloodfloodfloodfloodfloodfloodfloodfloodflood"
-    "floodfloodfloodfloodfloodfloodfloodfloodfloodfloodfloodfloodfloodfloodfloodflood"
-    "floodfloodfloodfloodfloodfloodfloodfloodfloodfloodfloodfloodfloodfloodfloodflood"
-    "floodfloodfloodfloodfloodfloodfloodfloodfloodfloodfloodfloodfloodfloodfloodflood"
-    "floodfloodfloodfloodfloodfloodfloodfloodfloodfloodfloodfloodfloodfloodfloodflood"
-    "floodfloodfloodfloodfloodfloodfloodfloodfloodfloodfloodfloodfloodfloodfloodflood"
-    "floodfloodfloodfloodfloodfloodfloodfloodfloodfloodfloodfloodfloodfloodfloodflood"
-    "floodfloodfloodfloodfloodfloodfloodfloodfloodfloodfloodfloodfloodfloodfloodflood"
-    "floodfloodfloodfloodfloodfloodfloodfloodfloodfloodfloodfloodfloodfloodfloodflood"
-    "floodfloodfloodfloodfloodfloodfloodfloodfloodfloodfloodfloodfloodfloodfloodflood"
-    "floodfloodfloodfloodfloodfloodfloodfloodfloodfloodfloodfloodfloodfloodfloodflood"
-    "floodfloodfloodfloodfloodfloodfloodfloodfloodfloodfloodfloodfloodfloodfloodflood"
-    "floodfloodfloodfloodfloodfloodfloodfloodfloodfloodfloodfl";
-
 static bool s_prefix (const char *s, const char *p)
 {
     return strncmp (s, p, strlen (p)) == 0;
@@ -382,15 +367,26 @@ static void s_cancel (fake_broker_t *self, wire_msg_t *m)
     aigw__job_ref__free_unpacked (ref, NULL);
 }
 
-static void s_due (fake_broker_t *self)
+//  Send what is due. Returns true while a flood* job is held (tick faster).
+static bool s_due (fake_broker_t *self)
 {
     bool release = atomic_exchange (&self->release, false);
     int64_t now = aclock_now_ms ();
+    bool flooding = false;
     for (size_t i = 0; i < self->nheld;) {
         s_held_t *h = &self->held[i];
+        flooding |= h->drip_ms == 1;
+        if (h->drip_ms == 1 && h->due_ms <= now) {
+            char flood[S_FLOOD_TEXT + 1];
+            memset (flood, 'f', S_FLOOD_TEXT);
+            flood[S_FLOOD_TEXT] = 0;
+            s_chunk (self, h->id, h->id_len, h->job_id, h->seq++, h->target, flood, false, NULL);
+            h->due_ms = now + 1;
+            i++;
+        }
+        else
         if (h->drip_ms && h->due_ms <= now) {
-            s_chunk (self, h->id, h->id_len, h->job_id, h->seq++, h->target,
-                     h->drip_ms == 1 ? s_flood_text : " drop", false, NULL);
+            s_chunk (self, h->id, h->id_len, h->job_id, h->seq++, h->target, " drop", false, NULL);
             h->due_ms += h->drip_ms;
             i++;
         }
@@ -405,14 +401,16 @@ static void s_due (fake_broker_t *self)
     pthread_mutex_lock (&self->lock);
     self->stats.held = self->nheld;
     pthread_mutex_unlock (&self->lock);
+    return flooding;
 }
 
 static void *s_run (void *arg)
 {
     fake_broker_t *self = arg;
+    bool flooding = false;
     while (!atomic_load (&self->stop)) {
         zmq_pollitem_t item = { self->router, 0, ZMQ_POLLIN, 0 };
-        zmq_poll (&item, 1, S_TICK_MS);
+        zmq_poll (&item, 1, flooding ? 1 : S_TICK_MS);
         wire_msg_t m;
         int rc;
         while ((rc = wire_recv (self->router, true, &m)) != -1) {
@@ -431,7 +429,7 @@ static void *s_run (void *arg)
             wire_msg_close (&m);
         }
         if (!atomic_load (&self->silent))
-            s_due (self);
+            flooding = s_due (self);
     }
     return NULL;
 }

@@ -8,8 +8,8 @@
 // a finish chunk, then the RESULT. Besides: cut* -> 2 chunks then ERROR (winner failed);
 // gap* -> chunks seq 0 and 2 (one lost); badchunk* -> a chunk that is not JSON, no end;
 // drip* -> a chunk at once and one every 50 ms until cancelled; flood* -> the same with
-// 1 KiB chunks, one per tick (5 ms); tools* -> a tool_calls chunk, a finish chunk, the
-// RESULT. never*, fail*, busy*, timeout* as above.
+// 2 KiB of text in each chunk, one every 1 ms; tools* -> a tool_calls chunk, a finish
+// chunk, the RESULT. never*, fail*, busy*, timeout* as above.
 #ifndef AIGW_EDGE_FAKE_BROKER_H
 #define AIGW_EDGE_FAKE_BROKER_H
 

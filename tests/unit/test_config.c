@@ -81,7 +81,7 @@ static void test_defaults (void **state)
     assert_int_equal (cfg->edge.max_connections, 16384);
     assert_int_equal (cfg->edge.max_per_ip, 1024);
     assert_int_equal (cfg->edge.max_jobs, 16384);
-    assert_int_equal (cfg->edge.max_header_bytes, 8192);
+    assert_int_equal (cfg->edge.max_header_bytes, 4096);
     assert_int_equal (cfg->edge.header_timeout_ms, 10000);
     assert_string_equal (cfg->edge.cors_origins, "");
     assert_int_equal (cfg->nmodels, 0);

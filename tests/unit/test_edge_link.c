@@ -1,6 +1,7 @@
-// Unit tests for the edge's broker link against a fake broker on tcp loopback: routing
-// by job_id, concurrent waiters, late answers, cancel, PING/PONG status, liveness.
-// Also the job routing table (jobmap) on its own.
+// Unit tests for the edge's broker link (one loop's DEALER, driven by the test thread)
+// against the fake broker, or a raw ROUTER the test scripts, on tcp loopback: routing
+// by job_id, CHUNKs, final answers, cancel, PING/PONG status, liveness, fail_all,
+// malformed input. The routing table itself: test_edge_jobmap.c.
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -8,39 +9,206 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <pthread.h>
-#include <time.h>
 #include <cmocka.h>
+#include <zmq.h>
 
 #include "link.h"
-#include "jobmap.h"
 #include "fake_broker.h"
 #include "wire.h"
 #include "aclock.h"
+#include "log.h"
 
 #define S_MODELS "fast-sim,slow-sim,never,agent/deliberate"
+#define S_WAIT_MS 10000                 // generous bound for any awaited event
+#define S_GOT_MAX 4096
+
+//  One call of the link's answer function.
+typedef struct {
+    void *req;
+    uint8_t cmd;
+    uint64_t job_id;
+    int code;                           // ERROR's code
+    char message[128];                  // ERROR's message
+    char model[64];                     // RESULT's or CHUNK's model
+    uint32_t seq;                       // CHUNK's seq
+    size_t waiting;                     // edge_link_waiting during the call
+} s_got_t;
+
+//  A ROUTER the test plays broker on: answers PING with PONG, notes SUBMITs.
+typedef struct {
+    void *router;
+    char endpoint[256];
+    uint8_t id[WIRE_ID_MAX];            // the link's routing id (from its first message)
+    size_t id_len;
+    uint64_t submitted[64];             // job ids in SUBMIT order
+    size_t nsubmitted;
+    bool silent;                        // read everything, answer nothing
+    bool new_peer;                      // a message came from another routing id
+} s_raw_t;
 
 typedef struct {
     fake_broker_t *fb;
+    s_raw_t *raw;                       // instead of fb (malformed-input tests)
     cfg_t *cfg;
+    void *zctx;
+    edge_status_box_t *box;
     edge_link_t *link;
-} s_fixture_t;
+    int64_t next_tick;
+    s_got_t got[S_GOT_MAX];
+    size_t ngot;
+    uint64_t next_id;
+    bool resubmit;                      // on the first ERROR, submit a new job from fn
+    uint64_t resubmitted;               // its job id
+} s_fix_t;
 
-static void s_sleep_ms (int ms)
+static int s_req[16];                   // distinct req pointers: &s_req[i]
+
+//  --------------------------------------------------------------- plumbing
+
+static void s_on_answer (void *req, edge_answer_t *a, void *arg)
 {
-    struct timespec ts = { ms / 1000, (long) (ms % 1000) * 1000000L };
-    nanosleep (&ts, NULL);
+    s_fix_t *f = arg;
+    assert_true (f->ngot < S_GOT_MAX);
+    s_got_t *g = &f->got[f->ngot++];
+    memset (g, 0, sizeof *g);
+    g->req = req;
+    g->cmd = a->cmd;
+    g->waiting = edge_link_waiting (f->link);
+    if (a->result) {
+        g->job_id = a->result->job_id;
+        snprintf (g->model, sizeof g->model, "%s", a->result->model ? a->result->model : "");
+    }
+    if (a->error) {
+        g->job_id = a->error->job_id;
+        g->code = a->error->code;
+        snprintf (g->message, sizeof g->message, "%s", a->error->message ? a->error->message : "");
+    }
+    if (a->chunk) {
+        g->job_id = a->chunk->job_id;
+        g->seq = a->chunk->seq;
+        snprintf (g->model, sizeof g->model, "%s", a->chunk->model ? a->chunk->model : "");
+    }
+    edge_answer_reset (a);
+    if (f->resubmit && g->cmd == WIRE_C_ERROR) {
+        //  fn may use the link: submit from inside fail_all
+        f->resubmit = false;
+        Aigw__Job job = AIGW__JOB__INIT;
+        char *targets[] = { "never" };
+        job.job_id = f->resubmitted = ++f->next_id;
+        job.n_targets = 1;
+        job.targets = targets;
+        assert_int_equal (edge_link_submit (f->link, &job, "{}", 2, &s_req[15]), 0);
+    }
 }
 
-//  Wait up to ms for the link to be up (want=true) or down (want=false).
-static bool s_wait_link (edge_link_t *link, bool want, int ms)
+//  The raw broker answers PING and notes SUBMITs.
+static void s_raw_handle (s_raw_t *raw, wire_msg_t *m)
 {
-    for (int waited = 0; waited < ms; waited += 5) {
-        if (edge_link_up (link) == want)
-            return true;
-        s_sleep_ms (5);
+    if (m->cmd == WIRE_C_PING) {
+        Aigw__BrokerStatus st = AIGW__BROKER_STATUS__INIT;
+        st.has_workers = true;
+        st.workers = 1;
+        st.broker_id = "raw-broker";
+        wire_send (raw->router, m->id, m->id_len, WIRE_SIDE_CLIENT, WIRE_C_PONG, &st.base, NULL);
     }
-    return edge_link_up (link) == want;
+    else
+    if (m->cmd == WIRE_C_SUBMIT) {
+        Aigw__Job *job = (Aigw__Job *) wire_unpack (&aigw__job__descriptor, &m->body);
+        if (job && raw->nsubmitted < 64)
+            raw->submitted[raw->nsubmitted++] = job->job_id;
+        if (job)
+            aigw__job__free_unpacked (job, NULL);
+    }
+}
+
+static void s_raw_service (s_raw_t *raw)
+{
+    wire_msg_t m;
+    int rc;
+    while ((rc = wire_recv (raw->router, true, &m)) != -1) {
+        if (rc == -2)
+            continue;
+        if (raw->id_len && (m.id_len != raw->id_len || memcmp (m.id, raw->id, m.id_len)))
+            raw->new_peer = true;
+        memcpy (raw->id, m.id, m.id_len);
+        raw->id_len = m.id_len;
+        if (!raw->silent)
+            s_raw_handle (raw, &m);
+        wire_msg_close (&m);
+    }
+}
+
+//  One round of the loop the server runs: read, tick, wait a little for input.
+static void s_pump (s_fix_t *f)
+{
+    edge_link_recv (f->link);
+    int64_t now = aclock_now_ms ();
+    if (now >= f->next_tick)
+        f->next_tick = edge_link_tick (f->link, now);
+    zmq_pollitem_t items[2] = {
+        { edge_link_socket (f->link), 0, ZMQ_POLLIN, 0 },
+        { f->raw ? f->raw->router : NULL, 0, ZMQ_POLLIN, 0 },
+    };
+    int n = items[0].socket ? 1 : 0;
+    if (f->raw)
+        items[n++] = items[1];
+    int64_t wait = f->next_tick - now;
+    zmq_poll (items, n, wait < 0 ? 0 : wait > 5 ? 5 : (long) wait);
+    if (f->raw)
+        s_raw_service (f->raw);
+    edge_link_recv (f->link);
+}
+
+//  Drive the link until cond holds or S_WAIT_MS passed (then the assert after fails).
+#define S_PUMP_UNTIL(f, cond) do {                                      \
+        int64_t s_end_ = aclock_now_ms () + S_WAIT_MS;                  \
+        while (!(cond) && aclock_now_ms () < s_end_)                    \
+            s_pump (f);                                                 \
+    } while (0)
+
+static edge_link_stats_t s_stats (s_fix_t *f)
+{
+    edge_link_stats_t st;
+    edge_link_stats (f->link, &st);
+    return st;
+}
+
+static fake_broker_stats_t s_fb_stats (s_fix_t *f)
+{
+    fake_broker_stats_t st;
+    fake_broker_stats (f->fb, &st);
+    return st;
+}
+
+static uint64_t s_submit_as (s_fix_t *f, const char *target, bool stream, const char *payload,
+                             void *req, int *rc)
+{
+    Aigw__Job job = AIGW__JOB__INIT;
+    char *targets[] = { (char *) target };
+    job.job_id = ++f->next_id;
+    job.n_targets = 1;
+    job.targets = targets;
+    job.has_stream = stream;
+    job.stream = stream;
+    *rc = edge_link_submit (f->link, &job, payload, strlen (payload), req);
+    return job.job_id;
+}
+
+static uint64_t s_submit (s_fix_t *f, const char *target, bool stream, void *req)
+{
+    int rc;
+    uint64_t id = s_submit_as (f, target, stream, "{}", req, &rc);
+    assert_int_equal (rc, 0);
+    return id;
+}
+
+//  The answer recorded for job_id (the n-th one, from 0), or NULL.
+static const s_got_t *s_got (s_fix_t *f, uint64_t job_id, int nth)
+{
+    for (size_t i = 0; i < f->ngot; i++)
+        if (f->got[i].job_id == job_id && nth-- == 0)
+            return &f->got[i];
+    return NULL;
 }
 
 static cfg_t *s_cfg (const char *broker)
@@ -48,193 +216,267 @@ static cfg_t *s_cfg (const char *broker)
     cfg_t *cfg = cfg_defaults ();
     snprintf (cfg->edge.broker, sizeof cfg->edge.broker, "%s", broker);
     cfg->broker.heartbeat_ms = 50;
-    cfg->broker.liveness = 3;
+    cfg->broker.liveness = 4;
     return cfg;
+}
+
+//  A link in a fresh context to endpoint, or (endpoint NULL) to a raw ROUTER bound
+//  in that context.
+static s_fix_t *s_fix_new (const char *endpoint)
+{
+    s_fix_t *f = calloc (1, sizeof *f);
+    assert_non_null (f);
+    f->zctx = zmq_ctx_new ();
+    f->box = edge_status_box_new ();
+    assert_non_null (f->zctx);
+    assert_non_null (f->box);
+    if (!endpoint) {
+        f->raw = calloc (1, sizeof *f->raw);
+        assert_non_null (f->raw);
+        f->raw->router = zmq_socket (f->zctx, ZMQ_ROUTER);
+        size_t len = sizeof f->raw->endpoint;
+        assert_int_equal (wire_setup_socket (f->raw->router, true, 0), 0);
+        assert_int_equal (zmq_bind (f->raw->router, "tcp://127.0.0.1:*"), 0);
+        assert_int_equal (zmq_getsockopt (f->raw->router, ZMQ_LAST_ENDPOINT, f->raw->endpoint,
+                                          &len), 0);
+        endpoint = f->raw->endpoint;
+    }
+    f->cfg = s_cfg (endpoint);
+    f->link = edge_link_new (f->cfg, f->zctx, f->box, s_on_answer, f);
+    assert_non_null (f->link);
+    return f;
+}
+
+static void s_fix_destroy (s_fix_t **f_p)
+{
+    s_fix_t *f = *f_p;
+    edge_link_destroy (&f->link);
+    edge_link_destroy (&f->link);
+    assert_null (f->link);
+    if (f->raw) {
+        zmq_close (f->raw->router);
+        free (f->raw);
+    }
+    zmq_ctx_term (f->zctx);
+    edge_status_box_destroy (&f->box);
+    fake_broker_destroy (&f->fb);
+    cfg_destroy (&f->cfg);
+    free (f);
+    *f_p = NULL;
 }
 
 static int s_setup (void **state)
 {
-    s_fixture_t *f = calloc (1, sizeof *f);
-    f->fb = fake_broker_new ("tcp://127.0.0.1:*", S_MODELS, 2);
-    if (!f->fb)
+    log_init ("edge-link-test", LOG_LVL_WARN);
+    fake_broker_t *fb = fake_broker_new ("tcp://127.0.0.1:*", S_MODELS, 2);
+    if (!fb)
         return -1;
-    f->cfg = s_cfg (fake_broker_endpoint (f->fb));
-    f->link = edge_link_new (f->cfg);
-    if (!f->link || !s_wait_link (f->link, true, 3000))
-        return -1;
+    s_fix_t *f = s_fix_new (fake_broker_endpoint (fb));
+    f->fb = fb;
     *state = f;
-    return 0;
+    S_PUMP_UNTIL (f, edge_link_up (f->link));
+    return edge_link_up (f->link) ? 0 : -1;
+}
+
+static int s_setup_raw (void **state)
+{
+    log_init ("edge-link-test", LOG_LVL_WARN);
+    s_fix_t *f = s_fix_new (NULL);
+    *state = f;
+    S_PUMP_UNTIL (f, edge_link_up (f->link) && f->raw->id_len > 0);
+    return edge_link_up (f->link) ? 0 : -1;
 }
 
 static int s_teardown (void **state)
 {
-    s_fixture_t *f = *state;
-    edge_link_destroy (&f->link);
-    fake_broker_destroy (&f->fb);
-    cfg_destroy (&f->cfg);
-    free (f);
+    s_fix_t *f = *state;
+    s_fix_destroy (&f);
     return 0;
 }
 
-static uint64_t s_submit (edge_link_t *link, edge_client_t *c, const char *target,
-                          const char *payload)
+//  Send a message from the raw broker frame by frame (NULL data = empty frame).
+static void s_raw_frames (s_fix_t *f, int n, const void *const *data, const size_t *len)
 {
-    Aigw__Job job = AIGW__JOB__INIT;
-    char *targets[] = { (char *) target };
-    job.job_id = edge_link_next_job_id (link);
-    job.n_targets = 1;
-    job.targets = targets;
-    assert_int_equal (edge_client_submit (c, &job, payload, strlen (payload)), 0);
-    return job.job_id;
+    s_raw_t *raw = f->raw;
+    assert_int_equal (zmq_send (raw->router, raw->id, raw->id_len, ZMQ_SNDMORE), (int) raw->id_len);
+    for (int i = 0; i < n; i++)
+        assert_int_equal (zmq_send (raw->router, data[i] ? data[i] : "", len[i],
+                                    i + 1 < n ? ZMQ_SNDMORE : 0), (int) len[i]);
 }
+
+static void s_raw_send (s_fix_t *f, uint8_t cmd, const ProtobufCMessage *body)
+{
+    assert_int_equal (wire_send (f->raw->router, f->raw->id, f->raw->id_len, WIRE_SIDE_CLIENT, cmd,
+                                 body, NULL), 0);
+}
+
+static void s_raw_result (s_fix_t *f, uint64_t job_id)
+{
+    Aigw__Result r = AIGW__RESULT__INIT;
+    r.job_id = job_id;
+    r.model = "raw-model";
+    s_raw_send (f, WIRE_C_RESULT, &r.base);
+}
+
+static void s_raw_error (s_fix_t *f, uint64_t job_id, Aigw__ErrorCode code)
+{
+    Aigw__Error e = AIGW__ERROR__INIT;
+    e.job_id = job_id;
+    e.code = code;
+    e.message = "raw error";
+    s_raw_send (f, WIRE_C_ERROR, &e.base);
+}
+
+static void s_raw_chunk (s_fix_t *f, uint64_t job_id, uint32_t seq)
+{
+    Aigw__Chunk c = AIGW__CHUNK__INIT;
+    c.job_id = job_id;
+    c.has_seq = true;
+    c.seq = seq;
+    c.model = "raw-model";
+    s_raw_send (f, WIRE_C_CHUNK, &c.base);
+}
+
+//  --------------------------------------------------------------- against the fake broker
 
 static void test_submit_result (void **state)
 {
-    s_fixture_t *f = *state;
-    edge_client_t *c = edge_client_new (f->link);
-    assert_non_null (c);
+    s_fix_t *f = *state;
     const char *payload = "{\"model\":\"fast-sim\",\"messages\":[{\"role\":\"user\"}]}";
-    uint64_t id = s_submit (f->link, c, "fast-sim", payload);
-    edge_answer_t a;
-    assert_int_equal (edge_client_wait (c, id, 2000, &a), 0);
-    assert_int_equal (a.cmd, WIRE_C_RESULT);
-    assert_non_null (a.result);
-    assert_int_equal (a.result->job_id, id);
-    assert_string_equal (a.result->model, "fast-sim");
-    assert_true (a.result->has_response_json);
-    edge_answer_reset (&a);
+    int rc;
+    uint64_t id = s_submit_as (f, "fast-sim", false, payload, &s_req[0], &rc);
+    assert_int_equal (rc, 0);
+    assert_int_equal (edge_link_waiting (f->link), 1);
+    S_PUMP_UNTIL (f, f->ngot == 1);
+    assert_int_equal (f->ngot, 1);
+    const s_got_t *g = &f->got[0];
+    assert_ptr_equal (g->req, &s_req[0]);
+    assert_int_equal (g->cmd, WIRE_C_RESULT);
+    assert_int_equal (g->job_id, id);
+    assert_string_equal (g->model, "fast-sim");
+    assert_int_equal (g->waiting, 0);   // final: the route is gone before the call
+    assert_int_equal (edge_link_waiting (f->link), 0);
     fake_broker_job_t last;
     fake_broker_last_job (f->fb, &last);
     assert_int_equal (last.job_id, id);
     assert_string_equal (last.targets, "fast-sim");
     assert_string_equal (last.payload, payload);
-    edge_link_stats_t st;
-    edge_link_stats (f->link, &st);
-    assert_true (st.submitted >= 1);
-    assert_true (st.results >= 1);
-    edge_client_destroy (&c);
-    edge_client_destroy (&c);
+    edge_link_stats_t st = s_stats (f);
+    assert_int_equal (st.submitted, 1);
+    assert_int_equal (st.results, 1);
+    assert_int_equal (st.unrouted, 0);
+    assert_int_equal (st.submit_failed, 0);
 }
 
-typedef struct {
-    edge_link_t *link;
-    const char *target;
-    int rounds;
-    int ok;
-} s_waiter_t;
-
-static void *s_waiter (void *arg)
+static void test_interleaved_routing (void **state)
 {
-    s_waiter_t *w = arg;
-    edge_client_t *c = edge_client_new (w->link);
-    for (int i = 0; c && i < w->rounds; i++) {
-        Aigw__Job job = AIGW__JOB__INIT;
-        char *targets[] = { (char *) w->target };
-        job.job_id = edge_link_next_job_id (w->link);
-        job.n_targets = 1;
-        job.targets = targets;
-        if (edge_client_submit (c, &job, "{}", 2))
-            break;
-        edge_answer_t a;
-        if (edge_client_wait (c, job.job_id, 3000, &a))
-            break;
-        if (a.result && a.result->job_id == job.job_id && strcmp (a.result->model, w->target) == 0)
-            w->ok++;
-        edge_answer_reset (&a);
+    s_fix_t *f = *state;
+    //  Held jobs wait while quick ones submitted after them are answered
+    uint64_t held[3], quick[3];
+    for (int i = 0; i < 3; i++) {
+        held[i] = s_submit (f, "never", false, &s_req[i]);
+        quick[i] = s_submit (f, i % 2 ? "fast-sim" : "agent/deliberate", false, &s_req[8 + i]);
     }
-    edge_client_destroy (&c);
-    return NULL;
-}
-
-static void test_concurrent_waiters (void **state)
-{
-    s_fixture_t *f = *state;
-    fake_broker_set_slow_ms (f->fb, 100);
-    //  A slow job and a fast one at once: each answer reaches its own waiter
-    s_waiter_t w[2] = { { f->link, "slow-sim", 1, 0 }, { f->link, "fast-sim", 1, 0 } };
-    pthread_t t[2];
-    int64_t start = aclock_now_ms ();
-    for (int i = 0; i < 2; i++)
-        pthread_create (&t[i], NULL, s_waiter, &w[i]);
-    pthread_join (t[1], NULL);
-    int64_t fast_done = aclock_now_ms () - start;
-    pthread_join (t[0], NULL);
-    assert_int_equal (w[0].ok, 1);
-    assert_int_equal (w[1].ok, 1);
-    assert_true (fast_done < 100);      // the fast one did not wait for the slow one
-
-    //  Many threads, many rounds
-    s_waiter_t many[8];
-    pthread_t mt[8];
-    for (int i = 0; i < 8; i++) {
-        many[i] = (s_waiter_t) { f->link, i % 2 ? "fast-sim" : "agent/deliberate", 200, 0 };
-        pthread_create (&mt[i], NULL, s_waiter, &many[i]);
+    S_PUMP_UNTIL (f, f->ngot == 3 && s_fb_stats (f).held == 3);
+    assert_int_equal (f->ngot, 3);
+    assert_int_equal (edge_link_waiting (f->link), 3);
+    for (int i = 0; i < 3; i++) {
+        const s_got_t *g = s_got (f, quick[i], 0);
+        assert_non_null (g);
+        assert_ptr_equal (g->req, &s_req[8 + i]);
+        assert_int_equal (g->cmd, WIRE_C_RESULT);
+        assert_string_equal (g->model, i % 2 ? "fast-sim" : "agent/deliberate");
+        assert_null (s_got (f, held[i], 0));
     }
-    for (int i = 0; i < 8; i++) {
-        pthread_join (mt[i], NULL);
-        assert_int_equal (many[i].ok, 200);
-    }
-}
-
-static void test_late_answer_discarded (void **state)
-{
-    s_fixture_t *f = *state;
-    edge_client_t *c = edge_client_new (f->link);
-    //  Job A is held by the broker; the waiter gives up without cancelling
-    uint64_t a_id = s_submit (f->link, c, "never", "{}");
-    edge_answer_t a;
-    assert_int_equal (edge_client_wait (c, a_id, 50, &a), -1);
-    edge_link_stats_t before;
-    edge_link_stats (f->link, &before);
-    //  A's answer now arrives on the socket; the next job must not take it
+    //  Released: each held answer reaches its own request
     fake_broker_release (f->fb);
-    edge_link_stats_t routed = before;
-    for (int i = 0; i < 400 && routed.results == before.results; i++) {
-        s_sleep_ms (5);
-        edge_link_stats (f->link, &routed);
+    S_PUMP_UNTIL (f, f->ngot == 6);
+    assert_int_equal (f->ngot, 6);
+    for (int i = 0; i < 3; i++) {
+        const s_got_t *g = s_got (f, held[i], 0);
+        assert_non_null (g);
+        assert_ptr_equal (g->req, &s_req[i]);
+        assert_int_equal (g->cmd, WIRE_C_RESULT);
     }
-    assert_int_equal (routed.results, before.results + 1);
-    uint64_t b_id = s_submit (f->link, c, "fast-sim", "{}");
-    assert_int_equal (edge_client_wait (c, b_id, 2000, &a), 0);
-    assert_non_null (a.result);
-    assert_int_equal (a.result->job_id, b_id);
-    assert_string_equal (a.result->model, "fast-sim");
-    edge_answer_reset (&a);
-    edge_link_stats_t after;
-    edge_link_stats (f->link, &after);
-    assert_int_equal (after.late_discarded, before.late_discarded + 1);
-    edge_client_destroy (&c);
+    assert_int_equal (edge_link_waiting (f->link), 0);
+    //  Many jobs in flight at once, several per request pointer
+    f->ngot = 0;
+    enum { N = 600 };
+    static uint64_t ids[N];
+    for (int i = 0; i < N; i++)
+        ids[i] = s_submit (f, i % 3 ? "fast-sim" : "slow-sim", false, &s_req[i % 8]);
+    S_PUMP_UNTIL (f, f->ngot == N);
+    assert_int_equal (f->ngot, N);
+    for (int i = 0; i < N; i++) {
+        const s_got_t *g = s_got (f, ids[i], 0);
+        assert_non_null (g);
+        assert_ptr_equal (g->req, &s_req[i % 8]);
+        assert_string_equal (g->model, i % 3 ? "fast-sim" : "slow-sim");
+        assert_null (s_got (f, ids[i], 1));
+    }
+    edge_link_stats_t st = s_stats (f);
+    assert_int_equal (st.results, 6 + N);
+    assert_int_equal (st.unrouted, 0);
 }
 
-static void test_cancel_drops_answer (void **state)
+static void test_chunks_keep_route (void **state)
 {
-    s_fixture_t *f = *state;
-    edge_client_t *c = edge_client_new (f->link);
-    edge_link_stats_t before;
-    edge_link_stats (f->link, &before);
-    uint64_t id = s_submit (f->link, c, "never", "{}");
-    edge_answer_t a;
-    assert_int_equal (edge_client_wait (c, id, 30, &a), -1);
-    assert_int_equal (edge_client_cancel (c, id), 0);
-    //  The broker acknowledges with ERROR(ERR_CANCELLED): the link drops it
-    edge_link_stats_t after = before;
-    for (int i = 0; i < 200 && after.unrouted == before.unrouted; i++) {
-        s_sleep_ms (5);
-        edge_link_stats (f->link, &after);
+    s_fix_t *f = *state;
+    uint64_t other = s_submit (f, "never", false, &s_req[1]);
+    uint64_t id = s_submit (f, "fast-sim", true, &s_req[0]);
+    //  4 CHUNKs then the RESULT, all to the same request
+    S_PUMP_UNTIL (f, f->ngot == 5);
+    assert_int_equal (f->ngot, 5);
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal (f->got[i].cmd, WIRE_C_CHUNK);
+        assert_int_equal (f->got[i].job_id, id);
+        assert_ptr_equal (f->got[i].req, &s_req[0]);
+        assert_int_equal (f->got[i].seq, i);
+        assert_int_equal (f->got[i].waiting, 2);        // a CHUNK keeps the route
     }
-    assert_int_equal (after.unrouted, before.unrouted + 1);
-    assert_int_equal (after.cancels, before.cancels + 1);
-    fake_broker_stats_t fs;
-    fake_broker_stats (f->fb, &fs);
-    assert_true (fs.cancels >= 1);
-    assert_int_equal (edge_client_wait (c, id, 30, &a), -1);
-    edge_client_destroy (&c);
+    assert_int_equal (f->got[4].cmd, WIRE_C_RESULT);
+    assert_ptr_equal (f->got[4].req, &s_req[0]);
+    assert_int_equal (f->got[4].waiting, 1);            // only the held job is left
+    edge_link_stats_t st = s_stats (f);
+    assert_int_equal (st.chunks, 4);
+    assert_int_equal (st.results, 1);
+    assert_null (s_got (f, other, 0));
 }
 
-static void test_status_snapshot (void **state)
+static void test_cancel (void **state)
 {
-    s_fixture_t *f = *state;
-    edge_status_t *st = edge_link_status (f->link);
+    s_fix_t *f = *state;
+    uint64_t id = s_submit (f, "never", false, &s_req[0]);
+    S_PUMP_UNTIL (f, s_fb_stats (f).held == 1);
+    assert_int_equal (s_fb_stats (f).held, 1);
+    edge_link_cancel (f->link, id);
+    assert_int_equal (edge_link_waiting (f->link), 0);
+    assert_int_equal (s_stats (f).cancels, 1);
+    //  The broker sees the CANCEL and acknowledges with ERROR(ERR_CANCELLED): nobody
+    //  waits for it any more, so it is counted and dropped
+    S_PUMP_UNTIL (f, s_fb_stats (f).cancels == 1 && s_stats (f).unrouted == 1);
+    assert_int_equal (s_fb_stats (f).cancels, 1);
+    assert_int_equal (s_fb_stats (f).held, 0);
+    assert_int_equal (s_stats (f).unrouted, 1);
+    assert_int_equal (f->ngot, 0);
+    //  Unknown ids are fine
+    edge_link_cancel (f->link, 987654321);
+    edge_link_cancel (f->link, id);
+    S_PUMP_UNTIL (f, s_stats (f).unrouted == 3);
+    assert_int_equal (s_stats (f).unrouted, 3);
+    assert_int_equal (f->ngot, 0);
+    //  The link still routes
+    uint64_t next = s_submit (f, "fast-sim", false, &s_req[2]);
+    S_PUMP_UNTIL (f, f->ngot == 1);
+    assert_non_null (s_got (f, next, 0));
+    assert_ptr_equal (f->got[0].req, &s_req[2]);
+}
+
+static void test_status_pong (void **state)
+{
+    s_fix_t *f = *state;
+    assert_true (edge_link_up (f->link));
+    edge_status_t *st = edge_status_box_get (f->box);
     assert_non_null (st);
     assert_int_equal (st->nmodels, 4);
     assert_int_equal (st->workers, 2);
@@ -243,154 +485,274 @@ static void test_status_snapshot (void **state)
     assert_false (edge_status_live (st, "gpt-17"));
     int64_t first = st->at_ms;
     edge_status_release (&st);
-    //  PINGs keep flowing, each PONG replaces the snapshot
-    s_sleep_ms (150);
-    st = edge_link_status (f->link);
+    //  PINGs keep flowing; each PONG replaces the snapshot
+    edge_link_stats_t before = s_stats (f);
+    assert_true (before.pings >= 1);
+    assert_true (before.pongs >= 1);
+    S_PUMP_UNTIL (f, s_stats (f).pongs >= before.pongs + 2);
+    edge_link_stats_t after = s_stats (f);
+    assert_true (after.pongs >= before.pongs + 2);
+    assert_true (after.pings >= before.pings + 2);
+    st = edge_status_box_get (f->box);
+    assert_non_null (st);
     assert_true (st->at_ms > first);
     edge_status_release (&st);
-    edge_link_stats_t ls;
-    edge_link_stats (f->link, &ls);
-    assert_true (ls.pings >= 2);
-    assert_true (ls.pongs >= 2);
+    assert_true (edge_link_up (f->link));
+    assert_int_equal (after.bad_messages, 0);
 }
 
 static void test_broker_silence (void **state)
 {
-    s_fixture_t *f = *state;
-    edge_client_t *c = edge_client_new (f->link);
-    uint64_t id = s_submit (f->link, c, "never", "{}");
-    s_sleep_ms (20);
+    s_fix_t *f = *state;
+    uint64_t a = s_submit (f, "never", false, &s_req[0]);
+    uint64_t b = s_submit (f, "never", true, &s_req[1]);
+    S_PUMP_UNTIL (f, s_fb_stats (f).held == 2);
+    assert_int_equal (s_fb_stats (f).held, 2);
     fake_broker_set_silent (f->fb, true);
-    //  Silent for heartbeat * liveness (150 ms): down, and the waiting job fails fast
-    edge_answer_t a;
-    int64_t start = aclock_now_ms ();
-    assert_int_equal (edge_client_wait (c, id, 2000, &a), 0);
-    assert_true (aclock_now_ms () - start < 1000);
-    assert_non_null (a.error);
-    assert_int_equal (a.error->job_id, id);
-    assert_int_equal (a.error->code, AIGW__ERROR_CODE__ERR_UNAVAILABLE);
-    edge_answer_reset (&a);
+    //  Silent for heartbeat * liveness: down, and both waiting jobs fail
+    S_PUMP_UNTIL (f, f->ngot == 2);
+    assert_int_equal (f->ngot, 2);
+    const s_got_t *ga = s_got (f, a, 0), *gb = s_got (f, b, 0);
+    assert_non_null (ga);
+    assert_non_null (gb);
+    assert_ptr_equal (ga->req, &s_req[0]);
+    assert_ptr_equal (gb->req, &s_req[1]);
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal (f->got[i].cmd, WIRE_C_ERROR);
+        assert_int_equal (f->got[i].code, AIGW__ERROR_CODE__ERR_UNAVAILABLE);
+        assert_string_equal (f->got[i].message, "lost the connection to the broker");
+    }
+    assert_false (edge_link_up (f->link));
+    assert_int_equal (edge_link_waiting (f->link), 0);
+    edge_link_stats_t st = s_stats (f);
+    assert_int_equal (st.failed_on_down, 2);
+    assert_true (st.reconnects >= 1);
+    //  While down the socket is recreated again and again
+    S_PUMP_UNTIL (f, s_stats (f).reconnects >= st.reconnects + 2);
+    assert_true (s_stats (f).reconnects >= st.reconnects + 2);
     assert_false (edge_link_up (f->link));
     //  It heals when the broker answers again
     fake_broker_set_silent (f->fb, false);
-    assert_true (s_wait_link (f->link, true, 3000));
-    uint64_t id2 = s_submit (f->link, c, "fast-sim", "{}");
-    assert_int_equal (edge_client_wait (c, id2, 2000, &a), 0);
-    assert_non_null (a.result);
-    edge_answer_reset (&a);
-    edge_link_stats_t ls;
-    edge_link_stats (f->link, &ls);
-    assert_true (ls.failed_on_down >= 1);
-    assert_true (ls.reconnects >= 1);
-    edge_client_destroy (&c);
+    S_PUMP_UNTIL (f, edge_link_up (f->link));
+    assert_true (edge_link_up (f->link));
+    uint64_t c = s_submit (f, "fast-sim", false, &s_req[2]);
+    S_PUMP_UNTIL (f, s_got (f, c, 0) != NULL);
+    const s_got_t *gc = s_got (f, c, 0);
+    assert_non_null (gc);
+    assert_int_equal (gc->cmd, WIRE_C_RESULT);
+    assert_ptr_equal (gc->req, &s_req[2]);
+    assert_int_equal (s_stats (f).failed_on_down, 2);
 }
 
 static void test_fail_all (void **state)
 {
-    s_fixture_t *f = *state;
-    edge_client_t *c = edge_client_new (f->link);
-    uint64_t id = s_submit (f->link, c, "never", "{}");
-    s_sleep_ms (20);
+    s_fix_t *f = *state;
+    uint64_t ids[3];
+    for (int i = 0; i < 3; i++)
+        ids[i] = s_submit (f, "never", i == 1, &s_req[i]);
+    S_PUMP_UNTIL (f, s_fb_stats (f).held == 3);
+    assert_int_equal (s_fb_stats (f).held, 3);
+    //  Every waiting job is answered inside the call; fn may submit a new job meanwhile
+    f->resubmit = true;
     edge_link_fail_all (f->link, "shutting down");
-    edge_answer_t a;
-    assert_int_equal (edge_client_wait (c, id, 1000, &a), 0);
-    assert_non_null (a.error);
-    assert_int_equal (a.error->code, AIGW__ERROR_CODE__ERR_UNAVAILABLE);
-    assert_string_equal (a.error->message, "shutting down");
-    edge_answer_reset (&a);
-    edge_client_destroy (&c);
-    //  A client left open is closed by edge_link_destroy (teardown)
-    assert_non_null (edge_client_new (f->link));
+    assert_int_equal (f->ngot, 3);
+    for (int i = 0; i < 3; i++) {
+        const s_got_t *g = s_got (f, ids[i], 0);
+        assert_non_null (g);
+        assert_ptr_equal (g->req, &s_req[i]);
+        assert_int_equal (g->cmd, WIRE_C_ERROR);
+        assert_int_equal (g->code, AIGW__ERROR_CODE__ERR_UNAVAILABLE);
+        assert_string_equal (g->message, "shutting down");
+    }
+    assert_int_equal (edge_link_waiting (f->link), 1);  // the job fn submitted
+    assert_int_equal (s_stats (f).cancels, 3);
+    S_PUMP_UNTIL (f, s_fb_stats (f).cancels == 3 && s_fb_stats (f).held == 1);
+    assert_int_equal (s_fb_stats (f).cancels, 3);
+    assert_int_equal (s_fb_stats (f).held, 1);
+    //  The broker's acknowledgements find no route
+    S_PUMP_UNTIL (f, s_stats (f).unrouted == 3);
+    assert_int_equal (s_stats (f).unrouted, 3);
+    //  The default message; the job submitted from fn is failed too
+    edge_link_fail_all (f->link, NULL);
+    const s_got_t *g = s_got (f, f->resubmitted, 0);
+    assert_non_null (g);
+    assert_ptr_equal (g->req, &s_req[15]);
+    assert_string_equal (g->message, "job abandoned");
+    assert_int_equal (edge_link_waiting (f->link), 0);
+    //  Nothing waits: a no-op
+    size_t n = f->ngot;
+    edge_link_fail_all (f->link, "again");
+    assert_int_equal (f->ngot, n);
 }
 
-static void test_no_broker (void **state)
+static void test_not_connected (void **state)
 {
     (void) state;
-    //  Nothing listens on this endpoint (a free port, bound and released): never up,
-    //  a SUBMIT fails at once
+    log_init ("edge-link-test", LOG_LVL_ERROR);
+    //  Nothing listens on this endpoint (a free port, bound and released)
     fake_broker_t *gone = fake_broker_new ("tcp://127.0.0.1:*", "", 0);
     assert_non_null (gone);
     char endpoint[256];
     snprintf (endpoint, sizeof endpoint, "%s", fake_broker_endpoint (gone));
     fake_broker_destroy (&gone);
-    cfg_t *cfg = s_cfg (endpoint);
-    edge_link_t *link = edge_link_new (cfg);
-    assert_non_null (link);
-    assert_false (edge_link_up (link));
-    edge_status_t *st = edge_link_status (link);
-    assert_null (st);
-    edge_client_t *c = edge_client_new (link);
-    uint64_t id = s_submit (link, c, "fast-sim", "{}");
-    edge_answer_t a;
-    assert_int_equal (edge_client_wait (c, id, 1000, &a), 0);
-    assert_non_null (a.error);
-    assert_int_equal (a.error->code, AIGW__ERROR_CODE__ERR_UNAVAILABLE);
-    edge_answer_reset (&a);
-    edge_client_destroy (&c);
-    edge_link_destroy (&link);
-    edge_link_destroy (&link);
-    cfg_destroy (&cfg);
+    s_fix_t *f = s_fix_new (endpoint);
+    assert_false (edge_link_up (f->link));
+    assert_non_null (edge_link_socket (f->link));
+    s_pump (f);
+    //  ZMQ_IMMEDIATE: a SUBMIT fails at once and registers nothing
+    int rc;
+    s_submit_as (f, "fast-sim", false, "{}", &s_req[0], &rc);
+    assert_int_equal (rc, -1);
+    assert_int_equal (edge_link_waiting (f->link), 0);
+    edge_link_stats_t st = s_stats (f);
+    assert_int_equal (st.submit_failed, 1);
+    assert_int_equal (st.submitted, 0);
+    assert_int_equal (st.pings, 0);     // nothing could be sent
+    //  Never up: no status, and the socket is recreated after heartbeat * liveness
+    S_PUMP_UNTIL (f, s_stats (f).reconnects >= 1);
+    assert_true (s_stats (f).reconnects >= 1);
+    assert_non_null (edge_link_socket (f->link));
+    assert_false (edge_link_up (f->link));
+    assert_null (edge_status_box_get (f->box));
+    assert_int_equal (f->ngot, 0);
+    s_fix_destroy (&f);
+    log_init ("edge-link-test", LOG_LVL_WARN);
 }
 
-static void test_jobmap (void **state)
+//  --------------------------------------------------------------- against a raw ROUTER
+
+static void test_final_answers (void **state)
 {
-    (void) state;
-    edge_jobmap_t *m = edge_jobmap_new ();
-    assert_non_null (m);
-    assert_int_equal (edge_jobmap_put (m, 0, (const uint8_t *) "x", 1, 0), -1);
-    enum { N = 5000 };
-    static bool present[N + 1];
-    memset (present, 0, sizeof present);
-    uint64_t seed = 42;
-    for (int step = 0; step < 50000; step++) {
-        seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
-        uint64_t k = 1 + (seed >> 33) % N;
-        if ((seed >> 20) & 1) {
-            char hid[16];
-            int n = snprintf (hid, sizeof hid, "h%llu", (unsigned long long) k);
-            assert_int_equal (edge_jobmap_put (m, k, (const uint8_t *) hid, (size_t) n, step), 0);
-            present[k] = true;
-        }
-        else {
-            edge_route_t r;
-            assert_int_equal (edge_jobmap_take (m, k, &r), present[k]);
-            if (present[k])
-                assert_int_equal (r.job_id, k);
-            present[k] = false;
-        }
-    }
-    size_t count = 0;
-    for (uint64_t k = 1; k <= N; k++) {
-        const edge_route_t *r = edge_jobmap_get (m, k);
-        assert_int_equal (r != NULL, present[k]);
-        if (r) {
-            char hid[16];
-            int n = snprintf (hid, sizeof hid, "h%llu", (unsigned long long) k);
-            assert_int_equal (r->hid_len, n);
-            assert_memory_equal (r->hid, hid, (size_t) n);
-            count++;
-        }
-    }
-    assert_int_equal (edge_jobmap_size (m), count);
-    edge_jobmap_drain (m, NULL, NULL);
-    assert_int_equal (edge_jobmap_size (m), 0);
-    assert_null (edge_jobmap_get (m, 1));
-    edge_jobmap_destroy (&m);
-    edge_jobmap_destroy (&m);
+    s_fix_t *f = *state;
+    uint64_t a = s_submit (f, "any", true, &s_req[0]);
+    uint64_t b = s_submit (f, "any", false, &s_req[1]);
+    S_PUMP_UNTIL (f, f->raw->nsubmitted == 2);
+    assert_int_equal (f->raw->nsubmitted, 2);
+    assert_int_equal (f->raw->submitted[0], a);
+    //  a: CHUNK, CHUNK, RESULT routed; what follows the RESULT is unrouted
+    s_raw_chunk (f, a, 0);
+    s_raw_chunk (f, a, 1);
+    s_raw_result (f, a);
+    s_raw_chunk (f, a, 2);
+    s_raw_result (f, a);
+    s_raw_error (f, a, AIGW__ERROR_CODE__ERR_UPSTREAM);
+    //  b: ERROR is final too
+    s_raw_error (f, b, AIGW__ERROR_CODE__ERR_UPSTREAM);
+    s_raw_result (f, b);
+    s_raw_chunk (f, b, 0);
+    //  a job nobody submitted
+    s_raw_result (f, 424242);
+    S_PUMP_UNTIL (f, s_stats (f).unrouted == 6);
+    edge_link_stats_t st = s_stats (f);
+    assert_int_equal (st.unrouted, 6);
+    assert_int_equal (st.chunks, 2);
+    assert_int_equal (st.results, 1);
+    assert_int_equal (st.errors, 1);
+    assert_int_equal (f->ngot, 4);
+    assert_int_equal (f->got[0].cmd, WIRE_C_CHUNK);
+    assert_int_equal (f->got[1].cmd, WIRE_C_CHUNK);
+    assert_int_equal (f->got[1].seq, 1);
+    assert_int_equal (f->got[2].cmd, WIRE_C_RESULT);
+    assert_string_equal (f->got[2].model, "raw-model");
+    for (int i = 0; i < 3; i++)
+        assert_ptr_equal (f->got[i].req, &s_req[0]);
+    assert_int_equal (f->got[3].cmd, WIRE_C_ERROR);
+    assert_int_equal (f->got[3].code, AIGW__ERROR_CODE__ERR_UPSTREAM);
+    assert_string_equal (f->got[3].message, "raw error");
+    assert_ptr_equal (f->got[3].req, &s_req[1]);
+    assert_int_equal (edge_link_waiting (f->link), 0);
+    assert_int_equal (st.bad_messages, 0);
+}
+
+//  After silence the link talks to the broker on a new socket (a new connection, so a
+//  new routing id at the ROUTER), and the old one is gone.
+static void test_reconnect_new_socket (void **state)
+{
+    s_fix_t *f = *state;
+    uint64_t id = s_submit (f, "any", false, &s_req[0]);
+    S_PUMP_UNTIL (f, f->raw->nsubmitted == 1);
+    f->raw->silent = true;
+    S_PUMP_UNTIL (f, f->ngot == 1);
+    assert_int_equal (f->ngot, 1);
+    assert_int_equal (f->got[0].job_id, id);
+    assert_int_equal (f->got[0].code, AIGW__ERROR_CODE__ERR_UNAVAILABLE);
+    assert_false (edge_link_up (f->link));
+    S_PUMP_UNTIL (f, f->raw->new_peer);
+    assert_true (f->raw->new_peer);
+    assert_true (s_stats (f).reconnects >= 1);
+    //  Answering again: up, and a job goes through the new socket
+    f->raw->silent = false;
+    S_PUMP_UNTIL (f, edge_link_up (f->link));
+    assert_true (edge_link_up (f->link));
+    f->raw->new_peer = false;
+    uint64_t next = s_submit (f, "any", false, &s_req[1]);
+    S_PUMP_UNTIL (f, f->raw->nsubmitted == 2);
+    assert_int_equal (f->raw->submitted[1], next);
+    s_raw_result (f, next);
+    S_PUMP_UNTIL (f, f->ngot == 2);
+    assert_int_equal (f->ngot, 2);
+    assert_ptr_equal (f->got[1].req, &s_req[1]);
+    assert_false (f->raw->new_peer);    // the same socket since it came back
+}
+
+static void test_malformed (void **state)
+{
+    s_fix_t *f = *state;
+    uint64_t id = s_submit (f, "any", false, &s_req[0]);
+    S_PUMP_UNTIL (f, f->raw->nsubmitted == 1);
+    assert_int_equal (f->raw->nsubmitted, 1);
+    uint8_t result = WIRE_C_RESULT, submit = WIRE_C_SUBMIT, junk_cmd = 0x7f;
+    static const uint8_t garbage[] = { 0xff, 0xff, 0xff, 0xff, 0x0f };
+    //  Framing the wire layer refuses
+    s_raw_frames (f, 1, (const void *[]) { "XXXXXX" }, (size_t[]) { 6 });
+    s_raw_frames (f, 1, (const void *[]) { "AIGWC" }, (size_t[]) { 5 });
+    s_raw_frames (f, 1, (const void *[]) { WIRE_CLIENT }, (size_t[]) { 6 });
+    s_raw_frames (f, 2, (const void *[]) { WIRE_CLIENT, "\x12\x12" }, (size_t[]) { 6, 2 });
+    s_raw_frames (f, 5, (const void *[]) { WIRE_CLIENT, &result, NULL, NULL, NULL },
+                  (size_t[]) { 6, 1, 0, 0, 0 });
+    //  Valid framing, wrong side or command
+    s_raw_frames (f, 3, (const void *[]) { WIRE_WORKER, &result, NULL }, (size_t[]) { 6, 1, 0 });
+    s_raw_frames (f, 3, (const void *[]) { WIRE_CLIENT, &submit, NULL }, (size_t[]) { 6, 1, 0 });
+    s_raw_frames (f, 3, (const void *[]) { WIRE_CLIENT, &junk_cmd, NULL }, (size_t[]) { 6, 1, 0 });
+    //  Bodies that do not decode, or name job 0
+    uint8_t cmds[] = { WIRE_C_RESULT, WIRE_C_ERROR, WIRE_C_CHUNK, WIRE_C_PONG };
+    for (size_t i = 0; i < sizeof cmds; i++)
+        s_raw_frames (f, 3, (const void *[]) { WIRE_CLIENT, &cmds[i], garbage },
+                      (size_t[]) { 6, 1, sizeof garbage });
+    s_raw_frames (f, 3, (const void *[]) { WIRE_CLIENT, &result, NULL }, (size_t[]) { 6, 1, 0 });
+    s_raw_result (f, 0);
+    s_raw_chunk (f, 0, 0);
+    enum { N_BAD = 15 };
+    S_PUMP_UNTIL (f, s_stats (f).bad_messages == N_BAD);
+    edge_link_stats_t st = s_stats (f);
+    assert_int_equal (st.bad_messages, N_BAD);
+    assert_int_equal (st.unrouted, 0);
+    assert_int_equal (f->ngot, 0);
+    assert_int_equal (edge_link_waiting (f->link), 1);
+    //  The link goes on: a good answer still reaches its request, the link is up
+    s_raw_result (f, id);
+    S_PUMP_UNTIL (f, f->ngot == 1);
+    assert_int_equal (f->ngot, 1);
+    assert_ptr_equal (f->got[0].req, &s_req[0]);
+    assert_int_equal (f->got[0].job_id, id);
+    assert_true (edge_link_up (f->link));
+    assert_int_equal (s_stats (f).bad_messages, N_BAD);
 }
 
 int main (void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown (test_submit_result, s_setup, s_teardown),
-        cmocka_unit_test_setup_teardown (test_concurrent_waiters, s_setup, s_teardown),
-        cmocka_unit_test_setup_teardown (test_late_answer_discarded, s_setup, s_teardown),
-        cmocka_unit_test_setup_teardown (test_cancel_drops_answer, s_setup, s_teardown),
-        cmocka_unit_test_setup_teardown (test_status_snapshot, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_interleaved_routing, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_chunks_keep_route, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_cancel, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_status_pong, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_broker_silence, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_fail_all, s_setup, s_teardown),
-        cmocka_unit_test (test_no_broker),
-        cmocka_unit_test (test_jobmap),
+        cmocka_unit_test (test_not_connected),
+        cmocka_unit_test_setup_teardown (test_final_answers, s_setup_raw, s_teardown),
+        cmocka_unit_test_setup_teardown (test_reconnect_new_socket, s_setup_raw, s_teardown),
+        cmocka_unit_test_setup_teardown (test_malformed, s_setup_raw, s_teardown),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }
