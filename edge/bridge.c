@@ -257,7 +257,9 @@ static void *s_new_sub (bridge_t *self)
     zmq_setsockopt (sub, ZMQ_RCVHWM, &hwm, sizeof hwm);
     if (self->max_frame > 0)
         zmq_setsockopt (sub, ZMQ_MAXMSGSIZE, &self->max_frame, sizeof self->max_frame);
-    zmq_setsockopt (sub, ZMQ_SUBSCRIBE, "", 0);
+    //  `job` (one message per finished job) only while a browser listens: see s_run
+    zmq_setsockopt (sub, ZMQ_SUBSCRIBE, "metrics", 7);
+    zmq_setsockopt (sub, ZMQ_SUBSCRIBE, "worker", 6);
     if (zmq_connect (sub, self->endpoint)) {
         log_error ("metrics bridge: cannot connect to %s: %s", self->endpoint,
                    zmq_strerror (errno));
@@ -275,7 +277,14 @@ static void *s_run (void *arg)
     self->ring_next = 1;
     self->ring_count = 1;
     int64_t next_tick = aclock_now_ms () + BRIDGE_TICK_MS;
+    bool jobs = false;                  // subscribed to `job`
     while (!atomic_load (&self->stop)) {
+        //  The broker's XPUB filters at the source: with no browser, no job events
+        //  cross the wire at all (they cost a message per request otherwise)
+        bool want = fanout_clients (self->fanout) > 0;
+        if (sub && want != jobs && zmq_setsockopt (sub, want ? ZMQ_SUBSCRIBE : ZMQ_UNSUBSCRIBE,
+                                                   "job", 3) == 0)
+            jobs = want;
         int64_t wait = next_tick - aclock_now_ms ();
         zmq_pollitem_t item = { sub, 0, ZMQ_POLLIN, 0 };
         int rc = zmq_poll (&item, sub ? 1 : 0, wait > 0 ? (long) wait : 0);

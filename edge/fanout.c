@@ -29,6 +29,7 @@ struct _fanout_t {
     fmsg_t *latest;
     bool closed;
     _Atomic uint64_t joined, refused, dropped, published;
+    _Atomic size_t connected;           // nclients, readable without the lock
 };
 
 //  --------------------------------------------------------------- messages
@@ -185,6 +186,7 @@ fanout_client_t *fanout_join_notify (fanout_t *self, int notify_fd)
             break;
         }
     self->nclients++;
+    atomic_store (&self->connected, self->nclients);
     atomic_fetch_add (&self->joined, 1);
 done:
     pthread_mutex_unlock (&self->lock);
@@ -202,6 +204,7 @@ void fanout_leave (fanout_t *self, fanout_client_t **client_p)
         if (self->clients[i] == c) {
             self->clients[i] = NULL;
             self->nclients--;
+            atomic_store (&self->connected, self->nclients);
             break;
         }
     pthread_mutex_unlock (&self->lock);
@@ -283,6 +286,11 @@ void fanout_close (fanout_t *self)
         pthread_mutex_unlock (&c->lock);
     }
     pthread_mutex_unlock (&self->lock);
+}
+
+size_t fanout_clients (fanout_t *self)
+{
+    return atomic_load (&self->connected);
 }
 
 void fanout_stats (fanout_t *self, fanout_stats_t *out)

@@ -64,4 +64,7 @@ void fanout_close (fanout_t *self);
 
 void fanout_stats (fanout_t *self, fanout_stats_t *out);
 
+//  Clients connected now (lock-free read).
+size_t fanout_clients (fanout_t *self);
+
 #endif
