@@ -42,9 +42,11 @@ static bool s_origin_allowed (const cfg_t *cfg, const char *origin, bool *any)
 void edge_http_cors (edge_req_t *r, struct MHD_Response *resp)
 {
     const cfg_t *cfg = edge_server_cfg (r->loop->srv);
+    if (!cfg->edge.cors_origins[0])
+        return;
     const char *origin = MHD_lookup_connection_value (r->mc, MHD_HEADER_KIND, "Origin");
     bool any;
-    if (!cfg->edge.cors_origins[0] || !origin || !s_origin_allowed (cfg, origin, &any))
+    if (!origin || !s_origin_allowed (cfg, origin, &any))
         return;
     MHD_add_response_header (resp, "Access-Control-Allow-Origin", any ? "*" : origin);
     if (!any)

@@ -340,6 +340,35 @@ static void test_models_list (void **state)
     cfg_destroy (&cfg);
 }
 
+//  Times are milliseconds with up to three decimals, printed without floating point.
+static void test_ms_format (void **state)
+{
+    const struct { uint64_t us; const char *text; } cases[] = {
+        { 0, "0" }, { 5, "0.005" }, { 50, "0.05" }, { 100, "0.1" }, { 58668, "58.668" },
+        { 120000, "120" }, { 1000001, "1000.001" },
+        { 18446744073709551615ULL, "18446744073709551.615" },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        cJSON *a = edge_aigw_json ("m", CFG_POLICY_RACE, true, cases[i].us, NULL, 0);
+        assert_non_null (a);
+        char *text = cJSON_PrintUnformatted (a);
+        char want[96];
+        snprintf (want, sizeof want, "\"latency_ms\":%s,", cases[i].text);
+        if (!strstr (text, want))
+            fail_msg ("%llu us printed as %s, want %s", (unsigned long long) cases[i].us, text, want);
+        cJSON *back = cJSON_Parse (text);
+        assert_non_null (back);                 // still valid JSON
+        cJSON_Delete (back);
+        free (text);
+        cJSON_Delete (a);
+    }
+    cJSON *a = edge_aigw_json ("m", CFG_POLICY_RACE, false, 0, NULL, 0);
+    char *text = cJSON_PrintUnformatted (a);
+    assert_non_null (strstr (text, "\"latency_ms\":null"));
+    free (text);
+    cJSON_Delete (a);
+}
+
 int main (void)
 {
     const struct CMUnitTest tests[] = {
@@ -350,6 +379,7 @@ int main (void)
         cmocka_unit_test (test_error_codes),
         cmocka_unit_test (test_simple_error),
         cmocka_unit_test (test_models_list),
+        cmocka_unit_test (test_ms_format),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }
