@@ -334,14 +334,15 @@ static void test_slow_stream_reader (void **state)
     assert_true (EH_WAIT (eh_fb_stats (h).held == 0));
     assert_true (EH_WAIT (edge_server_in_flight (h->srv) == 0));
     s_healthz_ok (h);
-    //  What it reads now ends without [DONE], and the connection closes
+    //  The connection is closed (EOF, or a reset that may discard what the kernel held
+    //  for the client), and whatever it still reads never ends with [DONE]
     static char all[1 << 22];
     bool eof;
     size_t n = eh_read_all (fd, all, sizeof all, &eof);
     close (fd);
     assert_true (eof);
-    assert_true (n > 4096);
-    assert_int_equal (strncmp (all, "HTTP/1.1 200 ", 13), 0);
+    if (n)
+        assert_int_equal (strncmp (all, "HTTP/1.1 200 ", 13), 0);
     assert_null (strstr (all, "[DONE]"));
     assert_true (EH_WAIT (eh_stats (h).client_gone == 1));
 }
