@@ -5,6 +5,7 @@
 // body the edge sends is valid UTF-8 and parses, with an "error" object for >= 400.
 #define _GNU_SOURCE                     // memmem, strcasestr
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <stdint.h>
@@ -129,10 +130,11 @@ static void s_check_reply (char *buf, size_t len)
         return;                         // cut short by our own close
     *end = 0;
     bool json = strcasestr (buf, "\r\nContent-Type: application/json") != NULL;
-    bool sized = strcasestr (buf, "\r\nContent-Length: ") != NULL;
+    const char *cl = strcasestr (buf, "\r\nContent-Length: ");
     char *body = end + 4;
     size_t blen = len - (size_t) (body - buf);
-    if (!json || !sized)
+    //  Only a whole body (a HEAD answer has the length and no body)
+    if (!json || !cl || strtoul (cl + 18, NULL, 10) != blen || blen == 0)
         return;
     if (!utf8_valid (body, blen))
         s_die ("a JSON body is not valid UTF-8");
@@ -149,8 +151,14 @@ int LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
     int fd = socket (AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons ((uint16_t) s_port) };
     inet_pton (AF_INET, "127.0.0.1", &sa.sin_addr);
-    if (fd < 0 || connect (fd, (struct sockaddr *) &sa, sizeof sa))
+    if (fd < 0 || connect (fd, (struct sockaddr *) &sa, sizeof sa)) {
+        edge_server_stats_t st;
+        edge_server_stats (s_server, &st);
+        fprintf (stderr, "fuzz_http: connect: %s; edge connections open %llu, refused %llu\n",
+                 strerror (errno), (unsigned long long) st.connections,
+                 (unsigned long long) st.conn_refused);
         s_die ("cannot connect to the edge (is it still serving?)");
+    }
     size_t off = 0;
     while (off < size) {
         ssize_t n = send (fd, data + off, size - off, MSG_NOSIGNAL);
