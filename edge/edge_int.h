@@ -27,6 +27,7 @@ typedef struct _observe_t observe_t;
 
 #define EDGE_GRACE_MS 2000              // wait past the job deadline before answering 504
 #define EDGE_EVENTS_PING_MS 15000       // event stream comment after this much silence
+#define EDGE_SSE_BLOCK 1024             // MHD's reader buffer (HTTP/1.0 bodies; 1 KiB each)
 
 //  A timer in the loop's heap; fire is called on the loop thread when it is due.
 typedef struct {
@@ -167,6 +168,10 @@ enum MHD_Result edge_http_send (edge_req_t *r, int status, const char *type, cha
 //  Queue an OpenAI error body the edge decided.
 enum MHD_Result edge_http_error (edge_req_t *r, int status, const char *code,
                                  const char *message, const char *extra);
+//  Queue the 200 Server-Sent Events response whose body reader is reader (cls = r).
+enum MHD_Result edge_http_sse (edge_req_t *r, MHD_ContentReaderCallback reader);
+//  Move up to max bytes of r->out into buf (a reader's copy-out). Returns the count.
+size_t edge_req_take_out (edge_req_t *r, char *buf, size_t max);
 //  Add the CORS headers a request's Origin earns (none when not allowed).
 void edge_http_cors (edge_req_t *r, struct MHD_Response *resp);
 

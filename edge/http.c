@@ -95,6 +95,37 @@ enum MHD_Result edge_http_send (edge_req_t *r, int status, const char *type, cha
     return rc;
 }
 
+enum MHD_Result edge_http_sse (edge_req_t *r, MHD_ContentReaderCallback reader)
+{
+    struct MHD_Response *resp = MHD_create_response_from_callback (MHD_SIZE_UNKNOWN,
+                                                                   EDGE_SSE_BLOCK, reader, r,
+                                                                   NULL);
+    if (!resp)
+        return MHD_NO;
+    MHD_add_response_header (resp, "Content-Type", "text/event-stream; charset=utf-8");
+    MHD_add_response_header (resp, "Cache-Control", "no-cache");
+    MHD_add_response_header (resp, "X-Accel-Buffering", "no");
+    edge_http_cors (r, resp);
+    enum MHD_Result rc = MHD_queue_response (r->mc, 200, resp);
+    MHD_destroy_response (resp);
+    r->status = 200;
+    return rc;
+}
+
+size_t edge_req_take_out (edge_req_t *r, char *buf, size_t max)
+{
+    size_t n = r->out.len - r->out_off;
+    if (n > max)
+        n = max;
+    memcpy (buf, r->out.mem + SSE_HEADROOM + r->out_off, n);
+    r->out_off += n;
+    if (r->out_off == r->out.len) {
+        sse_buf_reset (&r->out);
+        r->out_off = 0;
+    }
+    return n;
+}
+
 static enum MHD_Result s_send_reply (edge_req_t *r, edge_reply_t *reply, int rc,
                                      const char *extra)
 {

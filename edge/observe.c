@@ -127,20 +127,10 @@ static ssize_t s_events_reader (void *cls, uint64_t pos, char *buf, size_t max)
     edge_req_t *r = cls;
     if (r->gone || (s_pending (r) == 0 && s_take (r) < 0))
         return MHD_CONTENT_READER_END_WITH_ERROR;
-    size_t n = s_pending (r);
-    if (n == 0) {
-        edge_req_suspend (r);
-        return 0;
-    }
-    if (n > max)
-        n = max;
-    memcpy (buf, r->out.mem + SSE_HEADROOM + r->out_off, n);
-    r->out_off += n;
-    if (r->out_off == r->out.len) {
-        sse_buf_reset (&r->out);
-        r->out_off = 0;
-    }
-    return (ssize_t) n;
+    if (s_pending (r))
+        return (ssize_t) edge_req_take_out (r, buf, max);
+    edge_req_suspend (r);
+    return 0;
 }
 
 enum MHD_Result observe_events_route (edge_req_t *r)
@@ -160,17 +150,7 @@ enum MHD_Result observe_events_route (edge_req_t *r)
     sse_append (&r->out, "retry: 2000\n\n", 13);
     r->ping_at_ms = aclock_now_ms () + EDGE_EVENTS_PING_MS;
     edge_timer_set (loop, &r->timer, r->ping_at_ms);
-    struct MHD_Response *resp = MHD_create_response_from_callback (MHD_SIZE_UNKNOWN, 1024,
-                                                                   s_events_reader, r, NULL);
-    if (!resp)
-        return MHD_NO;
-    MHD_add_response_header (resp, "Content-Type", "text/event-stream; charset=utf-8");
-    MHD_add_response_header (resp, "Cache-Control", "no-store");
-    MHD_add_response_header (resp, "X-Accel-Buffering", "no");
-    edge_http_cors (r, resp);
-    enum MHD_Result rc = MHD_queue_response (r->mc, 200, resp);
-    MHD_destroy_response (resp);
-    return rc;
+    return edge_http_sse (r, s_events_reader);
 }
 
 void observe_events_wake (edge_loop_t *loop)

@@ -13,12 +13,6 @@
 #include <time.h>
 
 #define S_PING_MS 1000                  // ": keep-alive" after this long without output
-#define S_BLOCK 1024                    // MHD's buffer for the reader
-
-static const char *s_text (edge_req_t *r)
-{
-    return r->out.mem + SSE_HEADROOM;
-}
 
 static size_t s_pending (edge_req_t *r)
 {
@@ -141,18 +135,8 @@ static ssize_t s_reader (void *cls, uint64_t pos, char *buf, size_t max)
     edge_req_t *r = cls;
     if (r->gone)
         return MHD_CONTENT_READER_END_WITH_ERROR;
-    size_t n = s_pending (r);
-    if (n) {
-        if (n > max)
-            n = max;
-        memcpy (buf, s_text (r) + r->out_off, n);
-        r->out_off += n;
-        if (r->out_off == r->out.len) {
-            sse_buf_reset (&r->out);
-            r->out_off = 0;
-        }
-        return (ssize_t) n;
-    }
+    if (s_pending (r))
+        return (ssize_t) edge_req_take_out (r, buf, max);
     if (r->ended)
         return MHD_CONTENT_READER_END_OF_STREAM;
     edge_req_suspend (r);
@@ -167,15 +151,5 @@ enum MHD_Result edge_stream_start (edge_req_t *r)
                     r->include_usage);
     r->ping_at_ms = aclock_now_ms () + S_PING_MS;
     s_arm (r);
-    struct MHD_Response *resp = MHD_create_response_from_callback (MHD_SIZE_UNKNOWN, S_BLOCK,
-                                                                   s_reader, r, NULL);
-    if (!resp)
-        return MHD_NO;
-    MHD_add_response_header (resp, "Content-Type", "text/event-stream; charset=utf-8");
-    MHD_add_response_header (resp, "Cache-Control", "no-cache");
-    MHD_add_response_header (resp, "X-Accel-Buffering", "no");
-    edge_http_cors (r, resp);
-    enum MHD_Result rc = MHD_queue_response (r->mc, 200, resp);
-    MHD_destroy_response (resp);
-    return rc;
+    return edge_http_sse (r, s_reader);
 }
