@@ -227,10 +227,13 @@ void fanout_publish (fanout_t *self, fmsg_t *msg, bool latest)
         if (!c)
             continue;
         pthread_mutex_lock (&c->lock);
+        bool was_empty = c->count == 0;
         if (!s_client_push (self, c, msg))
             atomic_fetch_add (&self->dropped, 1);
         pthread_cond_signal (&c->cond);
-        s_notify (c);
+        //  A reader only waits on an empty queue: one wake-up per refill is enough
+        if (was_empty || c->dropped)
+            s_notify (c);
         pthread_mutex_unlock (&c->lock);
     }
     atomic_fetch_add (&self->published, 1);
