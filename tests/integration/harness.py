@@ -9,6 +9,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -123,7 +124,8 @@ class System:
                  capacity: int = 16, heartbeat_ms: int = 200, liveness: int = 3,
                  extra_broker: str = "", extra_edge: str = ""):
         self.tmp = tmpdir
-        self.front, self.back, self.metrics, self.http_port = (free_port() for _ in range(4))
+        self.front, self.back, self.metrics = (free_port() for _ in range(3))
+        self.http_port = 0                  # the edge picks its own port: see start_edge
         self.cfg = tmpdir / "aigw.conf"
         self.cfg.write_text(
             "broker\n"
@@ -134,7 +136,7 @@ class System:
             f"    liveness = {liveness}\n"
             f"{extra_broker}"
             "edge\n"
-            f"    listen = 127.0.0.1:{self.http_port}\n"
+            "    listen = 127.0.0.1:0\n"
             "    max_body = 65536\n"
             f"{extra_edge}"
             "worker\n"
@@ -159,7 +161,19 @@ class System:
         self._start(f"worker{i}", argv)
 
     def start_edge(self):
+        """Start the edge on a port it picks itself (no free-port race with other
+        sockets) and read the port from its "listening on" log line."""
+        log = self.tmp / "edge.log"
+        offset = log.stat().st_size if log.exists() else 0
         self._start("edge", [str(BIN / "aigw-edge"), "--config", str(self.cfg)])
+
+        def port():
+            self.check_alive()
+            with open(log, "rb") as f:
+                f.seek(offset)
+                m = re.search(rb"listening on https?://[^ ]*:(\d+) ", f.read())
+            return int(m.group(1)) if m else 0
+        self.http_port = wait_until(port, 20, what="the edge's listening port")
 
     def start(self, wait_workers: int | None = None):
         self.start_broker()
