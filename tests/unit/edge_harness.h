@@ -88,6 +88,7 @@ size_t eh_read_all (int fd, char *buf, size_t cap, bool *eof);
 //  Read one response (headers and a Content-Length body). Returns its status or -1.
 int eh_read_reply (int fd, char *buf, size_t cap);
 
+//  The pause between two checks of EH_WAIT (a poll interval, not a synchronisation).
 void eh_sleep_ms (int ms);
 
 //  Poll cond (an expression) every 2 ms until it holds or EH_WAIT_MS passed; the

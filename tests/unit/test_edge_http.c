@@ -125,6 +125,26 @@ static void test_chat_success (void **state)
     assert_int_equal (edge_server_in_flight (h->srv), 0);
 }
 
+//  Pipelined: a chat that waits for the broker, then a second request behind it on the
+//  same connection; both are answered, in order.
+static void s_pipelined (eh_t *h)
+{
+    char req[2048], buf[8192];
+    s_raw_chat (req, sizeof req, CHAT ("slow-sim"));
+    snprintf (req + strlen (req), sizeof req - strlen (req),
+              "GET /v1/models/fast-sim HTTP/1.1\r\nHost: x\r\n\r\n");
+    int fd = eh_connect (h, NULL, 0);
+    assert_true (fd >= 0);
+    assert_int_equal (eh_send (fd, req), 0);
+    size_t len = 0;
+    assert_true (eh_read_until (fd, buf, sizeof buf, &len, "\"id\":\"fast-sim\""));
+    close (fd);
+    const char *first = strstr (buf, "Hello from slow-sim.");
+    assert_non_null (first);
+    assert_true (first < strstr (buf, "\"id\":\"fast-sim\""));
+    assert_int_equal (eh_count (buf, "HTTP/1.1 200 "), 2);
+}
+
 static void test_keep_alive (void **state)
 {
     eh_t *h = *state;
@@ -147,21 +167,7 @@ static void test_keep_alive (void **state)
     eh_assert_header (&r, "Connection", "close");
     eh_request (h, "GET", "/healthz", NULL, NULL, &r);
     assert_int_equal (r.connects, 1);
-    //  Pipelined: a chat that waits for the broker, then a second request behind it
-    char req[2048], buf[8192];
-    s_raw_chat (req, sizeof req, CHAT ("slow-sim"));
-    snprintf (req + strlen (req), sizeof req - strlen (req),
-              "GET /v1/models/fast-sim HTTP/1.1\r\nHost: x\r\n\r\n");
-    int fd = eh_connect (h, NULL, 0);
-    assert_true (fd >= 0);
-    assert_int_equal (eh_send (fd, req), 0);
-    size_t len = 0;
-    assert_true (eh_read_until (fd, buf, sizeof buf, &len, "\"id\":\"fast-sim\""));
-    close (fd);
-    const char *first = strstr (buf, "Hello from slow-sim.");
-    assert_non_null (first);
-    assert_true (first < strstr (buf, "\"id\":\"fast-sim\""));
-    assert_int_equal (eh_count (buf, "HTTP/1.1 200 "), 2);
+    s_pipelined (h);
 }
 
 static void test_client_errors (void **state)
@@ -476,21 +482,7 @@ static void test_stream_http10 (void **state)
     r.http10 = false;
     eh_request (h, "GET", "/healthz", NULL, NULL, &r);
     assert_int_equal (r.connects, 1);
-    //  Pipelined: a chat that waits for the broker, then a second request behind it
-    char req[2048], buf[8192];
-    s_raw_chat (req, sizeof req, CHAT ("slow-sim"));
-    snprintf (req + strlen (req), sizeof req - strlen (req),
-              "GET /v1/models/fast-sim HTTP/1.1\r\nHost: x\r\n\r\n");
-    int fd = eh_connect (h, NULL, 0);
-    assert_true (fd >= 0);
-    assert_int_equal (eh_send (fd, req), 0);
-    size_t len = 0;
-    assert_true (eh_read_until (fd, buf, sizeof buf, &len, "\"id\":\"fast-sim\""));
-    close (fd);
-    const char *first = strstr (buf, "Hello from slow-sim.");
-    assert_non_null (first);
-    assert_true (first < strstr (buf, "\"id\":\"fast-sim\""));
-    assert_int_equal (eh_count (buf, "HTTP/1.1 200 "), 2);
+    s_pipelined (h);
 }
 
 static void test_stream_failures (void **state)
