@@ -8,6 +8,8 @@
 
 #include "aclock.h"
 #include "aigw.pb-c.h"
+#include "config.h"
+#include "curve.h"
 #include "hist.h"
 #include "wire.h"
 
@@ -17,6 +19,7 @@ typedef struct {
     const char *frontend, *backend;
     long jobs, window, workers, targets, payload;
     const char *model;          // client-only mode: target served by real workers
+    const char *config;         // fabric/curve keys (worker/cert, edge/cert) and endpoints
 } opts_t;
 
 static long s_num (const char *v, long lo, long hi, const char *what)
@@ -34,9 +37,12 @@ static void s_usage (void)
 {
     printf ("usage: aigw-broker-bench [--frontend EP] [--backend EP] [--jobs N] [--window W]\n"
             "                         [--workers K] [--targets 1|2] [--payload BYTES] [--model NAME]\n"
+            "                         [--config FILE]\n"
             "Drives a running aigw-broker with K fake workers that answer at once and one\n"
             "client keeping W jobs in flight; prints jobs/s and latency percentiles.\n"
-            "--workers 0 --model NAME: no fake workers, jobs target NAME (real workers).\n");
+            "--workers 0 --model NAME: no fake workers, jobs target NAME (real workers).\n"
+            "--config FILE: the broker's endpoints and, with fabric/curve = on, the CURVE\n"
+            "keys (fake workers use worker/cert, the client edge/cert).\n");
 }
 
 static void s_args (int argc, char **argv, opts_t *o)
@@ -59,6 +65,7 @@ static void s_args (int argc, char **argv, opts_t *o)
         else if (streq (a, "--window")) o->window = s_num (v, 1, 100000, a);
         else if (streq (a, "--workers")) o->workers = s_num (v, 0, BENCH_WORKERS_MAX, a);
         else if (streq (a, "--model")) o->model = v;
+        else if (streq (a, "--config")) o->config = v;
         else if (streq (a, "--targets")) o->targets = s_num (v, 1, 2, a);
         else if (streq (a, "--payload")) o->payload = s_num (v, 1, 1 << 20, a);
         else {
@@ -119,10 +126,45 @@ static void s_submit (void *c, uint64_t id, const opts_t *o, const char *payload
                      (size_t) o->payload);
 }
 
+//  --config: endpoints (unless given) and CURVE keys for both roles. Exits on error.
+static void s_fabric (opts_t *o, bool ep_front, bool ep_back, curve_client_t *wk,
+                      curve_client_t *cl)
+{
+    memset (wk, 0, sizeof *wk);
+    memset (cl, 0, sizeof *cl);
+    if (!o->config)
+        return;
+    static char front[CFG_STR_MAX], back[CFG_STR_MAX];
+    char err[1024];
+    cfg_t *cfg = cfg_load (o->config, err, sizeof err);
+    if (!cfg) {
+        fprintf (stderr, "aigw-broker-bench: %s\n", err);
+        exit (2);
+    }
+    snprintf (front, sizeof front, "%s", ep_front ? o->frontend : cfg->edge.broker);
+    snprintf (back, sizeof back, "%s", ep_back ? o->backend : cfg->worker.broker);
+    o->frontend = front;
+    o->backend = back;
+    if (curve_client_load (wk, cfg, cfg->worker.cert, "worker/cert", o->backend, err, sizeof err)
+        || curve_client_load (cl, cfg, cfg->edge.cert, "edge/cert", o->frontend, err,
+                              sizeof err)) {
+        fprintf (stderr, "aigw-broker-bench: %s\n", err);
+        exit (2);
+    }
+    cfg_destroy (&cfg);
+}
+
 int main (int argc, char **argv)
 {
-    opts_t o = { "tcp://127.0.0.1:5555", "tcp://127.0.0.1:5556", 100000, 64, 2, 1, 200, NULL };
+    opts_t o = { NULL, NULL, 100000, 64, 2, 1, 200, NULL, NULL };
     s_args (argc, argv, &o);
+    bool ep_front = o.frontend, ep_back = o.backend;
+    if (!o.frontend)
+        o.frontend = "tcp://127.0.0.1:5555";
+    if (!o.backend)
+        o.backend = "tcp://127.0.0.1:5556";
+    curve_client_t wk, cl;
+    s_fabric (&o, ep_front, ep_back, &wk, &cl);
     zsys_handler_set (NULL);
     void *ctx = zmq_ctx_new ();
     void *workers[BENCH_WORKERS_MAX];
@@ -130,12 +172,14 @@ int main (int argc, char **argv)
     for (int i = 0; i < o.workers; i++) {
         workers[i] = zmq_socket (ctx, ZMQ_DEALER);
         wire_setup_socket (workers[i], false, 0);
+        curve_client_apply (&wk, workers[i]);
         zmq_connect (workers[i], o.backend);
         s_ready (workers[i], i);
         items[i] = (zmq_pollitem_t) { workers[i], 0, ZMQ_POLLIN, 0 };
     }
     void *c = zmq_socket (ctx, ZMQ_DEALER);
     wire_setup_socket (c, false, 0);
+    curve_client_apply (&cl, c);
     zmq_connect (c, o.frontend);
     items[o.workers] = (zmq_pollitem_t) { c, 0, ZMQ_POLLIN, 0 };
     zclock_sleep (300);     // let READY land before the first SUBMIT

@@ -1,6 +1,7 @@
 // The broker's metrics stream: `metrics` once a second, a `job` event per finished
 // job and `worker` events on join/leave, as msgpack maps (docs/metrics-stream.md).
 #define _GNU_SOURCE
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -82,6 +83,12 @@ static void s_kv_str (msgpack_packer *pk, const char *key, const char *str)
         msgpack_pack_nil (pk);
 }
 
+static void s_kv_usd (msgpack_packer *pk, const char *key, double usd)
+{
+    s_str (pk, key);
+    msgpack_pack_double (pk, usd);
+}
+
 static void s_kv_bool (msgpack_packer *pk, const char *key, bool v)
 {
     s_str (pk, key);
@@ -137,6 +144,40 @@ static void s_send (broker_t *self, const char *topic)
 }
 
 //  ---------------------------------------------------------------------------
+//  Cost (prices from the config's models)
+
+cfg_t *bmetrics_prices (const cfg_t *cfg)
+{
+    cfg_t *prices = calloc (1, sizeof *prices);
+    size_t n = cfg ? cfg->nmodels : 0;
+    if (prices)
+        prices->models = calloc (n ? n : 1, sizeof *prices->models);
+    if (!prices || !prices->models) {
+        cfg_destroy (&prices);
+        return NULL;
+    }
+    if (n)
+        memcpy (prices->models, cfg->models, n * sizeof *prices->models);
+    prices->nmodels = n;
+    return prices;
+}
+
+double bmetrics_cost (broker_t *self, const char *model, const Aigw__Usage *u)
+{
+    if (!u)
+        return 0.0;
+    return cfg_cost (self->prices, model, u->has_prompt_tokens ? u->prompt_tokens : 0,
+                     u->has_completion_tokens ? u->completion_tokens : 0);
+}
+
+void bmetrics_late_usage (broker_t *self, model_stats_t *st, const char *model,
+                          const Aigw__Usage *u)
+{
+    if (st)
+        st->cost_usd += bmetrics_cost (self, model, u);
+}
+
+//  ---------------------------------------------------------------------------
 //  metrics (once a second): O(models + workers)
 
 void bmetrics_refresh_p95 (broker_t *self)
@@ -168,7 +209,7 @@ static void s_pack_model (msgpack_packer *pk, const dsp_model_t *m)
     const model_stats_t *st = dsp_model_user (m);
     if (!st)
         st = &s_zero_stats;
-    msgpack_pack_map (pk, 14);
+    msgpack_pack_map (pk, 16);
     s_kv_str (pk, "name", dsp_model_name (m));
     s_kv_u64 (pk, "workers", dsp_model_workers (m));
     s_kv_u64 (pk, "capacity", dsp_model_capacity (m));
@@ -180,6 +221,8 @@ static void s_pack_model (msgpack_packer *pk, const dsp_model_t *m)
     s_kv_u64 (pk, "cancelled", st->cancelled);
     s_kv_u64 (pk, "tokens_saved", st->tokens_saved);
     s_kv_u64 (pk, "tokens_wasted", st->tokens_wasted);
+    s_kv_usd (pk, "cost_usd", st->cost_usd);
+    s_kv_usd (pk, "cost_saved_usd", st->cost_saved_usd);
     s_kv_pcts (pk, "latency_ms", &st->latency);
     s_kv_pcts (pk, "ttft_ms", &st->ttft);
     s_kv_u64 (pk, "samples", hist_count (&st->latency));
@@ -204,15 +247,23 @@ void bmetrics_tick (broker_t *self, int64_t now)
 {
     if (!bpub_wants (&self->pub, "metrics"))
         return;
+    size_t nm = dsp_model_count (self->dsp);
+    double cost = 0.0, saved = 0.0;
+    for (size_t i = 0; i < nm; i++) {
+        const model_stats_t *st = dsp_model_user (dsp_model_at (self->dsp, i));
+        cost += st ? st->cost_usd : 0.0;
+        saved += st ? st->cost_saved_usd : 0.0;
+    }
     msgpack_packer pk;
     s_begin (self, &pk);
-    msgpack_pack_map (&pk, 7);
+    msgpack_pack_map (&pk, 9);
     s_kv_u64 (&pk, "ts_ms", s_wall_ms ());
     s_kv_str (&pk, "broker_id", self->broker_id);
     s_kv_u64 (&pk, "uptime_s", (uint64_t) (now - self->started) / 1000000);
     s_kv_u64 (&pk, "jobs_in_flight", self->jobs.size);
+    s_kv_usd (&pk, "cost_usd", cost);
+    s_kv_usd (&pk, "cost_saved_usd", saved);
     s_pack_counters (self, &pk);
-    size_t nm = dsp_model_count (self->dsp);
     s_str (&pk, "models");
     msgpack_pack_array (&pk, nm);
     for (size_t i = 0; i < nm; i++)
@@ -272,20 +323,28 @@ static uint64_t s_attempt_tokens (const job_t *job, size_t i, uint64_t winner_to
 }
 
 //  Add a finished job's attempts to their models' statistics; returns the job's
-//  tokens saved and wasted through the pointers.
+//  tokens saved and wasted and the cost of its attempts with known usage.
 static void s_account (broker_t *self, const job_t *job, uint64_t winner_tokens,
-                       uint64_t *saved, uint64_t *wasted)
+                       uint64_t *saved, uint64_t *wasted, double *cost)
 {
     *saved = *wasted = 0;
+    *cost = 0.0;
     for (size_t i = 0; i < race_attempts (&job->race); i++) {
         const race_attempt_t *a = race_attempt (&job->race, i);
-        model_stats_t *st = broker_stats (self, job->req->targets[a->target]);
+        const char *target = job->req->targets[a->target];
+        model_stats_t *st = broker_stats (self, target);
         uint64_t s = a->lost && winner_tokens > a->chunks ? winner_tokens - a->chunks : 0;
         uint64_t w = a->lost ? a->chunks : 0;
+        double c = job->usage_known & (1u << i) ? bmetrics_cost (self, target, &job->att_usage[i])
+                                                : 0.0;
         *saved += s;
         *wasted += w;
+        *cost += c;
         if (!st)
             continue;
+        st->cost_usd += c;
+        if (s)
+            st->cost_saved_usd += cfg_cost (self->prices, target, 0, s);
         st->wins += a->state == RACE_ATT_WON;
         st->errors += a->state == RACE_ATT_FAILED;
         st->cancelled += a->state == RACE_ATT_CANCELLED;
@@ -335,14 +394,15 @@ void bmetrics_job (broker_t *self, job_t *job, bm_outcome_t outcome, int code,
 {
     uint64_t winner_tokens = s_winner_tokens (job, outcome);
     uint64_t saved, wasted;
-    s_account (self, job, winner_tokens, &saved, &wasted);
+    double cost;
+    s_account (self, job, winner_tokens, &saved, &wasted, &cost);
     if (!bpub_wants (&self->pub, "job"))
         return;
     const race_t *r = &job->race;
     int w = race_winner (r);
     msgpack_packer pk;
     s_begin (self, &pk);
-    msgpack_pack_map (&pk, 13);
+    msgpack_pack_map (&pk, 14);
     s_kv_u64 (&pk, "job_id", job->job_id);
     s_kv_u64 (&pk, "ts_ms", s_wall_ms ());
     s_str (&pk, "targets");
@@ -359,6 +419,7 @@ void bmetrics_job (broker_t *self, job_t *job, bm_outcome_t outcome, int code,
     s_kv_ms (&pk, "latency_ms", now, job->accepted);
     s_kv_u64 (&pk, "tokens_saved", saved);
     s_kv_u64 (&pk, "tokens_wasted", wasted);
+    s_kv_usd (&pk, "cost_usd", cost);
     size_t started = race_targets_started (r);
     s_str (&pk, "attempts");
     msgpack_pack_array (&pk, race_attempts (r) + (job->req->n_targets - started));

@@ -5,7 +5,7 @@
 #include <string.h>
 #include <zmq.h>
 
-int bpub_open (bpub_t *self, void *ctx, const char *ep)
+int bpub_open (bpub_t *self, void *ctx, const char *ep, const curve_server_t *curve)
 {
     memset (self, 0, sizeof *self);
     self->sock = zmq_socket (ctx, ZMQ_XPUB);
@@ -15,7 +15,7 @@ int bpub_open (bpub_t *self, void *ctx, const char *ep)
     zmq_setsockopt (self->sock, ZMQ_LINGER, &zero, sizeof zero);
     zmq_setsockopt (self->sock, ZMQ_SNDHWM, &hwm, sizeof hwm);
     zmq_setsockopt (self->sock, ZMQ_SNDTIMEO, &zero, sizeof zero);
-    if (zmq_bind (self->sock, ep)) {
+    if ((curve && curve_server_apply (curve, self->sock)) || zmq_bind (self->sock, ep)) {
         int err = errno;
         zmq_close (self->sock);
         self->sock = NULL;

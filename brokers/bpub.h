@@ -7,6 +7,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "curve.h"
+
 #define BPUB_PREFIXES_MAX 32     // distinct subscription prefixes tracked
 #define BPUB_PREFIX_MAX 16       // longer prefixes never match our topics
 #define BPUB_SNDHWM 10000        // messages queued per subscriber, then dropped
@@ -20,8 +22,9 @@ typedef struct {
     uint64_t sent, dropped;      // messages handed to zmq / refused by it
 } bpub_t;
 
-//  Create the XPUB on ctx and bind ep. Returns 0, or -1 (errno set; nothing left open).
-int bpub_open (bpub_t *self, void *ctx, const char *ep);
+//  Create the XPUB on ctx and bind ep; curve (may be NULL) makes it a CURVE server
+//  first. Returns 0, or -1 (errno set; nothing left open).
+int bpub_open (bpub_t *self, void *ctx, const char *ep, const curve_server_t *curve);
 void bpub_close (bpub_t *self);
 //  Read pending (un)subscription messages; call when the socket is readable.
 void bpub_read (bpub_t *self);

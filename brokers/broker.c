@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <czmq.h>
 #include <zmq.h>
 
 #include "aclock.h"
@@ -116,6 +117,19 @@ static void s_malformed (broker_t *self, const uint8_t *id, size_t len, const ch
     wire_id_hex (id, len < 32 ? len : 32, hex, sizeof hex);
     log_warn ("malformed message from %s %s: %s (further ones from this peer are only counted)",
               side, hex, why ? why : "?");
+}
+
+//  True the first time a certificate (by public key) is refused on a side: its
+//  refusals are logged once, then only counted.
+static bool s_denied_first (broker_t *self, const char *user_id, char side)
+{
+    uint64_t h = bhash_bytes ((const uint8_t *) user_id, strlen (user_id)) ^ (uint64_t) side;
+    for (size_t i = 0; i < BROKER_LOGGED_PEERS; i++)
+        if (self->denied_peers[i] == h)
+            return false;
+    self->denied_peers[self->denied_next] = h;
+    self->denied_next = (self->denied_next + 1) % BROKER_LOGGED_PEERS;
+    return true;
 }
 
 //  ---------------------------------------------------------------------------
@@ -300,16 +314,29 @@ static void s_attempt_start (broker_t *self, job_t *job, size_t index, size_t ta
     }
 }
 
-//  Remember a cancelled attempt (overwriting whatever shared its slot: ids grow, so
-//  that is an older one).
-static void s_tomb_add (broker_t *self, uint64_t attempt_id, model_stats_t *st)
+//  Remember an attempt cancelled at its worker, with what its last word needs: its
+//  job (to find it while open, or to SPEND to its client) and model. Overwrites
+//  whatever shared the slot (ids grow, so that is an older one; a SPEND it still
+//  owed is lost).
+static void s_tomb_add (broker_t *self, const job_t *job, size_t index, uint64_t attempt_id)
 {
+    dsp_model_t *m = dsp_model (self->dsp,
+                                job->req->targets[race_attempt (&job->race, index)->target]);
+    model_stats_t *st = m ? dsp_model_user (m) : NULL;
     if (!st)
         return;
     tomb_t *t = &self->tombs[attempt_id % BROKER_TOMBS];
+    if (t->attempt_id && t->account[0])
+        self->c.spend_lost++;
     t->attempt_id = attempt_id;
     t->st = st;
+    t->model = dsp_model_name (m);
     t->chunks = 0;
+    t->job_id = job->job_id;
+    t->index = (uint8_t) index;
+    t->cid_len = (uint8_t) job->cid_len;
+    memcpy (t->cid, job->cid, job->cid_len);
+    snprintf (t->account, sizeof t->account, "%s", job->req->account ? job->req->account : "");
 }
 
 static tomb_t *s_tomb_find (broker_t *self, bool has_id, uint64_t attempt_id)
@@ -333,13 +360,81 @@ static void s_attempt_cancel (broker_t *self, job_t *job, size_t index, int64_t 
         Aigw__AttemptRef ref = AIGW__ATTEMPT_REF__INIT;
         ref.attempt_id = a->id;
         s_send_worker (self, w, WIRE_W_CANCEL, &ref.base, NULL);
-        s_tomb_add (self, a->id, broker_stats (self,
-                    job->req->targets[race_attempt (&job->race, index)->target]));
+        s_tomb_add (self, job, index, a->id);
     }
     dsp_worker_t *dw = dsp_done (self->dsp, &a->item);
     s_attempt_free (self, a);
     if (dw)
         s_worker_pull (self, dsp_worker_user (dw), now);
+}
+
+//  ---------------------------------------------------------------------------
+//  Usage and SPEND
+
+static bool s_usage_known (const Aigw__Usage *u)
+{
+    return u && (u->has_prompt_tokens || u->has_completion_tokens);
+}
+
+//  Copy the counts only (a decoded message's unknown fields die with it).
+static void s_usage_copy (Aigw__Usage *dst, const Aigw__Usage *u)
+{
+    aigw__usage__init (dst);
+    dst->has_prompt_tokens = u->has_prompt_tokens;
+    dst->prompt_tokens = u->prompt_tokens;
+    dst->has_completion_tokens = u->has_completion_tokens;
+    dst->completion_tokens = u->completion_tokens;
+    dst->has_estimated = u->has_estimated;
+    dst->estimated = u->estimated;
+}
+
+//  Keep attempt index's usage for the job's answer (if the reply carried one).
+static void s_usage_keep (job_t *job, size_t index, const Aigw__Usage *u)
+{
+    if (!s_usage_known (u))
+        return;
+    s_usage_copy (&job->att_usage[index], u);
+    job->usage_known |= 1u << index;
+}
+
+static void s_send_spend (broker_t *self, const tomb_t *t, const Aigw__Usage *u)
+{
+    Aigw__Usage usage;
+    s_usage_copy (&usage, u);
+    Aigw__Spend sp = AIGW__SPEND__INIT;
+    sp.job_id = t->job_id;
+    sp.attempt_id = t->attempt_id;
+    sp.target = (char *) t->model;
+    sp.usage = &usage;
+    sp.account = (char *) t->account;
+    if (wire_send (self->frontend, t->cid, t->cid_len, WIRE_SIDE_CLIENT, WIRE_C_SPEND, &sp.base,
+                   NULL)) {
+        self->c.send_failures++;
+        self->c.spend_lost++;
+        log_debug ("send SPEND for job %" PRIu64 " attempt %" PRIu64 " failed: %s", t->job_id,
+                   t->attempt_id, zmq_strerror (errno));
+        return;
+    }
+    self->c.spend_sent++;
+}
+
+//  A cancelled attempt's last word (cancel acknowledgement, late RESULT or ERROR)
+//  with the usage it consumed: into its job's answer while the job is open, else
+//  into its model's cost and, for a job with an account, one SPEND to its client.
+//  The tomb is freed, so nothing is charged twice.
+static void s_tomb_settle (broker_t *self, tomb_t *t, const Aigw__Usage *u)
+{
+    if (s_usage_known (u)) {
+        job_t *job = s_job_find (self, t->cid, t->cid_len, t->job_id);
+        if (job && job->att_id[t->index] == t->attempt_id)
+            s_usage_keep (job, t->index, u);
+        else {
+            bmetrics_late_usage (self, t->st, t->model, u);
+            if (t->account[0])
+                s_send_spend (self, t, u);
+        }
+    }
+    t->attempt_id = 0;
 }
 
 //  ---------------------------------------------------------------------------
@@ -391,6 +486,8 @@ static void s_infos (job_t *job, infos_t *out)
             x->error = a->code;
             x->reason = a->reason;
         }
+        if (job->usage_known & (1u << i))
+            x->usage = &job->att_usage[i];
         out->ptr[out->n] = x;
         out->n++;
     }
@@ -536,6 +633,8 @@ static const char *s_submit_invalid (const Aigw__Job *req, const wire_msg_t *msg
     }
     if (!msg->has_payload || zmq_msg_size ((zmq_msg_t *) &msg->payload) == 0)
         return "missing request payload";
+    if (req->account && strnlen (req->account, BROKER_ACCOUNT_MAX) >= BROKER_ACCOUNT_MAX)
+        return "account name too long";
     if (req->has_policy && req->policy != AIGW__POLICY__POLICY_RACE
         && req->policy != AIGW__POLICY__POLICY_HEDGE && req->policy != AIGW__POLICY__POLICY_FALLBACK)
         return "unknown policy";
@@ -666,12 +765,30 @@ static void s_on_ping (broker_t *self, wire_msg_t *msg)
     free (mp);
 }
 
+//  CURVE: only certificates in fabric/clients may use the frontend; the rest are
+//  counted and logged once per certificate.
+static bool s_client_admitted (broker_t *self, const wire_msg_t *msg)
+{
+    const curve_peer_t *p = curve_server_peer (self->curve, msg->user_id);
+    if (p && p->client)
+        return true;
+    self->c.denied_clients++;
+    if (s_denied_first (self, msg->user_id, 'C'))
+        log_warn ("frontend: %s from certificate %s (%s) dropped: not in fabric/clients"
+                  " (further ones from this certificate are only counted)",
+                  wire_cmd_name (WIRE_SIDE_CLIENT, msg->cmd), p ? p->name : "unknown",
+                  msg->user_id[0] ? msg->user_id : "no key");
+    return false;
+}
+
 static void s_on_client (broker_t *self, wire_msg_t *msg, int64_t now)
 {
     if (msg->side != WIRE_SIDE_CLIENT || !wire_cmd_valid (WIRE_SIDE_CLIENT, msg->cmd, true)) {
         s_malformed (self, msg->id, msg->id_len, "client", "wrong header or command");
         return;
     }
+    if (self->curve && !s_client_admitted (self, msg))
+        return;
     if (msg->cmd == WIRE_C_SUBMIT)
         s_on_submit (self, msg, now);
     else
@@ -774,6 +891,39 @@ static void s_disconnect_peer (broker_t *self, const uint8_t *id, size_t len)
         self->c.send_failures++;
 }
 
+//  CURVE: the models of a READY that fabric/workers lets its certificate serve, as
+//  pointers into h. Counts the others and logs them once per certificate.
+static size_t s_ready_allowed (broker_t *self, const wire_msg_t *msg,
+                               const Aigw__WorkerHello *h, const char **allowed)
+{
+    const curve_peer_t *p = self->curve ? curve_server_peer (self->curve, msg->user_id) : NULL;
+    char refused[256] = "";
+    size_t n = 0, off = 0;
+    for (size_t i = 0; i < h->n_models; i++) {
+        if (!self->curve || curve_server_may_serve (self->curve, p, h->models[i])) {
+            allowed[n++] = h->models[i];
+            continue;
+        }
+        self->c.denied_models++;
+        int k = off + 1 < sizeof refused
+              ? snprintf (refused + off, sizeof refused - off, "%s%s", off ? "," : "", h->models[i])
+              : 0;
+        off = k < 0 || off + (size_t) k >= sizeof refused ? sizeof refused - 1 : off + (size_t) k;
+    }
+    if (n == 0)
+        self->c.denied_readys++;
+    if (n < h->n_models && s_denied_first (self, msg->user_id, 'W')) {
+        char shown[sizeof refused], id[BROKER_WORKER_NAME_MAX];
+        s_printable (shown, sizeof shown, refused);
+        s_printable (id, sizeof id, h->worker_id);
+        log_warn ("READY from %s, certificate %s (%s): fabric/workers does not let it serve %s;"
+                  " %s (further refusals for this certificate are only counted)", id,
+                  p ? p->name : "unknown", msg->user_id[0] ? msg->user_id : "no key", shown,
+                  n ? "registered without them" : "refused");
+    }
+    return n;
+}
+
 //  READY: validate the hello, register the worker, hand it queued work.
 static void s_on_ready (broker_t *self, wire_msg_t *msg, int64_t now)
 {
@@ -792,6 +942,12 @@ static void s_on_ready (broker_t *self, wire_msg_t *msg, int64_t now)
         s_malformed (self, msg->id, msg->id_len, "worker", why);
         goto cleanup;
     }
+    const char *allowed[DSP_WORKER_MODELS_MAX];
+    size_t nallowed = s_ready_allowed (self, msg, h, allowed);
+    if (nallowed == 0) {
+        s_disconnect_peer (self, msg->id, msg->id_len);    // it backs off before retrying
+        goto cleanup;
+    }
     worker_t *old = s_worker_find (self, msg->id, msg->id_len);
     if (old)
         s_worker_kill (self, old, "registered again");
@@ -800,16 +956,17 @@ static void s_on_ready (broker_t *self, wire_msg_t *msg, int64_t now)
         goto cleanup;
     memcpy (w->rid, msg->id, msg->id_len);
     w->rid_len = msg->id_len;
+    memcpy (w->key, msg->user_id, sizeof w->key);
     s_printable (w->name, sizeof w->name, h->worker_id);
     w->expiry = now + self->expiry_us;
-    w->dw = dsp_worker_add (self->dsp, (const char *const *) h->models, h->n_models, h->capacity, w);
+    w->dw = dsp_worker_add (self->dsp, allowed, nallowed, h->capacity, w);
     if (!w->dw) {
         free (w);
         log_error ("cannot register worker %s (out of memory or model limit)", h->worker_id);
         goto cleanup;
     }
-    for (size_t i = 0; i < h->n_models; i++) {
-        dsp_model_t *m = dsp_model (self->dsp, h->models[i]);
+    for (size_t i = 0; i < nallowed; i++) {
+        dsp_model_t *m = dsp_model (self->dsp, allowed[i]);
         if (m && !dsp_model_user (m)) {
             model_stats_t *st = calloc (1, sizeof *st);
             dsp_model_set_user (m, st);
@@ -822,8 +979,8 @@ static void s_on_ready (broker_t *self, wire_msg_t *msg, int64_t now)
     self->worker_list = w;
     self->c.workers_joined++;
     char models[256] = "";
-    for (size_t i = 0, off = 0; i < h->n_models && off + 1 < sizeof models; i++) {
-        int n = snprintf (models + off, sizeof models - off, "%s%s", i ? "," : "", h->models[i]);
+    for (size_t i = 0, off = 0; i < nallowed && off + 1 < sizeof models; i++) {
+        int n = snprintf (models + off, sizeof models - off, "%s%s", i ? "," : "", allowed[i]);
         off = n < 0 ? sizeof models : off + (size_t) n;
     }
     char shown[sizeof models];
@@ -860,7 +1017,7 @@ static void s_tomb_result (broker_t *self, const Aigw__Result *res)
     const Aigw__Usage *u = res->usage;
     if (u && u->has_completion_tokens && u->completion_tokens > t->chunks)
         t->st->tokens_wasted += u->completion_tokens - t->chunks;
-    t->attempt_id = 0;
+    s_tomb_settle (self, t, u);
 }
 
 static void s_on_result (broker_t *self, worker_t *w, wire_msg_t *msg, int64_t now)
@@ -876,6 +1033,7 @@ static void s_on_result (broker_t *self, worker_t *w, wire_msg_t *msg, int64_t n
         size_t index = a->index;
         dsp_worker_t *dw = dsp_done (self->dsp, &a->item);
         s_attempt_free (self, a);
+        s_usage_keep (job, index, res->usage);
         if (race_attempt_result (&job->race, index, now) == RACE_EV_OK) {
             job->result = res;
             s_job_apply (self, job, now);   // job may be gone after this
@@ -912,6 +1070,7 @@ static void s_on_error (broker_t *self, worker_t *w, wire_msg_t *msg, int64_t no
         dsp_worker_t *dw = dsp_done (self->dsp, &a->item);
         s_attempt_free (self, a);
         int code = s_error_code (err->code);
+        s_usage_keep (job, index, err->usage);
         if (race_attempt_error (&job->race, index, code, err->message, now) == RACE_EV_OK) {
             self->c.attempts_failed++;
             if (race_attempt (&job->race, index)->replaced)
@@ -926,7 +1085,7 @@ static void s_on_error (broker_t *self, worker_t *w, wire_msg_t *msg, int64_t no
     else {
         tomb_t *t = s_tomb_find (self, err->has_attempt_id, err->attempt_id);
         if (t)
-            t->attempt_id = 0;      // its last word: nothing more will come
+            s_tomb_settle (self, t, err->usage);    // its last word: nothing more will come
     }
     protobuf_c_message_free_unpacked (&err->base, NULL);
 }
@@ -1009,6 +1168,10 @@ static void s_on_worker (broker_t *self, wire_msg_t *msg, int64_t now)
         return;
     }
     worker_t *w = s_worker_find (self, msg->id, msg->id_len);
+    if (w && self->curve && strcmp (w->key, msg->user_id) != 0) {
+        s_worker_kill (self, w, "its routing id came back with another certificate");
+        w = NULL;
+    }
     if (!w) {
         self->c.unknown_worker++;
         if (msg->cmd != WIRE_W_DISCONNECT)
@@ -1052,12 +1215,15 @@ void broker_log_summary (const broker_t *self)
               " failed=%" PRIu64 " timeout=%" PRIu64 " cancelled=%" PRIu64 " in_flight=%zu;"
               " attempts started=%" PRIu64 " won=%" PRIu64 " cancelled=%" PRIu64
               " failed=%" PRIu64 " redispatched=%" PRIu64 " late=%" PRIu64 " cancel_acks=%" PRIu64
-              "; malformed=%" PRIu64 " unknown_worker=%" PRIu64 "; workers joined=%" PRIu64
+              "; malformed=%" PRIu64 " unknown_worker=%" PRIu64 "; denied clients=%" PRIu64
+              " models=%" PRIu64 " readys=%" PRIu64 " handshakes=%" PRIu64
+              "; workers joined=%" PRIu64
               " lost=%" PRIu64 " live=%zu; send_failures=%" PRIu64 " (pipe full %" PRIu64 ")",
               c->jobs_accepted, c->jobs_rejected, c->jobs_won, c->jobs_failed, c->jobs_timeout,
               c->jobs_cancelled, self->jobs.size, c->attempts_started, c->attempts_won,
               c->attempts_cancelled, c->attempts_failed, c->attempts_redispatched,
               c->late_replies, c->cancel_acks, c->malformed, c->unknown_worker,
+              c->denied_clients, c->denied_models, c->denied_readys, c->denied_handshakes,
               c->workers_joined, c->workers_lost, dsp_worker_count (self->dsp),
               c->send_failures, c->send_full);
 }
@@ -1072,7 +1238,8 @@ static void *s_bind (broker_t *self, int type, const char *ep, int64_t max_frame
         log_error ("cannot create socket: %s", zmq_strerror (errno));
         return NULL;
     }
-    if (wire_setup_socket (s, router, max_frame) || zmq_bind (s, ep)) {
+    if (wire_setup_socket (s, router, max_frame)
+        || (self->curve && curve_server_apply (self->curve, s)) || zmq_bind (s, ep)) {
         log_error ("cannot bind %s: %s", ep, zmq_strerror (errno));
         zmq_close (s);
         return NULL;
@@ -1080,16 +1247,77 @@ static void *s_bind (broker_t *self, int type, const char *ep, int64_t max_frame
     return s;
 }
 
+//  Protected mode: no endpoint beyond loopback without CURVE (unless fabric/insecure).
+static int s_protected (const cfg_t *cfg)
+{
+    const char *keys[] = { "broker/frontend", "broker/backend", "broker/metrics" };
+    const char *eps[] = { cfg->broker.frontend, cfg->broker.backend, cfg->broker.metrics };
+    for (size_t i = 0; i < 3; i++) {
+        char err[1024];
+        if (curve_check_bind (cfg, keys[i], eps[i], err, sizeof err)) {
+            log_error ("%s", err);
+            return -1;
+        }
+    }
+    if (!cfg->fabric.curve && cfg->fabric.insecure)
+        for (size_t i = 0; i < 3; i++)
+            if (!cfg_is_loopback (eps[i]))
+                log_warn ("fabric/insecure = true: %s = %s accepts anyone, in clear text",
+                          keys[i], eps[i]);
+    return 0;
+}
+
+//  Watch a CURVE socket's refused handshakes (zmq monitor -> PAIR in ctx, the
+//  socket's own context). 0 / -1.
+static int s_monitor (broker_t *self, void *ctx, void *sock, size_t slot)
+{
+    char ep[96];
+    snprintf (ep, sizeof ep, "inproc://aigw-broker-%p-mon-%zu", (void *) self, slot);
+    int events = ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL
+               | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH;
+    if (zmq_socket_monitor (sock, ep, events))
+        return -1;
+    self->monitor[slot] = zmq_socket (ctx, ZMQ_PAIR);
+    int zero = 0;
+    if (!self->monitor[slot]
+        || zmq_setsockopt (self->monitor[slot], ZMQ_LINGER, &zero, sizeof zero)
+        || zmq_connect (self->monitor[slot], ep))
+        return -1;
+    return 0;
+}
+
+//  CURVE on: the zauth actor and our keys. Sockets are created in CZMQ's context,
+//  where zauth answers ZAP (libzmq lets anyone in when no ZAP handler is there).
+static int s_curve_start (broker_t *self, const cfg_t *cfg, void *zmq_ctx)
+{
+    if (zmq_ctx && zmq_ctx != zsys_init ()) {
+        log_error ("fabric/curve = on needs the broker's sockets in CZMQ's context "
+                   "(pass NULL or zsys_init ())");
+        return -1;
+    }
+    char err[1024];
+    self->curve = curve_server_new (cfg, err, sizeof err);
+    if (!self->curve) {
+        log_error ("%s", err);
+        return -1;
+    }
+    log_info ("fabric: CURVE on, certificates in %s (clients: %s)", cfg->fabric.cert_dir,
+              cfg->fabric.clients);
+    return 0;
+}
+
 broker_t *broker_new (const cfg_t *cfg, void *zmq_ctx)
 {
     pthread_once (&s_seed_once, s_seed);
+    if (s_protected (cfg))
+        return NULL;
     broker_t *self = calloc (1, sizeof *self);
     if (!self)
         return NULL;
     self->wake[0] = self->wake[1] = -1;
     msgpack_sbuffer_init (&self->sbuf);
-    self->own_ctx = zmq_ctx == NULL;
-    self->ctx = zmq_ctx ? zmq_ctx : zmq_ctx_new ();
+    self->own_ctx = zmq_ctx == NULL && !cfg->fabric.curve;
+    self->ctx = zmq_ctx ? zmq_ctx : cfg->fabric.curve ? zsys_init () : zmq_ctx_new ();
     snprintf (self->ep_front, sizeof self->ep_front, "%s", cfg->broker.frontend);
     snprintf (self->ep_back, sizeof self->ep_back, "%s", cfg->broker.backend);
     snprintf (self->ep_metrics, sizeof self->ep_metrics, "%s", cfg->broker.metrics);
@@ -1103,16 +1331,28 @@ broker_t *broker_new (const cfg_t *cfg, void *zmq_ctx)
     snprintf (self->broker_id, sizeof self->broker_id, "%s/%d", host, (int) getpid ());
     theap_init (&self->timers);
     self->dsp = dsp_new (cfg->broker.queue_limit);
-    if (!self->ctx || !self->dsp || bhash_init (&self->jobs, s_job_eq)
+    self->prices = bmetrics_prices (cfg);
+    if (!self->ctx || !self->dsp || !self->prices || bhash_init (&self->jobs, s_job_eq)
         || bhash_init (&self->attempts, s_attempt_eq) || bhash_init (&self->workers, s_worker_eq)
         || pipe2 (self->wake, O_NONBLOCK | O_CLOEXEC))
+        goto fail;
+    if (cfg->fabric.curve && s_curve_start (self, cfg, zmq_ctx))
         goto fail;
     self->frontend = s_bind (self, ZMQ_ROUTER, self->ep_front, cfg->broker.max_frame, true);
     self->backend = s_bind (self, ZMQ_ROUTER, self->ep_back, cfg->broker.max_frame, true);
     if (!self->frontend || !self->backend)
         goto fail;
-    if (bpub_open (&self->pub, self->ctx, self->ep_metrics)) {
+    //  With CURVE the metrics PUB lives in a context whose ZAP handler lets in only
+    //  fabric/clients certificates (the stream is for the edge and the agent)
+    void *mctx = self->curve ? curve_server_clients_ctx (self->curve) : self->ctx;
+    if (bpub_open (&self->pub, mctx, self->ep_metrics, self->curve)) {
         log_error ("cannot bind %s: %s", self->ep_metrics, zmq_strerror (errno));
+        goto fail;
+    }
+    if (self->curve && (s_monitor (self, self->ctx, self->frontend, 0)
+                        || s_monitor (self, self->ctx, self->backend, 1)
+                        || s_monitor (self, mctx, self->pub.sock, 2))) {
+        log_error ("cannot monitor the broker's sockets: %s", zmq_strerror (errno));
         goto fail;
     }
     return self;
@@ -1157,17 +1397,22 @@ void broker_destroy (broker_t **self_p)
     for (size_t i = 0; self->dsp && i < dsp_model_count (self->dsp); i++)
         free (dsp_model_user (dsp_model_at (self->dsp, i)));
     dsp_destroy (&self->dsp);
+    cfg_destroy (&self->prices);
     s_free_pools (self);
     free (self->pending);
     bhash_fini (&self->jobs);
     bhash_fini (&self->attempts);
     bhash_fini (&self->workers);
     theap_fini (&self->timers);
+    for (size_t i = 0; i < 3; i++)
+        if (self->monitor[i])
+            zmq_close (self->monitor[i]);
     if (self->frontend)
         zmq_close (self->frontend);
     if (self->backend)
         zmq_close (self->backend);
     bpub_close (&self->pub);
+    curve_server_destroy (&self->curve);
     msgpack_sbuffer_destroy (&self->sbuf);
     if (self->own_ctx && self->ctx)
         zmq_ctx_term (self->ctx);
@@ -1290,6 +1535,37 @@ static void s_shutdown (broker_t *self, int64_t now)
     s_reap (self, now);
 }
 
+//  Read refused-handshake events of socket slot (CURVE only): counted, and logged at
+//  the 1st, 2nd, 4th, 8th... refusal so a scanning peer cannot flood the log.
+static void s_read_monitor (broker_t *self, size_t slot)
+{
+    static const char *const sides[] = { "frontend", "backend", "metrics" };
+    for (int i = 0; i < BROKER_DRAIN_MAX; i++) {
+        zmq_msg_t ev, addr;
+        zmq_msg_init (&ev);
+        zmq_msg_init (&addr);
+        int rc = zmq_msg_recv (&ev, self->monitor[slot], ZMQ_DONTWAIT);
+        if (rc >= 0 && zmq_msg_more (&ev))
+            zmq_msg_recv (&addr, self->monitor[slot], ZMQ_DONTWAIT);
+        uint16_t event = 0;
+        if (rc >= 6)
+            memcpy (&event, zmq_msg_data (&ev), sizeof event);
+        zmq_msg_close (&ev);
+        zmq_msg_close (&addr);
+        if (rc < 0)
+            return;
+        if (!(event & (ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL
+                       | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH)))
+            continue;
+        uint64_t n = ++self->c.denied_handshakes;
+        if ((n & (n - 1)) == 0)
+            log_warn ("%s: refused a connection at the CURVE handshake (%s); %" PRIu64
+                      " refused so far", sides[slot],
+                      event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH ? "certificate not authorized"
+                      : "no CURVE or bad handshake", n);
+    }
+}
+
 int broker_run (broker_t *self)
 {
     log_info ("frontend %s, backend %s, metrics %s", self->ep_front, self->ep_back,
@@ -1306,8 +1582,12 @@ int broker_run (broker_t *self)
             { self->backend, 0, ZMQ_POLLIN, 0 },
             { NULL, self->wake[0], ZMQ_POLLIN, 0 },
             { self->pub.sock, 0, ZMQ_POLLIN, 0 },
+            { self->monitor[0], 0, ZMQ_POLLIN, 0 },
+            { self->monitor[1], 0, ZMQ_POLLIN, 0 },
+            { self->monitor[2], 0, ZMQ_POLLIN, 0 },
         };
-        if (zmq_poll (items, 4, s_poll_timeout_ms (self, aclock_now_us ())) < 0) {
+        int nitems = self->curve ? 7 : 4;
+        if (zmq_poll (items, nitems, s_poll_timeout_ms (self, aclock_now_us ())) < 0) {
             if (errno == EINTR)
                 continue;
             log_error ("poll failed: %s", zmq_strerror (errno));
@@ -1318,6 +1598,9 @@ int broker_run (broker_t *self)
             s_read_wake (self);
         if (items[3].revents & ZMQ_POLLIN)
             bpub_read (&self->pub);
+        for (int i = 4; i < nitems; i++)
+            if (items[i].revents & ZMQ_POLLIN)
+                s_read_monitor (self, (size_t) (i - 4));
         if ((items[1].revents & ZMQ_POLLIN) && s_drain (self, self->backend, false)) {
             rc = -1;
             break;

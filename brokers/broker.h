@@ -25,10 +25,16 @@
     X (cancel_acks)           /* ERROR(ERR_CANCELLED) after our CANCEL */ \
     X (malformed)             /* dropped messages */ \
     X (unknown_worker)        /* messages from unregistered workers (sent DISCONNECT) */ \
+    X (denied_clients)        /* frontend messages from certificates not in fabric/clients */ \
+    X (denied_models)         /* models in READYs that fabric/workers does not allow */ \
+    X (denied_readys)         /* READYs refused: no model left, or no known certificate */ \
+    X (denied_handshakes)     /* connections refused at the CURVE handshake */ \
     X (workers_joined) \
     X (workers_lost) \
     X (send_failures)         /* sends that failed (peer gone or pipe full) */ \
     X (send_full)             /* of which refused because a worker's pipe was full */ \
+    X (spend_sent)            /* SPENDs sent: a cancelled attempt's usage after its answer */ \
+    X (spend_lost)            /* SPENDs owed but not sent: tomb overwritten, or send failed */ \
     X (events_published)      /* job and worker events handed to the metrics PUB */
 
 typedef struct {

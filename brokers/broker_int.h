@@ -12,6 +12,7 @@
 #include "bhash.h"
 #include "bpub.h"
 #include "broker.h"
+#include "curve.h"
 #include "dispatch.h"
 #include "hist.h"
 #include "race.h"
@@ -24,7 +25,8 @@
 #define BROKER_METRICS_US 1000000   // metrics publish interval
 #define BROKER_POOL_MAX 4096        // free jobs/attempts kept for reuse
 #define BROKER_MSG_MAX 1024         // error messages to clients
-#define BROKER_TOMBS 4096           // cancelled attempts remembered for late tokens
+#define BROKER_TOMBS 4096           // cancelled attempts remembered for late tokens and usage
+#define BROKER_ACCOUNT_MAX 128      // Job.account bytes kept (a longer one is refused)
 
 #define s_container(ptr, type, member) ((type *) ((char *) (ptr) - offsetof (type, member)))
 
@@ -40,6 +42,8 @@ typedef struct {
     uint64_t cancelled;             // every cancelled attempt (losses included)
     uint64_t tokens_saved;          // estimate, see docs/metrics-stream.md
     uint64_t tokens_wasted;         // tokens losers had produced when cancelled
+    double cost_usd;                // cfg_cost of every attempt whose usage is known
+    double cost_saved_usd;          // tokens_saved at the model's output price
     uint64_t p95_us, p95_n;         // latency p95 and sample count, refreshed each second
 } model_stats_t;
 
@@ -51,6 +55,7 @@ typedef struct worker_t {
     int64_t expiry;                 // dead when now passes this
     dsp_worker_t *dw;               // NULL once dead
     bool dead;                      // killed; freed at the next reap
+    char key[WIRE_USER_ID_MAX];     // CURVE public key that registered it ("" without CURVE)
     uint64_t completed, failed, cancelled;  // from the worker's last HEARTBEAT
     struct worker_t *prev, *next;   // live list, or graveyard (next only)
 } worker_t;
@@ -75,12 +80,16 @@ struct job_t {
     int64_t accepted;
     uint32_t chunk_seq;
     const Aigw__Result *result;     // worker's RESULT while FINISH_RESULT runs (borrowed)
+    uint32_t usage_known;           // bit i: att_usage[i] holds attempt i's usage
     race_t race;
     attempt_t *att[RACE_ATTEMPTS_MAX];
     uint64_t att_id[RACE_ATTEMPTS_MAX];
     char att_worker[RACE_ATTEMPTS_MAX][BROKER_WORKER_NAME_MAX];
+    Aigw__Usage att_usage[RACE_ATTEMPTS_MAX];   // from its RESULT or ERROR (usage_known)
     job_t *free_next;
 };
+
+_Static_assert (RACE_ATTEMPTS_MAX <= 32, "job_t.usage_known is a 32-bit mask");
 
 //  An attempt to fail at the next reap (its worker died, its model lost its last
 //  worker, or its TASK could not be sent), so no job is re-entered while it is
@@ -94,10 +103,19 @@ typedef struct {
 
 //  A cancelled attempt whose worker may still deliver tokens (late CHUNKs, a late
 //  RESULT's usage) before it sees the CANCEL: they count as wasted for its model.
+//  Its last word (cancel acknowledgement, late RESULT or ERROR) carries the usage it
+//  consumed: that goes into its job's answer if the job is still open, else into a
+//  SPEND to the job's client (when the job has an account).
 typedef struct {
     uint64_t attempt_id;            // 0: free
     model_stats_t *st;
+    const char *model;              // its target (the dispatcher's copy of the name)
     uint32_t chunks;                // late chunks counted so far
+    uint64_t job_id;                // the client's id
+    uint8_t index;                  // attempt index in its job
+    uint8_t cid_len;
+    uint8_t cid[WIRE_ID_MAX];       // the job's client (routing id)
+    char account[BROKER_ACCOUNT_MAX];   // Job.account, "" = none (no SPEND)
 } tomb_t;
 
 struct broker_t {
@@ -105,6 +123,8 @@ struct broker_t {
     bool own_ctx;
     void *frontend, *backend;
     bpub_t pub;                     // metrics stream (XPUB)
+    curve_server_t *curve;          // NULL: fabric/curve off
+    void *monitor[3];               // PAIRs reading handshake failures (CURVE only)
     msgpack_sbuffer sbuf;           // reused encode buffer
     int wake[2];                    // pipe: 'q' stop, 'u' summary
     bool stopping;
@@ -125,8 +145,11 @@ struct broker_t {
     attempt_t *free_attempts;
     size_t nfree_jobs, nfree_attempts;
     tomb_t tombs[BROKER_TOMBS];     // direct-mapped by attempt id
+    cfg_t *prices;                  // the config's models, for cfg_cost (owned)
     uint64_t logged_peers[BROKER_LOGGED_PEERS];
     size_t logged_next;
+    uint64_t denied_peers[BROKER_LOGGED_PEERS];    // refused certificates already logged
+    size_t denied_next;
     int64_t next_heartbeat, next_metrics;
     int64_t started;                // when broker_run began
     broker_counters_t c;
@@ -142,6 +165,15 @@ typedef enum {
 
 //  Statistics of a model by name, NULL if no worker ever announced it.
 model_stats_t *broker_stats (broker_t *self, const char *model);
+
+//  A copy of cfg's models (names and prices) for cfg_cost, so the broker does not
+//  keep the caller's config. Caller owns the result (cfg_destroy); NULL if out of memory.
+cfg_t *bmetrics_prices (const cfg_t *cfg);
+//  Cost in USD of a usage at model's prices (0 when unknown or unpriced).
+double bmetrics_cost (broker_t *self, const char *model, const Aigw__Usage *u);
+//  A cancelled attempt's usage arrived after its job's answer: add its cost to st.
+void bmetrics_late_usage (broker_t *self, model_stats_t *st, const char *model,
+                          const Aigw__Usage *u);
 
 //  Refresh each model's latency p95 (hedge auto) so SUBMIT does not scan histograms.
 void bmetrics_refresh_p95 (broker_t *self);

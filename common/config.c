@@ -3,6 +3,8 @@
 
 #include <czmq.h>
 #include <ctype.h>
+#include <limits.h>
+#include <stddef.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -90,6 +92,19 @@ static int s_double (s_ctx_t *ctx, const char *path, zconfig_t *item, double lo,
     return 0;
 }
 
+static int s_bool (s_ctx_t *ctx, const char *path, zconfig_t *item, bool *out)
+{
+    const char *v = s_val (item);
+    if (streq (v, "on") || streq (v, "true") || streq (v, "yes") || streq (v, "1"))
+        *out = true;
+    else
+    if (streq (v, "off") || streq (v, "false") || streq (v, "no") || streq (v, "0"))
+        *out = false;
+    else
+        return s_fail (ctx, "%s: expected on or off, got '%s'", path, v);
+    return 0;
+}
+
 static bool s_endpoint_ok (const char *v)
 {
     return strncmp (v, "tcp://", 6) == 0 || strncmp (v, "ipc://", 6) == 0
@@ -109,6 +124,115 @@ static int s_endpoint (s_ctx_t *ctx, const char *path, zconfig_t *item, char *ds
 static bool s_is (zconfig_t *item, const char *name)
 {
     return streq (zconfig_name (item), name);
+}
+
+//  Certificate names become file names: [A-Za-z0-9][A-Za-z0-9._-]*, no '/'.
+static bool s_cert_name_ok (const char *v)
+{
+    if (!isalnum ((unsigned char) v[0]) || strlen (v) >= CFG_CERT_NAME_MAX)
+        return false;
+    for (const char *p = v; *p; p++)
+        if (!(isalnum ((unsigned char) *p) || strchr ("._-", *p)))
+            return false;
+    return true;
+}
+
+static int s_cert (s_ctx_t *ctx, const char *path, zconfig_t *item, char *dst, size_t len)
+{
+    if (!s_cert_name_ok (s_val (item)))
+        return s_fail (ctx, "%s: expected a certificate name (letters, digits, '.', '_', '-';"
+                       " at most %d characters), got '%s'", path, CFG_CERT_NAME_MAX - 1,
+                       s_val (item));
+    return s_str (ctx, path, item, dst, len);
+}
+
+//  A comma list whose items must each pass ok(); empty items are not allowed.
+static int s_list (s_ctx_t *ctx, const char *path, zconfig_t *item, char *dst, size_t len,
+                   bool (*ok) (const char *), const char *what)
+{
+    if (s_str (ctx, path, item, dst, len))
+        return -1;
+    const char *p = dst;
+    size_t items = 0;
+    while (*p) {
+        p += strspn (p, ", \t");
+        size_t n = strcspn (p, ", \t");
+        if (n == 0)
+            break;
+        char one[CFG_STR_MAX];
+        snprintf (one, sizeof one, "%.*s", (int) n, p);
+        if (!ok (one))
+            return s_fail (ctx, "%s: '%s' is not %s", path, one, what);
+        items++;
+        p += n;
+    }
+    if (items == 0)
+        return s_fail (ctx, "%s: needs at least one %s", path, what);
+    return 0;
+}
+
+//  A model pattern: printable, no space or comma; `*` matches any run of characters.
+static bool s_pattern_ok (const char *v)
+{
+    for (const char *p = v; *p; p++)
+        if (*p <= 0x20 || *p >= 0x7f)
+            return false;
+    return *v && strlen (v) < CFG_NAME_MAX;
+}
+
+static int s_fabric_workers (s_ctx_t *ctx, zconfig_t *sec, cfg_t *cfg)
+{
+    if (*s_val (sec))
+        return s_fail (ctx, "fabric/workers: expected one line per certificate below it"
+                       " (NAME = \"model patterns\"), not a value");
+    cfg->fabric.nworkers = 0;
+    for (zconfig_t *k = zconfig_child (sec); k; k = zconfig_next (k)) {
+        char path[256];
+        snprintf (path, sizeof path, "fabric/workers/%s", zconfig_name (k));
+        if (cfg->fabric.nworkers == CFG_FABRIC_WORKERS_MAX)
+            return s_fail (ctx, "%s: more than %d entries", path, CFG_FABRIC_WORKERS_MAX);
+        if (zconfig_child (k))
+            return s_fail (ctx, "%s: expected NAME = \"model patterns\"", path);
+        cfg_fabric_worker_t *w = &cfg->fabric.workers[cfg->fabric.nworkers];
+        if (!s_cert_name_ok (zconfig_name (k)))
+            return s_fail (ctx, "%s: not a certificate name (letters, digits, '.', '_', '-')",
+                           path);
+        for (size_t i = 0; i < cfg->fabric.nworkers; i++)
+            if (streq (cfg->fabric.workers[i].name, zconfig_name (k)))
+                return s_fail (ctx, "%s: listed twice", path);
+        snprintf (w->name, sizeof w->name, "%s", zconfig_name (k));
+        if (s_list (ctx, path, k, w->models, sizeof w->models, s_pattern_ok, "a model pattern"))
+            return -1;
+        cfg->fabric.nworkers++;
+    }
+    return 0;
+}
+
+static int s_fabric (s_ctx_t *ctx, zconfig_t *sec, cfg_t *cfg)
+{
+    for (zconfig_t *k = zconfig_child (sec); k; k = zconfig_next (k)) {
+        char path[256];
+        snprintf (path, sizeof path, "fabric/%s", zconfig_name (k));
+        int rc;
+        if (s_is (k, "curve"))
+            rc = s_bool (ctx, path, k, &cfg->fabric.curve);
+        else if (s_is (k, "cert_dir"))
+            rc = s_str (ctx, path, k, cfg->fabric.cert_dir, sizeof cfg->fabric.cert_dir);
+        else if (s_is (k, "insecure"))
+            rc = s_bool (ctx, path, k, &cfg->fabric.insecure);
+        else if (s_is (k, "clients"))
+            rc = s_list (ctx, path, k, cfg->fabric.clients, sizeof cfg->fabric.clients,
+                         s_cert_name_ok, "a certificate name");
+        else if (s_is (k, "workers"))
+            rc = s_fabric_workers (ctx, k, cfg);
+        else
+            rc = s_fail (ctx, "%s: unknown key", path);
+        if (rc)
+            return rc;
+    }
+    if (cfg->fabric.curve && !cfg->fabric.cert_dir[0])
+        return s_fail (ctx, "fabric/cert_dir: required when fabric/curve = on");
+    return 0;
 }
 
 static int s_broker (s_ctx_t *ctx, zconfig_t *sec, cfg_t *cfg)
@@ -142,6 +266,8 @@ static int s_broker (s_ctx_t *ctx, zconfig_t *sec, cfg_t *cfg)
                 rc = s_fail (ctx, "%s: must be at least 4096", path);
             cfg->broker.max_frame = (int64_t) n;
         }
+        else if (s_is (k, "cert"))
+            rc = s_cert (ctx, path, k, cfg->broker.cert, sizeof cfg->broker.cert);
         else
             rc = s_fail (ctx, "%s: unknown key", path);
         if (rc)
@@ -200,6 +326,16 @@ static int s_edge (s_ctx_t *ctx, zconfig_t *sec, cfg_t *cfg)
             rc = s_str (ctx, path, k, cfg->edge.tls_cert, sizeof cfg->edge.tls_cert);
         else if (s_is (k, "tls_key"))
             rc = s_str (ctx, path, k, cfg->edge.tls_key, sizeof cfg->edge.tls_key);
+        else if (s_is (k, "auth"))
+            rc = s_bool (ctx, path, k, &cfg->edge.auth);
+        else if (s_is (k, "insecure"))
+            rc = s_bool (ctx, path, k, &cfg->edge.insecure);
+        else if (s_is (k, "keys_db"))
+            rc = s_str (ctx, path, k, cfg->edge.keys_db, sizeof cfg->edge.keys_db);
+        else if (s_is (k, "admin_key_env"))
+            rc = s_str (ctx, path, k, cfg->edge.admin_key_env, sizeof cfg->edge.admin_key_env);
+        else if (s_is (k, "cert"))
+            rc = s_cert (ctx, path, k, cfg->edge.cert, sizeof cfg->edge.cert);
         else
             rc = s_edge_number (ctx, path, k, cfg);
         if (rc)
@@ -210,6 +346,10 @@ static int s_edge (s_ctx_t *ctx, zconfig_t *sec, cfg_t *cfg)
     if (!cfg->edge.tls_cert[0] != !cfg->edge.tls_key[0])
         return s_fail (ctx, "edge/%s: TLS needs both tls_cert and tls_key",
                        cfg->edge.tls_cert[0] ? "tls_key" : "tls_cert");
+    if (cfg->edge.auth && !cfg->edge.keys_db[0])
+        return s_fail (ctx, "edge/keys_db: edge/auth = on needs a key database path");
+    if (!cfg->edge.admin_key_env[0])
+        return s_fail (ctx, "edge/admin_key_env: must not be empty");
     return 0;
 }
 
@@ -223,6 +363,8 @@ static int s_worker (s_ctx_t *ctx, zconfig_t *sec, cfg_t *cfg)
             rc = s_endpoint (ctx, path, k, cfg->worker.broker, sizeof cfg->worker.broker);
         else if (s_is (k, "capacity"))
             rc = s_pos32 (ctx, path, k, &cfg->worker.capacity);
+        else if (s_is (k, "cert"))
+            rc = s_cert (ctx, path, k, cfg->worker.cert, sizeof cfg->worker.cert);
         else
             rc = s_fail (ctx, "%s: unknown key", path);
         if (rc)
@@ -278,6 +420,10 @@ static int s_model_key (s_ctx_t *ctx, const char *path, zconfig_t *k, cfg_model_
         return s_u64 (ctx, path, k, UINT64_MAX, &m->seed);
     if (s_is (k, "tokens_per_s"))
         return s_u32 (ctx, path, k, &m->tokens_per_s);
+    if (s_is (k, "input_price"))
+        return s_double (ctx, path, k, 0.0, 1e6, &m->input_price);
+    if (s_is (k, "output_price"))
+        return s_double (ctx, path, k, 0.0, 1e6, &m->output_price);
     return s_fail (ctx, "%s: unknown key", path);
 }
 
@@ -472,7 +618,17 @@ static void s_set_defaults (cfg_t *cfg)
     cfg->edge.idle_timeout_ms = 30000;
     cfg->edge.header_timeout_ms = 10000;
     cfg->edge.stream_buffer = 1024 * 1024;
+    snprintf (cfg->edge.admin_key_env, sizeof cfg->edge.admin_key_env, "AIGW_ADMIN_KEY");
     cfg->worker.capacity = 64;
+    snprintf (cfg->broker.cert, sizeof cfg->broker.cert, "broker");
+    snprintf (cfg->edge.cert, sizeof cfg->edge.cert, "edge");
+    snprintf (cfg->worker.cert, sizeof cfg->worker.cert, "worker");
+    snprintf (cfg->fabric.clients, sizeof cfg->fabric.clients, "edge, agent");
+    snprintf (cfg->fabric.workers[0].name, sizeof cfg->fabric.workers[0].name, "worker");
+    snprintf (cfg->fabric.workers[0].models, sizeof cfg->fabric.workers[0].models, "*");
+    snprintf (cfg->fabric.workers[1].name, sizeof cfg->fabric.workers[1].name, "agent");
+    snprintf (cfg->fabric.workers[1].models, sizeof cfg->fabric.workers[1].models, "agent/*");
+    cfg->fabric.nworkers = 2;
 }
 
 static void s_fill_links (cfg_t *cfg)
@@ -495,6 +651,8 @@ cfg_t *cfg_defaults (void)
 
 static int s_section (s_ctx_t *ctx, zconfig_t *sec, cfg_t *cfg)
 {
+    if (s_is (sec, "fabric"))
+        return s_fabric (ctx, sec, cfg);
     if (s_is (sec, "broker"))
         return s_broker (ctx, sec, cfg);
     if (s_is (sec, "edge"))
@@ -505,8 +663,8 @@ static int s_section (s_ctx_t *ctx, zconfig_t *sec, cfg_t *cfg)
         return cfg->models ? s_fail (ctx, "models: section appears twice") : s_models (ctx, sec, cfg);
     if (s_is (sec, "groups"))
         return cfg->groups ? s_fail (ctx, "groups: section appears twice") : s_groups (ctx, sec, cfg);
-    return s_fail (ctx, "%s: unknown section (expected broker, edge, worker, models, groups)",
-                   zconfig_name (sec));
+    return s_fail (ctx, "%s: unknown section (expected fabric, broker, edge, worker, models,"
+                   " groups)", zconfig_name (sec));
 }
 
 cfg_t *cfg_parse (const char *text, const char *source, char *err, size_t errlen)
@@ -564,6 +722,10 @@ cfg_t *cfg_load (const char *path, char *err, size_t errlen)
     }
     cfg_t *cfg = cfg_parse (text, path, err, errlen);
     free (text);
+    if (cfg && cfg_resolve_path (cfg->fabric.cert_dir, sizeof cfg->fabric.cert_dir, path)) {
+        s_fail (&ctx, "fabric/cert_dir: path too long once made absolute");
+        cfg_destroy (&cfg);
+    }
     return cfg;
 }
 
@@ -591,6 +753,59 @@ const cfg_group_t *cfg_group (const cfg_t *self, const char *name)
         if (streq (self->groups[i].name, name))
             return &self->groups[i];
     return NULL;
+}
+
+double cfg_cost (const cfg_t *self, const char *model, uint64_t prompt_tokens,
+                 uint64_t completion_tokens)
+{
+    const cfg_model_t *m = self && model ? cfg_model (self, model) : NULL;
+    if (!m)
+        return 0.0;
+    return ((double) prompt_tokens * m->input_price
+            + (double) completion_tokens * m->output_price) / 1e6;
+}
+
+int cfg_resolve_path (char *path, size_t cap, const char *config_path)
+{
+    if (!path[0] || path[0] == '/')
+        return 0;
+    char dir[PATH_MAX] = ".";
+    if (config_path && strrchr (config_path, '/')) {
+        size_t len = (size_t) (strrchr (config_path, '/') - config_path);
+        snprintf (dir, sizeof dir, "%.*s", (int) (len ? len : 1), config_path);
+    }
+    char absdir[PATH_MAX];
+    if (!realpath (dir, absdir))
+        snprintf (absdir, sizeof absdir, "%s", dir);
+    char joined[PATH_MAX * 2], real[PATH_MAX];
+    snprintf (joined, sizeof joined, "%s/%s", absdir, path);
+    const char *result = realpath (joined, real) ? real : joined;
+    if (strlen (result) >= cap)
+        return -1;
+    memmove (path, result, strlen (result) + 1);
+    return 0;
+}
+
+bool cfg_is_loopback (const char *ep)
+{
+    if (strncmp (ep, "ipc://", 6) == 0 || strncmp (ep, "inproc://", 9) == 0)
+        return true;
+    if (strncmp (ep, "tcp://", 6) == 0)
+        ep += 6;
+    char host[CFG_STR_MAX];
+    if (*ep == '[') {
+        const char *end = strchr (ep, ']');
+        if (!end)
+            return false;
+        snprintf (host, sizeof host, "%.*s", (int) (end - ep - 1), ep + 1);
+    }
+    else {
+        const char *colon = strrchr (ep, ':');
+        snprintf (host, sizeof host, "%.*s", (int) (colon ? colon - ep : (ptrdiff_t) strlen (ep)), ep);
+    }
+    if (streq (host, "localhost") || streq (host, "::1"))
+        return true;
+    return strncmp (host, "127.", 4) == 0 && strspn (host, "0123456789.") == strlen (host);
 }
 
 const char *cfg_provider_name (cfg_provider_t p)

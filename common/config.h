@@ -10,6 +10,8 @@
 #define CFG_NAME_MAX 128
 #define CFG_STR_MAX 512
 #define CFG_TARGETS_MAX 16
+#define CFG_CERT_NAME_MAX 64            // certificate names (fabric), incl. NUL
+#define CFG_FABRIC_WORKERS_MAX 32       // entries in fabric/workers
 
 typedef enum {
     CFG_PROVIDER_SIM = 0,
@@ -38,6 +40,9 @@ typedef struct {
     char text[CFG_STR_MAX];             // reply text
     uint64_t seed;                      // PRNG seed (default 1)
     uint32_t tokens_per_s;              // streaming rate (default 0 = all at once)
+    //  Prices (USD per million tokens; default 0 = free)
+    double input_price;
+    double output_price;
 } cfg_model_t;
 
 typedef struct {
@@ -51,7 +56,24 @@ typedef struct {
     uint32_t ttft_timeout_ms;           // 0 = not set
 } cfg_group_t;
 
+//  fabric/workers: one certificate name and the models it may serve.
 typedef struct {
+    char name[CFG_CERT_NAME_MAX];       // certificate name
+    char models[CFG_STR_MAX];           // comma list of model patterns (`*` = any run)
+} cfg_fabric_worker_t;
+
+//  The fabric section: CURVE on the zmq sockets and who may do what (docs/security.md).
+typedef struct {
+    bool curve;                         // CURVE on every fabric socket (default off)
+    char cert_dir[CFG_STR_MAX];         // certificates; made absolute against the config file
+    bool insecure;                      // allow non-loopback endpoints with curve off
+    char clients[CFG_STR_MAX];          // certificates that may SUBMIT/PING, default "edge, agent"
+    cfg_fabric_worker_t workers[CFG_FABRIC_WORKERS_MAX];   // default worker=*, agent=agent/*
+    size_t nworkers;
+} cfg_fabric_t;
+
+typedef struct {
+    cfg_fabric_t fabric;
     struct {
         char frontend[CFG_STR_MAX];     // default tcp://127.0.0.1:5555
         char backend[CFG_STR_MAX];      // default tcp://127.0.0.1:5556
@@ -63,6 +85,7 @@ typedef struct {
         uint32_t max_deadline_ms;       // default 600000
         uint32_t hedge_default_ms;      // hedge delay when auto has no data yet, default 200
         int64_t max_frame;              // ZMQ_MAXMSGSIZE, default 8 MiB
+        char cert[CFG_CERT_NAME_MAX];   // own certificate (fabric), default "broker"
     } broker;
     struct {
         char listen[CFG_STR_MAX];       // default 127.0.0.1:8080
@@ -82,10 +105,16 @@ typedef struct {
         char cors_origins[CFG_STR_MAX]; // comma list of allowed origins ("*" = any), default ""
         char tls_cert[CFG_STR_MAX];     // PEM certificate chain path; TLS when set
         char tls_key[CFG_STR_MAX];      // PEM private key path
+        bool auth;                      // virtual keys required (default off)
+        char keys_db[CFG_STR_MAX];      // SQLite key database (needed when auth is on)
+        char admin_key_env[CFG_NAME_MAX]; // env var with the admin key, default AIGW_ADMIN_KEY
+        bool insecure;                  // allow a non-loopback listen with auth off
+        char cert[CFG_CERT_NAME_MAX];   // own certificate (fabric), default "edge"
     } edge;
     struct {
         char broker[CFG_STR_MAX];       // default = broker.backend
         uint32_t capacity;              // default 64
+        char cert[CFG_CERT_NAME_MAX];   // own certificate (fabric), default "worker"
     } worker;
     cfg_model_t *models;
     size_t nmodels;
@@ -95,6 +124,7 @@ typedef struct {
 
 //  Load and validate a config file. Returns NULL on any error and writes a
 //  one-line message naming the file and the key into err. Caller owns result.
+//  fabric/cert_dir is made absolute against the file's directory.
 cfg_t *cfg_load (const char *path, char *err, size_t errlen);
 
 //  Same, from ZPL text in memory (source is used in messages).
@@ -108,6 +138,18 @@ void cfg_destroy (cfg_t **self_p);
 //  Lookups; return NULL if absent. Pointers stay valid until cfg_destroy.
 const cfg_model_t *cfg_model (const cfg_t *self, const char *name);
 const cfg_group_t *cfg_group (const cfg_t *self, const char *name);
+
+//  Cost in USD of an attempt's usage at the model's prices (0 for an unknown model).
+double cfg_cost (const cfg_t *self, const char *model, uint64_t prompt_tokens,
+                 uint64_t completion_tokens);
+
+//  Make a relative path absolute against the directory of config_path (the file it
+//  came from); absolute and empty paths are left alone. -1 if it does not fit in cap.
+int cfg_resolve_path (char *path, size_t cap, const char *config_path);
+
+//  True when a listen address ("HOST:PORT", "tcp://HOST:PORT", "[::1]:PORT", "ipc://...")
+//  stays on this machine: loopback IPv4/IPv6, "localhost", or ipc/inproc.
+bool cfg_is_loopback (const char *endpoint);
 
 const char *cfg_provider_name (cfg_provider_t p);
 const char *cfg_policy_name (cfg_policy_t p);

@@ -39,6 +39,15 @@ static int s_next_frame (void *sock, zmq_msg_t *f)
     return 0;
 }
 
+//  The ZAP User-Id travels with every frame of a message (libzmq metadata).
+static void s_user_id (zmq_msg_t *f, wire_msg_t *msg)
+{
+    const char *uid = zmq_msg_gets (f, "User-Id");
+    size_t n = uid ? strlen (uid) : 0;
+    if (n && n < sizeof msg->user_id)
+        memcpy (msg->user_id, uid, n + 1);
+}
+
 static int s_reject (void *sock, wire_msg_t *msg, const char *why)
 {
     msg->error = why;
@@ -79,6 +88,7 @@ int wire_recv (void *sock, bool router, wire_msg_t *msg)
         return -1;
     }
     //  Header
+    s_user_id (&f, msg);
     if (zmq_msg_size (&f) != WIRE_HEADER_LEN) {
         zmq_msg_close (&f);
         return s_reject (sock, msg, "bad header");
@@ -225,6 +235,7 @@ const char *wire_cmd_name (wire_side_t side, uint8_t cmd)
             case WIRE_C_RESULT: return "RESULT";
             case WIRE_C_ERROR:  return "ERROR";
             case WIRE_C_PONG:   return "PONG";
+            case WIRE_C_SPEND:  return "SPEND";
         }
         return "?";
     }
@@ -246,7 +257,8 @@ bool wire_cmd_valid (wire_side_t side, uint8_t cmd, bool to_broker)
     if (side == WIRE_SIDE_CLIENT)
         return to_broker ? (cmd == WIRE_C_SUBMIT || cmd == WIRE_C_CANCEL || cmd == WIRE_C_PING)
                          : (cmd == WIRE_C_CHUNK || cmd == WIRE_C_RESULT
-                            || cmd == WIRE_C_ERROR || cmd == WIRE_C_PONG);
+                            || cmd == WIRE_C_ERROR || cmd == WIRE_C_PONG
+                            || cmd == WIRE_C_SPEND);
     if (to_broker)
         return cmd == WIRE_W_READY || cmd == WIRE_W_HEARTBEAT || cmd == WIRE_W_CHUNK
                || cmd == WIRE_W_RESULT || cmd == WIRE_W_ERROR || cmd == WIRE_W_DISCONNECT;

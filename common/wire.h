@@ -15,6 +15,7 @@
 #define WIRE_WORKER "AIGWW1"
 #define WIRE_HEADER_LEN 6
 #define WIRE_ID_MAX 255
+#define WIRE_USER_ID_MAX 41       // a ZAP User-Id we keep: CURVE's Z85 public key + NUL
 
 //  Client side (header AIGWC1)
 enum {
@@ -25,6 +26,7 @@ enum {
     WIRE_C_RESULT = 0x12,     // Result
     WIRE_C_ERROR  = 0x13,     // Error
     WIRE_C_PONG   = 0x14,     // BrokerStatus
+    WIRE_C_SPEND  = 0x15,     // Spend (a loser's usage, after the job's answer)
 };
 
 //  Worker side (header AIGWW1)
@@ -52,13 +54,16 @@ typedef struct {
     zmq_msg_t payload;        // optional; size 0 and has_payload false if absent
     bool has_payload;
     const char *error;        // why a message was rejected (static string)
+    char user_id[WIRE_USER_ID_MAX]; // the peer's ZAP User-Id (CURVE: its Z85 public key);
+                                    // "" without ZAP or if longer than 40 characters
 } wire_msg_t;
 
 //  Receive one message without blocking. router: the socket is a ROUTER (first
 //  frame is the peer's routing id). Returns 0 and fills msg (caller must call
 //  wire_msg_close); -1 with errno EAGAIN when nothing is waiting, or another
 //  errno on socket failure; -2 when a malformed message was read and dropped
-//  (msg->error says why, msg->id/id_len name the peer if known).
+//  (msg->error says why, msg->id/id_len name the peer if known). msg->user_id is
+//  the header frame's "User-Id" property (zmq_msg_gets), set by the ZAP handler.
 int wire_recv (void *sock, bool router, wire_msg_t *msg);
 
 //  Release the frames of a received message. Safe to call twice.

@@ -3,6 +3,7 @@
 #include "bridge.h"
 #include "mpack.h"
 #include "aclock.h"
+#include "curve.h"
 #include "log.h"
 
 #include <errno.h>
@@ -34,6 +35,7 @@ struct _bridge_t {
     bool started;
     char endpoint[CFG_STR_MAX];
     int64_t max_frame;
+    curve_client_t curve;               // edge/cert keys when fabric/curve is on
     emetrics_t *em;
     edge_status_box_t *box;             // latest PONG; may be NULL
     bridge_up_fn *up;                   // broker link up? may be NULL
@@ -71,8 +73,10 @@ int bridge_edge_json (ebuf_t *out, const bridge_edge_t *e)
         return -1;
     if (s_pcts (out, "latency_ms", e->latency) || s_pcts (out, "overhead_ms", e->overhead))
         return -1;
-    return ebuf_printf (out, ",\"broker_up\":%s,\"workers\":%u}", e->broker_up ? "true" : "false",
-                        e->workers);
+    return ebuf_printf (out, ",\"broker_up\":%s,\"workers\":%u,\"cost_usd\":%.9g,"
+                        "\"loser_cost_usd\":%.9g,\"cost_saved_usd\":%.9g}",
+                        e->broker_up ? "true" : "false", e->workers, e->cost_usd,
+                        e->loser_cost_usd, e->saved_usd);
 }
 
 static void s_sample (bridge_t *self, s_sample_t *s)
@@ -130,6 +134,11 @@ static void s_tick (bridge_t *self)
         .latency = &self->dlat, .overhead = &self->dovh,
         .broker_up = self->up && self->up (self->up_arg),
         .workers = st ? st->workers : 0 };
+    em_spend_t sp;
+    emetrics_spend (self->em, &sp);
+    e.cost_usd = sp.cost_usd;
+    e.loser_cost_usd = sp.loser_cost_usd;
+    e.saved_usd = sp.saved_usd;
     edge_status_release (&st);
     ebuf_free (&self->json);
     if (bridge_edge_json (&self->json, &e) == 0) {
@@ -260,7 +269,7 @@ static void *s_new_sub (bridge_t *self)
     //  `job` (one message per finished job) only while a browser listens: see s_run
     zmq_setsockopt (sub, ZMQ_SUBSCRIBE, "metrics", 7);
     zmq_setsockopt (sub, ZMQ_SUBSCRIBE, "worker", 6);
-    if (zmq_connect (sub, self->endpoint)) {
+    if (curve_client_apply (&self->curve, sub) || zmq_connect (sub, self->endpoint)) {
         log_error ("metrics bridge: cannot connect to %s: %s", self->endpoint,
                    zmq_strerror (errno));
         zmq_close (sub);
@@ -310,11 +319,18 @@ static void *s_run (void *arg)
 
 bridge_t *bridge_new (const char *endpoint, int64_t max_frame, emetrics_t *em,
                       edge_status_box_t *box, bridge_up_fn *up, void *up_arg,
-                      size_t max_clients)
+                      size_t max_clients, const cfg_t *cfg)
 {
     bridge_t *self = calloc (1, sizeof *self);
     if (!self)
         return NULL;
+    char err[1024];
+    if (cfg && curve_client_load (&self->curve, cfg, cfg->edge.cert, "edge/cert", endpoint, err,
+                                  sizeof err)) {
+        log_error ("metrics bridge: %s", err);
+        free (self);
+        return NULL;
+    }
     snprintf (self->endpoint, sizeof self->endpoint, "%s", endpoint);
     self->max_frame = max_frame;
     self->em = em;
@@ -355,6 +371,7 @@ void bridge_destroy (bridge_t **self_p)
     bsnap_release (&self->snap);
     ebuf_free (&self->json);
     pthread_mutex_destroy (&self->snap_lock);
+    curve_client_wipe (&self->curve);
     free (self);
 }
 

@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "bsnap.h"
+#include "config.h"
 #include "ebuf.h"
 #include "emetrics.h"
 #include "fanout.h"
@@ -34,10 +35,11 @@ typedef bool (bridge_up_fn) (void *arg);
 
 //  Connect a SUB to endpoint (max_frame: ZMQ_MAXMSGSIZE) and start the thread. em,
 //  box and up_arg must outlive the bridge; box and up may be NULL. max_clients bounds
-//  the browsers. NULL on failure.
+//  the browsers. cfg (may be NULL: no CURVE) gives fabric/curve and edge/cert for the
+//  SUB's keys; it is read here only. NULL on failure (logged).
 bridge_t *bridge_new (const char *endpoint, int64_t max_frame, emetrics_t *em,
                       edge_status_box_t *box, bridge_up_fn *up, void *up_arg,
-                      size_t max_clients);
+                      size_t max_clients, const cfg_t *cfg);
 
 //  Stop the thread and free everything; every fan-out client must have left (call
 //  bridge_close first and let handlers finish). Nulls *self_p; accepts NULL.
@@ -66,6 +68,7 @@ typedef struct {
     const hist_t *latency, *overhead;   // deltas over the window (microseconds)
     bool broker_up;
     uint32_t workers;
+    double cost_usd, loser_cost_usd, saved_usd;     // spend.h totals
 } bridge_edge_t;
 int bridge_edge_json (ebuf_t *out, const bridge_edge_t *e);
 

@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "auth.h"
 #include "config.h"
 #include "emetrics.h"
 #include "fanout.h"
@@ -86,6 +87,10 @@ struct _edge_req_t {
     bool stream;                        // stream: true
     bool include_usage;                 // stream_options.include_usage
     uint64_t job_id;
+    bool has_ticket;                    // a key admitted it (keys_release at the end)
+    uint64_t ticket;
+    char account[KEYS_NAME_MAX];        // the paying key's name ("" = none)
+    char rl_headers[640];               // x-ratelimit-* lines sent with the answer
     int64_t deadline_ms;                // give up then (aclock ms)
     int64_t ping_at_ms;                 // next keep-alive comment (streams)
     edge_timer_t timer;
@@ -124,6 +129,7 @@ struct _edge_loop_t {
 const cfg_t *edge_server_cfg (edge_server_t *srv);
 observe_t *edge_server_observe (edge_server_t *srv);
 edge_status_box_t *edge_server_box (edge_server_t *srv);
+auth_t *edge_server_auth (edge_server_t *srv);
 bool edge_server_draining (edge_server_t *srv);
 uint64_t edge_server_job_id (edge_server_t *srv);
 //  Take a job slot (max_jobs); false when full. Release with edge_server_job_done.
@@ -165,6 +171,13 @@ void edge_http_gone (edge_req_t *r);
 //  "Name: value\n"). Takes ownership of body (malloc'd, may be NULL with len 0).
 enum MHD_Result edge_http_send (edge_req_t *r, int status, const char *type, char *body,
                                 size_t len, const char *extra);
+//  Queue an OpenAI error body with an explicit type (401/403/429 of the key checks).
+enum MHD_Result edge_http_error_typed (edge_req_t *r, int status, const char *type,
+                                       const char *code, const char *message,
+                                       const char *extra);
+//  Charge a final answer's attempts to the request's key (spend.h).
+void edge_http_settle (edge_req_t *r, Aigw__AttemptInfo *const *att, size_t n,
+                       const char *winner, const Aigw__Usage *usage);
 //  Queue an OpenAI error body the edge decided.
 enum MHD_Result edge_http_error (edge_req_t *r, int status, const char *code,
                                  const char *message, const char *extra);
@@ -197,6 +210,5 @@ enum MHD_Result observe_static_route (edge_req_t *r, const char *url, const char
 void observe_events_wake (edge_loop_t *loop);
 void observe_events_timer (edge_req_t *r, int64_t now_ms);
 void observe_events_leave (edge_req_t *r);
-int observe_resolve_root (char *root, size_t cap, const char *config_path);
 
 #endif

@@ -19,7 +19,7 @@ const size_t emetrics_overhead_nbounds =
 
 static const char *s_route_names[EM_ROUTES] = {
     "/v1/chat/completions", "/v1/models", "/healthz", "/readyz", "/metrics",
-    "/v1/aigw/events", "/v1/*", "/*"
+    "/v1/aigw/events", "/v1/aigw/keys", "/v1/*", "/*"
 };
 
 void em_hist_init (em_hist_t *h, const uint64_t *bounds_us, size_t nbounds)
@@ -71,6 +71,8 @@ em_route_t emetrics_route (const char *path)
     for (int r = 0; r < EM_ROUTE_API_OTHER; r++)
         if (strcmp (path, s_route_names[r]) == 0)
             return (em_route_t) r;
+    if (strncmp (path, "/v1/aigw/keys/", 14) == 0)
+        return EM_ROUTE_ADMIN;
     if (strncmp (path, "/v1/", 4) == 0 || strcmp (path, "/v1") == 0)
         return EM_ROUTE_API_OTHER;
     return EM_ROUTE_STATIC;
@@ -127,4 +129,15 @@ int64_t emetrics_upstream_us (const Aigw__Result *res)
     if (won && won->has_finished_us && won->finished_us >= first)
         return (int64_t) (won->finished_us - first);
     return -1;
+}
+
+void emetrics_spend (const emetrics_t *self, em_spend_t *out)
+{
+    emetrics_t *m = (emetrics_t *) self;
+    int64_t saved = atomic_load (&m->saved_nusd);
+    out->cost_usd = (double) atomic_load (&m->cost_nusd) / 1e9;
+    out->loser_cost_usd = (double) atomic_load (&m->loser_cost_nusd) / 1e9;
+    out->saved_usd = saved > 0 ? (double) saved / 1e9 : 0.0;
+    out->charges = atomic_load (&m->charges);
+    out->late_charges = atomic_load (&m->late_charges);
 }

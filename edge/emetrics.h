@@ -18,6 +18,7 @@ typedef enum {
     EM_ROUTE_READYZ,
     EM_ROUTE_METRICS,
     EM_ROUTE_EVENTS,                    // /v1/aigw/events (SSE; no duration, not in flight)
+    EM_ROUTE_ADMIN,                     // /v1/aigw/keys and /v1/aigw/keys/{name}
     EM_ROUTE_API_OTHER,                 // any other /v1/... path
     EM_ROUTE_STATIC,                    // everything else (dashboard files)
     EM_ROUTES
@@ -43,7 +44,25 @@ typedef struct {
     _Atomic uint64_t chat_errors;       // of those, status >= 500
     em_hist_t duration[EM_ROUTES];      // request time (events route stays empty)
     em_hist_t overhead;                 // chat with a winner: edge time - upstream span
+    //  Spend (nano-USD, see spend.h): every attempt charged, the cancelled losers'
+    //  part, and the estimated cost cancelling avoided (may dip below 0 for a moment)
+    _Atomic int64_t cost_nusd;
+    _Atomic int64_t loser_cost_nusd;
+    _Atomic int64_t saved_nusd;
+    _Atomic uint64_t charges;           // attempts charged
+    _Atomic uint64_t late_charges;      // of which settled after the job's answer (SPEND)
 } emetrics_t;
+
+//  The spend counters as USD (saved clamped at 0).
+typedef struct {
+    double cost_usd;                    // every attempt charged, losers included
+    double loser_cost_usd;              // the part cancelled losers cost
+    double saved_usd;                   // estimated cost avoided by cancelling losers
+    uint64_t charges;                   // attempts charged
+    uint64_t late_charges;              // of which settled after their job's answer
+} em_spend_t;
+
+void emetrics_spend (const emetrics_t *self, em_spend_t *out);
 
 //  Bucket bounds (microseconds) of the duration and overhead histograms.
 extern const uint64_t emetrics_duration_bounds[];

@@ -4,6 +4,7 @@
 #include "edge_int.h"
 #include "observe.h"
 #include "response.h"
+#include "admin.h"
 #include "aclock.h"
 #include "log.h"
 #include "wire.h"
@@ -87,6 +88,7 @@ enum MHD_Result edge_http_send (edge_req_t *r, int status, const char *type, cha
         MHD_add_response_header (resp, "Content-Type", type);
     MHD_add_response_header (resp, "Cache-Control", "no-store");
     s_add_extra (resp, extra);
+    s_add_extra (resp, r->rl_headers);
     edge_http_cors (r, resp);
     enum MHD_Result rc = MHD_queue_response (r->mc, (unsigned) status, resp);
     MHD_destroy_response (resp);
@@ -105,6 +107,7 @@ enum MHD_Result edge_http_sse (edge_req_t *r, MHD_ContentReaderCallback reader)
     MHD_add_response_header (resp, "Content-Type", "text/event-stream; charset=utf-8");
     MHD_add_response_header (resp, "Cache-Control", "no-cache");
     MHD_add_response_header (resp, "X-Accel-Buffering", "no");
+    s_add_extra (resp, r->rl_headers);
     edge_http_cors (r, resp);
     enum MHD_Result rc = MHD_queue_response (r->mc, 200, resp);
     MHD_destroy_response (resp);
@@ -148,6 +151,174 @@ enum MHD_Result edge_http_error (edge_req_t *r, int status, const char *code,
     edge_reply_t reply;
     int rc = edge_reply_simple (&reply, status, code, message);
     return s_send_reply (r, &reply, rc, extra);
+}
+
+enum MHD_Result edge_http_error_typed (edge_req_t *r, int status, const char *type,
+                                       const char *code, const char *message,
+                                       const char *extra)
+{
+    edge_reply_t reply;
+    int rc = edge_reply_typed (&reply, status, type, code, message);
+    return s_send_reply (r, &reply, rc, extra);
+}
+
+//  --------------------------------------------------------------- keys and admin
+
+//  The secret the request presents (a pointer into MHD's header storage), or NULL.
+static const char *s_secret (edge_req_t *r, size_t *len)
+{
+    return auth_secret (MHD_lookup_connection_value (r->mc, MHD_HEADER_KIND, "Authorization"),
+                        MHD_lookup_connection_value (r->mc, MHD_HEADER_KIND, "x-api-key"), len);
+}
+
+static enum MHD_Result s_unauthorized (edge_req_t *r, const char *message)
+{
+    return edge_http_error_typed (r, 401, "invalid_request_error", "invalid_api_key", message,
+                                  "WWW-Authenticate: Bearer realm=\"aigw\"\n");
+}
+
+//  Routes for operators only: /metrics and /v1/aigw/events (when auth is on) and the
+//  admin API (always). True when the request may go on; else an error is queued.
+static bool s_admin_gate (edge_req_t *r, enum MHD_Result *res)
+{
+    auth_t *auth = edge_server_auth (r->loop->srv);
+    bool admin_api = r->route == EM_ROUTE_ADMIN;
+    if (!admin_api && !auth_required (auth))
+        return true;
+    size_t len = 0;
+    const char *secret = s_secret (r, &len);
+    if (auth_is_admin (auth, secret, len, true))
+        return true;
+    if (!auth_admin_set (auth)) {
+        char msg[320];
+        snprintf (msg, sizeof msg, "this route needs the admin key, and none is set: export "
+                  "%s before starting the edge", edge_server_cfg (r->loop->srv)->edge.admin_key_env);
+        *res = edge_http_error_typed (r, 403, "permission_error", "admin_key_not_set", msg, NULL);
+    }
+    else
+        *res = s_unauthorized (r, secret ? "the admin key is not correct"
+                                         : "this route needs the admin key (Authorization: Bearer ...)");
+    return false;
+}
+
+//  /v1/models with auth on: any valid key (or the admin key) may list.
+static bool s_models_gate (edge_req_t *r, enum MHD_Result *res)
+{
+    auth_t *auth = edge_server_auth (r->loop->srv);
+    if (!auth_required (auth))
+        return true;
+    size_t len = 0;
+    const char *secret = s_secret (r, &len);
+    if (auth_is_admin (auth, secret, len, false))
+        return true;
+    keys_verdict_t v = secret ? keys_check (auth_keys (auth), secret, len, aclock_wall_ms ())
+                              : KEYS_UNAUTHORIZED;
+    if (v == KEYS_UNAUTHORIZED) {
+        auth_count (auth, v);
+        *res = s_unauthorized (r, secret ? "the API key is not valid (unknown, expired or revoked)"
+                                         : "no API key: send Authorization: Bearer sk-aigw-...");
+        return false;
+    }
+    return true;
+}
+
+//  Split the request's `model` ("a", "group" or "a, b") into names for the key check.
+static size_t s_model_names (const char *model, char names[][CFG_NAME_MAX],
+                             const char **ptrs, size_t max)
+{
+    size_t n = 0;
+    for (const char *p = model; *p && n < max;) {
+        p += strspn (p, " \t,");
+        size_t len = strcspn (p, ",");
+        size_t t = len;
+        while (t && (p[t - 1] == ' ' || p[t - 1] == '\t'))
+            t--;
+        if (t) {
+            snprintf (names[n], CFG_NAME_MAX, "%.*s", (int) t, p);
+            ptrs[n] = names[n];
+            n++;
+        }
+        p += len;
+    }
+    return n;
+}
+
+static const char *s_limit_type (keys_verdict_t v)
+{
+    return v == KEYS_QUOTA ? "insufficient_quota" : v == KEYS_RATE_TOKENS ? "tokens" : "requests";
+}
+
+//  Admit a parsed chat job under the request's key. MHD_YES when admitted (r holds the
+//  ticket and the rate-limit headers); else the refusal is queued in *res.
+static bool s_admit (edge_req_t *r, const edge_job_t *job, enum MHD_Result *res)
+{
+    auth_t *auth = edge_server_auth (r->loop->srv);
+    if (!auth_required (auth))
+        return true;
+    size_t len = 0;
+    const char *secret = s_secret (r, &len);
+    keys_admit_t adm;
+    memset (&adm, 0, sizeof adm);
+    if (!secret) {
+        auth_count (auth, KEYS_UNAUTHORIZED);
+        *res = s_unauthorized (r, "no API key: send Authorization: Bearer sk-aigw-... "
+                                  "(or x-api-key)");
+        return false;
+    }
+    char names[CFG_TARGETS_MAX][CFG_NAME_MAX];
+    const char *ptrs[CFG_TARGETS_MAX];
+    size_t n = s_model_names (job->model, names, ptrs, CFG_TARGETS_MAX);
+    keys_admit (auth_keys (auth), secret, len, ptrs, n, aclock_wall_ms (), &adm);
+    auth_count (auth, adm.verdict);
+    switch (adm.verdict) {
+        case KEYS_OK:
+            r->has_ticket = true;
+            r->ticket = adm.ticket;
+            snprintf (r->account, sizeof r->account, "%s", adm.name);
+            auth_ratelimit_headers (&adm, false, r->rl_headers, sizeof r->rl_headers);
+            return true;
+        case KEYS_UNAUTHORIZED:
+            *res = s_unauthorized (r, adm.message[0] ? adm.message : "the API key is not valid");
+            return false;
+        case KEYS_FORBIDDEN:
+            *res = edge_http_error_typed (r, 403, "permission_error", "model_not_allowed",
+                                          adm.message, NULL);
+            return false;
+        default: {
+            char extra[sizeof r->rl_headers];
+            auth_ratelimit_headers (&adm, true, extra, sizeof extra);
+            *res = edge_http_error_typed (r, 429, s_limit_type (adm.verdict),
+                                          adm.verdict == KEYS_QUOTA ? "insufficient_quota"
+                                                                    : "rate_limit_exceeded",
+                                          adm.message, extra);
+            return false;
+        }
+    }
+}
+
+void edge_http_settle (edge_req_t *r, Aigw__AttemptInfo *const *att, size_t n,
+                       const char *winner, const Aigw__Usage *usage)
+{
+    spend_answer (auth_spend (edge_server_auth (r->loop->srv)), r->account, att, n, winner,
+                  usage, aclock_wall_ms ());
+}
+
+//  The admin API (the gate has checked the admin key).
+static enum MHD_Result s_admin (edge_req_t *r, const char *url, const char *method)
+{
+    keys_t *keys = auth_keys (edge_server_auth (r->loop->srv));
+    if (!keys)
+        return edge_http_error (r, 404, "keys_not_configured", "key management needs a key "
+                                "database: set edge/keys_db", NULL);
+    char *out = NULL;
+    size_t out_len = 0;
+    int status = admin_handle (keys, method, url, r->body ? r->body : "", r->len,
+                               aclock_wall_ms (), &out, &out_len);
+    free (r->body);
+    r->body = NULL;
+    if (!out)
+        return edge_http_error (r, 500, "internal_error", "out of memory", NULL);
+    return edge_http_send (r, status, "application/json", out, out_len, NULL);
 }
 
 //  --------------------------------------------------------------- framing checks
@@ -233,9 +404,10 @@ static enum MHD_Result s_too_big (edge_req_t *r)
 static bool s_body (edge_req_t *r, const char *data, size_t n)
 {
     uint64_t max = edge_server_cfg (r->loop->srv)->edge.max_body;
-    if (r->route != EM_ROUTE_CHAT || r->too_big) {
+    bool keep = r->route == EM_ROUTE_CHAT || r->route == EM_ROUTE_ADMIN;
+    if (!keep || r->too_big) {
         r->discarded += n;
-        if (r->route != EM_ROUTE_CHAT && r->discarded > max)
+        if (!keep && r->discarded > max)
             r->too_big = true;
         return r->discarded <= 2 * max + 65536;
     }
@@ -389,6 +561,8 @@ static enum MHD_Result s_chat_submit (edge_req_t *r, edge_job_t *job)
     r->include_usage = job->include_usage;
     Aigw__Job pb;
     edge_job_to_pb (job, r->job_id, &pb);
+    if (r->account[0])
+        pb.account = r->account;
     if (edge_link_submit (r->loop->link, &pb, job->payload, job->payload_len, r)) {
         edge_server_job_done (srv);
         return edge_http_error (r, 503, "broker_unavailable",
@@ -431,6 +605,9 @@ static enum MHD_Result s_chat_ready (edge_req_t *r)
     free (r->body);
     r->body = NULL;
     enum MHD_Result res;
+    if (rc == 0 && up && !s_admit (r, job, &res))
+        ;                               // refused by the key checks (res queued)
+    else
     if (rc == 0 && up)
         res = s_chat_submit (r, job);
     else
@@ -452,13 +629,19 @@ static enum MHD_Result s_chat_answer (edge_req_t *r)
     int rc = 1;
     if (r->timed_out)
         return edge_http_error (r, 504, "timeout", "no answer before the deadline", NULL);
+    const cfg_t *cfg = edge_server_cfg (r->loop->srv);
     if (r->answer.result) {
-        r->upstream_us = emetrics_upstream_us (r->answer.result);
-        rc = edge_reply_result (&reply, r->answer.result, r->policy);
+        const Aigw__Result *res = r->answer.result;
+        r->upstream_us = emetrics_upstream_us (res);
+        edge_http_settle (r, res->attempts, res->n_attempts, res->model, res->usage);
+        rc = edge_reply_result (&reply, res, r->policy, cfg);
     }
     else
-    if (r->answer.error)
-        rc = edge_reply_error (&reply, r->answer.error, r->policy);
+    if (r->answer.error) {
+        const Aigw__Error *e = r->answer.error;
+        edge_http_settle (r, e->attempts, e->n_attempts, NULL, NULL);
+        rc = edge_reply_error (&reply, e, r->policy, cfg);
+    }
     edge_answer_reset (&r->answer);
     if (rc > 0)
         return edge_http_error (r, 500, "internal_error", "out of memory", NULL);
@@ -515,6 +698,12 @@ static enum MHD_Result s_begin (edge_req_t *r, const char *url, const char *meth
         return rc;
     if (strcmp (method, "OPTIONS") == 0)
         return MHD_YES;
+    enum MHD_Result gated = MHD_YES;
+    if ((r->route == EM_ROUTE_METRICS || r->route == EM_ROUTE_EVENTS
+         || r->route == EM_ROUTE_ADMIN) && !s_admin_gate (r, &gated))
+        return gated;
+    if (r->route == EM_ROUTE_MODELS && !s_models_gate (r, &gated))
+        return gated;
     if (r->route == EM_ROUTE_CHAT) {
         if (strcmp (method, "POST") != 0)
             return s_method_not_allowed (r, method, "POST");
@@ -535,11 +724,16 @@ static enum MHD_Result s_ready (edge_req_t *r, const char *url, const char *meth
         return s_chat_ready (r);
     if (r->too_big)
         return s_too_big (r);
+    if (r->route == EM_ROUTE_ADMIN)
+        return s_admin (r, url, method);
     bool api = strncmp (url, "/v1/", 4) == 0 || strcmp (url, "/v1") == 0;
     bool known = r->route != EM_ROUTE_API_OTHER && r->route != EM_ROUTE_STATIC;
     bool model = strncmp (url, S_MODELS "/", sizeof S_MODELS) == 0 && url[sizeof S_MODELS];
     if ((known || model) && !s_is_get (method))
         return s_method_not_allowed (r, method, "GET");
+    enum MHD_Result gated = MHD_YES;
+    if (model && !s_models_gate (r, &gated))
+        return gated;
     if (model)
         return s_models (r, url + sizeof S_MODELS);
     switch (r->route) {
@@ -603,6 +797,10 @@ void edge_http_completed (edge_req_t *r)
     }
     if (r->fc)
         observe_events_leave (r);
+    if (r->has_ticket) {
+        keys_release (auth_keys (edge_server_auth (loop->srv)), r->ticket);
+        r->has_ticket = false;
+    }
     int status = r->status ? r->status : r->state == EDGE_REQ_HEADERS ? 400 : 499;
     if (r->gone)
         status = 499;

@@ -1,6 +1,7 @@
 // Broker link of one event loop: DEALER to the broker, routes by job_id (decoded with
 // the generated protobuf code), PING/PONG liveness and the shared status snapshot.
 #include "link.h"
+#include "curve.h"
 #include "jobmap.h"
 #include "wire.h"
 #include "log.h"
@@ -19,12 +20,13 @@
 //  Counter slots, same order as edge_link_stats_t
 enum {
     S_SUBMITTED, S_SUBMIT_FAILED, S_RESULTS, S_ERRORS, S_CHUNKS, S_CANCELS, S_UNROUTED,
-    S_BAD, S_PINGS, S_PONGS, S_RECONNECTS, S_FAILED_ON_DOWN
+    S_BAD, S_PINGS, S_PONGS, S_RECONNECTS, S_FAILED_ON_DOWN, S_SPENDS
 };
 
 struct _edge_link_t {
     void *zctx;                         // not owned
     void *dealer;                       // broker frontend DEALER
+    curve_client_t curve;               // edge/cert keys (fabric/curve), for every DEALER
     char broker_ep[CFG_STR_MAX];
     int64_t heartbeat_ms;
     int64_t dead_after_ms;              // heartbeat * liveness
@@ -32,6 +34,8 @@ struct _edge_link_t {
     edge_status_box_t *box;             // not owned; may be NULL
     edge_link_fn *fn;
     void *fn_arg;
+    edge_spend_fn *spend_fn;            // SPEND (a loser's late usage); may be NULL
+    void *spend_arg;
     edge_jobmap_t *jobs;
     int64_t dealer_since_ms;            // when the current DEALER was created
     int64_t next_ping_ms;
@@ -58,6 +62,7 @@ static int s_new_dealer (edge_link_t *self)
     int one = 1;    // queue nothing while not connected: a send then fails at once
     if (wire_setup_socket (self->dealer, false, self->max_frame)
         || zmq_setsockopt (self->dealer, ZMQ_IMMEDIATE, &one, sizeof one)
+        || curve_client_apply (&self->curve, self->dealer)
         || zmq_connect (self->dealer, self->broker_ep)) {
         log_error ("cannot connect to broker %s: %s", self->broker_ep, zmq_strerror (errno));
         zmq_close (self->dealer);
@@ -169,6 +174,19 @@ static void s_answer (edge_link_t *self, wire_msg_t *m)
     self->fn (r->req, &a, self->fn_arg);
 }
 
+static void s_spend (edge_link_t *self, wire_msg_t *m)
+{
+    Aigw__Spend *sp = (Aigw__Spend *) wire_unpack (&aigw__spend__descriptor, &m->body);
+    if (!sp) {
+        s_count (self, S_BAD);
+        return;
+    }
+    s_count (self, S_SPENDS);
+    if (self->spend_fn)
+        self->spend_fn (sp, self->spend_arg);
+    protobuf_c_message_free_unpacked (&sp->base, NULL);
+}
+
 static void s_broker_message (edge_link_t *self, wire_msg_t *m)
 {
     atomic_store (&self->last_heard_ms, aclock_now_ms ());
@@ -178,7 +196,16 @@ static void s_broker_message (edge_link_t *self, wire_msg_t *m)
     if (m->cmd == WIRE_C_PONG)
         s_pong (self, m);
     else
+    if (m->cmd == WIRE_C_SPEND)
+        s_spend (self, m);
+    else
         s_answer (self, m);
+}
+
+void edge_link_on_spend (edge_link_t *self, edge_spend_fn *fn, void *arg)
+{
+    self->spend_fn = fn;
+    self->spend_arg = arg;
 }
 
 void edge_link_recv (edge_link_t *self)
@@ -247,6 +274,13 @@ edge_link_t *edge_link_new (const cfg_t *cfg, void *zctx, edge_status_box_t *box
     self->heartbeat_ms = cfg->broker.heartbeat_ms ? cfg->broker.heartbeat_ms : 1000;
     self->dead_after_ms = self->heartbeat_ms * (cfg->broker.liveness ? cfg->broker.liveness : 3);
     self->max_frame = cfg->broker.max_frame;
+    char err[1024];
+    if (curve_client_load (&self->curve, cfg, cfg->edge.cert, "edge/cert", self->broker_ep, err,
+                           sizeof err)) {
+        log_error ("%s", err);
+        edge_link_destroy (&self);
+        return NULL;
+    }
     self->jobs = edge_jobmap_new ();
     if (!self->jobs || s_new_dealer (self)) {
         edge_link_destroy (&self);
@@ -265,6 +299,7 @@ void edge_link_destroy (edge_link_t **self_p)
     if (self->dealer)
         zmq_close (self->dealer);
     edge_jobmap_destroy (&self->jobs);
+    curve_client_wipe (&self->curve);
     free (self);
 }
 

@@ -28,6 +28,7 @@ typedef struct {
     uint64_t pongs;
     uint64_t reconnects;                // broker sockets recreated after silence
     uint64_t failed_on_down;            // jobs failed because the broker went silent
+    uint64_t spends;                    // SPEND messages (late usage of cancelled losers)
 } edge_link_stats_t;
 
 typedef struct {
@@ -42,6 +43,10 @@ typedef struct {
 //  may call any link function.
 typedef void (edge_link_fn) (void *req, edge_answer_t *answer, void *arg);
 
+//  A SPEND from the broker (usage of an attempt that settled after its job's answer).
+//  The message is freed after the call.
+typedef void (edge_spend_fn) (const Aigw__Spend *spend, void *arg);
+
 //  Connect a DEALER in zctx to cfg->edge.broker. Uses broker.heartbeat_ms,
 //  broker.liveness, broker.max_frame. box (may be NULL) receives each PONG's status.
 //  cfg, zctx and box must outlive the link. NULL on failure.
@@ -51,6 +56,9 @@ edge_link_t *edge_link_new (const cfg_t *cfg, void *zctx, edge_status_box_t *box
 //  Close the socket and free; routes still held are dropped without a call.
 //  Nulls *self_p; accepts NULL.
 void edge_link_destroy (edge_link_t **self_p);
+
+//  Call fn for every SPEND (default: dropped after counting).
+void edge_link_on_spend (edge_link_t *self, edge_spend_fn *fn, void *arg);
 
 //  Leave out the "link up"/"link down" log lines (the loops share one broker).
 void edge_link_set_quiet (edge_link_t *self, bool quiet);

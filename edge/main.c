@@ -2,6 +2,7 @@
 // HTTP server, waits for SIGINT/SIGTERM, then shuts both down cleanly.
 #include "server.h"
 #include "observe.h"
+#include "auth.h"
 #include "config.h"
 #include "log.h"
 
@@ -76,8 +77,13 @@ static cfg_t *s_load_config (const s_opts_t *o)
         return NULL;
     }
     //  A relative edge/document_root is relative to the config file's directory
-    if (observe_resolve_root (cfg->edge.document_root, sizeof cfg->edge.document_root, path))
+    if (cfg_resolve_path (cfg->edge.document_root, sizeof cfg->edge.document_root, path))
         log_warn ("edge/document_root is too long once made absolute; using it as written");
+    if (cfg_resolve_path (cfg->edge.keys_db, sizeof cfg->edge.keys_db, path)) {
+        fprintf (stderr, "aigw-edge: edge/keys_db is too long once made absolute\n");
+        cfg_destroy (&cfg);
+        return NULL;
+    }
     if (o->listen)
         snprintf (cfg->edge.listen, sizeof cfg->edge.listen, "%s", o->listen);
     if (o->broker)
@@ -177,6 +183,12 @@ int main (int argc, char **argv)
     cfg_t *cfg = s_load_config (&opts);
     if (!cfg)
         return 2;
+    char err[768];
+    if (auth_check_exposure (cfg, err, sizeof err)) {
+        fprintf (stderr, "aigw-edge: refusing to start: %s\n", err);
+        cfg_destroy (&cfg);
+        return 2;
+    }
     sigset_t sigs;
     sigemptyset (&sigs);
     sigaddset (&sigs, SIGINT);

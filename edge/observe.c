@@ -71,6 +71,21 @@ static void s_fill_edge (observe_t *self, prom_edge_t *e, int64_t age)
     for (int i = 0; i < PROM_BRIDGE_TOPICS; i++)
         e->bridge_messages[i] = bs.relayed[i];
     e->broker_age_s = age >= 0 ? (double) age / 1000.0 : NAN;
+    em_spend_t sp;
+    emetrics_spend (self->em, &sp);
+    e->cost_usd = sp.cost_usd;
+    e->loser_cost_usd = sp.loser_cost_usd;
+    e->saved_usd = sp.saved_usd;
+    e->charges = sp.charges;
+    e->late_charges = sp.late_charges;
+    e->link_spends = ls.spends;
+    auth_stats_t as;
+    auth_stats (edge_server_auth (self->srv), &as);
+    e->auth_admitted = as.admitted;
+    for (int i = 0; i < PROM_AUTH_REASONS; i++)
+        e->auth_refused[i] = as.refused[i + 1];
+    e->admin_refused = as.admin_refused;
+    e->admin_calls = as.admin_calls;
 }
 
 enum MHD_Result observe_metrics_route (edge_req_t *r)
@@ -281,7 +296,7 @@ observe_t *observe_new (edge_server_t *srv)
     if (self->em)
         self->bridge = bridge_new (self->cfg->broker.metrics, self->cfg->broker.max_frame,
                                    self->em, edge_server_box (srv), s_up, srv,
-                                   OBSERVE_CLIENTS_MAX);
+                                   OBSERVE_CLIENTS_MAX, self->cfg);
     if (!self->bridge) {
         observe_destroy (&self);
         return NULL;
@@ -313,25 +328,4 @@ void observe_destroy (observe_t **self_p)
 emetrics_t *observe_metrics (observe_t *self)
 {
     return self->em;
-}
-
-int observe_resolve_root (char *root, size_t cap, const char *config_path)
-{
-    if (!root[0] || root[0] == '/')
-        return 0;
-    char dir[PATH_MAX] = ".";
-    if (config_path && strrchr (config_path, '/')) {
-        size_t len = (size_t) (strrchr (config_path, '/') - config_path);
-        snprintf (dir, sizeof dir, "%.*s", (int) (len ? len : 1), config_path);
-    }
-    char absdir[PATH_MAX];
-    if (!realpath (dir, absdir))
-        snprintf (absdir, sizeof absdir, "%s", dir);
-    char joined[PATH_MAX * 2], real[PATH_MAX];
-    snprintf (joined, sizeof joined, "%s/%s", absdir, root);
-    const char *result = realpath (joined, real) ? real : joined;
-    if (strlen (result) >= cap)
-        return -1;
-    memmove (root, result, strlen (result) + 1);
-    return 0;
 }

@@ -10,9 +10,5 @@
 #define OBSERVE_CLIENTS_MAX 32          // event-stream browsers at once
 #define OBSERVE_METRICS_MAX (8u << 20)  // /metrics body limit
 
-//  Make a relative document root absolute against the directory of config_path (NULL:
-//  the current directory). root has room for cap bytes. 0, or -1 (root unchanged)
-//  if the result does not fit.
-int observe_resolve_root (char *root, size_t cap, const char *config_path);
 
 #endif

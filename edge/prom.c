@@ -222,6 +222,43 @@ static int s_edge_link (ebuf_t *out, const prom_edge_t *e)
                      "Malformed broker messages dropped.", (double) e->link_bad) ? -1 : 0;
 }
 
+const char *const prom_auth_reasons[PROM_AUTH_REASONS] = {
+    "unauthorized", "model_not_allowed", "rate_requests", "rate_tokens", "parallel",
+    "insufficient_quota"
+};
+
+static int s_edge_keys (ebuf_t *out, const prom_edge_t *e)
+{
+    static const char name[] = "aigw_edge_auth_requests_total";
+    if (s_family (out, name, "counter", "Chat requests by the key check's verdict "
+                  "(edge/auth = on).")
+        || s_sample_u (out, name, (s_label_t[]) { { "result", "admitted" } }, 1,
+                       e->auth_admitted))
+        return -1;
+    for (int i = 0; i < PROM_AUTH_REASONS; i++)
+        if (s_sample_u (out, name, (s_label_t[]) { { "result", prom_auth_reasons[i] } }, 1,
+                        e->auth_refused[i]))
+            return -1;
+    return s_single (out, "aigw_edge_admin_refused_total", "counter",
+                     "Operator routes (admin API, metrics, events) refused for a missing or "
+                     "wrong admin key.", (double) e->admin_refused)
+        || s_single (out, "aigw_edge_admin_calls_total", "counter",
+                     "Calls made with the admin key.", (double) e->admin_calls)
+        || s_single (out, "aigw_edge_spend_usd_total", "counter",
+                     "Cost charged for every attempt, cancelled losers included (price table "
+                     "in models/*/input_price, output_price).", e->cost_usd)
+        || s_single (out, "aigw_edge_spend_loser_usd_total", "counter",
+                     "Of the cost, what cancelled race losers still cost.", e->loser_cost_usd)
+        || s_single (out, "aigw_edge_cancel_saved_usd", "gauge",
+                     "Estimated cost avoided by cancelling losers (the winner's output tokens "
+                     "at each loser's price, less what the loser produced).", e->saved_usd)
+        || s_single (out, "aigw_edge_spend_charges_total", "counter",
+                     "Attempts charged.", (double) e->charges)
+        || s_single (out, "aigw_edge_spend_late_total", "counter",
+                     "Attempts charged after their job's answer (SPEND from the broker).",
+                     (double) e->late_charges) ? -1 : 0;
+}
+
 static int s_edge_bridge (ebuf_t *out, const prom_edge_t *e)
 {
     if (s_single (out, "aigw_edge_bridge_clients", "gauge",
@@ -442,7 +479,7 @@ static int s_broker (ebuf_t *out, const bsnap_t *b)
 int prom_render (ebuf_t *out, const prom_edge_t *edge, const bsnap_t *broker)
 {
     if (s_edge_requests (out, edge) || s_edge_durations (out, edge) || s_edge_link (out, edge)
-        || s_edge_bridge (out, edge))
+        || s_edge_bridge (out, edge) || s_edge_keys (out, edge))
         return -1;
     if (!isnan (edge->broker_age_s)
         && s_single (out, "aigw_broker_metrics_age_seconds", "gauge",

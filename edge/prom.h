@@ -12,6 +12,7 @@
 #include "emetrics.h"
 
 #define PROM_BRIDGE_TOPICS 4            // metrics, job, worker, edge
+#define PROM_AUTH_REASONS 6             // unauthorized, forbidden, ..., insufficient_quota
 
 typedef struct {
     const uint64_t *bounds_us;          // ascending le bounds (microseconds)
@@ -39,7 +40,16 @@ typedef struct {
     uint64_t bridge_clients, bridge_refused, bridge_dropped, bridge_bad;
     uint64_t bridge_messages[PROM_BRIDGE_TOPICS];   // sent to browsers, by topic
     double broker_age_s;                // age of the broker snapshot; NAN = none yet
+    //  Keys and spend
+    double cost_usd, loser_cost_usd, saved_usd;
+    uint64_t charges, late_charges, link_spends;
+    uint64_t auth_admitted;
+    uint64_t auth_refused[PROM_AUTH_REASONS];   // by prom_auth_reasons
+    uint64_t admin_refused, admin_calls;
 } prom_edge_t;
+
+//  Reason label of auth_refused[i] (keys_verdict_t order, without "ok").
+extern const char *const prom_auth_reasons[PROM_AUTH_REASONS];
 
 //  Topic label of bridge_messages[i].
 extern const char *const prom_bridge_topics[PROM_BRIDGE_TOPICS];

@@ -9,6 +9,12 @@
 
 #define S_MESSAGE_MAX 1024
 
+typedef struct {
+    const cfg_t *cfg;                   // prices; NULL = no cost fields
+    const char *winner;
+    const Aigw__Usage *winner_usage;
+} s_price_t;
+
 int edge_status_of (Aigw__ErrorCode code)
 {
     switch (code) {
@@ -130,7 +136,55 @@ static const char *s_attempt_error (const Aigw__AttemptInfo *a)
     return NULL;
 }
 
-static cJSON *s_attempt_json (const Aigw__AttemptInfo *a)
+static bool s_usage_known (const Aigw__Usage *u)
+{
+    return u && (u->has_prompt_tokens || u->has_completion_tokens);
+}
+
+const Aigw__Usage *edge_attempt_usage (const Aigw__AttemptInfo *a, const char *winner,
+                                       const Aigw__Usage *winner_usage)
+{
+    if (s_usage_known (a->usage))
+        return a->usage;
+    bool won = a->outcome == AIGW__OUTCOME__OUTCOME_WON && winner && a->target
+               && strcmp (a->target, winner) == 0;
+    return won && s_usage_known (winner_usage) ? winner_usage : NULL;
+}
+
+double edge_usage_cost (const cfg_t *cfg, const char *target, const Aigw__Usage *u)
+{
+    if (!u)
+        return 0.0;
+    return cfg_cost (cfg, target, u->has_prompt_tokens ? u->prompt_tokens : 0,
+                     u->has_completion_tokens ? u->completion_tokens : 0);
+}
+
+//  "usage" and "cost_usd" of an attempt (null when not known yet); adds its cost to *sum.
+static void s_attempt_cost (cJSON *o, const Aigw__AttemptInfo *a, const s_price_t *p,
+                            double *sum, bool *pending)
+{
+    const Aigw__Usage *u = edge_attempt_usage (a, p->winner, p->winner_usage);
+    if (!u) {
+        cJSON_AddNullToObject (o, "usage");
+        cJSON_AddNullToObject (o, "cost_usd");
+        if (a->outcome == AIGW__OUTCOME__OUTCOME_CANCELLED
+            || a->outcome == AIGW__OUTCOME__OUTCOME_RUNNING)
+            *pending = true;
+        return;
+    }
+    cJSON *uo = cJSON_AddObjectToObject (o, "usage");
+    if (uo) {
+        cJSON_AddNumberToObject (uo, "prompt_tokens", u->has_prompt_tokens ? u->prompt_tokens : 0);
+        cJSON_AddNumberToObject (uo, "completion_tokens",
+                                 u->has_completion_tokens ? u->completion_tokens : 0);
+    }
+    double usd = edge_usage_cost (p->cfg, a->target, u);
+    cJSON_AddNumberToObject (o, "cost_usd", usd);
+    *sum += usd;
+}
+
+static cJSON *s_attempt_json (const Aigw__AttemptInfo *a, const s_price_t *p, double *sum,
+                              bool *pending)
 {
     cJSON *o = cJSON_CreateObject ();
     if (!o)
@@ -142,12 +196,18 @@ static cJSON *s_attempt_json (const Aigw__AttemptInfo *a)
     s_add_ms (o, "first_token_ms", a->has_first_token_us, a->first_token_us);
     s_add_ms (o, "finished_ms", a->has_finished_us, a->finished_us);
     s_add_str (o, "error", s_attempt_error (a));
+    if (p && p->cfg)
+        s_attempt_cost (o, a, p, sum, pending);
     return o;
 }
 
 cJSON *edge_aigw_json (const char *winner, cfg_policy_t policy, bool has_latency,
-                       uint64_t latency_us, Aigw__AttemptInfo **attempts, size_t n)
+                       uint64_t latency_us, Aigw__AttemptInfo **attempts, size_t n,
+                       const cfg_t *cfg, const Aigw__Usage *winner_usage)
 {
+    s_price_t price = { cfg, winner, winner_usage };
+    double sum = 0.0;
+    bool pending = false;
     cJSON *o = cJSON_CreateObject ();
     if (!o)
         return NULL;
@@ -156,9 +216,15 @@ cJSON *edge_aigw_json (const char *winner, cfg_policy_t policy, bool has_latency
     s_add_ms (o, "latency_ms", has_latency, latency_us);
     cJSON *arr = cJSON_AddArrayToObject (o, "attempts");
     for (size_t i = 0; arr && i < n; i++) {
-        cJSON *a = attempts[i] ? s_attempt_json (attempts[i]) : NULL;
+        cJSON *a = attempts[i] ? s_attempt_json (attempts[i], &price, &sum, &pending) : NULL;
         if (a)
             cJSON_AddItemToArray (arr, a);
+    }
+    if (cfg) {
+        cJSON_AddNumberToObject (o, "cost_usd", sum);
+        //  A cancelled loser's usage reaches the edge after the answer (SPEND); it is
+        //  charged then, so the cost here is not final yet.
+        cJSON_AddBoolToObject (o, "cost_final", !pending);
     }
     return o;
 }
@@ -196,6 +262,17 @@ void edge_reply_reset (edge_reply_t *reply)
         return;
     free (reply->body);
     memset (reply, 0, sizeof *reply);
+}
+
+int edge_reply_typed (edge_reply_t *reply, int status, const char *type, const char *code,
+                      const char *message)
+{
+    memset (reply, 0, sizeof *reply);
+    cJSON *root = s_error_root (status, code, message);
+    cJSON *e = root ? cJSON_GetObjectItemCaseSensitive (root, "error") : NULL;
+    if (e && type)
+        cJSON_ReplaceItemInObjectCaseSensitive (e, "type", cJSON_CreateString (type));
+    return s_finish (reply, status, root);
 }
 
 int edge_reply_simple (edge_reply_t *reply, int status, const char *code, const char *message)
@@ -260,7 +337,8 @@ static int s_splice (edge_reply_t *reply, const char *json, size_t len, size_t c
     return 0;
 }
 
-int edge_reply_result (edge_reply_t *reply, const Aigw__Result *res, cfg_policy_t policy)
+int edge_reply_result (edge_reply_t *reply, const Aigw__Result *res, cfg_policy_t policy,
+                       const cfg_t *cfg)
 {
     memset (reply, 0, sizeof *reply);
     const char *json = res->has_response_json ? (const char *) res->response_json.data : NULL;
@@ -271,7 +349,7 @@ int edge_reply_result (edge_reply_t *reply, const Aigw__Result *res, cfg_policy_
         return edge_reply_simple (reply, 502, "bad_upstream_response",
                                   "the winning upstream answer is not a JSON object");
     cJSON *aigw = edge_aigw_json (res->model, policy, res->has_latency_us, res->latency_us,
-                               res->attempts, res->n_attempts);
+                                  res->attempts, res->n_attempts, cfg, res->usage);
     char *text = aigw ? cJSON_PrintUnformatted (aigw) : NULL;
     cJSON_Delete (aigw);
     if (!text)
@@ -314,7 +392,7 @@ static void s_error_message (char *buf, size_t size, const Aigw__Error *e)
 }
 
 cJSON *edge_error_json (const Aigw__Error *e, cfg_policy_t policy, const char *winner,
-                        int *status)
+                        int *status, const cfg_t *cfg)
 {
     *status = edge_status_of (e->code);
     char message[S_MESSAGE_MAX];
@@ -326,7 +404,8 @@ cJSON *edge_error_json (const Aigw__Error *e, cfg_policy_t policy, const char *w
         cJSON_AddNumberToObject (cJSON_GetObjectItemCaseSensitive (root, "error"),
                                  "upstream_status", e->upstream_status);
     if (e->n_attempts > 0 || winner) {
-        cJSON *aigw = edge_aigw_json (winner, policy, false, 0, e->attempts, e->n_attempts);
+        cJSON *aigw = edge_aigw_json (winner, policy, false, 0, e->attempts, e->n_attempts,
+                                      cfg, NULL);
         if (aigw)
             cJSON_AddItemToObject (root, "aigw", aigw);
     }
@@ -338,11 +417,12 @@ cJSON *edge_error_simple_json (int status, const char *code, const char *message
     return s_error_root (status, code, message);
 }
 
-int edge_reply_error (edge_reply_t *reply, const Aigw__Error *e, cfg_policy_t policy)
+int edge_reply_error (edge_reply_t *reply, const Aigw__Error *e, cfg_policy_t policy,
+                      const cfg_t *cfg)
 {
     memset (reply, 0, sizeof *reply);
     int status = 500;
-    cJSON *root = edge_error_json (e, policy, NULL, &status);
+    cJSON *root = edge_error_json (e, policy, NULL, &status, cfg);
     if (!root)
         return -1;
     return s_finish (reply, status, root);

@@ -31,26 +31,44 @@ const char *edge_error_code_name (Aigw__ErrorCode code);
 //  Build the 200 reply from a RESULT: response_json with an "aigw" object added.
 //  A response_json that is not a JSON object yields a 502 reply instead.
 //  Returns 0, or -1 when out of memory (reply is then empty).
-int edge_reply_result (edge_reply_t *reply, const Aigw__Result *res, cfg_policy_t policy);
+//  cfg (may be NULL) prices the attempts: usage and cost_usd per attempt and in total.
+int edge_reply_result (edge_reply_t *reply, const Aigw__Result *res, cfg_policy_t policy,
+                       const cfg_t *cfg);
 
 //  Build an error reply from a broker ERROR, with each attempt listed in "aigw".
-int edge_reply_error (edge_reply_t *reply, const Aigw__Error *err, cfg_policy_t policy);
+int edge_reply_error (edge_reply_t *reply, const Aigw__Error *err, cfg_policy_t policy,
+                      const cfg_t *cfg);
 
 //  The "aigw" object {"winner", "policy", "latency_ms", "attempts": [...]}; winner may
-//  be NULL (null). Caller owns the result; NULL when out of memory.
+//  be NULL (null). With cfg (prices), each attempt gets "usage" and "cost_usd" and the
+//  object "cost_usd" and "cost_final"; winner_usage stands in for the winner's own.
+//  Caller owns the result; NULL when out of memory.
 cJSON *edge_aigw_json (const char *winner, cfg_policy_t policy, bool has_latency,
-                       uint64_t latency_us, Aigw__AttemptInfo **attempts, size_t n);
+                       uint64_t latency_us, Aigw__AttemptInfo **attempts, size_t n,
+                       const cfg_t *cfg, const Aigw__Usage *winner_usage);
+
+//  The usage an attempt reports: its own, or for the winner the answer's usage when
+//  the broker gave none per attempt. NULL when unknown.
+const Aigw__Usage *edge_attempt_usage (const Aigw__AttemptInfo *a, const char *winner,
+                                       const Aigw__Usage *winner_usage);
+
+//  USD of usage u at target's prices (0 for NULL or an unknown model).
+double edge_usage_cost (const cfg_t *cfg, const char *target, const Aigw__Usage *u);
 
 //  The OpenAI error object for a broker ERROR: {"error": {...}, "aigw": {...}} (aigw
 //  when there are attempts or a winner). Sets *status. Caller owns; NULL on OOM.
 cJSON *edge_error_json (const Aigw__Error *e, cfg_policy_t policy, const char *winner,
-                        int *status);
+                        int *status, const cfg_t *cfg);
 
 //  {"error": {"message", "type", "code"}} for an error the edge decided. Caller owns.
 cJSON *edge_error_simple_json (int status, const char *code, const char *message);
 
 //  Build an OpenAI error reply decided by the edge itself (no attempts).
 int edge_reply_simple (edge_reply_t *reply, int status, const char *code, const char *message);
+
+//  As edge_reply_simple with an explicit OpenAI error "type" (e.g. "insufficient_quota").
+int edge_reply_typed (edge_reply_t *reply, int status, const char *type, const char *code,
+                      const char *message);
 
 //  Build the /v1/models list: models with a live worker and groups with at least
 //  one live target. status may be NULL (nothing is live).

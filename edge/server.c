@@ -50,6 +50,7 @@ struct _edge_server_t {
     void *zctx;
     edge_status_box_t *box;
     observe_t *obs;
+    auth_t *auth;                       // keys, admin key, spend
     edge_loop_t loops[S_LOOPS_MAX];
     int nloops;
     int port;
@@ -610,6 +611,8 @@ static int s_start_mhd (edge_loop_t *loop)
     return 0;
 }
 
+static void s_on_spend (const Aigw__Spend *sp, void *arg);
+
 static int s_loop_init (edge_server_t *srv, int i)
 {
     edge_loop_t *loop = &srv->loops[i];
@@ -624,6 +627,7 @@ static int s_loop_init (edge_server_t *srv, int i)
     if (loop->watch_fd < 0 || loop->wake_fd < 0 || !loop->link)
         return -1;
     edge_link_set_quiet (loop->link, i > 0);
+    edge_link_on_spend (loop->link, s_on_spend, srv);
     loop->listen_fd = s_listen_socket (srv->cfg->edge.listen, true, srv->port, &srv->port);
     if (loop->listen_fd < 0 || s_start_mhd (loop)) {
         log_error ("cannot start the HTTP server on %s", srv->cfg->edge.listen);
@@ -714,6 +718,12 @@ edge_server_t *edge_server_new (const cfg_t *cfg)
     self->obs = observe_new (self);
     if (!self->obs)
         goto failed;
+    char err[512] = "";
+    self->auth = auth_new (cfg, observe_metrics (self->obs), err, sizeof err);
+    if (!self->auth) {
+        log_error ("%s", err);
+        goto failed;
+    }
     //  Each loop listens on its own SO_REUSEPORT socket (the kernel spreads new
     //  connections over them). A plain bind first: a port someone already listens on,
     //  even with SO_REUSEPORT, is refused instead of shared.
@@ -742,6 +752,7 @@ void edge_server_destroy (edge_server_t **self_p)
     for (int i = 0; i < self->nloops; i++)
         s_loop_fini (&self->loops[i]);
     observe_destroy (&self->obs);
+    auth_destroy (&self->auth);
     if (self->zctx)
         zmq_ctx_term (self->zctx);
     edge_status_box_destroy (&self->box);
@@ -816,6 +827,18 @@ observe_t *edge_server_observe (edge_server_t *srv)
 edge_status_box_t *edge_server_box (edge_server_t *srv)
 {
     return srv->box;
+}
+
+auth_t *edge_server_auth (edge_server_t *srv)
+{
+    return srv->auth;
+}
+
+//  A cancelled loser's usage, after its job's answer: charge it (any loop's thread).
+static void s_on_spend (const Aigw__Spend *sp, void *arg)
+{
+    edge_server_t *srv = arg;
+    spend_late (auth_spend (srv->auth), sp, aclock_wall_ms ());
 }
 
 bool edge_server_draining (edge_server_t *srv)

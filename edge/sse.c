@@ -218,7 +218,8 @@ sse_rc_t sse_done (sse_state_t *st, const Aigw__Result *res, sse_buf_t *out)
     const char *winner = res->model && res->model[0] ? res->model : st->winner;
     cJSON *summary = s_closing_chunk (st, winner);
     cJSON *aigw = summary ? edge_aigw_json (winner, st->policy, res->has_latency_us,
-                                            res->latency_us, res->attempts, res->n_attempts)
+                                            res->latency_us, res->attempts, res->n_attempts,
+                                            st->cfg, res->usage)
                           : NULL;
     if (summary && !aigw) {
         cJSON_Delete (summary);
@@ -248,7 +249,8 @@ sse_rc_t sse_done (sse_state_t *st, const Aigw__Result *res, sse_buf_t *out)
 sse_rc_t sse_error (sse_state_t *st, const Aigw__Error *e, sse_buf_t *out)
 {
     int status = 0;
-    cJSON *root = edge_error_json (e, st->policy, st->winner[0] ? st->winner : NULL, &status);
+    cJSON *root = edge_error_json (e, st->policy, st->winner[0] ? st->winner : NULL, &status,
+                                   st->cfg);
     return s_event (out, "event: error\ndata: ", root);
 }
 

@@ -31,6 +31,7 @@ typedef struct {
     uint32_t sent;                      // chunks forwarded
     cfg_policy_t policy;
     bool include_usage;                 // stream_options.include_usage
+    const cfg_t *cfg;                   // prices for the aigw object (NULL: no cost)
 } sse_state_t;
 
 typedef enum {

@@ -94,6 +94,8 @@ void edge_stream_answer (edge_req_t *r, edge_answer_t *a)
     }
     s_job_over (r);                     // RESULT or ERROR: the route is already gone
     if (a->result) {
+        const Aigw__Result *res = a->result;
+        edge_http_settle (r, res->attempts, res->n_attempts, res->model, res->usage);
         r->upstream_us = emetrics_upstream_us (a->result);
         if (sse_done (&r->sse, a->result, &r->out) != SSE_OK) {
             edge_answer_reset (a);
@@ -102,6 +104,8 @@ void edge_stream_answer (edge_req_t *r, edge_answer_t *a)
         }
     }
     else {
+        if (a->error)
+            edge_http_settle (r, a->error->attempts, a->error->n_attempts, NULL, NULL);
         r->status = a->error ? edge_status_of (a->error->code) : 500;
         if (!a->error || sse_error (&r->sse, a->error, &r->out) != SSE_OK)
             sse_error_simple (&r->sse, 500, "internal_error", "out of memory", &r->out);
@@ -149,6 +153,7 @@ enum MHD_Result edge_stream_start (edge_req_t *r)
     r->status = 200;
     sse_state_init (&r->sse, r->job_id, (int64_t) time (NULL), r->policy,
                     r->include_usage);
+    r->sse.cfg = edge_server_cfg (r->loop->srv);
     r->ping_at_ms = aclock_now_ms () + S_PING_MS;
     s_arm (r);
     return edge_http_sse (r, s_reader);

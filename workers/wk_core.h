@@ -11,6 +11,7 @@
 #include "aigw.pb-c.h"
 #include "config.h"
 #include "wk_buf.h"
+#include "wk_compl.h"
 
 typedef struct _worker_t worker_t;
 typedef struct wk_attempt wk_attempt_t;
@@ -74,6 +75,10 @@ struct wk_attempt {
     bool live;                  // slot in use
     bool replied;               // RESULT or ERROR sent
     uint32_t slot;              // index in the table
+    //  Usage (wk_usage.c fills every RESULT and ERROR from these)
+    wk_usage_t used;            // what the upstream reported so far (sim: its exact counts)
+    uint32_t prompt_est;        // estimated prompt tokens of the request
+    bool reached;               // the request reached the model: its prompt counts
     //  Timer (sim completion)
     int64_t due_ms;
     size_t heap_idx;            // position in the timer heap, SIZE_MAX if unarmed
@@ -111,7 +116,9 @@ typedef struct {
 
 //  ---- Loop services for providers (worker.c, wk_http.c)
 
-//  Send RESULT for the attempt (response_json copied). 0 / -1 (send failed).
+//  Send RESULT for the attempt (response_json copied). usage: what the upstream
+//  reported (NULL: nothing); missing counts are estimated (wk_usage_fill), so a
+//  RESULT always carries usage. 0 / -1 (send failed).
 int wk_reply_result (worker_t *w, wk_attempt_t *a, const char *json, size_t len,
                      const Aigw__Usage *usage);
 
@@ -119,7 +126,8 @@ int wk_reply_result (worker_t *w, wk_attempt_t *a, const char *json, size_t len,
 //  blocks: -1 when the socket refused it (queue full, no broker).
 int wk_reply_chunk (worker_t *w, wk_attempt_t *a, const char *json, size_t len);
 
-//  Send ERROR for the attempt with a printf-style reason. upstream_status 0 = none.
+//  Send ERROR for the attempt with a printf-style reason and the usage it consumed
+//  so far (wk_usage_fill). upstream_status 0 = none.
 int wk_reply_error (worker_t *w, wk_attempt_t *a, Aigw__ErrorCode code, uint32_t upstream_status,
                     const char *fmt, ...) __attribute__ ((format (printf, 5, 6)));
 

@@ -154,6 +154,11 @@ static int s_start (worker_t *w, wk_attempt_t *a, const char *req, size_t req_le
                         "request payload is not a JSON object");
         return -1;
     }
+    //  The sim is its own upstream: its counts are exact, not estimates
+    a->reached = true;
+    a->used.has = true;
+    a->used.prompt_tokens = a->prompt_tokens;
+    a->prompt_est = a->prompt_tokens;
     wk_sim_draw_t draw;
     wk_sim_draw (&a->model->rng, a->model->cfg, &draw);
     a->sim_fail = draw.fail;
@@ -218,7 +223,7 @@ static void s_stream_step (worker_t *w, wk_attempt_t *a)
             if (s_chunk (w, a, a->sim_pos, end, NULL))
                 return;
             a->sim_pos = (uint32_t) end;
-            a->sim_words++;
+            a->used.completion_tokens = ++a->sim_words;
         }
         if (wk_sim_piece (m->text, len, a->sim_pos) == a->sim_pos) {
             if (s_chunk (w, a, 0, 0, "stop") == 0)
@@ -252,6 +257,7 @@ static void s_on_done (worker_t *w, wk_attempt_t *a, const wk_done_t *done)
         return;
     }
     if (a->sim_fail) {
+        a->reached = false;     // like an upstream refusing: nothing consumed
         wk_reply_error (w, a, AIGW__ERROR_CODE__ERR_UPSTREAM, 0, "sim: injected failure");
         return;
     }

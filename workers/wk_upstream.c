@@ -2,6 +2,7 @@
 // the loop's curl multi handle, and turns the reply (whole, or streamed) into the answer.
 #include "wk_upstream.h"
 #include "wk_openai.h"
+#include "wk_usage.h"
 #include "aclock.h"
 #include "log.h"
 
@@ -126,6 +127,7 @@ int wk_upstream_start (worker_t *w, wk_attempt_t *a, const char *req, size_t req
     }
     if (s_prepare (w, a, req, req_len))
         return -1;
+    a->prompt_est = wk_usage_prompt_estimate (req, req_len);
     wk_http_req_t hr = {
         .url = a->model->url, .headers = a->stream ? a->model->headers_sse : a->model->headers,
         .body = a->req_body, .body_len = a->req_len,
@@ -141,12 +143,27 @@ int wk_upstream_start (worker_t *w, wk_attempt_t *a, const char *req, size_t req
                         a->curl_err [0] ? a->curl_err : "out of memory");
         return -1;
     }
+    a->reached = true;          // until the upstream refuses it or it is never sent
     return 0;
 }
 
 static bool s_ok (long status)
 {
     return status >= 200 && status <= 299;
+}
+
+//  A streamed reply's usage as the upstream reported it so far.
+static void s_sync_usage (wk_attempt_t *a)
+{
+    if (a->st)
+        a->used = a->st->compl.usage;
+}
+
+//  The request never got to the upstream: nothing to pay for.
+static bool s_not_sent (CURLcode code)
+{
+    return code == CURLE_COULDNT_RESOLVE_HOST || code == CURLE_COULDNT_RESOLVE_PROXY
+        || code == CURLE_COULDNT_CONNECT || code == CURLE_SSL_CONNECT_ERROR;
 }
 
 int wk_upstream_on_data (wk_attempt_t *a, const char *data, size_t len)
@@ -157,12 +174,16 @@ int wk_upstream_on_data (wk_attempt_t *a, const char *data, size_t len)
         return -1;
     }
     a->resp_total += len;
-    if (!a->status)
+    if (!a->status) {
         curl_easy_getinfo (a->easy, CURLINFO_RESPONSE_CODE, &a->status);
+        a->reached = s_ok (a->status);          // an error status: the upstream refused
+    }
     if (!a->st || !s_ok (a->status))
         return wk_buf_append (&a->resp, data, len) ? -1 : 0;
     bool ended = a->st->ended;
-    if (wk_stream_feed (a->st, data, len))
+    int rc = wk_stream_feed (a->st, data, len);
+    s_sync_usage (a);
+    if (rc)
         return -1;
     //  The end marker came: give the body a moment to close so the connection is reused
     if (a->st->ended && !ended)
@@ -214,6 +235,7 @@ static void s_stream_done (worker_t *w, wk_attempt_t *a, const wk_done_t *done)
     wk_stream_t *s = a->st;
     if (!done->timer && done->curl_code == CURLE_OK)
         wk_stream_finish (s);
+    s_sync_usage (a);
     if (s->failed) {
         Aigw__ErrorCode code = s->emit_failed ? AIGW__ERROR_CODE__ERR_INTERNAL
                                               : AIGW__ERROR_CODE__ERR_UPSTREAM;
@@ -263,6 +285,8 @@ static void s_whole_done (worker_t *w, wk_attempt_t *a, const wk_done_t *done)
 
 void wk_upstream_on_done (worker_t *w, wk_attempt_t *a, const wk_done_t *done)
 {
+    if ((done->http_status && !s_ok (done->http_status)) || s_not_sent (done->curl_code))
+        a->reached = false;
     if (a->too_big || done->curl_code == CURLE_FILESIZE_EXCEEDED) {
         wk_openai_reply_t r;
         wk_openai_too_big (a->model->cfg->max_response_bytes, done->http_status, &r);
@@ -284,6 +308,11 @@ void wk_upstream_on_done (worker_t *w, wk_attempt_t *a, const wk_done_t *done)
 void wk_upstream_cancel (worker_t *w, wk_attempt_t *a)
 {
     wk_timer_disarm (w, a);
+    //  Cancelled before the request went out (still connecting): nothing consumed
+    long sent = 0;
+    if (a->easy && !a->replied && !a->status
+    &&  curl_easy_getinfo (a->easy, CURLINFO_REQUEST_SIZE, &sent) == CURLE_OK && sent == 0)
+        a->reached = false;
     wk_http_abort (w, a);
     free (a->req_body);
     a->req_body = NULL;

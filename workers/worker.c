@@ -3,7 +3,9 @@
 #include "worker.h"
 #include "wk_core.h"
 #include "wk_table.h"
+#include "wk_usage.h"
 #include "aclock.h"
+#include "curve.h"
 #include "log.h"
 #include "wire.h"
 
@@ -36,6 +38,7 @@ struct _worker_t {
     CURLM *multi;
     void *ctx;
     void *sock;                 // DEALER to the broker; NULL while backing off
+    curve_client_t curve;       // worker/cert keys (fabric/curve), applied to each DEALER
     int sock_fd;                // its ZMQ_FD (edge-triggered)
     uint32_t hb_ms;
     uint32_t liveness;
@@ -126,6 +129,9 @@ static int s_init (worker_t *self, const worker_opts_t *opts, char *err, size_t 
         s_default_id (self->id, sizeof self->id);
     snprintf (self->endpoint, sizeof self->endpoint, "%s",
               opts->broker && *opts->broker ? opts->broker : cfg->worker.broker);
+    if (curve_client_load (&self->curve, cfg, cfg->worker.cert, "worker/cert", self->endpoint,
+                           err, errlen))
+        return -1;
     self->hb_ms = cfg->broker.heartbeat_ms ? cfg->broker.heartbeat_ms : 1000;
     self->liveness = cfg->broker.liveness ? cfg->broker.liveness : 3;
     self->backoff_ms = WORKER_BACKOFF_MIN_MS;
@@ -207,6 +213,7 @@ void worker_destroy (worker_t **self_p)
     zhashx_destroy (&self->by_name);
     free (self->models);
     free (self->model_names);
+    curve_client_wipe (&self->curve);
     free (self);
     curl_global_cleanup ();
     *self_p = NULL;
@@ -227,8 +234,10 @@ static int s_send (worker_t *self, uint8_t cmd, const ProtobufCMessage *body)
     return -1;
 }
 
+//  usage: what the attempt consumed (a refused TASK passes a zero one).
 static int s_send_error (worker_t *self, uint64_t job_id, uint64_t attempt_id,
-                         Aigw__ErrorCode code, uint32_t status, const char *reason)
+                         Aigw__ErrorCode code, uint32_t status, const char *reason,
+                         const Aigw__Usage *usage)
 {
     Aigw__Error e = AIGW__ERROR__INIT;
     e.job_id = job_id;
@@ -238,6 +247,7 @@ static int s_send_error (worker_t *self, uint64_t job_id, uint64_t attempt_id,
     e.message = (char *) reason;
     e.has_upstream_status = status != 0;
     e.upstream_status = status;
+    e.usage = (Aigw__Usage *) usage;
     return s_send (self, WIRE_W_ERROR, &e.base);
 }
 
@@ -285,7 +295,14 @@ int wk_reply_result (worker_t *w, wk_attempt_t *a, const char *json, size_t len,
     r.has_response_json = true;
     r.response_json.len = len;
     r.response_json.data = (uint8_t *) json;
-    r.usage = (Aigw__Usage *) usage;
+    if (usage) {
+        a->used.has = usage->has_prompt_tokens || usage->has_completion_tokens;
+        a->used.prompt_tokens = usage->has_prompt_tokens ? usage->prompt_tokens : 0;
+        a->used.completion_tokens = usage->has_completion_tokens ? usage->completion_tokens : 0;
+    }
+    Aigw__Usage u;
+    wk_usage_fill (a, json ? json : "", len, &u);
+    r.usage = &u;
     a->replied = true;
     w->stats.completed++;
     log_debug ("attempt %" PRIu64 " (%s) done in %" PRId64 " us", a->attempt_id,
@@ -326,9 +343,12 @@ int wk_reply_error (worker_t *w, wk_attempt_t *a, Aigw__ErrorCode code, uint32_t
         w->stats.cancelled++;
     else
         w->stats.failed++;
-    log_debug ("attempt %" PRIu64 " (%s) error %d: %s", a->attempt_id, a->model->cfg->name,
-               (int) code, reason);
-    return s_send_error (w, a->job_id, a->attempt_id, code, upstream_status, reason);
+    Aigw__Usage u;
+    wk_usage_fill (a, NULL, 0, &u);
+    log_debug ("attempt %" PRIu64 " (%s) error %d: %s (usage %" PRIu32 "+%" PRIu32 "%s)",
+               a->attempt_id, a->model->cfg->name, (int) code, reason, u.prompt_tokens,
+               u.completion_tokens, u.estimated ? ", estimated" : "");
+    return s_send_error (w, a->job_id, a->attempt_id, code, upstream_status, reason, &u);
 }
 
 int wk_timer_arm (worker_t *w, wk_attempt_t *a, int64_t due_ms)
@@ -362,6 +382,7 @@ static int s_connect (worker_t *self, int64_t now)
         return -1;
     size_t len = sizeof self->sock_fd;
     if (wire_setup_socket (sock, false, self->cfg->broker.max_frame)
+    ||  curve_client_apply (&self->curve, sock)
     ||  zmq_connect (sock, self->endpoint)
     ||  zmq_getsockopt (sock, ZMQ_FD, &self->sock_fd, &len)) {
         log_error ("cannot connect to broker %s: %s", self->endpoint, zmq_strerror (errno));
@@ -419,7 +440,9 @@ static void s_reject (worker_t *self, const Aigw__Task *t, Aigw__ErrorCode code,
     va_end (ap);
     self->stats.rejected++;
     log_debug ("TASK attempt %" PRIu64 " refused: %s", t->attempt_id, reason);
-    s_send_error (self, t->job_id, t->attempt_id, code, 0, reason);
+    Aigw__Usage none = AIGW__USAGE__INIT;      // nothing was consumed
+    none.has_prompt_tokens = none.has_completion_tokens = true;
+    s_send_error (self, t->job_id, t->attempt_id, code, 0, reason, &none);
 }
 
 static void s_start_task (worker_t *self, const Aigw__Task *t, zmq_msg_t *payload, bool has_payload)

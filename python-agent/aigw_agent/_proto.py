@@ -1,11 +1,18 @@
 """Load the generated protobuf module (aigw_pb2), generating it with protoc on first use.
 
-Order: aigw_agent/aigw_pb2.py if present; else run protoc on the repo's proto/aigw.proto
-(or $AIGW_PROTO_DIR) into the package folder (or a temp folder if that is read-only);
-else a top-level `aigw_pb2` on sys.path (e.g. build/gen/python); else ImportError.
+Order: aigw_agent/aigw_pb2.py if present and current; else run protoc on the repo's
+proto/aigw.proto (or $AIGW_PROTO_DIR) into the package folder (or a temp folder if that is
+read-only); else a top-level `aigw_pb2` on sys.path (e.g. build/gen/python); else ImportError.
+
+"Current": the generated file's first line records the SHA-256 of the aigw.proto it was made
+from (`# aigw-proto-sha256: HEX`, written here and by gen_proto.sh). When the proto is found
+and its digest differs (or the line is missing), the file is regenerated, so an edited proto
+is picked up without deleting anything by hand. Without protoc, a file whose recorded digest
+differs is refused (ImportError saying so); one without the line is used as it is.
 """
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import os
 import shutil
@@ -17,6 +24,7 @@ from types import ModuleType
 
 PKG_DIR = Path(__file__).resolve().parent
 MODULE = "aigw_agent.aigw_pb2"
+STAMP = "# aigw-proto-sha256: "
 
 
 def _proto_dir() -> Path | None:
@@ -25,6 +33,20 @@ def _proto_dir() -> Path | None:
         if c and (Path(c) / "aigw.proto").is_file():
             return Path(c)
     return None
+
+
+def _digest(proto_dir: Path) -> str:
+    return hashlib.sha256((proto_dir / "aigw.proto").read_bytes()).hexdigest()
+
+
+def _stamp(path: Path) -> str | None:
+    """The proto digest recorded on the generated file's first line (None if absent)."""
+    try:
+        with path.open("r", encoding="utf-8", errors="replace") as f:
+            first = f.readline().strip()
+    except OSError:
+        return None
+    return first[len(STAMP):].strip() if first.startswith(STAMP) else None
 
 
 def _load_file(path: Path) -> ModuleType:
@@ -49,6 +71,8 @@ def _generate(proto_dir: Path) -> Path:
         raise ImportError(f"aigw_agent: protoc failed on {proto_dir / 'aigw.proto'}: "
                           f"{res.stderr.strip()}")
     out = tmp / "aigw_pb2.py"
+    out.write_text(f"{STAMP}{_digest(proto_dir)}\n" + out.read_text(encoding="utf-8"),
+                   encoding="utf-8")
     try:
         os.replace(out, PKG_DIR / "aigw_pb2.py")
         return PKG_DIR / "aigw_pb2.py"
@@ -60,9 +84,21 @@ def load() -> ModuleType:
     if MODULE in sys.modules:
         return sys.modules[MODULE]
     local = PKG_DIR / "aigw_pb2.py"
-    if local.is_file():
-        return _load_file(local)
     proto_dir = _proto_dir()
+    if local.is_file():
+        if proto_dir is None:
+            return _load_file(local)
+        stamp = _stamp(local)
+        if stamp == _digest(proto_dir):
+            return _load_file(local)
+        if shutil.which("protoc"):
+            return _load_file(_generate(proto_dir))  # the proto changed: regenerate
+        if stamp is not None:
+            raise ImportError(f"aigw_agent: {local} was generated from an older "
+                              f"{proto_dir / 'aigw.proto'} and protoc is not installed to "
+                              "regenerate it (apt-get install protobuf-compiler, then "
+                              "python-agent/gen_proto.sh)")
+        return _load_file(local)  # no record of its source: use it as it is
     if proto_dir is not None:
         return _load_file(_generate(proto_dir))
     try:

@@ -14,6 +14,7 @@ import zmq.asyncio
 
 from .client import Client, Completion
 from .config import ConfigError, load_config
+from .curve import CurveKeys, load_curve
 from .errors import AigwError, Attempt
 from .runner import Agent
 
@@ -56,7 +57,12 @@ def agent_main(argv: Sequence[str] | None = None) -> int:
             setattr(cfg, attr, value)
     ctx = zmq.asyncio.Context()
     try:
-        asyncio.run(_serve(Agent(cfg, ctx)))
+        try:
+            agent = Agent(cfg, ctx)   # loads the CURVE certificates when fabric/curve = on
+        except ConfigError as e:
+            print(e, file=sys.stderr)
+            return 2
+        asyncio.run(_serve(agent))
     except KeyboardInterrupt:
         pass
     finally:
@@ -73,6 +79,11 @@ async def _serve(agent: Agent) -> None:
     logging.getLogger("aigw_agent").info(
         "serving %s: tasks from %s, sub-jobs to %s", ", ".join(agent.worker.services),
         agent.cfg.backend, agent.cfg.frontend)
+    keys = agent.client.curve
+    if keys is not None:
+        logging.getLogger("aigw_agent").info(
+            "CURVE on: certificate %s (public key %s), broker certificate %s",
+            keys.cert, keys.public.decode(), keys.server_cert)
     try:
         await agent.run()
     except asyncio.CancelledError:
@@ -132,12 +143,13 @@ def ask_main(argv: Sequence[str] | None = None) -> int:
             ap.error("no question given")
     try:
         cfg = load_config(_existing(args.config, [DEFAULT_MAIN]), None)
+        keys = load_curve(cfg)
     except ConfigError as e:
         print(e, file=sys.stderr)
         return 2
     ctx = zmq.asyncio.Context()
     try:
-        return asyncio.run(_ask(args, args.broker or cfg.frontend, cfg.deadline_ms, ctx))
+        return asyncio.run(_ask(args, args.broker or cfg.frontend, cfg.deadline_ms, ctx, keys))
     except (KeyboardInterrupt, asyncio.CancelledError):
         print("\naigw-ask: cancelled", file=sys.stderr)
         return 130
@@ -146,9 +158,9 @@ def ask_main(argv: Sequence[str] | None = None) -> int:
 
 
 async def _ask(args: argparse.Namespace, endpoint: str, default_deadline_ms: int,
-               ctx: zmq.asyncio.Context) -> int:
+               ctx: zmq.asyncio.Context, curve: CurveKeys | None = None) -> int:
     client = Client(endpoint, context=ctx, default_deadline_ms=default_deadline_ms,
-                    close_linger_ms=CLOSE_LINGER_MS)
+                    close_linger_ms=CLOSE_LINGER_MS, curve=curve)
     task = asyncio.current_task()
     assert task is not None
     try:  # SIGTERM like Ctrl-C: cancel the job (CANCEL goes out), then exit

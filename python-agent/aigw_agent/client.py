@@ -1,8 +1,9 @@
 """Client of the broker frontend: submit jobs (race/hedge/fallback), await or stream answers.
 
 One DEALER socket, one background receive task that routes CHUNK/RESULT/ERROR by job_id
-to per-job queues and PONG to pending status() calls. Cancelling a task that awaits
-complete() or iterates a Stream sends CANCEL(job_id) to the broker.
+to per-job queues and PONG to pending status() calls (SPEND, usage settled after a job's
+answer, is for billing clients such as the edge and is ignored here). Cancelling a task
+that awaits complete() or iterates a Stream sends CANCEL(job_id) to the broker.
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from typing import Any, Iterable
 import zmq
 import zmq.asyncio
 
+from . import curve as _curve
 from . import wire
 from ._proto import pb
 from .errors import AigwError, Attempt, BadRequest, Unavailable, UpstreamError, error_for
@@ -79,8 +81,10 @@ class Client:
 
     def __init__(self, endpoint: str, *, context: zmq.asyncio.Context | None = None,
                  max_frame: int = wire.DEFAULT_MAX_FRAME, default_deadline_ms: int = 120000,
-                 grace_ms: int = 5000, close_linger_ms: int = 0):
+                 grace_ms: int = 5000, close_linger_ms: int = 0,
+                 curve: _curve.CurveKeys | None = None):
         self.endpoint = endpoint
+        self.curve = curve                # CURVE client keys (None: plain, fabric/curve = off)
         self.close_linger_ms = close_linger_ms  # how long close() lets queued CANCELs go out
         self.max_frame = max_frame
         self.default_deadline_ms = default_deadline_ms
@@ -111,6 +115,7 @@ class Client:
         sock.setsockopt(zmq.MAXMSGSIZE, self.max_frame)
         sock.setsockopt(zmq.SNDHWM, 100000)
         sock.setsockopt(zmq.RCVHWM, 100000)
+        _curve.apply(sock, self.curve)
         sock.connect(self.endpoint)
         self._sock = sock
         self._recv_task = self._loop.create_task(self._recv_loop(sock))
@@ -174,6 +179,8 @@ class Client:
                     fut.set_result(msg.body)
                     break
             return
+        if msg.cmd == C.SPEND:
+            return  # late usage of a job's loser: not an answer, nothing to route
         job = self._jobs.get(msg.body.job_id)
         if job is None:
             self.stats.late += 1

@@ -1,8 +1,8 @@
 """ZPL config files (ZeroMQ RFC 4, as CZMQ zconfig reads them) and the agent's settings.
 
-The broker endpoints and heartbeat settings come from the main aigw config (the same file the
-C binaries read); strategy settings come from a separate agent file (python-agent/agent.conf),
-because the C loader rejects unknown sections.
+The broker endpoints, heartbeat and CURVE settings come from the main aigw config (the same
+file the C binaries read); strategy settings come from a separate agent file
+(python-agent/agent.conf), because the C loader rejects unknown sections.
 """
 from __future__ import annotations
 
@@ -15,6 +15,9 @@ from typing import Iterator
 
 MAX_FILE = 1024 * 1024
 _NAME = re.compile(r"[A-Za-z0-9$\-_@.&+/:]+")
+_CERT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")   # as the C loader: < 64 chars
+_BOOL = {"on": True, "true": True, "yes": True, "1": True,
+         "off": False, "false": False, "no": False, "0": False}
 
 
 class ConfigError(ValueError):
@@ -134,6 +137,10 @@ class AgentConfig:
     consensus_service: str = "agent/consensus"
     consensus_models: list[str] = field(default_factory=lambda: ["fast-sim", "slow-sim"])
     consensus_judge: str = "fast-sim"
+    curve: bool = False                      # fabric/curve: CURVE on the broker links
+    cert_dir: str | None = None              # fabric/cert_dir, made absolute
+    broker_cert: str = "broker"              # broker/cert: NAME of cert_dir/NAME.cert
+    agent_cert: str = "agent"                # agent/cert: NAME of cert_dir/NAME.cert_secret
 
 
 def _int(path: str, value: str, lo: int, hi: int, source: str) -> int:
@@ -149,8 +156,16 @@ def _endpoint(path: str, value: str, source: str) -> str:
     return value
 
 
+def _cert_name(path: str, value: str, source: str) -> str:
+    if not _CERT_NAME.fullmatch(value):
+        raise ConfigError(f"config {source}: {path}: expected a certificate name (letters, "
+                          f"digits, '.', '_', '-'; at most 63 characters), got {value!r}")
+    return value
+
+
 def apply_main(cfg: AgentConfig, root: Node, source: str) -> None:
-    """Take endpoints and heartbeat settings from the main aigw config (other keys ignored)."""
+    """Take endpoints, heartbeat and CURVE settings from the main aigw config (other keys
+    ignored). fabric/cert_dir is relative to the directory of `source`."""
     v = root.get("broker/frontend")
     if v is not None:
         cfg.frontend = _endpoint("broker/frontend", v, source)
@@ -162,11 +177,29 @@ def apply_main(cfg: AgentConfig, root: Node, source: str) -> None:
         v = root.get(f"broker/{key}")
         if v is not None:
             setattr(cfg, key, _int(f"broker/{key}", v, lo, hi, source))
+    v = root.get("fabric/curve")
+    if v is not None:
+        if v not in _BOOL:   # the C loader's booleans: on/off, true/false, yes/no, 1/0
+            raise ConfigError(f"config {source}: fabric/curve: expected on or off, got {v!r}")
+        cfg.curve = _BOOL[v]
+    v = root.get("fabric/cert_dir")
+    if v is not None:
+        if not v:
+            raise ConfigError(f"config {source}: fabric/cert_dir: must not be empty")
+        cfg.cert_dir = os.path.abspath(os.path.join(os.path.dirname(source), v))
+    v = root.get("broker/cert")
+    if v is not None:
+        cfg.broker_cert = _cert_name("broker/cert", v, source)
+    v = root.get("agent/cert")
+    if v is not None:
+        cfg.agent_cert = _cert_name("agent/cert", v, source)
+    if cfg.curve and cfg.cert_dir is None:
+        raise ConfigError(f"config {source}: fabric/cert_dir: required when fabric/curve = on")
 
 
 _AGENT_KEYS = {
     "agent/id": "worker_id", "agent/capacity": "capacity", "agent/frontend": "frontend",
-    "agent/backend": "backend",
+    "agent/backend": "backend", "agent/cert": "agent_cert",
     "deliberate/service": "deliberate_service", "deliberate/planner": "deliberate_planner",
     "deliberate/solvers": "deliberate_solvers", "deliberate/policy": "deliberate_policy",
     "deliberate/synth": "deliberate_synth",
@@ -194,6 +227,8 @@ def apply_agent(cfg: AgentConfig, root: Node, source: str) -> None:
             cfg.deliberate_max_subquestions = _int(path, value, 1, 16, source)
         elif attr in ("frontend", "backend"):
             setattr(cfg, attr, _endpoint(path, value, source))
+        elif attr == "agent_cert":
+            cfg.agent_cert = _cert_name(path, value, source)
         elif attr in ("deliberate_solvers", "consensus_models"):
             names = split_list(value)
             if not names:

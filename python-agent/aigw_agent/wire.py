@@ -29,6 +29,7 @@ class C(IntEnum):
     RESULT = 0x12
     ERROR = 0x13
     PONG = 0x14
+    SPEND = 0x15
 
 
 class W(IntEnum):
@@ -52,6 +53,7 @@ _BODY: dict[tuple[bytes, int], Any] = {
     (CLIENT_HEADER, C.RESULT): pb.Result,
     (CLIENT_HEADER, C.ERROR): pb.Error,
     (CLIENT_HEADER, C.PONG): pb.BrokerStatus,
+    (CLIENT_HEADER, C.SPEND): pb.Spend,
     (WORKER_HEADER, W.READY): pb.WorkerHello,
     (WORKER_HEADER, W.HEARTBEAT): pb.WorkerStats,
     (WORKER_HEADER, W.CHUNK): pb.Chunk,
@@ -66,7 +68,7 @@ _NEEDS_PAYLOAD = {(CLIENT_HEADER, C.SUBMIT), (WORKER_HEADER, W.TASK)}
 # Commands allowed per (header, towards the broker?)
 _DIRECTION: dict[tuple[bytes, bool], frozenset[int]] = {
     (CLIENT_HEADER, True): frozenset({C.SUBMIT, C.CANCEL, C.PING}),
-    (CLIENT_HEADER, False): frozenset({C.CHUNK, C.RESULT, C.ERROR, C.PONG}),
+    (CLIENT_HEADER, False): frozenset({C.CHUNK, C.RESULT, C.ERROR, C.PONG, C.SPEND}),
     (WORKER_HEADER, True): frozenset({W.READY, W.HEARTBEAT, W.CHUNK, W.RESULT, W.ERROR,
                                       W.DISCONNECT}),
     (WORKER_HEADER, False): frozenset({W.TASK, W.CANCEL, W.HEARTBEAT, W.DISCONNECT}),

@@ -19,6 +19,7 @@ import zmq
 import zmq.asyncio
 
 from . import __version__, wire
+from . import curve as _curve
 from ._proto import pb
 from .errors import AigwError
 from .wire import WORKER_HEADER, W
@@ -98,8 +99,10 @@ class WorkerBase:
                  worker_id: str | None = None, capacity: int = 16, heartbeat_ms: int = 1000,
                  liveness: int = 3, max_frame: int = wire.DEFAULT_MAX_FRAME,
                  backoff_initial: float = 1.0, backoff_max: float = 32.0,
-                 context: zmq.asyncio.Context | None = None):
+                 context: zmq.asyncio.Context | None = None,
+                 curve: _curve.CurveKeys | None = None):
         self.endpoint = endpoint
+        self.curve = curve    # CURVE client keys (None: plain, fabric/curve = off)
         self.services: dict[str, Handler] = dict(services or {})
         self.worker_id = worker_id or f"agent-{socket.gethostname()}-{os.getpid()}"
         self.capacity = capacity
@@ -154,6 +157,7 @@ class WorkerBase:
         sock.setsockopt(zmq.MAXMSGSIZE, self.max_frame)
         sock.setsockopt(zmq.SNDHWM, 100000)
         sock.setsockopt(zmq.RCVHWM, 100000)
+        _curve.apply(sock, self.curve)
         sock.connect(self.endpoint)
         self._generation += 1
         self.stats.connects += 1

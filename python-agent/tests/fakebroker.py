@@ -1,33 +1,105 @@
 """A fake aigw broker for tests: ROUTER sockets on the frontend and backend, speaking the
-wire protocol through aigw_agent.wire, with helpers to await and send messages."""
+wire protocol through aigw_agent.wire, with helpers to await and send messages.
+
+FakeBroker(curve=(public, secret), allow=[client public keys]) makes both ROUTERs CURVE
+servers, with a ZAP handler (pyzmq's ThreadAuthenticator) admitting only the listed keys,
+and monitors on both sockets so a test can await the outcome of each handshake.
+make_cert() writes CZMQ-format certificates (NAME.cert, NAME.cert_secret) for the agent.
+"""
 from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
+import os
+import threading
+from pathlib import Path
+from typing import Any, Iterable
 
 import zmq
 import zmq.asyncio
+import zmq.auth
+from zmq.auth.thread import ThreadAuthenticator
+from zmq.utils import z85
+from zmq.utils.monitor import parse_monitor_message
 
 from aigw_agent import wire
 from aigw_agent._proto import pb
 from aigw_agent.wire import CLIENT_HEADER, WORKER_HEADER, C, W
 
 
+HANDSHAKE_FAILED = (zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+                    | zmq.EVENT_HANDSHAKE_FAILED_AUTH)
+HANDSHAKE_EVENTS = zmq.EVENT_HANDSHAKE_SUCCEEDED | HANDSHAKE_FAILED
+
+
+def make_cert(directory: str | os.PathLike[str], name: str, mode: int = 0o600
+              ) -> tuple[bytes, bytes]:
+    """Write directory/NAME.cert and NAME.cert_secret (zcert format); returns (public, secret)."""
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    pub, sec = zmq.auth.create_certificates(d, name)   # NAME.key, NAME.key_secret
+    os.replace(sec, d / f"{name}.cert_secret")
+    os.replace(pub, d / f"{name}.cert")
+    os.chmod(d / f"{name}.cert_secret", mode)
+    public, secret = zmq.auth.load_certificate(d / f"{name}.cert_secret")
+    assert secret is not None
+    return public, secret
+
+
+class _AllowList:
+    """ZAP credentials provider: admits the listed CURVE public keys, records every key seen."""
+
+    def __init__(self, keys: Iterable[bytes]):
+        self.keys = set(keys)
+        self.seen: list[tuple[bytes, bool]] = []
+        self.lock = threading.Lock()
+
+    def callback(self, domain: str, key: bytes) -> bool:
+        z = z85.encode(key) if len(key) == 32 else key   # pyzmq passes Z85; be tolerant
+        ok = z in self.keys
+        with self.lock:
+            self.seen.append((z, ok))
+        return ok
+
+
 class FakeBroker:
-    def __init__(self) -> None:
+    def __init__(self, curve: tuple[bytes, bytes] | None = None,
+                 allow: Iterable[bytes] = ()) -> None:
         self.ctx = zmq.asyncio.Context()
-        self.front = self._router()
-        self.back = self._router()
+        self.curve = curve
+        self.auth: ThreadAuthenticator | None = None
+        self.allow = _AllowList(allow)
+        self._monitors: dict[str, zmq.asyncio.Socket] = {}
+        if curve is not None:
+            # ZAP must live in the sockets' libzmq context; a sync shadow of it keeps the
+            # authenticator's thread sockets off asyncio (works on pyzmq 24 and later)
+            self.auth = ThreadAuthenticator(zmq.Context.shadow(self.ctx.underlying))
+            self.auth.start()
+            self.auth.configure_curve_callback("*", credentials_provider=self.allow)
+        self.front = self._router("front")
+        self.back = self._router("back")
         self.frontend = self.front.getsockopt(zmq.LAST_ENDPOINT).decode()
         self.backend = self.back.getsockopt(zmq.LAST_ENDPOINT).decode()
 
-    def _router(self) -> zmq.asyncio.Socket:
+    def _router(self, side: str) -> zmq.asyncio.Socket:
         s = self.ctx.socket(zmq.ROUTER)
         s.setsockopt(zmq.LINGER, 0)
         s.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        if self.curve is not None:
+            s.setsockopt(zmq.CURVE_SERVER, 1)
+            s.setsockopt(zmq.CURVE_SECRETKEY, self.curve[1])
+            self._monitors[side] = s.get_monitor_socket(HANDSHAKE_EVENTS)
         s.bind("tcp://127.0.0.1:*")
         return s
+
+    async def handshake(self, side: str = "front", timeout: float = 5.0) -> int:
+        """The next handshake outcome on `side` (front/back): EVENT_HANDSHAKE_SUCCEEDED or
+        one of HANDSHAKE_FAILED (CURVE brokers only)."""
+        mon = self._monitors[side]
+        while True:
+            event = parse_monitor_message(await asyncio.wait_for(mon.recv_multipart(), timeout))
+            if event["event"] & HANDSHAKE_EVENTS:
+                return int(event["event"])
 
     def __enter__(self) -> "FakeBroker":
         return self
@@ -36,8 +108,13 @@ class FakeBroker:
         self.close()
 
     def close(self) -> None:
-        self.front.close(0)
-        self.back.close(0)
+        for side, sock in (("front", self.front), ("back", self.back)):
+            if side in self._monitors:
+                sock.disable_monitor()
+                self._monitors[side].close(0)
+            sock.close(0)
+        if self.auth is not None:
+            self.auth.stop()
         self.ctx.term()
 
     async def _recv(self, sock: zmq.asyncio.Socket, header: bytes,

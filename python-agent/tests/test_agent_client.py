@@ -190,6 +190,28 @@ async def test_malformed_messages_are_counted_and_ignored() -> None:
             assert client.stats.malformed == 5
 
 
+async def test_spend_is_ignored_silently() -> None:
+    """SPEND (usage settled after the answer) is neither an answer, late, nor malformed."""
+    with FakeBroker() as fb:
+        async with Client(fb.frontend) as client:
+            task = asyncio.create_task(client.complete("x", targets=["a", "b"]))
+            ident, msg = await fb.expect_front(C.SUBMIT)
+            job_id = msg.body.job_id
+            spend = pb.Spend(job_id=job_id, attempt_id=2, target="b", account="team-a")
+            spend.usage.prompt_tokens = 7
+            spend.usage.completion_tokens = 1
+            await fb.send_front(ident, C.SPEND, spend)              # before the answer
+            await fb.send_front(ident, C.SPEND, pb.Spend(job_id=999, attempt_id=1))
+            await fb.result(ident, job_id, "the answer")
+            assert (await task).content == "the answer"             # SPEND did not end the job
+            await fb.send_front(ident, C.SPEND, spend)              # the usual case: after it
+            status = asyncio.create_task(client.status())           # ordered behind the SPEND
+            ident, _ = await fb.expect_front(C.PING)
+            await fb.send_front(ident, C.PONG, pb.BrokerStatus(broker_id="b"))
+            assert (await status)["broker_id"] == "b"
+            assert client.stats.malformed == 0 and client.stats.late == 0
+
+
 async def test_silent_broker_gives_unavailable_and_cancels() -> None:
     with FakeBroker() as fb:
         async with Client(fb.frontend, grace_ms=100) as client:

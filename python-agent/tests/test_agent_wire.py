@@ -31,6 +31,7 @@ def test_submit_roundtrip() -> None:
     (CLIENT_HEADER, False, C.RESULT, pb.Result(job_id=1, model="m")),
     (CLIENT_HEADER, False, C.ERROR, pb.Error(job_id=1, code=pb.ERR_UPSTREAM, message="x")),
     (CLIENT_HEADER, False, C.PONG, pb.BrokerStatus(workers=2)),
+    (CLIENT_HEADER, False, C.SPEND, pb.Spend(job_id=1, attempt_id=2, target="m", account="k")),
     (WORKER_HEADER, True, W.READY, pb.WorkerHello(worker_id="w", models=["a"], capacity=2)),
     (WORKER_HEADER, True, W.HEARTBEAT, pb.WorkerStats(in_flight=1)),
     (WORKER_HEADER, False, W.HEARTBEAT, None),

@@ -146,6 +146,7 @@ class System:
         self.procs: dict[str, subprocess.Popen] = {}
         self.nworkers = workers
         self.http = None
+        self.auth_headers: dict[str, str] = {}  # sent by the readiness probes (edge/auth = on)
 
     def _start(self, name: str, argv: list[str]):
         logf = open(self.tmp / f"{name}.log", "ab")
@@ -199,7 +200,7 @@ class System:
     def live_workers(self) -> int:
         try:
             c = Http("127.0.0.1", self.http_port, timeout=2)
-            status, _, js, _ = c.request("GET", "/v1/models")
+            status, _, js, _ = c.request("GET", "/v1/models", headers=self.auth_headers)
             c.close()
         except OSError:
             return 0

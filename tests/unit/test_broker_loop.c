@@ -46,7 +46,8 @@ static void *s_run (void *arg)
 //  Start a broker with a 40 ms heartbeat; a worker silent for liveness beats is dead.
 //  tiny_pipes: the worker socket is TCP on an ephemeral port with a send high-water
 //  mark of 1 and a 4 KiB kernel buffer, so a worker that does not read fills it fast.
-static void s_start_ex (fx_t *fx, int liveness, bool tiny_pipes)
+//  extra: more config text (a models section), or "".
+static void s_start_cfg (fx_t *fx, int liveness, bool tiny_pipes, const char *extra)
 {
     memset (fx, 0, sizeof *fx);
     int seq = ++s_fx_seq;
@@ -56,15 +57,16 @@ static void s_start_ex (fx_t *fx, int liveness, bool tiny_pipes)
     else
         snprintf (fx->be, sizeof fx->be, "inproc://be-%d", seq);
     snprintf (fx->mx, sizeof fx->mx, "inproc://mx-%d", seq);
-    char text[1024];
+    char text[2048];
     snprintf (text, sizeof text,
               "broker\n"
               "    frontend = %s\n"
               "    backend = %s\n"
               "    metrics = %s\n"
               "    heartbeat_ms = 40\n"
-              "    liveness = %d\n",
-              fx->fe, fx->be, fx->mx, liveness);
+              "    liveness = %d\n"
+              "%s",
+              fx->fe, fx->be, fx->mx, liveness, extra);
     char err[256];
     fx->cfg = cfg_parse (text, "test", err, sizeof err);
     assert_non_null (fx->cfg);
@@ -86,6 +88,11 @@ static void s_start_ex (fx_t *fx, int liveness, bool tiny_pipes)
         assert_int_equal (zmq_getsockopt (be, ZMQ_LAST_ENDPOINT, fx->be, &len), 0);
     }
     assert_int_equal (pthread_create (&fx->thread, NULL, s_run, fx), 0);
+}
+
+static void s_start_ex (fx_t *fx, int liveness, bool tiny_pipes)
+{
+    s_start_cfg (fx, liveness, tiny_pipes, "");
 }
 
 static void s_start (fx_t *fx, int liveness)
@@ -1230,6 +1237,281 @@ static void test_metrics_stream (void **state)
     s_destroy (&fx);
 }
 
+//  ---- usage, SPEND and cost
+
+//  Models a (1 and 2 USD per million prompt / completion tokens) and b (3 and 4).
+static const char *PRICED =
+    "models\n"
+    "    a\n        provider = sim\n        input_price = 1\n        output_price = 2\n"
+    "    b\n        provider = sim\n        input_price = 3\n        output_price = 4\n";
+
+static void s_submit_acct (void *c, uint64_t job_id, const char *t1, const char *t2, bool stream,
+                           const char *account)
+{
+    Aigw__Job j = AIGW__JOB__INIT;
+    char *targets[] = { (char *) t1, (char *) t2 };
+    j.job_id = job_id;
+    j.n_targets = t2 ? 2 : 1;
+    j.targets = targets;
+    j.has_stream = stream;
+    j.stream = stream;
+    j.account = (char *) account;
+    assert_int_equal (wire_send_bytes (c, NULL, 0, WIRE_SIDE_CLIENT, WIRE_C_SUBMIT, &j.base,
+                                       "{\"messages\":[]}", strlen ("{\"messages\":[]}")), 0);
+}
+
+static void s_result_usage (void *w, const Aigw__Task *t, uint32_t prompt, uint32_t completion)
+{
+    Aigw__Result r = AIGW__RESULT__INIT;
+    Aigw__Usage u = AIGW__USAGE__INIT;
+    u.has_prompt_tokens = u.has_completion_tokens = true;
+    u.prompt_tokens = prompt;
+    u.completion_tokens = completion;
+    r.job_id = t->job_id;
+    r.has_attempt_id = true;
+    r.attempt_id = t->attempt_id;
+    r.has_response_json = true;
+    r.response_json.data = (uint8_t *) "{}";
+    r.response_json.len = 2;
+    r.usage = &u;
+    assert_int_equal (wire_send (w, NULL, 0, WIRE_SIDE_WORKER, WIRE_W_RESULT, &r.base, NULL), 0);
+}
+
+//  An ERROR (a cancel acknowledgement with ERR_CANCELLED) carrying estimated usage.
+static void s_error_usage (void *w, const Aigw__Task *t, int code, uint32_t prompt,
+                           uint32_t completion)
+{
+    Aigw__Error e = AIGW__ERROR__INIT;
+    Aigw__Usage u = AIGW__USAGE__INIT;
+    u.has_prompt_tokens = u.has_completion_tokens = u.has_estimated = true;
+    u.prompt_tokens = prompt;
+    u.completion_tokens = completion;
+    u.estimated = true;
+    e.job_id = t->job_id;
+    e.has_attempt_id = true;
+    e.attempt_id = t->attempt_id;
+    e.code = code;
+    e.message = (char *) "x";
+    e.usage = &u;
+    assert_int_equal (wire_send (w, NULL, 0, WIRE_SIDE_WORKER, WIRE_W_ERROR, &e.base, NULL), 0);
+}
+
+static Aigw__Spend *s_expect_spend (void *c)
+{
+    wire_msg_t m;
+    assert_int_equal (s_recv (c, WAIT_MS, &m), 0);
+    if (m.cmd != WIRE_C_SPEND)
+        fail_msg ("expected SPEND, got %s", wire_cmd_name (WIRE_SIDE_CLIENT, m.cmd));
+    Aigw__Spend *sp = (Aigw__Spend *) wire_unpack (&aigw__spend__descriptor, &m.body);
+    assert_non_null (sp);
+    wire_msg_close (&m);
+    return sp;
+}
+
+//  A job for "a" alone that w answers at once: its RESULT reaching the client proves
+//  the broker has handled everything w sent before (one pipe, in order), so a SPEND
+//  that was going to come would have come first.
+static void s_barrier (void *c, void *w, uint64_t job_id)
+{
+    s_submit_acct (c, job_id, "a", NULL, false, NULL);
+    Aigw__Task *t = s_expect_task (w);
+    s_result_usage (w, t, 1, 1);
+    Aigw__Result *r = s_expect_result (c);
+    assert_int_equal (r->job_id, job_id);
+    FREE (r);
+    FREE (t);
+}
+
+static const Aigw__AttemptInfo *s_info (const Aigw__Result *r, const char *target)
+{
+    for (size_t i = 0; i < r->n_attempts; i++)
+        if (r->attempts[i]->target && strcmp (r->attempts[i]->target, target) == 0)
+            return r->attempts[i];
+    fail_msg ("no attempt for %s", target);
+    return NULL;
+}
+
+//  A race with an account: the winner's usage is in its AttemptInfo; the loser's
+//  acknowledgement, after the answer, becomes exactly one SPEND; a job without an
+//  account never gets one.
+static void test_spend_loser (void **state)
+{
+    fx_t fx;
+    s_start_cfg (&fx, 50, false, PRICED);
+    void *wa = s_dealer (&fx, fx.be);
+    void *wb = s_dealer (&fx, fx.be);
+    void *c = s_dealer (&fx, fx.fe);
+    s_ready (wa, "wa", "a", 2);
+    s_ready (wb, "wb", "b", 2);
+    s_wait_workers (c, 2);
+    s_submit_acct (c, 1, "a", "b", false, "key-1");
+    Aigw__Task *ta = s_expect_task (wa);
+    Aigw__Task *tb = s_expect_task (wb);
+    s_result_usage (wb, tb, 10, 7);
+    Aigw__Result *r = s_expect_result (c);
+    const Aigw__AttemptInfo *ia = s_info (r, "a"), *ib = s_info (r, "b");
+    assert_int_equal (ib->outcome, AIGW__OUTCOME__OUTCOME_WON);
+    assert_non_null (ib->usage);
+    assert_int_equal (ib->usage->prompt_tokens, 10);
+    assert_int_equal (ib->usage->completion_tokens, 7);
+    assert_int_equal (ia->outcome, AIGW__OUTCOME__OUTCOME_CANCELLED);
+    assert_null (ia->usage);                        // not known yet: it comes as SPEND
+    FREE (r);
+    assert_int_equal (s_expect_cancel (wa), ta->attempt_id);
+    s_error_usage (wa, ta, AIGW__ERROR_CODE__ERR_CANCELLED, 10, 3);
+    Aigw__Spend *sp = s_expect_spend (c);
+    assert_int_equal (sp->job_id, 1);
+    assert_int_equal (sp->attempt_id, ta->attempt_id);
+    assert_string_equal (sp->target, "a");
+    assert_string_equal (sp->account, "key-1");
+    assert_non_null (sp->usage);
+    assert_int_equal (sp->usage->prompt_tokens, 10);
+    assert_int_equal (sp->usage->completion_tokens, 3);
+    assert_true (sp->usage->has_estimated && sp->usage->estimated);
+    FREE (sp);
+    //  A second word from the same attempt is not charged again
+    s_error_usage (wa, ta, AIGW__ERROR_CODE__ERR_CANCELLED, 10, 3);
+    s_barrier (c, wa, 2);
+    FREE (ta);
+    FREE (tb);
+    //  No account: the loser's acknowledgement sends nothing to the client
+    s_submit_acct (c, 3, "a", "b", false, NULL);
+    ta = s_expect_task (wa);
+    tb = s_expect_task (wb);
+    s_result_usage (wb, tb, 10, 7);
+    FREE (s_expect_result (c));
+    assert_int_equal (s_expect_cancel (wa), ta->attempt_id);
+    s_error_usage (wa, ta, AIGW__ERROR_CODE__ERR_CANCELLED, 10, 3);
+    s_barrier (c, wa, 4);
+    FREE (ta);
+    FREE (tb);
+    //  A failed attempt's usage is in the answer too
+    s_submit_acct (c, 5, "a", "b", false, "key-1");
+    ta = s_expect_task (wa);
+    tb = s_expect_task (wb);
+    s_error_usage (wa, ta, AIGW__ERROR_CODE__ERR_UPSTREAM, 10, 0);
+    s_barrier (c, wa, 6);                           // a's error is in before b answers
+    s_result_usage (wb, tb, 10, 7);
+    r = s_expect_result (c);
+    ia = s_info (r, "a");
+    assert_int_equal (ia->outcome, AIGW__OUTCOME__OUTCOME_FAILED);
+    assert_non_null (ia->usage);
+    assert_int_equal (ia->usage->prompt_tokens, 10);
+    assert_true (ia->usage->estimated);
+    assert_non_null (s_info (r, "b")->usage);
+    FREE (r);
+    FREE (ta);
+    FREE (tb);
+    s_stop (&fx);
+    const broker_counters_t *k = broker_counters (fx.broker);
+    assert_int_equal (k->spend_sent, 1);
+    assert_int_equal (k->spend_lost, 0);
+    s_destroy (&fx);
+}
+
+//  A streaming race: the loser is cancelled at the first chunk and its
+//  acknowledgement arrives before the answer, so its usage is in the answer's
+//  AttemptInfo and no SPEND follows.
+static void test_spend_before_answer (void **state)
+{
+    fx_t fx;
+    s_start_cfg (&fx, 50, false, PRICED);
+    void *wa = s_dealer (&fx, fx.be);
+    void *wb = s_dealer (&fx, fx.be);
+    void *c = s_dealer (&fx, fx.fe);
+    s_ready (wa, "wa", "a", 2);
+    s_ready (wb, "wb", "b", 2);
+    s_wait_workers (c, 2);
+    s_submit_acct (c, 1, "a", "b", true, "key-1");
+    Aigw__Task *ta = s_expect_task (wa);
+    Aigw__Task *tb = s_expect_task (wb);
+    s_chunk (wb, tb, "{\"d\":0}");
+    FREE (s_expect_chunk (c));
+    assert_int_equal (s_expect_cancel (wa), ta->attempt_id);
+    s_error_usage (wa, ta, AIGW__ERROR_CODE__ERR_CANCELLED, 10, 2);
+    s_barrier (c, wa, 2);
+    s_result_usage (wb, tb, 10, 7);
+    Aigw__Result *r = s_expect_result (c);
+    assert_int_equal (r->job_id, 1);
+    const Aigw__AttemptInfo *ia = s_info (r, "a");
+    assert_int_equal (ia->outcome, AIGW__OUTCOME__OUTCOME_CANCELLED);
+    assert_non_null (ia->usage);
+    assert_int_equal (ia->usage->completion_tokens, 2);
+    assert_int_equal (s_info (r, "b")->usage->completion_tokens, 7);
+    FREE (r);
+    s_barrier (c, wa, 3);
+    FREE (ta);
+    FREE (tb);
+    s_stop (&fx);
+    assert_int_equal (broker_counters (fx.broker)->spend_sent, 0);
+    s_destroy (&fx);
+}
+
+static bool s_mp_f64 (const msgpack_object *map, const char *key, double *out)
+{
+    const msgpack_object *v = s_mp_find (map, key);
+    if (!v || v->type != MSGPACK_OBJECT_FLOAT64)
+        return false;
+    *out = v->via.f64;
+    return true;
+}
+
+static bool s_near (double a, double b)
+{
+    return a > b - 1e-12 && a < b + 1e-12;
+}
+
+//  Cost figures: the job event's cost (winner's usage), per model cost_usd (winner,
+//  and the loser once its acknowledgement came) and cost_saved_usd, and the totals.
+static void test_cost_metrics (void **state)
+{
+    fx_t fx;
+    s_start_cfg (&fx, 50, false, PRICED);
+    void *sub = s_sub (&fx);
+    void *wa = s_dealer (&fx, fx.be);
+    void *wb = s_dealer (&fx, fx.be);
+    void *c = s_dealer (&fx, fx.fe);
+    s_ready (wa, "wa", "a", 2);
+    s_ready (wb, "wb", "b", 2);
+    s_wait_workers (c, 2);
+    s_submit_acct (c, 1, "a", "b", false, NULL);
+    Aigw__Task *ta = s_expect_task (wa);
+    Aigw__Task *tb = s_expect_task (wb);
+    s_result_usage (wb, tb, 10, 7);                 // b: 10 x 3 + 7 x 4 = 58 µUSD
+    FREE (s_expect_result (c));
+    assert_int_equal (s_expect_cancel (wa), ta->attempt_id);
+    msgpack_unpacked up;
+    assert_true (s_sub_next (sub, "job", WAIT_MS, &up));
+    double v = 0;
+    assert_true (s_mp_f64 (&up.data, "cost_usd", &v));
+    assert_true (s_near (v, 58e-6));
+    msgpack_unpacked_destroy (&up);
+    s_error_usage (wa, ta, AIGW__ERROR_CODE__ERR_CANCELLED, 10, 3);    // a: 10 + 6 = 16 µUSD
+    //  a saved 7 tokens (the winner's) at 2 USD per million: 14 µUSD
+    bool seen = false;
+    for (int tries = 0; tries < 4 && !seen; tries++) {
+        if (!s_sub_next (sub, "metrics", 1500, &up))
+            continue;
+        const msgpack_object *ma = s_mp_item (&up.data, "models", "name", "a");
+        const msgpack_object *mb = s_mp_item (&up.data, "models", "name", "b");
+        assert_non_null (ma);
+        assert_non_null (mb);
+        double ca = 0, sa = 0, cb = 0, sb = 1, total = 0, saved = 0;
+        assert_true (s_mp_f64 (ma, "cost_usd", &ca) && s_mp_f64 (ma, "cost_saved_usd", &sa));
+        assert_true (s_mp_f64 (mb, "cost_usd", &cb) && s_mp_f64 (mb, "cost_saved_usd", &sb));
+        assert_true (s_mp_f64 (&up.data, "cost_usd", &total));
+        assert_true (s_mp_f64 (&up.data, "cost_saved_usd", &saved));
+        seen = s_near (ca, 16e-6) && s_near (sa, 14e-6) && s_near (cb, 58e-6) && s_near (sb, 0)
+               && s_near (total, 74e-6) && s_near (saved, 14e-6);
+        msgpack_unpacked_destroy (&up);
+    }
+    assert_true (seen);
+    FREE (ta);
+    FREE (tb);
+    s_stop (&fx);
+    s_destroy (&fx);
+}
+
 int main (void)
 {
     const struct CMUnitTest tests[] = {
@@ -1248,6 +1530,9 @@ int main (void)
         cmocka_unit_test (test_ttft_nonstream),
         cmocka_unit_test (test_pipe_full),
         cmocka_unit_test (test_metrics_stream),
+        cmocka_unit_test (test_spend_loser),
+        cmocka_unit_test (test_spend_before_answer),
+        cmocka_unit_test (test_cost_metrics),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }

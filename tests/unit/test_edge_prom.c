@@ -462,21 +462,21 @@ static void test_resolve_root (void **state)
     snprintf (cfgdir, sizeof cfgdir, "%s/config", dir);
     assert_int_equal (mkdir (cfgdir, 0700), 0);
     snprintf (root, sizeof root, "../ui");              // exists: normalized
-    assert_int_equal (observe_resolve_root (root, sizeof root, cfgpath), 0);
+    assert_int_equal (cfg_resolve_path (root, sizeof root, cfgpath), 0);
     assert_string_equal (root, sub);
     snprintf (root, sizeof root, "../ui/dist");         // missing: joined as is
-    assert_int_equal (observe_resolve_root (root, sizeof root, cfgpath), 0);
+    assert_int_equal (cfg_resolve_path (root, sizeof root, cfgpath), 0);
     char want[160];
     snprintf (want, sizeof want, "%s/../ui/dist", cfgdir);
     assert_string_equal (root, want);
     snprintf (root, sizeof root, "/srv/dist");          // absolute: unchanged
-    assert_int_equal (observe_resolve_root (root, sizeof root, cfgpath), 0);
+    assert_int_equal (cfg_resolve_path (root, sizeof root, cfgpath), 0);
     assert_string_equal (root, "/srv/dist");
     root[0] = 0;                                        // off: unchanged
-    assert_int_equal (observe_resolve_root (root, sizeof root, cfgpath), 0);
+    assert_int_equal (cfg_resolve_path (root, sizeof root, cfgpath), 0);
     assert_string_equal (root, "");
     char tiny[8] = "ui";                                // does not fit: unchanged, -1
-    assert_int_equal (observe_resolve_root (tiny, sizeof tiny, cfgpath), -1);
+    assert_int_equal (cfg_resolve_path (tiny, sizeof tiny, cfgpath), -1);
     assert_string_equal (tiny, "ui");
     rmdir (sub);
     rmdir (cfgdir);

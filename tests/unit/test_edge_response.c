@@ -95,7 +95,7 @@ static void test_success_body (void **state)
     res.has_latency_us = true;
     res.latency_us = 2500;
     edge_reply_t r;
-    assert_int_equal (edge_reply_result (&r, &res, CFG_POLICY_HEDGE), 0);
+    assert_int_equal (edge_reply_result (&r, &res, CFG_POLICY_HEDGE, NULL), 0);
     assert_int_equal (r.status, 200);
     assert_string_equal (r.winner, "fast-sim");
     //  The upstream bytes are kept as they were, "aigw" spliced in at the end
@@ -135,7 +135,7 @@ static void test_success_edge_cases (void **state)
     res.response_json.data = (uint8_t *) empty;
     res.response_json.len = strlen (empty);
     edge_reply_t r;
-    assert_int_equal (edge_reply_result (&r, &res, CFG_POLICY_RACE), 0);
+    assert_int_equal (edge_reply_result (&r, &res, CFG_POLICY_RACE, NULL), 0);
     assert_int_equal (r.status, 200);
     //  The header value keeps printable characters only
     assert_string_equal (r.winner, "badnameX-Injected:1");
@@ -149,7 +149,7 @@ static void test_success_edge_cases (void **state)
     const char *bad = "[1,2]";
     res.response_json.data = (uint8_t *) bad;
     res.response_json.len = strlen (bad);
-    assert_int_equal (edge_reply_result (&r, &res, CFG_POLICY_RACE), 0);
+    assert_int_equal (edge_reply_result (&r, &res, CFG_POLICY_RACE, NULL), 0);
     assert_int_equal (r.status, 502);
     assert_string_equal (r.winner, "");
     root = s_parse_reply (&r);
@@ -159,7 +159,7 @@ static void test_success_edge_cases (void **state)
     edge_reply_reset (&r);
 
     res.has_response_json = false;
-    assert_int_equal (edge_reply_result (&r, &res, CFG_POLICY_RACE), 0);
+    assert_int_equal (edge_reply_result (&r, &res, CFG_POLICY_RACE, NULL), 0);
     assert_int_equal (r.status, 502);
     edge_reply_reset (&r);
 }
@@ -182,7 +182,7 @@ static void test_error_with_attempts (void **state)
     err.has_upstream_status = true;
     err.upstream_status = 500;
     edge_reply_t r;
-    assert_int_equal (edge_reply_error (&r, &err, CFG_POLICY_RACE), 0);
+    assert_int_equal (edge_reply_error (&r, &err, CFG_POLICY_RACE, NULL), 0);
     assert_int_equal (r.status, 502);
     cJSON *root = s_parse_reply (&r);
     cJSON *e = cJSON_GetObjectItemCaseSensitive (root, "error");
@@ -218,7 +218,7 @@ static void test_error_codes (void **state)
         Aigw__Error err = AIGW__ERROR__INIT;
         err.code = cases[i].code;
         edge_reply_t r;
-        assert_int_equal (edge_reply_error (&r, &err, CFG_POLICY_RACE), 0);
+        assert_int_equal (edge_reply_error (&r, &err, CFG_POLICY_RACE, NULL), 0);
         assert_int_equal (r.status, cases[i].status);
         cJSON *root = s_parse_reply (&r);
         cJSON *e = cJSON_GetObjectItemCaseSensitive (root, "error");
@@ -233,7 +233,7 @@ static void test_error_codes (void **state)
     err.code = AIGW__ERROR_CODE__ERR_BAD_REQUEST;
     err.message = "job id already in use";
     edge_reply_t r;
-    assert_int_equal (edge_reply_error (&r, &err, CFG_POLICY_RACE), 0);
+    assert_int_equal (edge_reply_error (&r, &err, CFG_POLICY_RACE, NULL), 0);
     assert_non_null (strstr (r.body, "job id already in use"));
     edge_reply_reset (&r);
 }
@@ -349,7 +349,7 @@ static void test_ms_format (void **state)
         { 18446744073709551615ULL, "18446744073709551.615" },
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        cJSON *a = edge_aigw_json ("m", CFG_POLICY_RACE, true, cases[i].us, NULL, 0);
+        cJSON *a = edge_aigw_json ("m", CFG_POLICY_RACE, true, cases[i].us, NULL, 0, NULL, NULL);
         assert_non_null (a);
         char *text = cJSON_PrintUnformatted (a);
         char want[96];
@@ -362,7 +362,7 @@ static void test_ms_format (void **state)
         free (text);
         cJSON_Delete (a);
     }
-    cJSON *a = edge_aigw_json ("m", CFG_POLICY_RACE, false, 0, NULL, 0);
+    cJSON *a = edge_aigw_json ("m", CFG_POLICY_RACE, false, 0, NULL, 0, NULL, NULL);
     char *text = cJSON_PrintUnformatted (a);
     assert_non_null (strstr (text, "\"latency_ms\":null"));
     free (text);

@@ -33,7 +33,7 @@
 //  Answers by the upstream model named in the request body: up-ok, up-500,
 //  up-garbage, up-big (Content-Length too large), up-bigstream (close-delimited),
 //  up-stall (never answers), up-partial (headers and part of the body, then
-//  nothing); streams: up-sse (OpenAI SSE in pieces split mid-line), up-sse-cut,
+//  nothing), up-nousage (a reply without usage); streams: up-sse (OpenAI SSE in pieces split mid-line), up-sse-cut,
 //  up-sse-stall, up-sse-err, up-429; up-anth (Anthropic), up-olla (Ollama).
 //  Records connections, closes and the last request.
 
@@ -103,6 +103,11 @@ static const char *H_OK =
     "\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":\"hello\"},"
     "\"finish_reason\":\"stop\"}],\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":2,"
     "\"total_tokens\":7}}";
+
+static const char *H_NOUSAGE =
+    "{\"id\":\"chatcmpl-up\",\"object\":\"chat.completion\",\"created\":1,\"model\":\"up-ok\","
+    "\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":\"hello\"},"
+    "\"finish_reason\":\"stop\"}]}";
 
 static void h_stream_head (int fd, const char *ctype)
 {
@@ -236,6 +241,9 @@ static bool h_handle (h_conn_t *c, const char *head, size_t head_len, const char
     snprintf (tmp, sizeof tmp, "%.*s", (int) body_len, body);
     if (strstr (tmp, "\"up-ok\""))
         h_reply (c->fd, 200, H_OK);
+    else
+    if (strstr (tmp, "\"up-nousage\""))
+        h_reply (c->fd, 200, H_NOUSAGE);
     else
     if (strstr (tmp, "\"up-500\""))
         h_reply (c->fd, 500, "{\"error\":{\"message\":\"boom\",\"type\":\"server_error\"}}");
@@ -532,6 +540,25 @@ static int b_expect_error (b_broker_t *b, uint64_t attempt, int timeout_ms, char
     return code;
 }
 
+//  Expect an ERROR for attempt with usage; returns its code, copies the usage.
+static int b_expect_error_usage (b_broker_t *b, uint64_t attempt, int timeout_ms, Aigw__Usage *usage)
+{
+    wire_msg_t m;
+    assert_int_equal (b_recv (b, timeout_ms, &m), 0);
+    if (m.cmd != WIRE_W_ERROR)
+        fail_msg ("expected ERROR, got %s", wire_cmd_name (WIRE_SIDE_WORKER, m.cmd));
+    Aigw__Error *e = (Aigw__Error *) wire_unpack (&aigw__error__descriptor, &m.body);
+    assert_non_null (e);
+    assert_int_equal (e->attempt_id, attempt);
+    assert_non_null (e->usage);
+    assert_true (e->usage->has_prompt_tokens && e->usage->has_completion_tokens);
+    *usage = *e->usage;
+    int code = e->code;
+    protobuf_c_message_free_unpacked (&e->base, NULL);
+    wire_msg_close (&m);
+    return code;
+}
+
 //  Expect a CHUNK for attempt with the given seq; returns it (caller frees).
 static Aigw__Chunk *b_expect_chunk (b_broker_t *b, uint64_t attempt, uint32_t seq, int timeout_ms)
 {
@@ -583,6 +610,8 @@ typedef struct {
     uint32_t status;
     int64_t first_us;           // when the first and the last CHUNK arrived
     int64_t last_us;
+    bool has_usage;             // the ERROR's usage
+    Aigw__Usage usage;
 } b_stream_t;
 
 static void b_collect_chunk (wire_msg_t *m, uint64_t attempt, b_stream_t *out, size_t *len)
@@ -627,6 +656,9 @@ static void b_collect (b_broker_t *b, uint64_t attempt, int timeout_ms, b_stream
         assert_int_equal (e->attempt_id, attempt);
         out->code = e->code;
         out->status = e->has_upstream_status ? e->upstream_status : 0;
+        out->has_usage = e->usage != NULL;
+        if (e->usage)
+            out->usage = *e->usage;
         snprintf (out->msg, sizeof out->msg, "%s", e->message ? e->message : "");
         protobuf_c_message_free_unpacked (&e->base, NULL);
         wire_msg_close (&m);
@@ -721,6 +753,8 @@ static void s_start_worker (fix_t *f, uint32_t capacity)
         "        upstream_model = up-stall\n"
         "    oa-partial\n        provider = openai\n        base_url = http://127.0.0.1:%d/v1\n"
         "        upstream_model = up-partial\n"
+        "    oa-nousage\n        provider = openai\n        base_url = http://127.0.0.1:%d/v1\n"
+        "        upstream_model = up-nousage\n"
         "    oa-nokey\n        provider = openai\n        base_url = http://127.0.0.1:%d/v1\n"
         "        api_key_env = AIGW_TEST_WORKER_UNSET\n"
         "    oa-refused\n        provider = openai\n        base_url = http://127.0.0.1:1/v1\n"
@@ -741,7 +775,7 @@ static void s_start_worker (fix_t *f, uint32_t capacity)
         "        max_tokens = 77\n"
         "    ol-ok\n        provider = ollama\n        base_url = http://127.0.0.1:%d\n"
         "        upstream_model = up-olla\n",
-        p, p, p, p, p, p, p, p, p, p, p, p, p, p, p, p);
+        p, p, p, p, p, p, p, p, p, p, p, p, p, p, p, p, p);
     char err [512];
     f->cfg = cfg_parse (text, "test", err, sizeof err);
     if (!f->cfg)
@@ -808,7 +842,7 @@ static void test_ready_then_result (void **state)
     assert_non_null (h);
     assert_string_equal (h->worker_id, "test-worker");
     assert_int_equal (h->capacity, 2);      // from worker/capacity
-    assert_int_equal (h->n_models, 24);
+    assert_int_equal (h->n_models, 25);
     assert_string_equal (h->models [0], "sim-fast");
     assert_true (h->has_pid && h->pid == (uint32_t) getpid ());
     assert_non_null (strstr (h->version, "aigw-worker"));
@@ -1365,6 +1399,155 @@ static void test_anthropic_and_ollama (void **state)
     protobuf_c_message_free_unpacked (&st.result->base, NULL);
 }
 
+//  ---- usage on every answer
+
+//  Read CHUNKs of attempt until its ERROR; returns the CHUNKs seen, copies the usage.
+static uint32_t s_chunks_until_error (fix_t *f, uint64_t attempt, int *code, Aigw__Usage *usage)
+{
+    uint32_t chunks = 0;
+    for (;;) {
+        wire_msg_t m;
+        assert_int_equal (b_recv (&f->b, 2000, &m), 0);
+        if (m.cmd == WIRE_W_CHUNK) {
+            chunks++;
+            wire_msg_close (&m);
+            continue;
+        }
+        assert_int_equal (m.cmd, WIRE_W_ERROR);
+        Aigw__Error *e = (Aigw__Error *) wire_unpack (&aigw__error__descriptor, &m.body);
+        assert_non_null (e);
+        assert_int_equal (e->attempt_id, attempt);
+        assert_non_null (e->usage);
+        *usage = *e->usage;
+        *code = e->code;
+        protobuf_c_message_free_unpacked (&e->base, NULL);
+        wire_msg_close (&m);
+        return chunks;
+    }
+}
+
+//  The sim's counts are exact: its prompt words, the words it had streamed by the
+//  cancel; a refused TASK and an injected failure consumed nothing.
+static void test_usage_sim (void **state)
+{
+    fix_t *f = *state;
+    s_ready (f, 2);
+    Aigw__Usage u;
+    int code = 0;
+    //  Streaming at 5 words/s, cancelled after its first word: the acknowledgement
+    //  counts every word sent before it (the first, and any that fell due meanwhile)
+    b_send_task_ex (&f->b, 300, "sim-slowwords", REQ, 0, true);
+    Aigw__Chunk *c = b_expect_chunk (&f->b, 300, 0, 2000);
+    protobuf_c_message_free_unpacked (&c->base, NULL);
+    b_send_cancel (&f->b, 300);
+    uint32_t chunks = 1 + s_chunks_until_error (f, 300, &code, &u);
+    assert_int_equal (code, AIGW__ERROR_CODE__ERR_CANCELLED);
+    assert_int_equal (u.prompt_tokens, 3);
+    assert_true (u.completion_tokens > 0);
+    assert_int_equal (u.completion_tokens, chunks);
+    assert_false (u.has_estimated && u.estimated);
+    //  Not streaming: nothing is emitted before the reply
+    b_send_task (&f->b, 301, "sim-slow", REQ, 0);
+    b_send_cancel (&f->b, 301);
+    assert_int_equal (b_expect_error_usage (&f->b, 301, 2000, &u), AIGW__ERROR_CODE__ERR_CANCELLED);
+    assert_int_equal (u.prompt_tokens, 3);
+    assert_int_equal (u.completion_tokens, 0);
+    assert_false (u.has_estimated && u.estimated);
+    //  A deadline mid-stream: the words sent so far
+    b_stream_t st;
+    b_send_task_ex (&f->b, 302, "sim-midwords", REQ, 125, true);
+    b_collect (&f->b, 302, 2000, &st);
+    assert_int_equal (st.code, AIGW__ERROR_CODE__ERR_TIMEOUT);
+    assert_true (st.has_usage);
+    assert_int_equal (st.usage.prompt_tokens, 3);
+    assert_int_equal (st.usage.completion_tokens, st.chunks);
+    //  Refused and failed attempts: zero, and not an estimate
+    b_send_task (&f->b, 303, "no-such-model", REQ, 0);
+    assert_int_equal (b_expect_error_usage (&f->b, 303, 2000, &u), AIGW__ERROR_CODE__ERR_UNKNOWN_MODEL);
+    assert_int_equal (u.prompt_tokens + u.completion_tokens, 0);
+    assert_false (u.has_estimated && u.estimated);
+    b_send_task (&f->b, 304, "sim-fail", REQ, 0);
+    assert_int_equal (b_expect_error_usage (&f->b, 304, 2000, &u), AIGW__ERROR_CODE__ERR_UPSTREAM);
+    assert_int_equal (u.prompt_tokens + u.completion_tokens, 0);
+    //  The RESULT: exact counts
+    b_send_task (&f->b, 305, "sim-fast", REQ, 0);
+    Aigw__Result *r = b_expect_result (&f->b, 305, 2000);
+    assert_non_null (r->usage);
+    assert_int_equal (r->usage->prompt_tokens, 3);
+    assert_true (r->usage->completion_tokens > 0);
+    assert_false (r->usage->has_estimated && r->usage->estimated);
+    protobuf_c_message_free_unpacked (&r->base, NULL);
+}
+
+//  HTTP upstreams: the upstream's counts when it gave them, else estimates (prompt:
+//  "say hi please" is 13 bytes, 4 tokens; completion: the CHUNKs sent, or the reply
+//  text / 4), marked estimated; an upstream that refused consumed nothing.
+static void test_usage_upstream (void **state)
+{
+    fix_t *f = *state;
+    s_ready (f, 2);
+    Aigw__Usage u;
+    int code = 0;
+    //  Cancelled while waiting for the reply: the prompt, no completion
+    int requests0 = h_get (&s_http.requests);
+    b_send_task (&f->b, 310, "oa-stall", REQ, 0);
+    assert_int_equal (h_wait (&s_http.requests, requests0 + 1, 2000), requests0 + 1);
+    b_send_cancel (&f->b, 310);
+    assert_int_equal (b_expect_error_usage (&f->b, 310, 2000, &u), AIGW__ERROR_CODE__ERR_CANCELLED);
+    assert_int_equal (u.prompt_tokens, 4);
+    assert_int_equal (u.completion_tokens, 0);
+    assert_true (u.has_estimated && u.estimated);
+    //  Cancelled mid-stream after one chunk (the upstream stalls after it)
+    b_send_task_ex (&f->b, 311, "oa-sse-stall", REQ, 0, true);
+    Aigw__Chunk *c = b_expect_chunk (&f->b, 311, 0, 2000);
+    protobuf_c_message_free_unpacked (&c->base, NULL);
+    b_send_cancel (&f->b, 311);
+    assert_int_equal (s_chunks_until_error (f, 311, &code, &u), 0);
+    assert_int_equal (code, AIGW__ERROR_CODE__ERR_CANCELLED);
+    assert_int_equal (u.prompt_tokens, 4);
+    assert_int_equal (u.completion_tokens, 1);
+    assert_true (u.has_estimated && u.estimated);
+    //  A stream cut after two chunks
+    b_stream_t st;
+    b_send_task_ex (&f->b, 312, "oa-sse-cut", REQ, 0, true);
+    b_collect (&f->b, 312, 2000, &st);
+    assert_int_equal (st.code, AIGW__ERROR_CODE__ERR_UPSTREAM);
+    assert_true (st.has_usage);
+    assert_int_equal (st.usage.completion_tokens, 2);
+    assert_int_equal (st.usage.prompt_tokens, 4);
+    //  Refused by the upstream (HTTP 500) or never sent (connection refused)
+    b_send_task (&f->b, 313, "oa-500", REQ, 0);
+    assert_int_equal (b_expect_error_usage (&f->b, 313, 2000, &u), AIGW__ERROR_CODE__ERR_UPSTREAM);
+    assert_int_equal (u.prompt_tokens + u.completion_tokens, 0);
+    assert_false (u.has_estimated && u.estimated);
+    b_send_task (&f->b, 314, "oa-refused", REQ, 0);
+    assert_int_equal (b_expect_error_usage (&f->b, 314, 2000, &u), AIGW__ERROR_CODE__ERR_UPSTREAM);
+    assert_int_equal (u.prompt_tokens + u.completion_tokens, 0);
+    //  RESULTs: the upstream's usage as it is; none given: estimated
+    b_send_task (&f->b, 315, "oa-ok", REQ, 0);
+    Aigw__Result *r = b_expect_result (&f->b, 315, 2000);
+    assert_int_equal (r->usage->prompt_tokens, 5);
+    assert_int_equal (r->usage->completion_tokens, 2);
+    assert_false (r->usage->has_estimated && r->usage->estimated);
+    protobuf_c_message_free_unpacked (&r->base, NULL);
+    b_send_task (&f->b, 316, "oa-nousage", REQ, 0);
+    r = b_expect_result (&f->b, 316, 2000);
+    assert_non_null (r->usage);
+    assert_int_equal (r->usage->prompt_tokens, 4);
+    assert_int_equal (r->usage->completion_tokens, 2);      // "hello": 5 bytes
+    assert_true (r->usage->has_estimated && r->usage->estimated);
+    protobuf_c_message_free_unpacked (&r->base, NULL);
+    //  A stream with no usage event: one token per CHUNK
+    b_send_task_ex (&f->b, 317, "oa-sse-nofin", REQ, 0, true);
+    b_collect (&f->b, 317, 2000, &st);
+    assert_non_null (st.result);
+    assert_non_null (st.result->usage);
+    assert_int_equal (st.result->usage->completion_tokens, st.chunks);
+    assert_int_equal (st.result->usage->prompt_tokens, 4);
+    assert_true (st.result->usage->has_estimated && st.result->usage->estimated);
+    protobuf_c_message_free_unpacked (&st.result->base, NULL);
+}
+
 static void test_bad_options (void **state)
 {
     char err [512];
@@ -1418,6 +1601,8 @@ int main (void)
         cmocka_unit_test_setup_teardown (test_stream_failures, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_stream_cancel_closes_connection, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_anthropic_and_ollama, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_usage_sim, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_usage_upstream, s_setup, s_teardown),
         cmocka_unit_test (test_bad_options),
     };
     return cmocka_run_group_tests (tests, s_group_setup, s_group_teardown);

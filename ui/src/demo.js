@@ -1,12 +1,13 @@
 // Synthetic aigw metrics stream for `?demo=1`: a seeded simulation of a broker racing a few
 // models on a few workers, exposed as an EventSource look-alike the stream client can use.
 
+//  Prices in USD per million tokens: `pin` prompt, `pout` completion (local models are free).
 const MODELS = {
-  'fast-sim': { lat: 42, jitter: 0.45, ttft: 0.7, fail: 0.01, tokens: 180 },
-  'slow-sim': { lat: 160, jitter: 0.5, ttft: 0.45, fail: 0.02, tokens: 220 },
-  'gpt-4o': { lat: 620, jitter: 0.5, ttft: 0.35, fail: 0.3, tokens: 420 },
-  'claude-sonnet': { lat: 540, jitter: 0.4, ttft: 0.3, fail: 0.03, tokens: 380 },
-  'llama3-local': { lat: 900, jitter: 0.3, ttft: 0.3, fail: 0, tokens: 300 },
+  'fast-sim': { lat: 42, jitter: 0.45, ttft: 0.7, fail: 0.01, tokens: 180, pin: 0.15, pout: 0.6 },
+  'slow-sim': { lat: 160, jitter: 0.5, ttft: 0.45, fail: 0.02, tokens: 220, pin: 0.5, pout: 1.5 },
+  'gpt-4o': { lat: 620, jitter: 0.5, ttft: 0.35, fail: 0.3, tokens: 420, pin: 2.5, pout: 10 },
+  'claude-sonnet': { lat: 540, jitter: 0.4, ttft: 0.3, fail: 0.03, tokens: 380, pin: 3, pout: 15 },
+  'llama3-local': { lat: 900, jitter: 0.3, ttft: 0.3, fail: 0, tokens: 300, pin: 0, pout: 0 },
 };
 
 const WORKERS = [
@@ -53,13 +54,15 @@ function percentiles(values) {
 }
 
 const round = (v) => Math.round(v * 10) / 10;
+const usd = (v) => Math.round(v * 1e8) / 1e8;
+const price = (model, prompt, completion) => (prompt * MODELS[model].pin + completion * MODELS[model].pout) / 1e6;
 
 //  A simulated broker + edge. step(t) advances to wall time t and returns the events due.
 export function createSimulator({ seed = 42, start = Date.now() } = {}) {
   const rand = rng(seed);
   const gauss = () => Math.sqrt(-2 * Math.log(rand() || 1e-9)) * Math.cos(2 * Math.PI * rand());
   const models = Object.fromEntries(
-    Object.keys(MODELS).map((name) => [name, { wins: 0, losses: 0, errors: 0, cancelled: 0, tokens_saved: 0, tokens_wasted: 0, lat: [], ttft: [] }]),
+    Object.keys(MODELS).map((name) => [name, { wins: 0, losses: 0, errors: 0, cancelled: 0, tokens_saved: 0, tokens_wasted: 0, cost: 0, saved: 0, lat: [], ttft: [] }]),
   );
   const workers = Object.fromEntries(
     WORKERS.map((w) => [w.id, { ...w, alive: false, completed: 0, failed: 0, cancelled: 0, lastSeen: start }]),
@@ -78,6 +81,7 @@ export function createSimulator({ seed = 42, start = Date.now() } = {}) {
   let nextSecond = start + 1000;
   let edgeTotal = 0;
   let edgeErrors = 0;
+  const spend = { cost: 0, saved: 0, losers: 0 }; // USD the edge was charged / avoided / paid for losers
 
   const alive = (id) => workers[id].alive;
 
@@ -129,6 +133,14 @@ export function createSimulator({ seed = 42, start = Date.now() } = {}) {
     const timeout = win > DEADLINE_MS && plans.some((p) => !p.fails && p.worker);
     const end = timeout ? DEADLINE_MS : win < Infinity ? win : Math.max(...plans.map((p) => (p.worker ? endOf(p) : p.at + 0.2)));
     let winner = null;
+    const prompt = 150 + ((jobId * 37) % 250); // prompt tokens, the same for every attempt
+    const charge = (model, cost, saved = 0, loser = false) => {
+      models[model].cost += cost;
+      models[model].saved += saved;
+      spend.cost += cost;
+      spend.saved += saved;
+      if (loser) spend.losers += cost;
+    };
     const attempts = plans.map((p) => {
       const id = ++attemptId;
       counters.attempts_started++;
@@ -160,18 +172,22 @@ export function createSimulator({ seed = 42, start = Date.now() } = {}) {
         counters.attempts_won++;
         m.lat.push(p.total);
         m.ttft.push(p.ttft);
+        charge(p.model, price(p.model, prompt, stat.tokens));
       } else if (outcome === 'failed') {
         m.errors++;
         w.failed++;
         counters.attempts_failed++;
+        charge(p.model, price(p.model, prompt, 0));
       } else {
         m.losses++;
         m.cancelled++;
         w.cancelled++;
         counters.attempts_cancelled++;
         const progress = Math.max(0, (finished - p.at - p.ttft) / (p.total - p.ttft || 1));
-        m.tokens_wasted += Math.round(stat.tokens * Math.min(1, progress));
-        m.tokens_saved += Math.round(stat.tokens * (1 - Math.min(1, progress)));
+        const wasted = Math.round(stat.tokens * Math.min(1, progress));
+        m.tokens_wasted += wasted;
+        m.tokens_saved += stat.tokens - wasted;
+        charge(p.model, price(p.model, prompt, wasted), price(p.model, 0, stat.tokens - wasted), true);
         if (rand() < 0.05) counters.late_replies++;
       }
       if (m.lat.length > 400) m.lat.splice(0, 100);
@@ -223,6 +239,8 @@ export function createSimulator({ seed = 42, start = Date.now() } = {}) {
           cancelled: m.cancelled,
           tokens_saved: m.tokens_saved,
           tokens_wasted: m.tokens_wasted,
+          cost_usd: usd(m.cost),
+          cost_saved_usd: usd(m.saved),
           latency_ms: percentiles(m.lat.slice(-200)),
           ttft_ms: percentiles(m.ttft.slice(-200)),
         };
@@ -259,6 +277,9 @@ export function createSimulator({ seed = 42, start = Date.now() } = {}) {
       overhead_ms: { p50: round(0.3 + rand() * 0.2), p99: round(1.0 + rand() * 0.5) },
       broker_up: true,
       workers: Object.values(workers).filter((w) => w.alive).length,
+      cost_usd: usd(spend.cost),
+      cost_saved_usd: usd(spend.saved),
+      loser_cost_usd: usd(spend.losers),
     };
   }
 

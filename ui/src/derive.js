@@ -110,3 +110,20 @@ export function timelineBars(job) {
   });
   return { axisMax, span, bars };
 }
+
+//  Spend rate in USD per minute over `history` (edge samples {ts_ms, cost_usd}, oldest
+//  first), from the oldest sample after the last counter reset (edge restart) to the
+//  newest. Null when fewer than `minSpanMs` of samples carry a cost.
+export function spendPerMinute(history, minSpanMs = 5000) {
+  if (!Array.isArray(history)) return null;
+  let first = null;
+  let last = null;
+  for (const h of history) {
+    if (typeof h?.cost_usd !== 'number' || !Number.isFinite(h.cost_usd) || typeof h.ts_ms !== 'number') continue;
+    if (last && h.cost_usd < last.cost_usd) first = null; // the edge restarted
+    if (!first) first = h;
+    last = h;
+  }
+  if (!first || !last || last.ts_ms - first.ts_ms < minSpanMs) return null;
+  return ((last.cost_usd - first.cost_usd) / (last.ts_ms - first.ts_ms)) * 60000;
+}

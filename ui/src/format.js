@@ -64,3 +64,19 @@ export function fmtClock(ts) {
   const d = new Date(ts);
   return [d.getHours(), d.getMinutes(), d.getSeconds()].map((x) => String(x).padStart(2, '0')).join(':');
 }
+
+//  US dollars: "$0.0042", "$0.42", "$12.30", "$1,234.50", "$2.35M"; "$0.00" for zero,
+//  "<$0.000001" for dust, "—" when unknown (the edge or broker did not report a cost).
+export function fmtUsd(v) {
+  if (!ok(v)) return '—';
+  const sign = v < 0 ? '-' : '';
+  const a = Math.abs(v);
+  if (a === 0) return '$0.00';
+  if (a < 0.000001) return `${sign}<$0.000001`;
+  if (a < 1) {
+    const decimals = Math.min(6, Math.max(2, 1 - Math.floor(Math.log10(a))));
+    return `${sign}$${a.toFixed(decimals)}`;
+  }
+  if (a < 1e6) return `${sign}$${a.toLocaleString('en-US', { minimumFractionDigits: 2, maximumFractionDigits: 2 })}`;
+  return `${sign}$${(a / 1e6).toFixed(2)}M`;
+}

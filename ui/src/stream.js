@@ -1,5 +1,7 @@
 // Client of the edge's metrics stream (SSE at /v1/aigw/events): parses each event type,
 // keeps bounded histories, reconnects with backoff, and exposes subscribe() and a React hook.
+// A 401/403 from the edge (edge/auth = on, no or a wrong admin key) stops the retries and
+// shows as status "unauthorized" until reconnect() is called (with a new key).
 import { useEffect, useMemo, useRef, useSyncExternalStore } from 'react';
 
 export const DEFAULT_URL = '/v1/aigw/events';
@@ -63,7 +65,9 @@ function parseMetrics(d) {
     ...d,
     ts_ms: num(d.ts_ms),
     counters: isObj(d.counters) ? d.counters : {},
-    models: (d.models || []).filter((m) => isObj(m) && typeof m.name === 'string'),
+    models: (d.models || [])
+      .filter((m) => isObj(m) && typeof m.name === 'string')
+      .map((m) => ({ ...m, cost_usd: num(m.cost_usd), cost_saved_usd: num(m.cost_saved_usd) })),
     workers: (d.workers || []).filter((w) => isObj(w) && isId(w.id)),
   };
 }
@@ -84,9 +88,14 @@ function parseWorker(d) {
   return { ...d, id: String(d.id), models: Array.isArray(d.models) ? d.models : [] };
 }
 
+//  Optional cost fields (USD, cumulative since the edge / broker started): null when absent.
+const COST_FIELDS = ['cost_usd', 'cost_saved_usd', 'loser_cost_usd'];
+
 function parseEdge(d) {
   if (!isObj(d)) return null;
-  return { ...d, ts_ms: num(d.ts_ms) };
+  const out = { ...d, ts_ms: num(d.ts_ms) };
+  for (const k of COST_FIELDS) out[k] = num(d[k]);
+  return out;
 }
 
 const PARSERS = { metrics: parseMetrics, job: parseJob, worker: parseWorker, edge: parseEdge };
@@ -107,6 +116,9 @@ export function parseEvent(type, raw) {
 
 const DEFAULTS = {
   EventSourceImpl: undefined, // defaults to globalThis.EventSource at connect time
+  //  Second argument of `new EventSourceImpl(url, init)`: an object, or a function called
+  //  at every (re)connect (so e.g. the current admin key goes into init.headers).
+  eventSourceInit: undefined,
   edgeHistory: 120, // ~2 minutes of 1/s edge samples
   metricsHistory: 120, // ~2 minutes of 1/s broker snapshots
   maxJobs: 50,
@@ -124,8 +136,9 @@ function emptyState(url) {
   return {
     url,
     connection: {
-      status: 'idle', // idle | connecting | open | reconnecting | offline | stopped
+      status: 'idle', // idle | connecting | open | reconnecting | offline | unauthorized | stopped
       since: null,
+      httpStatus: null, // HTTP status of the last failed attempt when the source reported one
       failures: 0, // consecutive failed (re)connects, reset on open
       reconnects: 0, // streams re-created by this client
       retryAt: null,
@@ -248,6 +261,7 @@ export function createAigwStream(url = DEFAULT_URL, options = {}) {
       p50: num(e.latency_ms?.p50),
       p99: num(e.latency_ms?.p99),
       in_flight: num(e.requests_in_flight),
+      cost_usd: e.cost_usd,
     });
     draft.edgeHistory = edgeRing.toArray();
   }
@@ -290,14 +304,27 @@ export function createAigwStream(url = DEFAULT_URL, options = {}) {
   function onOpen(source) {
     if (source !== es) return;
     const t = now();
-    setConnection({ status: 'open', since: t, failures: 0, retryAt: null, lastError: null, lastEventAt: t });
+    setConnection({ status: 'open', since: t, failures: 0, retryAt: null, lastError: null, lastEventAt: t, httpStatus: null });
   }
 
-  function onError(source) {
+  function onError(source, ev) {
     if (source !== es || !running) return;
-    if (source.readyState === ES_CLOSED) {
+    //  Sources over fetch (src/sse.js) say why; the browser's EventSource does not.
+    const raw = ev && typeof ev === 'object' && 'status' in ev ? ev.status : source.status;
+    const status = isNum(raw) ? raw : null;
+    const message = typeof ev?.message === 'string' && ev.message ? ev.message : null;
+    if (status === 401 || status === 403) {
       closeSource();
-      scheduleReconnect('stream closed');
+      if (retryTimer !== null) clearTimeout(retryTimer);
+      retryTimer = null;
+      setConnection({
+        status: 'unauthorized', since: now(), retryAt: null, httpStatus: status,
+        lastError: message || (status === 401 ? 'the edge wants the admin key' : 'the edge refused the stream'),
+      });
+    } else if (source.readyState === ES_CLOSED) {
+      closeSource();
+      draft.connection = { ...draft.connection, httpStatus: status };
+      scheduleReconnect(message ? (status && status !== 200 ? `HTTP ${status}: ${message}` : message) : 'stream closed');
     } else if (draft.connection.status !== 'reconnecting') {
       // The browser retries by itself while readyState is CONNECTING.
       setConnection({ status: 'reconnecting', since: now(), lastError: 'connection lost' });
@@ -340,14 +367,15 @@ export function createAigwStream(url = DEFAULT_URL, options = {}) {
     closeSource();
     let source;
     try {
-      source = new Impl(url);
+      const init = typeof o.eventSourceInit === 'function' ? o.eventSourceInit() : o.eventSourceInit;
+      source = init === undefined ? new Impl(url) : new Impl(url, init);
     } catch (err) {
       scheduleReconnect(`cannot open stream: ${err?.message || err}`);
       return;
     }
     es = source;
     source.addEventListener('open', () => onOpen(source));
-    source.addEventListener('error', () => onError(source));
+    source.addEventListener('error', (ev) => onError(source, ev));
     source.addEventListener('message', () => onUntyped(source));
     for (const type of EVENT_TYPES) source.addEventListener(type, (ev) => onEvent(type, ev, source));
     setConnection({ status: 'connecting', since: now(), retryAt: null });
@@ -401,13 +429,20 @@ export function createAigwStream(url = DEFAULT_URL, options = {}) {
   };
 }
 
-//  React hook: the live state of the stream at `url`; the client lives as long as the component.
-export function useAigwStream(url = DEFAULT_URL, options) {
+//  React hook: {state, client} of the stream at `url`; the client lives as long as the
+//  component (options are read once, at the first render).
+export function useAigwClient(url = DEFAULT_URL, options) {
   const optionsRef = useRef(options);
   const client = useMemo(() => createAigwStream(url, optionsRef.current), [url]);
   useEffect(() => {
     client.start();
     return () => client.stop();
   }, [client]);
-  return useSyncExternalStore(client.subscribe, client.getState, client.getState);
+  const state = useSyncExternalStore(client.subscribe, client.getState, client.getState);
+  return { state, client };
+}
+
+//  React hook: the live state of the stream at `url`.
+export function useAigwStream(url = DEFAULT_URL, options) {
+  return useAigwClient(url, options).state;
 }

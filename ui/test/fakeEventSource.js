@@ -6,8 +6,9 @@ export function makeFakeEventSource() {
     static CLOSED = 2;
     static instances = [];
 
-    constructor(url) {
+    constructor(url, init) {
       this.url = url;
+      this.init = init;
       this.readyState = 0;
       this.listeners = new Map();
       this.closed = false;

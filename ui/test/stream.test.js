@@ -80,7 +80,7 @@ describe('createAigwStream', () => {
     expect(s.metrics.broker_id).toBe('host-1234');
     expect(s.metricsHistory).toHaveLength(1);
     expect(s.edge.rps).toBe(35.2);
-    expect(s.edgeHistory).toEqual([{ ts_ms: EDGE.ts_ms, rps: 35.2, error_rate: 0.01, p50: 42, p99: 120, in_flight: 4 }]);
+    expect(s.edgeHistory).toEqual([{ ts_ms: EDGE.ts_ms, rps: 35.2, error_rate: 0.01, p50: 42, p99: 120, in_flight: 4, cost_usd: null }]);
     expect(s.jobs.map((j) => j.job_id)).toEqual([17]);
     expect(s.workerEvents.map((w) => `${w.event}:${w.id}`)).toEqual(['join:worker-9']);
     expect(s.workers.map((w) => [w.id, w.alive])).toEqual([
@@ -235,6 +235,28 @@ describe('createAigwStream', () => {
     expect(client.getState().connection.lastError).toMatch(/bad url/);
     vi.advanceTimersByTime(500);
     expect(ES.instances).toHaveLength(1);
+  });
+
+  it('waits for reconnect() after a 401/403, without backoff retries', () => {
+    vi.useFakeTimers();
+    const inits = [];
+    let n = 0;
+    const client = started({ eventSourceInit: () => (inits.push(++n), { headers: { n } }) });
+    const es = ES.instances[0];
+    es.readyState = 2;
+    es.dispatch('error', { status: 401, message: 'the admin key is not correct' });
+    expect(client.getState().connection).toMatchObject({ status: 'unauthorized', httpStatus: 401, lastError: 'the admin key is not correct', retryAt: null });
+    expect(es.closed).toBe(true);
+    vi.advanceTimersByTime(60000);
+    expect(ES.instances).toHaveLength(1);
+    client.reconnect();
+    expect(ES.instances).toHaveLength(2);
+    expect(inits).toEqual([1, 2]); // init is built afresh for each connection
+    expect(ES.instances[1].init).toEqual({ headers: { n: 2 } });
+    expect(client.getState().connection.status).toBe('connecting');
+    ES.instances[1].open();
+    expect(client.getState().connection).toMatchObject({ status: 'open', httpStatus: null, lastError: null });
+    client.stop();
   });
 
   it('stop() closes the source and cancels the retry', () => {

@@ -5,10 +5,11 @@ const LABELS = {
   open: 'live',
   reconnecting: 'reconnecting…',
   offline: 'offline',
+  unauthorized: 'key needed',
   stopped: 'stopped',
 };
 
-const TONES = { open: 'up', connecting: 'wait', reconnecting: 'wait', offline: 'down', stopped: 'down', idle: 'wait' };
+const TONES = { open: 'up', connecting: 'wait', reconnecting: 'wait', offline: 'down', unauthorized: 'down', stopped: 'down', idle: 'wait' };
 
 export default function ConnectionBadge({ connection, now, counts }) {
   const status = connection?.status || 'idle';
@@ -23,6 +24,7 @@ export default function ConnectionBadge({ connection, now, counts }) {
   }
   const title = [
     `stream ${status}`,
+    connection?.httpStatus ? `HTTP ${connection.httpStatus}` : null,
     connection?.lastError ? `last error: ${connection.lastError}` : null,
     connection?.reconnects ? `re-created ${connection.reconnects}×` : null,
     counts ? `events: ${counts.metrics} metrics, ${counts.job} job, ${counts.worker} worker, ${counts.edge} edge` : null,

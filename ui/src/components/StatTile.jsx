@@ -1,9 +1,9 @@
 // One figure of the health header: a label, a big value, a caption and an optional sparkline.
 import Sparkline from './Sparkline.jsx';
 
-export default function StatTile({ label, value, sub, tone = 'neutral', series, color, testId }) {
+export default function StatTile({ label, value, sub, tone = 'neutral', series, color, testId, title }) {
   return (
-    <div className={`tile tile-${tone}`} data-testid={testId}>
+    <div className={`tile tile-${tone}`} data-testid={testId} title={title}>
       <div className="tile-label">{label}</div>
       <div className="tile-value num">{value}</div>
       {sub && <div className="tile-sub">{sub}</div>}

@@ -1,8 +1,9 @@
-// Page header: product name, broker identity, demo flag and the connection badge.
+// Page header: product name, broker identity, demo flag, the connection badge and, when an
+// admin key is kept for this tab, the control that forgets it.
 import ConnectionBadge from './ConnectionBadge.jsx';
 import { fmtClock } from '../format.js';
 
-export default function TopBar({ state, now, demo }) {
+export default function TopBar({ state, now, demo, hasKey = false, onForgetKey }) {
   return (
     <header className="topbar">
       <div className="brand">
@@ -18,6 +19,11 @@ export default function TopBar({ state, now, demo }) {
       <div className="topbar-right">
         <span className="clock mono">{fmtClock(now)}</span>
         <ConnectionBadge connection={state.connection} now={now} counts={state.counts} />
+        {hasKey && onForgetKey && (
+          <button type="button" className="btn" onClick={onForgetKey} data-testid="forget-key" title="Forget the admin key kept for this tab">
+            Forget key
+          </button>
+        )}
       </div>
     </header>
   );
