@@ -134,10 +134,21 @@ static int64_t s_rfc3339 (const char *s)
 {
     struct tm tm;
     memset (&tm, 0, sizeof tm);
+    if (strlen (s) < 20 || s[0] < '0' || s[0] > '9')
+        return -1;                      // strptime would skip leading spaces
     const char *rest = strptime (s, "%Y-%m-%dT%H:%M:%S", &tm);
     if (!rest || !(strcmp (rest, "Z") == 0 || strcmp (rest, "+00:00") == 0))
         return -1;
-    return (int64_t) timegm (&tm);
+    struct tm want = tm;
+    time_t t = timegm (&tm);
+    struct tm back;
+    //  timegm rolls impossible dates forward (Feb 30 -> Mar 2): refuse them instead
+    if (t < 0 || !gmtime_r (&t, &back) || back.tm_year != want.tm_year
+        || back.tm_mon != want.tm_mon || back.tm_mday != want.tm_mday
+        || back.tm_hour != want.tm_hour || back.tm_min != want.tm_min
+        || back.tm_sec != want.tm_sec)
+        return -1;
+    return (int64_t) t;
 }
 
 static int s_models (const cJSON *v, keys_spec_t *sp, s_bad_t *bad)
@@ -251,8 +262,13 @@ static int s_one (keys_t *keys, const char *name, int64_t now_ms, int status, co
 static cJSON *s_parse_object (const char *body, size_t len, char **out, size_t *out_len,
                               int *status)
 {
-    cJSON *root = len ? cJSON_ParseWithLength (body, len) : NULL;
-    if (cJSON_IsObject (root))
+    const char *end = NULL;
+    cJSON *root = len ? cJSON_ParseWithLengthOpts (body, len, &end, 0) : NULL;
+    //  Nothing but whitespace may follow the object (no second value, no NUL)
+    size_t used = root && end ? (size_t) (end - body) : len;
+    while (root && used < len && strchr (" \t\r\n", body[used]) && body[used])
+        used++;
+    if (cJSON_IsObject (root) && used == len)
         return root;
     cJSON_Delete (root);
     *status = s_error (400, "invalid_json", NULL, "the body must be a JSON object", out, out_len);
