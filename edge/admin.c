@@ -32,10 +32,8 @@ static int s_error (int status, const char *code, const char *param, const char 
     cJSON *e = root ? cJSON_AddObjectToObject (root, "error") : NULL;
     if (e) {
         cJSON_AddStringToObject (e, "message", message);
-        cJSON_AddStringToObject (e, "type", status == 404 ? "not_found_error"
-                                          : status == 409 ? "conflict_error"
-                                          : status >= 500 ? "server_error"
-                                          : "invalid_request_error");
+        cJSON_AddStringToObject (e, "type", status >= 500 ? "server_error"
+                                                          : "invalid_request_error");
         cJSON_AddStringToObject (e, "code", code);
         if (param)
             cJSON_AddStringToObject (e, "param", param);

@@ -84,6 +84,14 @@ static int s_cmp_name (const void *a, const void *b)
     return strcmp ((*(s_key_t *const *) a)->spec.name, (*(s_key_t *const *) b)->spec.name);
 }
 
+static void s_sort (keys_t *self)
+{
+    if (self->nkeys < 2)
+        return;                         // also: qsort must not get a NULL base
+    qsort (self->by_hash, self->nkeys, sizeof *self->by_hash, s_cmp_hash);
+    qsort (self->by_name, self->nkeys, sizeof *self->by_name, s_cmp_name);
+}
+
 static s_key_t *s_find_hash (keys_t *self, const uint8_t *hash)
 {
     size_t lo = 0, hi = self->nkeys;
@@ -277,7 +285,9 @@ static const char *s_col_text (sqlite3_stmt *st, int col)
     return t ? (const char *) t : "";
 }
 
-static int s_add (keys_t *self, s_key_t *k)
+//  Append k to the three arrays; the sorted ones are sorted only when sort is true
+//  (s_load sorts once at the end).
+static int s_append (keys_t *self, s_key_t *k, bool sort)
 {
     if (self->nkeys == self->cap) {
         size_t cap = self->cap ? self->cap * 2 : 16;
@@ -300,8 +310,8 @@ static int s_add (keys_t *self, s_key_t *k)
     self->by_hash[self->nkeys] = k;
     self->by_name[self->nkeys] = k;
     self->nkeys++;
-    qsort (self->by_hash, self->nkeys, sizeof *self->by_hash, s_cmp_hash);
-    qsort (self->by_name, self->nkeys, sizeof *self->by_name, s_cmp_name);
+    if (sort)
+        s_sort (self);
     return 0;
 }
 
@@ -343,12 +353,13 @@ static int s_load (keys_t *self, char *err, size_t errlen)
         k->total_spend = sqlite3_column_double (st, 18);
         if (sqlite3_column_bytes (st, 19) == (int) sizeof k->window)
             memcpy (k->window, sqlite3_column_blob (st, 19), sizeof k->window);
-        if (s_add (self, k)) {
+        if (s_append (self, k, false)) {
             free (k);
             break;
         }
     }
     sqlite3_finalize (st);
+    s_sort (self);
     return rc == SQLITE_DONE ? 0 : s_db_fail (self, err, errlen, "reading keys");
 }
 
@@ -360,6 +371,19 @@ typedef struct {
     uint64_t total_requests, total_tokens;
     s_bucket_t window[KEYS_WINDOW_S];
 } s_snap_t;
+
+//  Mark the keys of a failed flush dirty again. Keys are never removed, and id is
+//  unique, so a linear match by id is enough (only on the error path).
+static void s_redirty (keys_t *self, const s_snap_t *snaps, size_t n)
+{
+    pthread_mutex_lock (&self->lock);
+    for (size_t i = 0, j = 0; i < self->nkeys && j < n; i++)
+        if (self->keys[i]->id == snaps[j].id) {
+            self->keys[i]->dirty = true;
+            j++;
+        }
+    pthread_mutex_unlock (&self->lock);
+}
 
 int keys_flush (keys_t *self)
 {
@@ -416,8 +440,14 @@ int keys_flush (keys_t *self)
         s_exec (self, "ROLLBACK", NULL, 0);
     }
     else
-        rc = s_exec (self, "COMMIT", NULL, 0);
+    if (s_exec (self, "COMMIT", NULL, 0)) {
+        log_warn ("key database: writing counters failed: %s", sqlite3_errmsg (self->db));
+        s_exec (self, "ROLLBACK", NULL, 0);
+        rc = -1;
+    }
     pthread_mutex_unlock (&self->db_lock);
+    if (rc)
+        s_redirty (self, snaps, n);     // written next time instead of lost
     free (snaps);
     return rc;
 }
@@ -697,7 +727,11 @@ static void s_bind_spec (sqlite3_stmt *st, int first, const keys_spec_t *sp)
 int keys_create (keys_t *self, const keys_spec_t *spec, int64_t now_ms, char *secret,
                  size_t secret_size, char *err, size_t errlen)
 {
-    if (!keys_name_ok (spec->name) || secret_size < KEYS_SECRET_MAX) {
+    if (secret_size < KEYS_SECRET_MAX) {
+        snprintf (err, errlen, "the secret buffer is smaller than KEYS_SECRET_MAX");
+        return -1;
+    }
+    if (!keys_name_ok (spec->name)) {
         snprintf (err, errlen, "bad key name");
         return -1;
     }
@@ -742,7 +776,7 @@ int keys_create (keys_t *self, const keys_spec_t *spec, int64_t now_ms, char *se
     sqlite3_finalize (st);
     if (!rc) {
         pthread_mutex_lock (&self->lock);
-        if (s_add (self, k)) {
+        if (s_append (self, k, true)) {
             snprintf (err, errlen, "out of memory");
             rc = -1;
         }

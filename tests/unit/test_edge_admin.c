@@ -119,6 +119,9 @@ static void s_expect_error (s_answer_t *a, int status, const char *param)
     assert_true (cJSON_IsObject (e));
     assert_non_null (s_str (e, "message"));
     assert_non_null (s_str (e, "type"));
+    //  The OpenAI shape: every 4xx from the admin API is an invalid_request_error
+    if (status < 500)
+        assert_string_equal (s_str (e, "type"), "invalid_request_error");
     assert_non_null (s_str (e, "code"));
     const cJSON *p = s_get (e, "param");
     assert_non_null (p);
