@@ -561,8 +561,9 @@ static enum MHD_Result s_chat_submit (edge_req_t *r, edge_job_t *job)
     r->include_usage = job->include_usage;
     Aigw__Job pb;
     edge_job_to_pb (job, r->job_id, &pb);
-    if (r->account[0])
-        pb.account = r->account;
+    //  Always an account, so the broker reports cancelled losers' usage (SPEND) for the
+    //  edge's cost figures; "*" (never a key name) when no key pays.
+    pb.account = r->account[0] ? r->account : (char *) EDGE_NO_ACCOUNT;
     if (edge_link_submit (r->loop->link, &pb, job->payload, job->payload_len, r)) {
         edge_server_job_done (srv);
         return edge_http_error (r, 503, "broker_unavailable",

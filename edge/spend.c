@@ -58,7 +58,7 @@ static void s_charge (spend_t *self, const char *account, const char *target,
     if (loser)
         atomic_fetch_add (&self->em->loser_cost_nusd, s_nusd (usd));
     atomic_fetch_add (&self->em->charges, 1);
-    if (self->keys && account && account[0])
+    if (self->keys && account && account[0] && strcmp (account, EDGE_NO_ACCOUNT) != 0)
         keys_charge (self->keys, account, s_tokens (u), usd, wall_ms);
     *sum += usd;
 }

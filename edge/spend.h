@@ -14,6 +14,11 @@
 #include "aigw.pb-c.h"
 
 typedef struct keys_s keys_t;
+
+//  Job.account of a job no key pays for (auth off): the broker still sends its losers'
+//  SPEND, so the edge's cost counters see them; never a key name (keys_name_ok).
+#define EDGE_NO_ACCOUNT "*"
+
 typedef struct _spend_t spend_t;
 
 //  cfg (prices), keys (may be NULL: nothing is charged to keys) and em (where the
