@@ -5,6 +5,7 @@
 #include "wk_compl.h"
 #include "wk_core.h"
 #include "wk_json.h"
+#include "wk_usage.h"
 #include "aclock.h"
 
 #include <cjson/cJSON.h>
@@ -59,37 +60,17 @@ uint32_t wk_sim_count_words (const char *s, size_t len)
     return words;
 }
 
-static uint32_t s_string_words (const cJSON *item)
+static uint64_t s_words (const char *text, size_t len)
 {
-    const char *s = cJSON_GetStringValue (item);
-    return s ? wk_sim_count_words (s, strlen (s)) : 0;
-}
-
-//  Words of one message's content: a string, or an array of {type, text} parts.
-static uint32_t s_content_words (const cJSON *content)
-{
-    if (cJSON_IsString (content))
-        return s_string_words (content);
-    uint32_t words = 0;
-    const cJSON *part;
-    cJSON_ArrayForEach (part, content)
-        words += s_string_words (cJSON_GetObjectItemCaseSensitive (part, "text"));
-    return words;
+    return wk_sim_count_words (text, len);
 }
 
 int wk_sim_prompt_tokens (const char *req, size_t len, uint32_t *tokens)
 {
-    cJSON *root = cJSON_ParseWithLength (req, len);
-    if (!cJSON_IsObject (root)) {
-        cJSON_Delete (root);
+    int64_t words = wk_usage_prompt_sum (req, len, s_words);
+    if (words < 0)
         return -1;
-    }
-    uint32_t words = 0;
-    const cJSON *msg;
-    cJSON_ArrayForEach (msg, cJSON_GetObjectItemCaseSensitive (root, "messages"))
-        words += s_content_words (cJSON_GetObjectItemCaseSensitive (msg, "content"));
-    cJSON_Delete (root);
-    *tokens = words;
+    *tokens = words > UINT32_MAX ? UINT32_MAX : (uint32_t) words;
     return 0;
 }
 

@@ -13,39 +13,56 @@ uint32_t wk_usage_tokens (uint64_t bytes)
     return tokens > UINT32_MAX ? UINT32_MAX : (uint32_t) tokens;
 }
 
+static uint64_t s_bytes (const char *text, size_t len)
+{
+    return len;
+}
+
 static uint64_t s_string_bytes (const cJSON *item)
 {
     const char *s = cJSON_GetStringValue (item);
     return s ? strlen (s) : 0;
 }
 
-//  Text bytes of a message content: a string, or an array of {type, text} parts.
-static uint64_t s_content_bytes (const cJSON *content)
+//  measure() of a message content: a string, or an array of {type, text} parts.
+static uint64_t s_content (const cJSON *content, wk_usage_measure_fn *measure)
 {
-    if (cJSON_IsString (content))
-        return s_string_bytes (content);
-    uint64_t bytes = 0;
+    const char *s = cJSON_GetStringValue (content);
+    if (s)
+        return measure (s, strlen (s));
+    uint64_t sum = 0;
     const cJSON *part;
-    cJSON_ArrayForEach (part, content)
-        bytes += s_string_bytes (S_GET (part, "text"));
-    return bytes;
+    cJSON_ArrayForEach (part, content) {
+        const char *t = cJSON_GetStringValue (S_GET (part, "text"));
+        sum += t ? measure (t, strlen (t)) : 0;
+    }
+    return sum;
+}
+
+int64_t wk_usage_prompt_sum (const char *req, size_t len, wk_usage_measure_fn *measure)
+{
+    cJSON *root = cJSON_ParseWithLength (req, len);
+    if (!cJSON_IsObject (root)) {
+        cJSON_Delete (root);
+        return -1;
+    }
+    uint64_t sum = 0;
+    const cJSON *msg;
+    cJSON_ArrayForEach (msg, S_GET (root, "messages"))
+        sum += s_content (S_GET (msg, "content"), measure);
+    cJSON_Delete (root);
+    return sum > INT64_MAX ? INT64_MAX : (int64_t) sum;
 }
 
 uint32_t wk_usage_prompt_estimate (const char *req, size_t len)
 {
-    cJSON *root = cJSON_ParseWithLength (req, len);
-    const cJSON *messages = cJSON_IsObject (root) ? S_GET (root, "messages") : NULL;
-    uint64_t bytes = 0;
-    const cJSON *msg;
-    cJSON_ArrayForEach (msg, messages)
-        bytes += s_content_bytes (S_GET (msg, "content"));
-    cJSON_Delete (root);
-    return wk_usage_tokens (bytes);
+    int64_t bytes = wk_usage_prompt_sum (req, len, s_bytes);
+    return wk_usage_tokens (bytes > 0 ? (uint64_t) bytes : 0);
 }
 
 static uint64_t s_message_bytes (const cJSON *message)
 {
-    uint64_t bytes = s_content_bytes (S_GET (message, "content"))
+    uint64_t bytes = s_content (S_GET (message, "content"), s_bytes)
                    + s_string_bytes (S_GET (message, "refusal"));
     const cJSON *call;
     cJSON_ArrayForEach (call, S_GET (message, "tool_calls"))

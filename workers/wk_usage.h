@@ -18,6 +18,12 @@ uint32_t wk_usage_tokens (uint64_t bytes);
 //  string, or the text of its parts) by wk_usage_tokens. 0 if req is not a JSON object.
 uint32_t wk_usage_prompt_estimate (const char *req, size_t len);
 
+//  The sum of measure(text) over the text of every messages[].content of the request
+//  (a string, or the text of its {type, text} parts): the one walk of a request's
+//  prompt text (bytes here, words for the sim provider). -1 if req is not a JSON object.
+typedef uint64_t (wk_usage_measure_fn) (const char *text, size_t len);
+int64_t wk_usage_prompt_sum (const char *req, size_t len, wk_usage_measure_fn *measure);
+
 //  Estimated completion tokens of a chat.completion: the bytes of every choice's
 //  message content, refusal and tool call arguments by wk_usage_tokens.
 uint32_t wk_usage_completion_estimate (const char *json, size_t len);
