@@ -176,6 +176,9 @@ static attempt_t *s_attempt_new (broker_t *self, job_t *job, size_t index)
     job->att[index] = a;
     job->att_id[index] = a->id;
     job->att_worker[index][0] = 0;
+    job->att_upstream_status[index] = 0;
+    job->att_retry_after_ms[index] = 0;
+    job->att_upstream_code[index][0] = 0;
     return a;
 }
 
@@ -485,6 +488,11 @@ static void s_infos (job_t *job, infos_t *out)
             x->has_error = true;
             x->error = a->code;
             x->reason = a->reason;
+            x->has_upstream_status = job->att_upstream_status[i] != 0;
+            x->upstream_status = job->att_upstream_status[i];
+            x->has_retry_after_ms = job->att_retry_after_ms[i] != 0;
+            x->retry_after_ms = job->att_retry_after_ms[i];
+            x->upstream_code = job->att_upstream_code[i][0] ? job->att_upstream_code[i] : NULL;
         }
         if (job->usage_known & (1u << i))
             x->usage = &job->att_usage[i];
@@ -1050,9 +1058,22 @@ static void s_on_result (broker_t *self, worker_t *w, wire_msg_t *msg, int64_t n
 
 static int s_error_code (int code)
 {
-    if (code <= AIGW__ERROR_CODE__ERR_NONE || code > AIGW__ERROR_CODE__ERR_WORKER_LOST)
+    if (code <= AIGW__ERROR_CODE__ERR_NONE || code > AIGW__ERROR_CODE__ERR_RATE_LIMITED)
         return AIGW__ERROR_CODE__ERR_UPSTREAM;
     return code;
+}
+
+//  Keep what the provider said about a failed attempt (status, code, Retry-After).
+static void s_upstream_keep (job_t *job, size_t index, const Aigw__Error *err)
+{
+    job->att_upstream_status[index] = err->has_upstream_status && err->upstream_status < 1000
+                                    ? (uint16_t) err->upstream_status : 0;
+    job->att_retry_after_ms[index] = err->has_retry_after_ms ? err->retry_after_ms : 0;
+    size_t o = 0;
+    for (const char *p = err->upstream_code; p && *p && o + 1 < BROKER_UPSTREAM_CODE_MAX; p++)
+        if (*p > 0x20 && *p < 0x7f)
+            job->att_upstream_code[index][o++] = *p;
+    job->att_upstream_code[index][o] = 0;
 }
 
 static void s_on_error (broker_t *self, worker_t *w, wire_msg_t *msg, int64_t now)
@@ -1071,6 +1092,7 @@ static void s_on_error (broker_t *self, worker_t *w, wire_msg_t *msg, int64_t no
         s_attempt_free (self, a);
         int code = s_error_code (err->code);
         s_usage_keep (job, index, err->usage);
+        s_upstream_keep (job, index, err);
         if (race_attempt_error (&job->race, index, code, err->message, now) == RACE_EV_OK) {
             self->c.attempts_failed++;
             if (race_attempt (&job->race, index)->replaced)

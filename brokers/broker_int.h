@@ -26,6 +26,7 @@
 #define BROKER_POOL_MAX 4096        // free jobs/attempts kept for reuse
 #define BROKER_MSG_MAX 1024         // error messages to clients
 #define BROKER_TOMBS 4096           // cancelled attempts remembered for late tokens and usage
+#define BROKER_UPSTREAM_CODE_MAX 64 // a provider's error code kept per attempt
 #define BROKER_ACCOUNT_MAX 128      // Job.account bytes kept (a longer one is refused)
 
 #define s_container(ptr, type, member) ((type *) ((char *) (ptr) - offsetof (type, member)))
@@ -86,6 +87,10 @@ struct job_t {
     uint64_t att_id[RACE_ATTEMPTS_MAX];
     char att_worker[RACE_ATTEMPTS_MAX][BROKER_WORKER_NAME_MAX];
     Aigw__Usage att_usage[RACE_ATTEMPTS_MAX];   // from its RESULT or ERROR (usage_known)
+    //  What the provider said when an attempt failed (its ERROR), for the answer
+    uint16_t att_upstream_status[RACE_ATTEMPTS_MAX];        // 0 = none
+    uint32_t att_retry_after_ms[RACE_ATTEMPTS_MAX];         // 0 = none
+    char att_upstream_code[RACE_ATTEMPTS_MAX][BROKER_UPSTREAM_CODE_MAX];
     job_t *free_next;
 };
 

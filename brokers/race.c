@@ -111,21 +111,31 @@ static void s_finish_error (race_t *self, int code)
     s_push (self, RACE_FINISH_ERROR, 0, 0, code);
 }
 
-//  Aggregate code of the failed attempts: all the same -> that code, else ERR_UPSTREAM.
+//  Aggregate code of the failed attempts (docs/errors.md): all the same -> that code;
+//  else a provider's rate limit (a later retry can succeed), else a provider refusing
+//  the gateway's key, else ERR_UPSTREAM. So ERR_BAD_REQUEST needs every attempt to agree.
 static int s_aggregate (const race_t *self)
 {
     int code = -1;
+    bool mixed = false, limited = false, auth = false;
     for (size_t i = 0; i < self->natt; i++) {
         const race_attempt_t *a = &self->att[i];
         if (a->state != RACE_ATT_FAILED || a->replaced)
             continue;
+        limited |= a->code == AIGW__ERROR_CODE__ERR_RATE_LIMITED;
+        auth |= a->code == AIGW__ERROR_CODE__ERR_UPSTREAM_AUTH;
         if (code == -1)
             code = a->code;
         else
         if (code != a->code)
-            return AIGW__ERROR_CODE__ERR_UPSTREAM;
+            mixed = true;
     }
-    return code == -1 ? AIGW__ERROR_CODE__ERR_UPSTREAM : code;
+    if (code == -1)
+        return AIGW__ERROR_CODE__ERR_UPSTREAM;
+    if (!mixed)
+        return code;
+    return limited ? AIGW__ERROR_CODE__ERR_RATE_LIMITED
+         : auth ? AIGW__ERROR_CODE__ERR_UPSTREAM_AUTH : AIGW__ERROR_CODE__ERR_UPSTREAM;
 }
 
 static bool s_live (const race_t *self, size_t attempt, race_ev_t *ev)

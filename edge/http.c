@@ -136,13 +136,19 @@ static enum MHD_Result s_send_reply (edge_req_t *r, edge_reply_t *reply, int rc,
         edge_reply_reset (reply);
         return edge_http_error (r, 500, "internal_error", "out of memory", NULL);
     }
-    char more[CFG_NAME_MAX + 64 + 256] = "";
+    char more[CFG_NAME_MAX + 64 + 640] = "";
+    int n = 0;
     if (reply->winner[0])
-        snprintf (more, sizeof more, "x-aigw-winner: %s\n%s", reply->winner, extra ? extra : "");
+        n = snprintf (more, sizeof more, "x-aigw-winner: %s\n", reply->winner);
+    if (reply->retry_after_s && n >= 0 && (size_t) n < sizeof more)
+        n += snprintf (more + n, sizeof more - (size_t) n, "Retry-After: %u\n",
+                       reply->retry_after_s);
+    if (extra && n >= 0 && (size_t) n < sizeof more)
+        snprintf (more + n, sizeof more - (size_t) n, "%s", extra);
     char *body = reply->body;
     reply->body = NULL;
     return edge_http_send (r, reply->status, "application/json", body, reply->len,
-                           reply->winner[0] ? more : extra);
+                           more[0] ? more : NULL);
 }
 
 enum MHD_Result edge_http_error (edge_req_t *r, int status, const char *code,

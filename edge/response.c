@@ -20,7 +20,9 @@ int edge_status_of (Aigw__ErrorCode code)
     switch (code) {
         case AIGW__ERROR_CODE__ERR_BAD_REQUEST:   return 400;
         case AIGW__ERROR_CODE__ERR_UNKNOWN_MODEL: return 404;
-        case AIGW__ERROR_CODE__ERR_OVERLOADED:    return 429;
+        case AIGW__ERROR_CODE__ERR_OVERLOADED:
+        case AIGW__ERROR_CODE__ERR_RATE_LIMITED:  return 429;
+        case AIGW__ERROR_CODE__ERR_UPSTREAM_AUTH:
         case AIGW__ERROR_CODE__ERR_UPSTREAM:
         case AIGW__ERROR_CODE__ERR_WORKER_LOST:
         case AIGW__ERROR_CODE__ERR_TTFT:          return 502;
@@ -58,6 +60,8 @@ const char *edge_error_code_name (Aigw__ErrorCode code)
         case AIGW__ERROR_CODE__ERR_INTERNAL:      return "internal_error";
         case AIGW__ERROR_CODE__ERR_TTFT:          return "ttft_timeout";
         case AIGW__ERROR_CODE__ERR_WORKER_LOST:   return "worker_lost";
+        case AIGW__ERROR_CODE__ERR_UPSTREAM_AUTH: return "upstream_auth_failed";
+        case AIGW__ERROR_CODE__ERR_RATE_LIMITED:  return "rate_limit_exceeded";
         default:                                  return "internal_error";
     }
 }
@@ -196,6 +200,12 @@ static cJSON *s_attempt_json (const Aigw__AttemptInfo *a, const s_price_t *p, do
     s_add_ms (o, "first_token_ms", a->has_first_token_us, a->first_token_us);
     s_add_ms (o, "finished_ms", a->has_finished_us, a->finished_us);
     s_add_str (o, "error", s_attempt_error (a));
+    if (a->has_upstream_status)
+        cJSON_AddNumberToObject (o, "upstream_status", a->upstream_status);
+    if (a->upstream_code && a->upstream_code[0])
+        s_add_text (o, "upstream_code", a->upstream_code);
+    if (a->has_retry_after_ms)
+        cJSON_AddNumberToObject (o, "retry_after_ms", a->retry_after_ms);
     if (p && p->cfg)
         s_attempt_cost (o, a, p, sum, pending);
     return o;
@@ -397,7 +407,18 @@ cJSON *edge_error_json (const Aigw__Error *e, cfg_policy_t policy, const char *w
     *status = edge_status_of (e->code);
     char message[S_MESSAGE_MAX];
     s_error_message (message, sizeof message, e);
-    cJSON *root = s_error_root (*status, edge_error_code_name (e->code), message);
+    const char *code = edge_error_code_name (e->code);
+    //  A request every provider refused keeps the provider's own code (e.g.
+    //  context_length_exceeded), as OpenAI's SDKs and clients expect
+    for (size_t i = 0; e->code == AIGW__ERROR_CODE__ERR_BAD_REQUEST && i < e->n_attempts; i++) {
+        const Aigw__AttemptInfo *a = e->attempts[i];
+        if (a && a->outcome == AIGW__OUTCOME__OUTCOME_FAILED && a->upstream_code
+            && a->upstream_code[0]) {
+            code = a->upstream_code;
+            break;
+        }
+    }
+    cJSON *root = s_error_root (*status, code, message);
     if (!root)
         return NULL;
     if (e->has_upstream_status)
@@ -417,6 +438,22 @@ cJSON *edge_error_simple_json (int status, const char *code, const char *message
     return s_error_root (status, code, message);
 }
 
+uint32_t edge_error_retry_after (const Aigw__Error *e)
+{
+    uint32_t best = 0;
+    for (size_t i = 0; i < e->n_attempts; i++) {
+        const Aigw__AttemptInfo *a = e->attempts[i];
+        if (!a || !a->has_retry_after_ms || a->error != AIGW__ERROR_CODE__ERR_RATE_LIMITED)
+            continue;
+        uint32_t s = (a->retry_after_ms + 999) / 1000;
+        if (s == 0)
+            s = 1;
+        if (!best || s < best)
+            best = s;
+    }
+    return best;
+}
+
 int edge_reply_error (edge_reply_t *reply, const Aigw__Error *e, cfg_policy_t policy,
                       const cfg_t *cfg)
 {
@@ -425,7 +462,10 @@ int edge_reply_error (edge_reply_t *reply, const Aigw__Error *e, cfg_policy_t po
     cJSON *root = edge_error_json (e, policy, NULL, &status, cfg);
     if (!root)
         return -1;
-    return s_finish (reply, status, root);
+    int rc = s_finish (reply, status, root);
+    if (status == 429 || status == 503)
+        reply->retry_after_s = edge_error_retry_after (e);
+    return rc;
 }
 
 static cJSON *s_model_entry (const char *id, const char *kind, uint32_t workers)

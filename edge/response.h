@@ -17,6 +17,7 @@ typedef struct {
     char *body;                         // JSON, owned; free with edge_reply_reset
     size_t len;
     char winner[CFG_NAME_MAX];          // x-aigw-winner value ("" = no header)
+    uint32_t retry_after_s;             // Retry-After value (0 = no header)
 } edge_reply_t;
 
 //  HTTP status for a broker error code (docs/protocol.md); 500 for unknown codes.
@@ -27,6 +28,10 @@ const char *edge_error_type (int status);
 
 //  Short name of an error code for bodies and logs ("timeout", "upstream_error", ...).
 const char *edge_error_code_name (Aigw__ErrorCode code);
+
+//  Retry-After for a failed job, in seconds (rounded up): the smallest the providers
+//  gave among the rate-limited attempts; 0 = none.
+uint32_t edge_error_retry_after (const Aigw__Error *e);
 
 //  Build the 200 reply from a RESULT: response_json with an "aigw" object added.
 //  A response_json that is not a JSON object yields a 502 reply instead.
@@ -57,6 +62,7 @@ double edge_usage_cost (const cfg_t *cfg, const char *target, const Aigw__Usage 
 
 //  The OpenAI error object for a broker ERROR: {"error": {...}, "aigw": {...}} (aigw
 //  when there are attempts or a winner). Sets *status. Caller owns; NULL on OOM.
+//  The mapping of what the providers said is in docs/errors.md.
 cJSON *edge_error_json (const Aigw__Error *e, cfg_policy_t policy, const char *winner,
                         int *status, const cfg_t *cfg);
 

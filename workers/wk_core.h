@@ -12,6 +12,9 @@
 #include "config.h"
 #include "wk_buf.h"
 #include "wk_compl.h"
+#include "wk_retry.h"
+
+#define WK_UPSTREAM_CODE_MAX 64     // provider error code kept, incl. NUL
 
 typedef struct _worker_t worker_t;
 typedef struct wk_attempt wk_attempt_t;
@@ -100,6 +103,8 @@ struct wk_attempt {
     bool too_big;               // response passed its cap
     bool deadline_bound;        // total timeout came from the deadline
     char curl_err [CURL_ERROR_SIZE];
+    wk_retry_t retry;           // the response's Retry-After / retry-after-ms
+    char upstream_code [WK_UPSTREAM_CODE_MAX]; // provider's error code for the ERROR, "" = none
 };
 
 //  An HTTP request for wk_http_start. All pointers must stay valid until the
@@ -127,7 +132,8 @@ int wk_reply_result (worker_t *w, wk_attempt_t *a, const char *json, size_t len,
 int wk_reply_chunk (worker_t *w, wk_attempt_t *a, const char *json, size_t len);
 
 //  Send ERROR for the attempt with a printf-style reason and the usage it consumed
-//  so far (wk_usage_fill). upstream_status 0 = none.
+//  so far (wk_usage_fill). upstream_status 0 = none. a->upstream_code (if set) goes
+//  in upstream_code; a->retry goes in retry_after_ms when the status is 429 or 503.
 int wk_reply_error (worker_t *w, wk_attempt_t *a, Aigw__ErrorCode code, uint32_t upstream_status,
                     const char *fmt, ...) __attribute__ ((format (printf, 5, 6)));
 

@@ -5,6 +5,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 static size_t s_write (char *ptr, size_t size, size_t nmemb, void *userdata)
 {
@@ -12,6 +13,15 @@ static size_t s_write (char *ptr, size_t size, size_t nmemb, void *userdata)
     size_t n = size * nmemb;
     if (!a->model->prov->on_data || a->model->prov->on_data (a, ptr, n))
         return 0;                   // CURLE_WRITE_ERROR ends the transfer
+    return n;
+}
+
+//  Response headers: only Retry-After / retry-after-ms are kept (bounded parse).
+static size_t s_header (char *ptr, size_t size, size_t nitems, void *userdata)
+{
+    wk_attempt_t *a = userdata;
+    size_t n = size * nitems;
+    wk_retry_header (&a->retry, ptr, n, (int64_t) time (NULL));
     return n;
 }
 
@@ -27,6 +37,8 @@ static CURLcode s_configure (CURL *e, wk_attempt_t *a, const wk_http_req_t *req)
     S_SET (CURLOPT_HTTPHEADER, req->headers);
     S_SET (CURLOPT_WRITEFUNCTION, s_write);
     S_SET (CURLOPT_WRITEDATA, a);
+    S_SET (CURLOPT_HEADERFUNCTION, s_header);
+    S_SET (CURLOPT_HEADERDATA, a);
     S_SET (CURLOPT_PRIVATE, a);
     S_SET (CURLOPT_ERRORBUFFER, a->curl_err);
     S_SET (CURLOPT_NOSIGNAL, 1L);
@@ -43,6 +55,8 @@ static CURLcode s_configure (CURL *e, wk_attempt_t *a, const wk_http_req_t *req)
 int wk_http_start (worker_t *w, wk_attempt_t *a, const wk_http_req_t *req)
 {
     a->curl_err [0] = 0;
+    a->retry = (wk_retry_t) { 0 };
+    a->upstream_code [0] = 0;
     CURL *e = curl_easy_init ();
     if (!e)
         return -1;

@@ -118,9 +118,34 @@ static void s_fail (wk_openai_reply_t *out, long status, const char *fmt, const 
     snprintf (out->message, sizeof out->message, fmt, status, detail);
 }
 
-//  The most readable part of an error body: error.message, error (a string),
-//  message, or the raw text.
-void wk_openai_error_detail (const char *body, size_t len, char *dst, size_t dstlen)
+//  Copy a provider's error code, printable ASCII only, cut to fit.
+static void s_code (char *dst, size_t dstlen, const char *src)
+{
+    size_t n = 0;
+    for (; src && src [n] && n + 1 < dstlen; n++) {
+        unsigned char c = (unsigned char) src [n];
+        dst [n] = c < 0x20 || c > 0x7e ? '_' : (char) c;
+    }
+    if (dstlen)
+        dst [n] = 0;
+}
+
+static void s_error_code (const cJSON *err, char *code, size_t codelen)
+{
+    const cJSON *c = cJSON_GetObjectItemCaseSensitive (err, "code");
+    char num [24];
+    const char *text = cJSON_GetStringValue (c);
+    if (!text && cJSON_IsNumber (c) && c->valuedouble > -1e15 && c->valuedouble < 1e15) {
+        snprintf (num, sizeof num, "%lld", (long long) c->valuedouble);
+        text = num;
+    }
+    if (!text || !*text)
+        text = cJSON_GetStringValue (cJSON_GetObjectItemCaseSensitive (err, "type"));
+    s_code (code, codelen, text ? text : "");
+}
+
+void wk_openai_error_info (const char *body, size_t len, char *dst, size_t dstlen,
+                           char *code, size_t codelen)
 {
     cJSON *root = cJSON_ParseWithLength (body, len);
     const cJSON *err = cJSON_GetObjectItemCaseSensitive (root, "error");
@@ -136,7 +161,16 @@ void wk_openai_error_detail (const char *body, size_t len, char *dst, size_t dst
         wk_openai_snippet (dst, dstlen, body, len, WK_OPENAI_DETAIL_MAX);
     else
         snprintf (dst, dstlen, "(empty body)");
+    if (code)
+        s_error_code (cJSON_IsObject (err) ? err : NULL, code, codelen);
     cJSON_Delete (root);
+}
+
+//  The most readable part of an error body: error.message, error (a string),
+//  message, or the raw text.
+void wk_openai_error_detail (const char *body, size_t len, char *dst, size_t dstlen)
+{
+    wk_openai_error_info (body, len, dst, dstlen, NULL, 0);
 }
 
 static bool s_count (const cJSON *usage, const char *name, uint32_t *out)
@@ -154,8 +188,10 @@ int wk_openai_parse (long status, const char *body, size_t len, wk_openai_reply_
     out->status = status > 0 && status < 1000 ? (uint32_t) status : 0;
     if (status < 200 || status > 299) {
         char detail [WK_OPENAI_DETAIL_MAX + 8];
-        wk_openai_error_detail (body, len, detail, sizeof detail);
+        wk_openai_error_info (body, len, detail, sizeof detail, out->upstream_code,
+                              sizeof out->upstream_code);
         s_fail (out, status, "upstream HTTP %ld: %s", detail);
+        out->code = wk_upstream_status_code (status);
         return -1;
     }
     cJSON *root = cJSON_ParseWithLength (body, len);
@@ -177,7 +213,7 @@ int wk_openai_parse (long status, const char *body, size_t len, wk_openai_reply_
 void wk_openai_too_big (uint64_t max, long status, wk_openai_reply_t *out)
 {
     memset (out, 0, sizeof *out);
-    out->code = AIGW__ERROR_CODE__ERR_UPSTREAM;
+    out->code = wk_upstream_status_code (status);   // ERR_UPSTREAM for a 2xx
     out->status = status > 0 && status < 1000 ? (uint32_t) status : 0;
     snprintf (out->message, sizeof out->message, "upstream response larger than %" PRIu64 " bytes",
               max);

@@ -152,6 +152,17 @@ static bool s_ok (long status)
     return status >= 200 && status <= 299;
 }
 
+Aigw__ErrorCode wk_upstream_status_code (long status)
+{
+    if (status == 400 || status == 404 || status == 413 || status == 422)
+        return AIGW__ERROR_CODE__ERR_BAD_REQUEST;
+    if (status == 401 || status == 403)
+        return AIGW__ERROR_CODE__ERR_UPSTREAM_AUTH;
+    if (status == 429)
+        return AIGW__ERROR_CODE__ERR_RATE_LIMITED;
+    return AIGW__ERROR_CODE__ERR_UPSTREAM;
+}
+
 //  A streamed reply's usage as the upstream reported it so far.
 static void s_sync_usage (wk_attempt_t *a)
 {
@@ -265,6 +276,7 @@ static void s_whole_done (worker_t *w, wk_attempt_t *a, const wk_done_t *done)
     }
     if (!s_ok (done->http_status)) {
         wk_openai_parse (done->http_status, a->resp.data, a->resp.len, &r);
+        snprintf (a->upstream_code, sizeof a->upstream_code, "%s", r.upstream_code);
         wk_reply_error (w, a, r.code, r.status, "%s", r.message);
         return;
     }

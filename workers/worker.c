@@ -234,10 +234,11 @@ static int s_send (worker_t *self, uint8_t cmd, const ProtobufCMessage *body)
     return -1;
 }
 
-//  usage: what the attempt consumed (a refused TASK passes a zero one).
+//  usage: what the attempt consumed (a refused TASK passes a zero one); a: the
+//  attempt whose provider code and Retry-After go with it, or NULL.
 static int s_send_error (worker_t *self, uint64_t job_id, uint64_t attempt_id,
                          Aigw__ErrorCode code, uint32_t status, const char *reason,
-                         const Aigw__Usage *usage)
+                         const Aigw__Usage *usage, const wk_attempt_t *a)
 {
     Aigw__Error e = AIGW__ERROR__INIT;
     e.job_id = job_id;
@@ -248,6 +249,10 @@ static int s_send_error (worker_t *self, uint64_t job_id, uint64_t attempt_id,
     e.has_upstream_status = status != 0;
     e.upstream_status = status;
     e.usage = (Aigw__Usage *) usage;
+    if (a && a->upstream_code [0])
+        e.upstream_code = (char *) a->upstream_code;
+    e.has_retry_after_ms = a && a->retry.has && (status == 429 || status == 503);
+    e.retry_after_ms = e.has_retry_after_ms ? a->retry.ms : 0;
     return s_send (self, WIRE_W_ERROR, &e.base);
 }
 
@@ -348,7 +353,7 @@ int wk_reply_error (worker_t *w, wk_attempt_t *a, Aigw__ErrorCode code, uint32_t
     log_debug ("attempt %" PRIu64 " (%s) error %d: %s (usage %" PRIu32 "+%" PRIu32 "%s)",
                a->attempt_id, a->model->cfg->name, (int) code, reason, u.prompt_tokens,
                u.completion_tokens, u.estimated ? ", estimated" : "");
-    return s_send_error (w, a->job_id, a->attempt_id, code, upstream_status, reason, &u);
+    return s_send_error (w, a->job_id, a->attempt_id, code, upstream_status, reason, &u, a);
 }
 
 int wk_timer_arm (worker_t *w, wk_attempt_t *a, int64_t due_ms)
@@ -442,7 +447,7 @@ static void s_reject (worker_t *self, const Aigw__Task *t, Aigw__ErrorCode code,
     log_debug ("TASK attempt %" PRIu64 " refused: %s", t->attempt_id, reason);
     Aigw__Usage none = AIGW__USAGE__INIT;      // nothing was consumed
     none.has_prompt_tokens = none.has_completion_tokens = true;
-    s_send_error (self, t->job_id, t->attempt_id, code, 0, reason, &none);
+    s_send_error (self, t->job_id, t->attempt_id, code, 0, reason, &none, NULL);
 }
 
 static void s_start_task (worker_t *self, const Aigw__Task *t, zmq_msg_t *payload, bool has_payload)

@@ -105,6 +105,8 @@ _BY_CODE: dict[int, type[AigwError]] = {
     pb.ERR_UPSTREAM: UpstreamError,
     pb.ERR_TTFT: UpstreamError,
     pb.ERR_WORKER_LOST: UpstreamError,
+    pb.ERR_UPSTREAM_AUTH: UpstreamError,
+    pb.ERR_RATE_LIMITED: Overloaded,
     pb.ERR_UNAVAILABLE: Unavailable,
     pb.ERR_TIMEOUT: DeadlineExceeded,
     pb.ERR_CANCELLED: Cancelled,

@@ -64,7 +64,7 @@ SCRIPT_FIELDS = {
     "latency_ms": _NUM, "status": int, "text": str, "token_interval_ms": _NUM,
     "stall": bool, "cut_after_chunks": int, "stall_after_chunks": int,
     "garbage": bool, "body_bytes": int, "headers": dict, "error_message": str,
-    "error_type": str,
+    "error_type": str, "error_code": str, "retry_after": str,
 }
 
 
@@ -85,6 +85,9 @@ def check_script(table, allow_null=False):
             if v is not None and (not isinstance(v, want)
                                   or (want is not bool and isinstance(v, bool))):
                 raise ValueError("entry %r: field %r has the wrong type" % (model, k))
+        ra = e.get("retry_after")
+        if ra is not None and ("\r" in ra or "\n" in ra):
+            raise ValueError("entry %r: retry_after must be one header line" % model)
         st = e.get("status")
         if st is not None and not 100 <= st <= 599:
             raise ValueError("entry %r: status out of range" % model)
@@ -404,15 +407,17 @@ class Conn:
 # Response bodies per API
 
 
-def error_body(api, status, message, etype=None):
+def error_body(api, status, message, etype=None, code=None):
+    """The API's error JSON. `code`: OpenAI's error.code, Anthropic's error.type
+    (it wins over `etype`); Ollama has none."""
     if api == "anthropic":
-        etype = etype or ANTHROPIC_ERR_TYPES.get(status, "api_error")
+        etype = code or etype or ANTHROPIC_ERR_TYPES.get(status, "api_error")
         return dumps({"type": "error", "error": {"type": etype, "message": message}})
     if api == "ollama":
         return dumps({"error": message})
     etype = etype or OPENAI_ERR_TYPES.get(status, "server_error")
     return dumps({"error": {"message": message, "type": etype, "param": None,
-                            "code": None}})
+                            "code": code}})
 
 
 class Reply:
@@ -594,7 +599,9 @@ async def serve_llm(conn, api, method, headers, body, keep):
     e = state.lookup(model)
     latency = (e.get("latency_ms") or 0) / 1000.0
     status = int(e.get("status") or 200)
-    extra = e.get("headers")
+    extra = dict(e.get("headers") or {})
+    if e.get("retry_after") is not None:
+        extra["Retry-After"] = e["retry_after"]
 
     if e.get("stall"):
         await conn.wait(None)
@@ -608,7 +615,8 @@ async def serve_llm(conn, api, method, headers, body, keep):
             return False
         if status != 200:
             msg = e.get("error_message") or "scripted error %d from fake upstream" % status
-            simple(status, error_body(api, status, msg, e.get("error_type")), extra=extra)
+            simple(status, error_body(api, status, msg, e.get("error_type"), e.get("error_code")),
+                   extra=extra)
         elif e.get("garbage"):
             simple(200, GARBAGE, "text/event-stream" if stream else "application/json",
                    extra)

@@ -184,6 +184,32 @@ def test_scripted_500(cli):
     assert all(r["outcome"] == "completed" for r in reqs)
 
 
+def test_scripted_error_code_and_retry_after(cli):
+    cli.script({"long": {"status": 400, "error_code": "context_length_exceeded",
+                         "error_message": "too long"},
+                "rl": {"status": 429, "retry_after": "3", "error_code": "rate_limit_error"}})
+    st, out = cli.json("POST", "/v1/chat/completions", chat("long"))
+    assert st == 400
+    assert out["error"]["code"] == "context_length_exceeded"
+    assert out["error"]["message"] == "too long"
+    assert out["error"]["type"] == "invalid_request_error"
+    st, hdrs, raw = cli.request("POST", "/v1/messages", chat("rl", max_tokens=10))
+    assert st == 429 and hdrs.get("Retry-After") == "3"
+    assert json.loads(raw) == {"type": "error", "error": {
+        "type": "rate_limit_error", "message": "scripted error 429 from fake upstream"}}
+    st, hdrs, raw = cli.request("POST", "/api/chat", chat("rl"))
+    assert st == 429 and hdrs.get("Retry-After") == "3"
+    assert json.loads(raw) == {"error": "scripted error 429 from fake upstream"}
+    # without error_code the OpenAI code stays null
+    cli.script({"bad": {"status": 500}})
+    st, out = cli.json("POST", "/v1/chat/completions", chat("bad"))
+    assert st == 500 and out["error"]["code"] is None
+    st, _ = cli.json("PUT", "/_control/script", {"x": {"retry_after": "1\r\nX-Evil: 1"}})
+    assert st == 400
+    st, _ = cli.json("PUT", "/_control/script", {"x": {"error_code": 5}})
+    assert st == 400
+
+
 def test_latency(cli):
     cli.script({"slow": {"latency_ms": 200}})
     t0 = time.monotonic()

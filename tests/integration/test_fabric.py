@@ -164,12 +164,14 @@ def test_race_closes_loser_connection_fast(make_system, upstream):
     assert gap_ms < 50, f"loser's upstream connection closed {gap_ms:.1f} ms after the win"
 
 
-def test_all_targets_fail_502_with_reasons(make_system, upstream):
+def test_all_targets_fail_with_reasons(make_system, upstream):
     upstream.script({"bad1": {"status": 500, "error_message": "model exploded"},
                      "bad2": {"status": 429, "error_message": "slow down"}})
     s = make_system(models=openai_models(upstream, ["bad1", "bad2"])).start()
     status, headers, js, raw = s.http.chat("bad1,bad2")
-    assert status == 502, raw
+    # A 500 and a 429: the rate limit decides (a later retry can succeed; docs/errors.md)
+    assert status == 429, raw
+    assert js["error"]["code"] == "rate_limit_exceeded"
     assert js["error"]["message"]
     att = {a["model"]: a for a in js["aigw"]["attempts"]}
     assert att["bad1"]["outcome"] == "failed" and att["bad2"]["outcome"] == "failed"

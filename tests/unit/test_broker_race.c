@@ -124,6 +124,33 @@ static void test_aggregate_codes (void **state)
     assert_int_equal (x.a[x.n - 1].type, RACE_FINISH_ERROR);
     assert_int_equal (x.a[x.n - 1].code, AIGW__ERROR_CODE__ERR_UPSTREAM);
     race_fini (&r);
+
+    //  The documented order for attempts that failed differently (docs/errors.md)
+    const struct { int a, b, want; } order[] = {
+        { AIGW__ERROR_CODE__ERR_BAD_REQUEST, AIGW__ERROR_CODE__ERR_BAD_REQUEST,
+          AIGW__ERROR_CODE__ERR_BAD_REQUEST },
+        { AIGW__ERROR_CODE__ERR_BAD_REQUEST, AIGW__ERROR_CODE__ERR_UPSTREAM,
+          AIGW__ERROR_CODE__ERR_UPSTREAM },
+        { AIGW__ERROR_CODE__ERR_BAD_REQUEST, AIGW__ERROR_CODE__ERR_RATE_LIMITED,
+          AIGW__ERROR_CODE__ERR_RATE_LIMITED },
+        { AIGW__ERROR_CODE__ERR_UPSTREAM_AUTH, AIGW__ERROR_CODE__ERR_RATE_LIMITED,
+          AIGW__ERROR_CODE__ERR_RATE_LIMITED },
+        { AIGW__ERROR_CODE__ERR_UPSTREAM, AIGW__ERROR_CODE__ERR_UPSTREAM_AUTH,
+          AIGW__ERROR_CODE__ERR_UPSTREAM_AUTH },
+        { AIGW__ERROR_CODE__ERR_TIMEOUT, AIGW__ERROR_CODE__ERR_BAD_REQUEST,
+          AIGW__ERROR_CODE__ERR_UPSTREAM },
+    };
+    for (size_t i = 0; i < sizeof order / sizeof order[0]; i++) {
+        race_init (&r, &c);
+        race_start (&r, 0);
+        s_drain (&r);
+        race_attempt_error (&r, 0, order[i].a, "first", 1);
+        race_attempt_error (&r, 1, order[i].b, "second", 1);
+        x = s_drain (&r);
+        assert_int_equal (x.a[x.n - 1].type, RACE_FINISH_ERROR);
+        assert_int_equal (x.a[x.n - 1].code, order[i].want);
+        race_fini (&r);
+    }
 }
 
 static void test_deadline (void **state)

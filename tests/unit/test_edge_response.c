@@ -238,6 +238,70 @@ static void test_error_codes (void **state)
     edge_reply_reset (&r);
 }
 
+//  What the providers said decides the status (docs/errors.md).
+static void test_provider_mapping (void **state)
+{
+    (void) state;
+    Aigw__AttemptInfo a[2] = { AIGW__ATTEMPT_INFO__INIT, AIGW__ATTEMPT_INFO__INIT };
+    Aigw__AttemptInfo *ptrs[2] = { &a[0], &a[1] };
+    for (int i = 0; i < 2; i++) {
+        a[i].target = (char *) (i ? "b" : "a");
+        a[i].outcome = AIGW__OUTCOME__OUTCOME_FAILED;
+        a[i].has_error = a[i].has_upstream_status = true;
+    }
+    a[0].error = AIGW__ERROR_CODE__ERR_RATE_LIMITED;
+    a[0].upstream_status = 429;
+    a[0].has_retry_after_ms = true;
+    a[0].retry_after_ms = 7000;
+    a[1].error = AIGW__ERROR_CODE__ERR_RATE_LIMITED;
+    a[1].upstream_status = 429;
+    a[1].has_retry_after_ms = true;
+    a[1].retry_after_ms = 2001;                 // rounds up to 3 s
+    Aigw__Error err = AIGW__ERROR__INIT;
+    err.code = AIGW__ERROR_CODE__ERR_RATE_LIMITED;
+    err.n_attempts = 2;
+    err.attempts = ptrs;
+    edge_reply_t r;
+    assert_int_equal (edge_reply_error (&r, &err, CFG_POLICY_RACE, NULL), 0);
+    assert_int_equal (r.status, 429);
+    assert_int_equal (r.retry_after_s, 3);
+    cJSON *root = s_parse_reply (&r);
+    cJSON *e = cJSON_GetObjectItemCaseSensitive (root, "error");
+    assert_string_equal (s_str (e, "code"), "rate_limit_exceeded");
+    cJSON *atts = cJSON_GetObjectItemCaseSensitive (cJSON_GetObjectItemCaseSensitive (root, "aigw"),
+                                                    "attempts");
+    assert_true (s_num (cJSON_GetArrayItem (atts, 0), "upstream_status") == 429);
+    assert_true (s_num (cJSON_GetArrayItem (atts, 0), "retry_after_ms") == 7000);
+    cJSON_Delete (root);
+    edge_reply_reset (&r);
+    //  Every provider refused the request: 400 with the provider's own code
+    for (int i = 0; i < 2; i++) {
+        a[i].error = AIGW__ERROR_CODE__ERR_BAD_REQUEST;
+        a[i].upstream_status = 400;
+        a[i].has_retry_after_ms = false;
+    }
+    a[1].upstream_code = (char *) "context_length_exceeded";
+    err.code = AIGW__ERROR_CODE__ERR_BAD_REQUEST;
+    assert_int_equal (edge_reply_error (&r, &err, CFG_POLICY_RACE, NULL), 0);
+    assert_int_equal (r.status, 400);
+    assert_int_equal (r.retry_after_s, 0);
+    root = s_parse_reply (&r);
+    e = cJSON_GetObjectItemCaseSensitive (root, "error");
+    assert_string_equal (s_str (e, "type"), "invalid_request_error");
+    assert_string_equal (s_str (e, "code"), "context_length_exceeded");
+    cJSON_Delete (root);
+    edge_reply_reset (&r);
+    //  The provider refused the gateway's key: 502, never 401 to the client
+    err.code = AIGW__ERROR_CODE__ERR_UPSTREAM_AUTH;
+    assert_int_equal (edge_reply_error (&r, &err, CFG_POLICY_RACE, NULL), 0);
+    assert_int_equal (r.status, 502);
+    root = s_parse_reply (&r);
+    assert_string_equal (s_str (cJSON_GetObjectItemCaseSensitive (root, "error"), "code"),
+                         "upstream_auth_failed");
+    cJSON_Delete (root);
+    edge_reply_reset (&r);
+}
+
 static void test_simple_error (void **state)
 {
     (void) state;
@@ -377,6 +441,7 @@ int main (void)
         cmocka_unit_test (test_success_edge_cases),
         cmocka_unit_test (test_error_with_attempts),
         cmocka_unit_test (test_error_codes),
+        cmocka_unit_test (test_provider_mapping),
         cmocka_unit_test (test_simple_error),
         cmocka_unit_test (test_models_list),
         cmocka_unit_test (test_ms_format),

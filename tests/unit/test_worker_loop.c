@@ -34,7 +34,9 @@
 //  up-garbage, up-big (Content-Length too large), up-bigstream (close-delimited),
 //  up-stall (never answers), up-partial (headers and part of the body, then
 //  nothing), up-nousage (a reply without usage); streams: up-sse (OpenAI SSE in pieces split mid-line), up-sse-cut,
-//  up-sse-stall, up-sse-err, up-429; up-anth (Anthropic), up-olla (Ollama).
+//  up-sse-stall, up-sse-err, up-429; up-anth (Anthropic), up-olla (Ollama); error
+//  statuses: up-e400, up-e401, up-e429 (Retry-After: 3), up-e503 (a date in the past),
+//  up-anth-429 (Anthropic rate_limit_error).
 //  Records connections, closes and the last request.
 
 #define H_CONNS 32
@@ -75,13 +77,47 @@ static void h_send_all (int fd, const char *data, size_t len)
     }
 }
 
-static void h_reply (int fd, int status, const char *body)
+//  A whole reply; extra: more header lines ("Name: value\r\n"...), or "".
+static void h_reply_ex (int fd, int status, const char *extra, const char *body)
 {
-    char head [256];
+    char head [512];
     int n = snprintf (head, sizeof head, "HTTP/1.1 %d X\r\nContent-Type: application/json\r\n"
-                      "Content-Length: %zu\r\n\r\n", status, strlen (body));
+                      "%sContent-Length: %zu\r\n\r\n", status, extra, strlen (body));
     h_send_all (fd, head, (size_t) n);
     h_send_all (fd, body, strlen (body));
+}
+
+static void h_reply (int fd, int status, const char *body)
+{
+    h_reply_ex (fd, status, "", body);
+}
+
+//  Error statuses with the providers' error bodies. false if the model is not one.
+static bool h_error_status (int fd, const char *tmp)
+{
+    if (strstr (tmp, "\"up-e400\""))
+        h_reply (fd, 400, "{\"error\":{\"message\":\"too long\",\"type\":\"invalid_request_error\","
+                          "\"code\":\"context_length_exceeded\"}}");
+    else
+    if (strstr (tmp, "\"up-e401\""))
+        h_reply_ex (fd, 401, "Retry-After: 5\r\n", "{\"error\":{\"message\":\"Incorrect API key\","
+                    "\"type\":\"invalid_request_error\",\"code\":\"invalid_api_key\"}}");
+    else
+    if (strstr (tmp, "\"up-e429\""))
+        h_reply_ex (fd, 429, "retry-after: 3\r\n", "{\"error\":{\"message\":\"Rate limit reached\","
+                    "\"type\":\"requests\",\"code\":\"rate_limit_exceeded\"}}");
+    else
+    if (strstr (tmp, "\"up-e503\""))
+        h_reply_ex (fd, 503, "Retry-After: Sun, 06 Nov 1994 08:49:37 GMT\r\n",
+                    "{\"error\":{\"message\":\"overloaded\",\"type\":\"server_error\",\"code\":null}}");
+    else
+    if (strstr (tmp, "\"up-anth-429\""))
+        h_reply_ex (fd, 429, "Retry-After: 1.5\r\nretry-after-ms: 250\r\n",
+                    "{\"type\":\"error\",\"error\":{\"type\":\"rate_limit_error\","
+                    "\"message\":\"Number of request tokens has exceeded your rate limit\"}}");
+    else
+        return false;
+    return true;
 }
 
 static void h_big (int fd, bool with_length)
@@ -239,6 +275,8 @@ static bool h_handle (h_conn_t *c, const char *head, size_t head_len, const char
     pthread_mutex_unlock (&s_http.lock);
     char tmp [8192];
     snprintf (tmp, sizeof tmp, "%.*s", (int) body_len, body);
+    if (h_error_status (c->fd, tmp))
+        return true;
     if (strstr (tmp, "\"up-ok\""))
         h_reply (c->fd, 200, H_OK);
     else
@@ -540,6 +578,21 @@ static int b_expect_error (b_broker_t *b, uint64_t attempt, int timeout_ms, char
     return code;
 }
 
+//  Expect an ERROR for attempt; returns it unpacked (caller frees).
+static Aigw__Error *b_expect_error_msg (b_broker_t *b, uint64_t attempt, int timeout_ms)
+{
+    wire_msg_t m;
+    assert_int_equal (b_recv (b, timeout_ms, &m), 0);
+    if (m.cmd != WIRE_W_ERROR)
+        fail_msg ("expected ERROR, got %s", wire_cmd_name (WIRE_SIDE_WORKER, m.cmd));
+    Aigw__Error *e = (Aigw__Error *) wire_unpack (&aigw__error__descriptor, &m.body);
+    assert_non_null (e);
+    assert_int_equal (e->attempt_id, attempt);
+    assert_int_equal (e->job_id, attempt + 1000);
+    wire_msg_close (&m);
+    return e;
+}
+
 //  Expect an ERROR for attempt with usage; returns its code, copies the usage.
 static int b_expect_error_usage (b_broker_t *b, uint64_t attempt, int timeout_ms, Aigw__Usage *usage)
 {
@@ -774,8 +827,18 @@ static void s_start_worker (fix_t *f, uint32_t capacity)
         "        upstream_model = up-anth\n        api_key_env = AIGW_TEST_WORKER_KEY\n"
         "        max_tokens = 77\n"
         "    ol-ok\n        provider = ollama\n        base_url = http://127.0.0.1:%d\n"
-        "        upstream_model = up-olla\n",
-        p, p, p, p, p, p, p, p, p, p, p, p, p, p, p, p, p);
+        "        upstream_model = up-olla\n"
+        "    oa-e400\n        provider = openai\n        base_url = http://127.0.0.1:%d/v1\n"
+        "        upstream_model = up-e400\n"
+        "    oa-e401\n        provider = openai\n        base_url = http://127.0.0.1:%d/v1\n"
+        "        upstream_model = up-e401\n"
+        "    oa-e429\n        provider = openai\n        base_url = http://127.0.0.1:%d/v1\n"
+        "        upstream_model = up-e429\n"
+        "    oa-e503\n        provider = openai\n        base_url = http://127.0.0.1:%d/v1\n"
+        "        upstream_model = up-e503\n"
+        "    an-429\n        provider = anthropic\n        base_url = http://127.0.0.1:%d/v1\n"
+        "        upstream_model = up-anth-429\n",
+        p, p, p, p, p, p, p, p, p, p, p, p, p, p, p, p, p, p, p, p, p, p);
     char err [512];
     f->cfg = cfg_parse (text, "test", err, sizeof err);
     if (!f->cfg)
@@ -842,7 +905,7 @@ static void test_ready_then_result (void **state)
     assert_non_null (h);
     assert_string_equal (h->worker_id, "test-worker");
     assert_int_equal (h->capacity, 2);      // from worker/capacity
-    assert_int_equal (h->n_models, 25);
+    assert_int_equal (h->n_models, 30);
     assert_string_equal (h->models [0], "sim-fast");
     assert_true (h->has_pid && h->pid == (uint32_t) getpid ());
     assert_non_null (strstr (h->version, "aigw-worker"));
@@ -1172,6 +1235,82 @@ static void s_cancel_and_watch (fix_t *f, uint64_t attempt, const char *model)
     assert_true (gap < 500000);
 }
 
+static const char *REQ_PLAIN = "{\"model\":\"x\",\"messages\":[{\"role\":\"system\",\"content\":\"S\"},"
+                               "{\"role\":\"user\",\"content\":\"say hi please\"}],\"max_tokens\":50,"
+                               "\"stream\":true}";
+
+//  Upstream error statuses: the code mapping, the provider's code and message,
+//  and Retry-After (sent for 429 and 503 only).
+static void test_upstream_error_mapping (void **state)
+{
+    fix_t *f = *state;
+    s_ready (f, 2);
+    b_send_task (&f->b, 80, "oa-e400", REQ, 0);
+    Aigw__Error *e = b_expect_error_msg (&f->b, 80, 2000);
+    assert_int_equal (e->code, AIGW__ERROR_CODE__ERR_BAD_REQUEST);
+    assert_true (e->has_upstream_status);
+    assert_int_equal (e->upstream_status, 400);
+    assert_string_equal (e->upstream_code, "context_length_exceeded");
+    assert_non_null (strstr (e->message, "too long"));
+    assert_false (e->has_retry_after_ms);
+    protobuf_c_message_free_unpacked (&e->base, NULL);
+
+    b_send_task (&f->b, 81, "oa-e401", REQ, 0);
+    e = b_expect_error_msg (&f->b, 81, 2000);
+    assert_int_equal (e->code, AIGW__ERROR_CODE__ERR_UPSTREAM_AUTH);
+    assert_int_equal (e->upstream_status, 401);
+    assert_string_equal (e->upstream_code, "invalid_api_key");
+    assert_string_equal (e->message, "upstream HTTP 401: Incorrect API key");
+    assert_false (e->has_retry_after_ms);       // not a 429/503
+    protobuf_c_message_free_unpacked (&e->base, NULL);
+
+    //  Streamed: the error status is read as a whole body all the same
+    b_send_task_ex (&f->b, 82, "oa-e429", REQ, 0, true);
+    e = b_expect_error_msg (&f->b, 82, 2000);
+    assert_int_equal (e->code, AIGW__ERROR_CODE__ERR_RATE_LIMITED);
+    assert_int_equal (e->upstream_status, 429);
+    assert_string_equal (e->upstream_code, "rate_limit_exceeded");
+    assert_true (e->has_retry_after_ms);
+    assert_int_equal (e->retry_after_ms, 3000);
+    protobuf_c_message_free_unpacked (&e->base, NULL);
+
+    b_send_task (&f->b, 83, "oa-e503", REQ, 0);
+    e = b_expect_error_msg (&f->b, 83, 2000);
+    assert_int_equal (e->code, AIGW__ERROR_CODE__ERR_UPSTREAM);
+    assert_int_equal (e->upstream_status, 503);
+    assert_string_equal (e->upstream_code, "server_error");      // code null: the type
+    assert_true (e->has_retry_after_ms);
+    assert_int_equal (e->retry_after_ms, 0);    // a date in the past
+    protobuf_c_message_free_unpacked (&e->base, NULL);
+
+    b_send_task (&f->b, 84, "an-429", REQ_PLAIN, 0);
+    e = b_expect_error_msg (&f->b, 84, 2000);
+    assert_int_equal (e->code, AIGW__ERROR_CODE__ERR_RATE_LIMITED);
+    assert_int_equal (e->upstream_status, 429);
+    assert_string_equal (e->upstream_code, "rate_limit_error");
+    assert_non_null (strstr (e->message, "exceeded your rate limit"));
+    assert_true (e->has_retry_after_ms);
+    assert_int_equal (e->retry_after_ms, 250);  // retry-after-ms wins
+    protobuf_c_message_free_unpacked (&e->base, NULL);
+
+    b_send_task (&f->b, 85, "oa-500", REQ, 0);
+    e = b_expect_error_msg (&f->b, 85, 2000);
+    assert_int_equal (e->code, AIGW__ERROR_CODE__ERR_UPSTREAM);
+    assert_int_equal (e->upstream_status, 500);
+    assert_string_equal (e->upstream_code, "server_error");
+    assert_string_equal (e->message, "upstream HTTP 500: boom");
+    protobuf_c_message_free_unpacked (&e->base, NULL);
+
+    //  A connection error: no status, no code
+    b_send_task (&f->b, 86, "oa-refused", REQ, 0);
+    e = b_expect_error_msg (&f->b, 86, 2000);
+    assert_int_equal (e->code, AIGW__ERROR_CODE__ERR_UPSTREAM);
+    assert_false (e->has_upstream_status);
+    assert_null (e->upstream_code);
+    assert_false (e->has_retry_after_ms);
+    protobuf_c_message_free_unpacked (&e->base, NULL);
+}
+
 static void test_openai_cancel_closes_connection (void **state)
 {
     fix_t *f = *state;
@@ -1188,9 +1327,6 @@ static void test_openai_cancel_closes_connection (void **state)
 
 //  ---- streaming
 
-static const char *REQ_PLAIN = "{\"model\":\"x\",\"messages\":[{\"role\":\"system\",\"content\":\"S\"},"
-                               "{\"role\":\"user\",\"content\":\"say hi please\"}],\"max_tokens\":50,"
-                               "\"stream\":true}";
 
 static void test_stream_sim (void **state)
 {
@@ -1296,7 +1432,7 @@ static void test_stream_failures (void **state)
     assert_int_equal (st.status, 200);
     b_send_task_ex (&f->b, 222, "oa-429", REQ, 0, true);
     b_collect (&f->b, 222, 2000, &st);
-    assert_int_equal (st.code, AIGW__ERROR_CODE__ERR_UPSTREAM);
+    assert_int_equal (st.code, AIGW__ERROR_CODE__ERR_RATE_LIMITED);
     assert_int_equal (st.status, 429);
     assert_string_equal (st.msg, "upstream HTTP 429: slow down");
     //  A stall after the first chunk runs into the deadline (well inside the
@@ -1595,6 +1731,7 @@ int main (void)
         cmocka_unit_test_setup_teardown (test_idle_does_not_spin, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_openai_result_and_reuse, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_openai_errors, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_upstream_error_mapping, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_openai_cancel_closes_connection, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_stream_sim, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_stream_openai, s_setup, s_teardown),

@@ -13,6 +13,7 @@
 
 #include "wk_json.h"
 #include "wk_openai.h"
+#include "wk_upstream.h"
 
 //  ---- scanner
 
@@ -189,13 +190,16 @@ static void test_parse_error_bodies (void **state)
     wk_openai_reply_t r;
     const char *e1 = "{\"error\":{\"message\":\"Rate limit reached\",\"type\":\"rate_limit_error\"}}";
     assert_int_equal (wk_openai_parse (429, e1, strlen (e1), &r), -1);
-    assert_int_equal (r.code, AIGW__ERROR_CODE__ERR_UPSTREAM);
+    assert_int_equal (r.code, AIGW__ERROR_CODE__ERR_RATE_LIMITED);
     assert_int_equal (r.status, 429);
     assert_string_equal (r.message, "upstream HTTP 429: Rate limit reached");
+    assert_string_equal (r.upstream_code, "rate_limit_error");
 
     const char *e2 = "{\"error\":\"model not found\"}";
     assert_int_equal (wk_openai_parse (404, e2, strlen (e2), &r), -1);
+    assert_int_equal (r.code, AIGW__ERROR_CODE__ERR_BAD_REQUEST);
     assert_string_equal (r.message, "upstream HTTP 404: model not found");
+    assert_string_equal (r.upstream_code, "");
 
     const char *e3 = "Bad\ngateway\r\n";
     assert_int_equal (wk_openai_parse (502, e3, strlen (e3), &r), -1);
@@ -212,6 +216,65 @@ static void test_parse_error_bodies (void **state)
     n += snprintf (big + n, sizeof big - n, "\"}}");
     assert_int_equal (wk_openai_parse (500, big, (size_t) n, &r), -1);
     assert_int_equal (strlen (r.message), strlen ("upstream HTTP 500: ") + 200 + 3);
+}
+
+static void test_status_mapping (void **state)
+{
+    const long bad [] = { 400, 404, 413, 422 };
+    for (size_t i = 0; i < sizeof bad / sizeof bad [0]; i++)
+        assert_int_equal (wk_upstream_status_code (bad [i]), AIGW__ERROR_CODE__ERR_BAD_REQUEST);
+    assert_int_equal (wk_upstream_status_code (401), AIGW__ERROR_CODE__ERR_UPSTREAM_AUTH);
+    assert_int_equal (wk_upstream_status_code (403), AIGW__ERROR_CODE__ERR_UPSTREAM_AUTH);
+    assert_int_equal (wk_upstream_status_code (429), AIGW__ERROR_CODE__ERR_RATE_LIMITED);
+    const long other [] = { 0, 200, 304, 405, 408, 409, 418, 500, 502, 503, 504, 599, 999 };
+    for (size_t i = 0; i < sizeof other / sizeof other [0]; i++)
+        assert_int_equal (wk_upstream_status_code (other [i]), AIGW__ERROR_CODE__ERR_UPSTREAM);
+}
+
+static void test_error_codes (void **state)
+{
+    wk_openai_reply_t r;
+    //  OpenAI: code, else type when code is null
+    const char *o1 = "{\"error\":{\"message\":\"too long\",\"type\":\"invalid_request_error\","
+                     "\"code\":\"context_length_exceeded\",\"param\":null}}";
+    assert_int_equal (wk_openai_parse (400, o1, strlen (o1), &r), -1);
+    assert_int_equal (r.code, AIGW__ERROR_CODE__ERR_BAD_REQUEST);
+    assert_string_equal (r.upstream_code, "context_length_exceeded");
+    assert_string_equal (r.message, "upstream HTTP 400: too long");
+    const char *o2 = "{\"error\":{\"message\":\"bad key\",\"type\":\"invalid_api_key\",\"code\":null}}";
+    assert_int_equal (wk_openai_parse (401, o2, strlen (o2), &r), -1);
+    assert_int_equal (r.code, AIGW__ERROR_CODE__ERR_UPSTREAM_AUTH);
+    assert_string_equal (r.upstream_code, "invalid_api_key");
+    const char *o3 = "{\"error\":{\"message\":\"x\",\"code\":503}}";
+    assert_int_equal (wk_openai_parse (503, o3, strlen (o3), &r), -1);
+    assert_string_equal (r.upstream_code, "503");
+    //  Anthropic: error.type
+    const char *a1 = "{\"type\":\"error\",\"error\":{\"type\":\"authentication_error\","
+                     "\"message\":\"invalid x-api-key\"}}";
+    assert_int_equal (wk_openai_parse (403, a1, strlen (a1), &r), -1);
+    assert_int_equal (r.code, AIGW__ERROR_CODE__ERR_UPSTREAM_AUTH);
+    assert_string_equal (r.upstream_code, "authentication_error");
+    assert_string_equal (r.message, "upstream HTTP 403: invalid x-api-key");
+    //  Ollama: a string, no code
+    const char *l1 = "{\"error\":\"model 'x' not found\"}";
+    assert_int_equal (wk_openai_parse (404, l1, strlen (l1), &r), -1);
+    assert_string_equal (r.upstream_code, "");
+    //  Outside input: non-printable bytes replaced, long codes cut to 63
+    char big [512];
+    int n = snprintf (big, sizeof big, "{\"error\":{\"code\":\"a\\u0001b\\n\u00e9");
+    for (int i = 0; i < 100; i++)
+        big [n++] = 'z';
+    n += snprintf (big + n, sizeof big - (size_t) n, "\"}}");
+    assert_int_equal (wk_openai_parse (500, big, (size_t) n, &r), -1);
+    assert_int_equal (r.code, AIGW__ERROR_CODE__ERR_UPSTREAM);
+    assert_int_equal (strlen (r.upstream_code), 63);
+    assert_memory_equal (r.upstream_code, "a_b___zzz", 9);
+    //  Code of the wrong type, error not an object, garbage
+    const char *g [] = { "{\"error\":{\"code\":[1],\"type\":7}}", "{\"error\":[\"x\"]}", "<html>", "" };
+    for (size_t i = 0; i < sizeof g / sizeof g [0]; i++) {
+        assert_int_equal (wk_openai_parse (502, g [i], strlen (g [i]), &r), -1);
+        assert_string_equal (r.upstream_code, "");
+    }
 }
 
 static void test_too_big (void **state)
@@ -256,6 +319,8 @@ int main (void)
         cmocka_unit_test (test_parse_good),
         cmocka_unit_test (test_parse_garbled),
         cmocka_unit_test (test_parse_error_bodies),
+        cmocka_unit_test (test_status_mapping),
+        cmocka_unit_test (test_error_codes),
         cmocka_unit_test (test_too_big),
         cmocka_unit_test (test_snippet_utf8),
     };
