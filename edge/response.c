@@ -305,35 +305,102 @@ static void s_header_value (char *dst, size_t size, const char *name)
 //  of the final '}') and *empty (nothing between the braces), or -1.
 static int s_object_span (const char *s, size_t len, size_t *close, bool *empty)
 {
+    //  "Whitespace" as cJSON reads it (every byte up to 0x20, NUL included), so a body the
+    //  worker's cJSON accepted is framed the same way here
     size_t a = 0, b = len;
-    while (a < len && (s[a] == ' ' || s[a] == '\t' || s[a] == '\r' || s[a] == '\n'))
+    while (a < len && (unsigned char) s[a] <= 0x20)
         a++;
-    while (b > a && (s[b - 1] == ' ' || s[b - 1] == '\t' || s[b - 1] == '\r'
-                     || s[b - 1] == '\n' || s[b - 1] == 0))
+    while (b > a && (unsigned char) s[b - 1] <= 0x20)
         b--;
     if (b - a < 2 || s[a] != '{' || s[b - 1] != '}')
         return -1;
     size_t i = a + 1;
-    while (i < b - 1 && (s[i] == ' ' || s[i] == '\t' || s[i] == '\r' || s[i] == '\n'))
+    while (i < b - 1 && (unsigned char) s[i] <= 0x20)
         i++;
     *close = b - 1;
     *empty = i == b - 1;
     return 0;
 }
 
-//  Splice ,"aigw":{...} before the final brace of the upstream object (no reparse).
-static int s_splice (edge_reply_t *reply, const char *json, size_t len, size_t close,
-                     bool empty, const char *aigw)
+//  The span of the top-level "model" string's contents in a JSON object text (between
+//  its quotes), scanning once without parsing: strings (with escapes) and nesting are
+//  skipped. False when there is none (or the text is not what it should be).
+static bool s_top_model (const char *s, size_t close, size_t *vs, size_t *ve)
+{
+    size_t i = 0;
+    while (i < close && s[i] != '{')
+        i++;
+    int depth = 0;
+    bool want_key = false, model_key = false, want_value = false;
+    for (; i < close; i++) {
+        char c = s[i];
+        if (c == '"') {
+            size_t start = ++i;
+            while (i < close && s[i] != '"')
+                i += s[i] == '\\' ? 2 : 1;
+            if (i >= close)
+                return false;
+            if (depth == 1 && want_key) {
+                model_key = i - start == 5 && memcmp (s + start, "model", 5) == 0;
+                want_key = false;
+            }
+            else
+            if (depth == 1 && want_value) {
+                if (model_key) {
+                    *vs = start;
+                    *ve = i;
+                    return true;
+                }
+                want_value = false;
+            }
+            continue;
+        }
+        if (c == '{' || c == '[') {
+            depth++;
+            want_key = depth == 1;
+            want_value = false;
+        }
+        else
+        if (c == '}' || c == ']')
+            depth--;
+        else
+        if (c == ':' && depth == 1)
+            want_value = true;
+        else
+        if (c == ',' && depth == 1) {
+            want_key = true;
+            want_value = model_key = false;
+        }
+        else
+        if (depth == 1 && want_value && (unsigned char) c > 0x20)
+            want_value = model_key = false;     // a number, true, null... not a string
+    }
+    return false;
+}
+
+//  Splice ,"aigw":{...} before the final brace of the upstream object (no reparse);
+//  with name, the top-level "model" string at [vs, ve) becomes name.
+static int s_splice (edge_reply_t *reply, const char *json, size_t close, bool empty,
+                     const char *aigw, const char *name, size_t vs, size_t ve)
 {
     static const char key[] = "\"aigw\":";
     size_t alen = strlen (aigw);
-    size_t total = close + (empty ? 0 : 1) + (sizeof key - 1) + alen + 1;
+    size_t nlen = name ? strlen (name) : 0;
+    size_t total = close + nlen + (empty ? 0 : 1) + (sizeof key - 1) + alen + 1;
     char *out = malloc (total + 1);
     if (!out)
         return -1;
     size_t o = 0;
-    memcpy (out, json, close);
-    o = close;
+    if (name) {
+        memcpy (out, json, vs);
+        memcpy (out + vs, name, nlen);
+        memcpy (out + vs + nlen, json + ve, close - ve);
+        o = close - (ve - vs) + nlen;
+    }
+    else {
+        memcpy (out, json, close);
+        o = close;
+    }
     if (!empty)
         out[o++] = ',';
     memcpy (out + o, key, sizeof key - 1);
@@ -345,6 +412,27 @@ static int s_splice (edge_reply_t *reply, const char *json, size_t len, size_t c
     reply->body = out;
     reply->len = o;
     return 0;
+}
+
+//  String contents that can be copied as they are into JSON: no control bytes (cJSON
+//  lets raw ones through in what it parses, and they would end a raw copy early).
+static bool s_plain_literal (const char *s, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        if ((unsigned char) s[i] < 0x20)
+            return false;
+    return true;
+}
+
+//  A configured model name needs no JSON escaping (config.c allows [A-Za-z0-9-_.:@+/]).
+static bool s_plain_name (const char *name)
+{
+    if (!name || !*name)
+        return false;
+    for (const char *p = name; *p; p++)
+        if (*p == '"' || *p == '\\' || (unsigned char) *p < 0x20)
+            return false;
+    return true;
 }
 
 int edge_reply_result (edge_reply_t *reply, const Aigw__Result *res, cfg_policy_t policy,
@@ -360,11 +448,28 @@ int edge_reply_result (edge_reply_t *reply, const Aigw__Result *res, cfg_policy_
                                   "the winning upstream answer is not a JSON object");
     cJSON *aigw = edge_aigw_json (res->model, policy, res->has_latency_us, res->latency_us,
                                   res->attempts, res->n_attempts, cfg, res->usage);
+    //  One name per model: "model" is the configured name that won (the one a client can
+    //  call again); the provider's own string moves to aigw.upstream_model.
+    size_t vs = 0, ve = 0;
+    const char *name = NULL;
+    if (aigw && s_plain_name (res->model) && s_top_model (json, close, &vs, &ve)
+        && s_plain_literal (json + vs, ve - vs)) {
+        char *raw = malloc (ve - vs + 3);
+        if (raw) {
+            raw[0] = '"';
+            memcpy (raw + 1, json + vs, ve - vs);
+            raw[ve - vs + 1] = '"';
+            raw[ve - vs + 2] = 0;
+            cJSON_AddRawToObject (aigw, "upstream_model", raw);
+            free (raw);
+            name = res->model;
+        }
+    }
     char *text = aigw ? cJSON_PrintUnformatted (aigw) : NULL;
     cJSON_Delete (aigw);
     if (!text)
         return -1;
-    int rc = s_splice (reply, json, len, close, empty, text);
+    int rc = s_splice (reply, json, close, empty, text, name, vs, ve);
     free (text);
     if (rc)
         return -1;

@@ -19,7 +19,9 @@ NAMES = ["long", "nf", "big", "unproc", "auth", "forbid", "limited", "limited2",
 def models(upstream):
     return "".join(
         f"    {n}\n        provider = openai\n        base_url = {upstream.url}\n"
-        f"        upstream_model = {n}\n" for n in NAMES)
+        f"        upstream_model = {n}\n" for n in NAMES) + (
+        f"    renamed\n        provider = openai\n        base_url = {upstream.url}\n"
+        f"        upstream_model = fine\n")
 
 
 @pytest.fixture
@@ -116,6 +118,15 @@ def test_attempts_that_failed_differently(client, targets, status, code):
 def test_a_working_target_still_wins(client):
     r = client.chat.completions.create(model="boom,fine", messages=USER)
     assert r.choices[0].message.content == "all good"
+
+
+def test_answers_name_the_configured_model(client):
+    # The provider answers as "fine"; the client called (and can call again) "renamed"
+    r = client.chat.completions.create(model="renamed", messages=USER)
+    assert r.model == "renamed"
+    assert r.model_extra["aigw"]["upstream_model"] == "fine"
+    chunks = list(client.chat.completions.create(model="renamed", messages=USER, stream=True))
+    assert {c.model for c in chunks} == {"renamed"}
 
 
 def test_stream_errors_carry_the_same_code(sys_):

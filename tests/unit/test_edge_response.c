@@ -238,6 +238,47 @@ static void test_error_codes (void **state)
     edge_reply_reset (&r);
 }
 
+//  One name per model: "model" becomes the configured winner, the provider's string
+//  moves to aigw.upstream_model; nested "model" keys and string contents stay.
+static void test_one_model_name (void **state)
+{
+    (void) state;
+    const char *json = "{\"id\":\"x\",\"choices\":[{\"message\":{\"content\":"
+                       "\"{\\\"model\\\":\\\"fake\\\"}\"}}],\"nested\":{\"model\":\"deep\"},"
+                       "\"model\" : \"gpt-4o-2024-08-06\\\"q\",\"n\":1}";
+    Aigw__Result res = AIGW__RESULT__INIT;
+    res.model = (char *) "fast";
+    res.has_response_json = true;
+    res.response_json.data = (uint8_t *) json;
+    res.response_json.len = strlen (json);
+    edge_reply_t r;
+    assert_int_equal (edge_reply_result (&r, &res, CFG_POLICY_RACE, NULL), 0);
+    cJSON *root = s_parse_reply (&r);
+    assert_string_equal (s_str (root, "model"), "fast");
+    assert_string_equal (s_str (cJSON_GetObjectItemCaseSensitive (root, "nested"), "model"),
+                         "deep");
+    assert_non_null (strstr (r.body, "{\\\"model\\\":\\\"fake\\\"}"));
+    cJSON *aigw = cJSON_GetObjectItemCaseSensitive (root, "aigw");
+    assert_string_equal (s_str (aigw, "upstream_model"), "gpt-4o-2024-08-06\"q");
+    assert_true (s_num (root, "n") == 1);
+    cJSON_Delete (root);
+    edge_reply_reset (&r);
+    //  No top-level "model" (or not a string): the body is left as it is
+    const char *other[] = { "{\"a\":{\"model\":\"deep\"}}", "{\"model\":7}", "{\"model\":null}",
+                            "{\"x\":\"model\",\"y\":\"z\"}" };
+    for (size_t i = 0; i < sizeof other / sizeof other[0]; i++) {
+        res.response_json.data = (uint8_t *) other[i];
+        res.response_json.len = strlen (other[i]);
+        assert_int_equal (edge_reply_result (&r, &res, CFG_POLICY_RACE, NULL), 0);
+        root = s_parse_reply (&r);
+        assert_null (cJSON_GetObjectItemCaseSensitive (cJSON_GetObjectItemCaseSensitive (root, "aigw"),
+                                                       "upstream_model"));
+        assert_false (cJSON_IsString (cJSON_GetObjectItemCaseSensitive (root, "model")));
+        cJSON_Delete (root);
+        edge_reply_reset (&r);
+    }
+}
+
 //  What the providers said decides the status (docs/errors.md).
 static void test_provider_mapping (void **state)
 {
@@ -441,6 +482,7 @@ int main (void)
         cmocka_unit_test (test_success_edge_cases),
         cmocka_unit_test (test_error_with_attempts),
         cmocka_unit_test (test_error_codes),
+        cmocka_unit_test (test_one_model_name),
         cmocka_unit_test (test_provider_mapping),
         cmocka_unit_test (test_simple_error),
         cmocka_unit_test (test_models_list),
