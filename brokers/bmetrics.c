@@ -115,9 +115,13 @@ static void s_kv_pcts (msgpack_packer *pk, const char *key, const hist_t *h)
     static const char *name[] = { "p50", "p95", "p99" };
     s_str (pk, key);
     msgpack_pack_map (pk, 3);
+    bool empty = hist_count (h) == 0;   // no sample (e.g. no first token yet): nil, not 0
     for (int i = 0; i < 3; i++) {
         s_str (pk, name[i]);
-        msgpack_pack_double (pk, (double) hist_percentile (h, pct[i]) / 1000.0);
+        if (empty)
+            msgpack_pack_nil (pk);
+        else
+            msgpack_pack_double (pk, (double) hist_percentile (h, pct[i]) / 1000.0);
     }
 }
 

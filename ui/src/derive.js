@@ -5,9 +5,10 @@ export const ERROR_WINDOW_MS = 30000;
 
 const n = (v) => (typeof v === 'number' && Number.isFinite(v) ? v : 0);
 
-//  wins / (wins + losses), or null when the model has not raced yet.
+//  wins / (wins + losses + errors): a failed attempt is a race the model did not win (a
+//  model failing 27% of its attempts cannot show a 99% win rate). Null before any finished.
 export function winRate(m) {
-  const total = n(m?.wins) + n(m?.losses);
+  const total = n(m?.wins) + n(m?.losses) + n(m?.errors);
   return total > 0 ? n(m.wins) / total : null;
 }
 

@@ -27,11 +27,18 @@ describe('ModelsTable', () => {
     expect(row('fresh').dataset.status).toBe('healthy');
 
     expect(within(row('fast-sim')).getByTestId('model-winrate').textContent).toBe('90%');
-    expect(within(row('flaky')).getByTestId('model-winrate').textContent).toBe('75%');
-    expect(within(row('busy')).getByTestId('model-winrate').textContent).toBe('50%');
+    expect(within(row('flaky')).getByTestId('model-winrate').textContent).toBe('60%'); // 6 of 10
+    expect(within(row('busy')).getByTestId('model-winrate').textContent).toBe('50%'); // 50 of 101
     expect(within(row('fresh')).getByTestId('model-winrate').textContent).toBe('–');
     expect(within(row('flaky')).getByTestId('model-errors').textContent).toBe('20%');
     expect(within(row('gone')).getByTestId('model-status').textContent).toMatch(/down/i);
+  });
+
+  it('shows no TTFT for a model that never produced a token', () => {
+    const m = model({ name: 'quiet', wins: 3, losses: 0, errors: 0, workers: 1,
+                      ttft_ms: { p50: null, p95: null, p99: null } });
+    render(<ModelsTable metrics={{ ...METRICS, models: [m] }} />);
+    expect(row('quiet').textContent).not.toContain('0.0 ms');
   });
 
   it('shows load, percentiles, cancellations and tokens saved', () => {

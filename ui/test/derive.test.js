@@ -4,8 +4,9 @@ import { baselineSnapshot, errorRate, modelStatus, niceMax, timelineBars, winRat
 import { fmtCount, fmtMs, fmtPct } from '../src/format.js';
 
 describe('derive', () => {
-  it('computes win rate as wins / (wins + losses)', () => {
+  it('computes win rate as wins / (wins + losses + errors)', () => {
     expect(winRate({ wins: 9, losses: 1 })).toBe(0.9);
+    expect(winRate({ wins: 7, losses: 0, errors: 3 })).toBe(0.7); // failures are not wins
     expect(winRate({ wins: 0, losses: 0 })).toBeNull();
     expect(winRate({})).toBeNull();
   });
