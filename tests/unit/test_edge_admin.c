@@ -17,17 +17,13 @@
 
 #include "admin.h"
 #include "keys.h"
+#include "keys_fixture.h"
 
 #define S_2026 1767225600LL             // 2026-01-01T00:00:00Z
 #define S_2027 1798761600LL             // 2027-01-01T00:00:00Z
 #define S_NOW ((S_2026 + 3600) * 1000LL)
 #define S_KEYS "/v1/aigw/keys"
 
-typedef struct {
-    char dir[64];
-    char path[128];
-    keys_t *keys;
-} s_fix_t;
 
 //  One answer: status, raw body, parsed body.
 typedef struct {
@@ -37,36 +33,6 @@ typedef struct {
     cJSON *json;
 } s_answer_t;
 
-static int s_setup (void **state)
-{
-    s_fix_t *f = calloc (1, sizeof *f);
-    assert_non_null (f);
-    snprintf (f->dir, sizeof f->dir, "/tmp/aigw-admin-XXXXXX");
-    assert_non_null (mkdtemp (f->dir));
-    snprintf (f->path, sizeof f->path, "%s/keys.db", f->dir);
-    char err[256] = "";
-    f->keys = keys_open (f->path, err, sizeof err);
-    if (!f->keys)
-        fprintf (stderr, "keys_open: %s\n", err);
-    assert_non_null (f->keys);
-    *state = f;
-    return 0;
-}
-
-static int s_teardown (void **state)
-{
-    s_fix_t *f = *state;
-    keys_close (&f->keys);
-    const char *suffixes[] = { "", "-wal", "-shm", "-journal" };
-    for (size_t i = 0; i < sizeof suffixes / sizeof suffixes[0]; i++) {
-        char p[160];
-        snprintf (p, sizeof p, "%s%s", f->path, suffixes[i]);
-        unlink (p);
-    }
-    rmdir (f->dir);
-    free (f);
-    return 0;
-}
 
 static void s_answer_free (s_answer_t *a)
 {
@@ -570,13 +536,13 @@ static void test_admin_methods (void **state)
 int main (void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown (test_admin_create, s_setup, s_teardown),
-        cmocka_unit_test_setup_teardown (test_admin_create_invalid, s_setup, s_teardown),
-        cmocka_unit_test_setup_teardown (test_admin_strict_input, s_setup, s_teardown),
-        cmocka_unit_test_setup_teardown (test_admin_list_and_show, s_setup, s_teardown),
-        cmocka_unit_test_setup_teardown (test_admin_patch, s_setup, s_teardown),
-        cmocka_unit_test_setup_teardown (test_admin_delete, s_setup, s_teardown),
-        cmocka_unit_test_setup_teardown (test_admin_methods, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_admin_create, keys_fixture_setup, keys_fixture_teardown),
+        cmocka_unit_test_setup_teardown (test_admin_create_invalid, keys_fixture_setup, keys_fixture_teardown),
+        cmocka_unit_test_setup_teardown (test_admin_strict_input, keys_fixture_setup, keys_fixture_teardown),
+        cmocka_unit_test_setup_teardown (test_admin_list_and_show, keys_fixture_setup, keys_fixture_teardown),
+        cmocka_unit_test_setup_teardown (test_admin_patch, keys_fixture_setup, keys_fixture_teardown),
+        cmocka_unit_test_setup_teardown (test_admin_delete, keys_fixture_setup, keys_fixture_teardown),
+        cmocka_unit_test_setup_teardown (test_admin_methods, keys_fixture_setup, keys_fixture_teardown),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }

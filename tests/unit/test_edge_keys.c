@@ -20,6 +20,7 @@
 
 #include "admin.h"
 #include "keys.h"
+#include "keys_fixture.h"
 
 //  2026-01-01T00:00:00Z and friends, in Unix seconds
 #define S_2026 1767225600LL
@@ -29,11 +30,6 @@
 #define S_MS(s) ((int64_t) (s) * 1000)
 #define S_T0 S_MS (S_2026 + 3600)       // 01:00:00.000, a second boundary
 
-typedef struct {
-    char dir[64];
-    char path[128];
-    keys_t *keys;
-} s_fix_t;
 
 //  --------------------------------------------------------------- helpers
 
@@ -43,36 +39,6 @@ static void s_path (const s_fix_t *f, const char *suffix, char *out, size_t size
     assert_true (n > 0 && (size_t) n < size);
 }
 
-static int s_setup (void **state)
-{
-    s_fix_t *f = calloc (1, sizeof *f);
-    assert_non_null (f);
-    snprintf (f->dir, sizeof f->dir, "/tmp/aigw-keys-XXXXXX");
-    assert_non_null (mkdtemp (f->dir));
-    snprintf (f->path, sizeof f->path, "%s/keys.db", f->dir);
-    char err[256] = "";
-    f->keys = keys_open (f->path, err, sizeof err);
-    if (!f->keys)
-        fprintf (stderr, "keys_open: %s\n", err);
-    assert_non_null (f->keys);
-    *state = f;
-    return 0;
-}
-
-static int s_teardown (void **state)
-{
-    s_fix_t *f = *state;
-    keys_close (&f->keys);
-    const char *suffixes[] = { "", "-wal", "-shm", "-journal" };
-    for (size_t i = 0; i < sizeof suffixes / sizeof suffixes[0]; i++) {
-        char p[160];
-        s_path (f, suffixes[i], p, sizeof p);
-        unlink (p);
-    }
-    rmdir (f->dir);
-    free (f);
-    return 0;
-}
 
 //  Create a key through the admin API; its secret into secret. body: the JSON object.
 static void s_create (keys_t *keys, const char *body, int64_t now_ms, char *secret,
@@ -303,9 +269,10 @@ static void test_keys_rpm (void **state)
     assert_int_equal (a.verdict, KEYS_RATE_REQUESTS);
     assert_int_equal (a.rpm_remaining, 0);
     assert_int_equal (a.rpm_limit, 5);
-    assert_true (a.retry_after_s >= 1);
-    assert_true (a.retry_after_s <= 60);
-    assert_true (a.rpm_reset_ms > 0 && a.rpm_reset_ms <= 60000);
+    //  All five sit in the bucket of second S_T0; it leaves the window 60 s after it
+    //  starts, 59.001 s after S_T0 + 999 ms (explicit times: no clock in this test)
+    assert_int_equal (a.retry_after_s, 60);
+    assert_int_equal (a.rpm_reset_ms, 59001);
     //  Still refused late in the window; refusals count nothing
     assert_int_equal (s_admit (f->keys, secret, "m", S_T0 + 59999, &a), KEYS_RATE_REQUESTS);
     assert_true (a.retry_after_s >= 1);
@@ -619,19 +586,19 @@ static void test_keys_views (void **state)
 int main (void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown (test_keys_file_modes, s_setup, s_teardown),
-        cmocka_unit_test_setup_teardown (test_keys_unauthorized, s_setup, s_teardown),
-        cmocka_unit_test_setup_teardown (test_keys_expiry, s_setup, s_teardown),
-        cmocka_unit_test_setup_teardown (test_keys_models, s_setup, s_teardown),
-        cmocka_unit_test_setup_teardown (test_keys_rpm, s_setup, s_teardown),
-        cmocka_unit_test_setup_teardown (test_keys_rpm_sliding, s_setup, s_teardown),
-        cmocka_unit_test_setup_teardown (test_keys_rpm_race, s_setup, s_teardown),
-        cmocka_unit_test_setup_teardown (test_keys_tpm, s_setup, s_teardown),
-        cmocka_unit_test_setup_teardown (test_keys_parallel, s_setup, s_teardown),
-        cmocka_unit_test_setup_teardown (test_keys_budget_day, s_setup, s_teardown),
-        cmocka_unit_test_setup_teardown (test_keys_budget_month, s_setup, s_teardown),
-        cmocka_unit_test_setup_teardown (test_keys_persistence, s_setup, s_teardown),
-        cmocka_unit_test_setup_teardown (test_keys_views, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_keys_file_modes, keys_fixture_setup, keys_fixture_teardown),
+        cmocka_unit_test_setup_teardown (test_keys_unauthorized, keys_fixture_setup, keys_fixture_teardown),
+        cmocka_unit_test_setup_teardown (test_keys_expiry, keys_fixture_setup, keys_fixture_teardown),
+        cmocka_unit_test_setup_teardown (test_keys_models, keys_fixture_setup, keys_fixture_teardown),
+        cmocka_unit_test_setup_teardown (test_keys_rpm, keys_fixture_setup, keys_fixture_teardown),
+        cmocka_unit_test_setup_teardown (test_keys_rpm_sliding, keys_fixture_setup, keys_fixture_teardown),
+        cmocka_unit_test_setup_teardown (test_keys_rpm_race, keys_fixture_setup, keys_fixture_teardown),
+        cmocka_unit_test_setup_teardown (test_keys_tpm, keys_fixture_setup, keys_fixture_teardown),
+        cmocka_unit_test_setup_teardown (test_keys_parallel, keys_fixture_setup, keys_fixture_teardown),
+        cmocka_unit_test_setup_teardown (test_keys_budget_day, keys_fixture_setup, keys_fixture_teardown),
+        cmocka_unit_test_setup_teardown (test_keys_budget_month, keys_fixture_setup, keys_fixture_teardown),
+        cmocka_unit_test_setup_teardown (test_keys_persistence, keys_fixture_setup, keys_fixture_teardown),
+        cmocka_unit_test_setup_teardown (test_keys_views, keys_fixture_setup, keys_fixture_teardown),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }
