@@ -163,6 +163,8 @@ cfg_t *bmetrics_prices (const cfg_t *cfg)
     if (n)
         memcpy (prices->models, cfg->models, n * sizeof *prices->models);
     prices->nmodels = n;
+    if (cfg)
+        prices->broker.health = cfg->broker.health;     // for cfg_model_health
     return prices;
 }
 
@@ -208,12 +210,30 @@ static void s_pack_counters (broker_t *self, msgpack_packer *pk)
 #undef BROKER_PACK_ONE
 }
 
-static void s_pack_model (msgpack_packer *pk, const dsp_model_t *m)
+//  A model's health: state, cooldown left, window error rate, trips, refusals.
+static void s_pack_health (msgpack_packer *pk, const model_stats_t *st, int64_t now)
+{
+    const health_t *h = &st->health;
+    s_kv_str (pk, "state", health_state_name (st == &s_zero_stats ? HEALTH_STATE_HEALTHY
+                                                                   : health_state (h, now)));
+    s_kv_u64 (pk, "cooldown_left_ms", h->open_until > now
+                                      ? (uint64_t) (h->open_until - now + 999) / 1000 : 0);
+    s_str (pk, "error_rate");
+    msgpack_pack_double (pk, health_error_rate (h, now));
+    s_kv_u64 (pk, "trips", h->n_trips);
+    s_kv_u64 (pk, "skipped", h->n_skipped);
+    s_kv_u64 (pk, "retries", st->retries);
+    s_kv_u64 (pk, "hedges", st->hedges);
+    s_kv_u64 (pk, "budget_refused", h->n_no_budget);
+}
+
+static void s_pack_model (msgpack_packer *pk, const dsp_model_t *m, int64_t now)
 {
     const model_stats_t *st = dsp_model_user (m);
     if (!st)
         st = &s_zero_stats;
-    msgpack_pack_map (pk, 16);
+    msgpack_pack_map (pk, 24);
+    s_pack_health (pk, st, now);
     s_kv_str (pk, "name", dsp_model_name (m));
     s_kv_u64 (pk, "workers", dsp_model_workers (m));
     s_kv_u64 (pk, "capacity", dsp_model_capacity (m));
@@ -271,7 +291,7 @@ void bmetrics_tick (broker_t *self, int64_t now)
     s_str (&pk, "models");
     msgpack_pack_array (&pk, nm);
     for (size_t i = 0; i < nm; i++)
-        s_pack_model (&pk, dsp_model_at (self->dsp, i));
+        s_pack_model (&pk, dsp_model_at (self->dsp, i), now);
     size_t nw = 0;
     for (const worker_t *w = self->worker_list; w; w = w->next)
         nw++;
@@ -302,6 +322,7 @@ static const char *s_att_outcome (uint8_t state)
         case RACE_ATT_WON: return "won";
         case RACE_ATT_CANCELLED: return "cancelled";
         case RACE_ATT_FAILED: return "failed";
+        case RACE_ATT_SKIPPED: return "skipped";
     }
     return "running";
 }
@@ -361,8 +382,8 @@ static void s_account (broker_t *self, const job_t *job, uint64_t winner_tokens,
 static void s_pack_attempt (msgpack_packer *pk, const job_t *job, size_t i, uint64_t winner_tokens)
 {
     const race_attempt_t *a = race_attempt (&job->race, i);
-    bool failed = a->state == RACE_ATT_FAILED;
-    msgpack_pack_map (pk, 11);
+    bool failed = a->state == RACE_ATT_FAILED || a->state == RACE_ATT_SKIPPED;
+    msgpack_pack_map (pk, 13);
     s_kv_u64 (pk, "attempt_id", job->att_id[i]);
     s_kv_str (pk, "model", job->req->targets[a->target]);
     s_kv_str (pk, "worker", job->att_worker[i][0] ? job->att_worker[i] : NULL);
@@ -374,12 +395,18 @@ static void s_pack_attempt (msgpack_packer *pk, const job_t *job, size_t i, uint
     s_kv_str (pk, "error", failed ? race_code_name (a->code) : NULL);
     s_kv_str (pk, "reason", failed ? a->reason : NULL);
     s_kv_u64 (pk, "tokens", s_attempt_tokens (job, i, winner_tokens));
+    s_str (pk, "retry_of");
+    if (a->retry_of >= 0)
+        msgpack_pack_uint64 (pk, job->att_id[a->retry_of]);
+    else
+        msgpack_pack_nil (pk);
+    s_kv_bool (pk, "hedge", a->kind == RACE_KIND_HEDGE);
 }
 
 //  A target the job never started.
 static void s_pack_pending (msgpack_packer *pk, const char *model)
 {
-    msgpack_pack_map (pk, 11);
+    msgpack_pack_map (pk, 13);
     s_kv_u64 (pk, "attempt_id", 0);
     s_kv_str (pk, "model", model);
     s_kv_str (pk, "worker", NULL);
@@ -391,6 +418,9 @@ static void s_pack_pending (msgpack_packer *pk, const char *model)
     s_kv_str (pk, "error", NULL);
     s_kv_str (pk, "reason", NULL);
     s_kv_u64 (pk, "tokens", 0);
+    s_str (pk, "retry_of");
+    msgpack_pack_nil (pk);
+    s_kv_bool (pk, "hedge", false);
 }
 
 void bmetrics_job (broker_t *self, job_t *job, bm_outcome_t outcome, int code,
@@ -406,8 +436,10 @@ void bmetrics_job (broker_t *self, job_t *job, bm_outcome_t outcome, int code,
     int w = race_winner (r);
     msgpack_packer pk;
     s_begin (self, &pk);
-    msgpack_pack_map (&pk, 14);
+    msgpack_pack_map (&pk, 16);
     s_kv_u64 (&pk, "job_id", job->job_id);
+    s_kv_bool (&pk, "hedge_suppressed", race_hedge_suppressed (r));
+    s_kv_bool (&pk, "retry_suppressed", race_retry_suppressed (r));
     s_kv_u64 (&pk, "ts_ms", s_wall_ms ());
     s_str (&pk, "targets");
     msgpack_pack_array (&pk, job->req->n_targets);

@@ -286,6 +286,127 @@ static void s_worker_pull (broker_t *self, worker_t *w, int64_t now)
     }
 }
 
+//  ---------------------------------------------------------------------------
+//  Target health: cooldown and hedge budget (brokers/health.h)
+
+//  Statistics for a model a worker just announced, with its health settings.
+static model_stats_t *s_stats_new (broker_t *self, const char *model)
+{
+    model_stats_t *st = calloc (1, sizeof *st);
+    if (!st)
+        return NULL;
+    cfg_health_t h;
+    cfg_model_health (self->prices, model, &h);
+    health_cfg_t hc = {
+        .failures = h.cooldown_failures, .error_rate = h.cooldown_error_rate,
+        .min_requests = h.cooldown_min_requests, .window_ms = h.cooldown_window_ms,
+        .cooldown_ms = h.cooldown_ms, .cooldown_max_ms = h.cooldown_max_ms,
+        .hedge_budget = h.hedge_budget,
+    };
+    health_init (&st->health, &hc);
+    return st;
+}
+
+//  The race's gate (race_gate_fn): a cooling target is skipped; a hedge or retry
+//  needs a token of the target that pays for it. GO commits: a token is taken, a
+//  half-open target's probe goes out (the attempt about to be made is attempt
+//  race_attempts() of the job).
+static race_gate_t s_gate (void *arg, size_t target, race_kind_t kind, int payer, int64_t now)
+{
+    job_t *job = arg;
+    broker_t *self = job->owner;
+    model_stats_t *t = job->tst[target];
+    if (t && !health_would_admit (&t->health, now)) {
+        bool probe;
+        health_admit (&t->health, now, &probe);     // counts the skip
+        self->c.attempts_skipped++;
+        return RACE_GATE_COOLDOWN;
+    }
+    bool backup = kind == RACE_KIND_HEDGE || kind == RACE_KIND_RETRY;
+    model_stats_t *p = backup && payer >= 0 ? job->tst[payer] : NULL;
+    if (p && !health_take_token (&p->health)) {
+        if (kind == RACE_KIND_HEDGE)
+            self->c.hedges_suppressed++;
+        else
+            self->c.retries_suppressed++;
+        return RACE_GATE_BUDGET;
+    }
+    if (kind == RACE_KIND_HEDGE) {
+        self->c.attempts_hedged++;
+        if (t)
+            t->hedges++;
+    }
+    else
+    if (kind == RACE_KIND_RETRY) {
+        self->c.attempts_retried++;
+        if (t)
+            t->retries++;
+    }
+    if (!t)
+        return RACE_GATE_GO;
+    bool probe = false;
+    health_admit (&t->health, now, &probe);
+    if (probe)
+        job->probe_mask |= 1u << race_attempts (&job->race);
+    if (kind == RACE_KIND_FIRST)
+        health_earn (&t->health);
+    return RACE_GATE_GO;
+}
+
+//  What an ended attempt says about its target: S_OK it answered, S_BAD it failed
+//  in a way that is the provider's fault, S_NONE nothing (lost, cancelled, its
+//  worker died, the client's bad request).
+typedef enum { S_NONE = 0, S_OK, S_BAD } s_verdict_t;
+
+static void s_verdict (broker_t *self, job_t *job, size_t index, s_verdict_t v, int64_t now)
+{
+    const race_attempt_t *ra = race_attempt (&job->race, index);
+    model_stats_t *st = ra ? job->tst[ra->target] : NULL;
+    if (!st)
+        return;
+    bool probe = job->probe_mask & (1u << index);
+    job->probe_mask &= ~(1u << index);
+    if (v == S_NONE) {
+        if (probe)
+            health_no_verdict (&st->health);
+        return;
+    }
+    uint64_t trips = st->health.n_trips;
+    health_outcome (&st->health, v == S_OK, now);
+    if (st->health.n_trips != trips) {
+        self->c.breaker_trips++;
+        log_info ("model %s cooling down for %" PRId64 " ms after failures",
+                  job->req->targets[ra->target], health_wait_us (&st->health, now) / 1000);
+    }
+}
+
+//  A worker's failure code: is it the provider's fault?
+static s_verdict_t s_error_verdict (int code)
+{
+    switch (code) {
+        case AIGW__ERROR_CODE__ERR_UPSTREAM:
+        case AIGW__ERROR_CODE__ERR_UPSTREAM_AUTH:
+        case AIGW__ERROR_CODE__ERR_RATE_LIMITED:
+        case AIGW__ERROR_CODE__ERR_TIMEOUT:
+        case AIGW__ERROR_CODE__ERR_TTFT:
+            return S_BAD;
+        default:
+            return S_NONE;
+    }
+}
+
+//  Can a retry succeed (docs/errors.md "Retries")? A refused or dropped connection
+//  (no status), 500, 502, 503, and a 429.
+static unsigned s_retry_flags (int code, uint32_t status)
+{
+    if (code == AIGW__ERROR_CODE__ERR_RATE_LIMITED)
+        return RACE_FAIL_RETRYABLE;
+    if (code == AIGW__ERROR_CODE__ERR_UPSTREAM
+        && (status == 0 || status == 500 || status == 502 || status == 503))
+        return RACE_FAIL_RETRYABLE;
+    return 0;
+}
+
 static void s_attempt_start (broker_t *self, job_t *job, size_t index, size_t target, int64_t now)
 {
     const char *model = job->req->targets[target];
@@ -352,10 +473,15 @@ static tomb_t *s_tomb_find (broker_t *self, bool has_id, uint64_t attempt_id)
 static void s_attempt_cancel (broker_t *self, job_t *job, size_t index, int64_t now)
 {
     attempt_t *a = job->att[index];
-    if (race_attempt (&job->race, index)->state == RACE_ATT_CANCELLED)
+    const race_attempt_t *ra = race_attempt (&job->race, index);
+    bool deadline = race_finished (&job->race) && race_winner (&job->race) < 0
+                    && job->race.final_code == AIGW__ERROR_CODE__ERR_TIMEOUT;
+    if (ra->state == RACE_ATT_CANCELLED)
         self->c.attempts_cancelled++;
     else
         self->c.attempts_failed++;          // TTFT: failed, and stopped at its worker
+    //  TTFT, or still running when the job's deadline passed: the target was too slow
+    s_verdict (self, job, index, ra->state == RACE_ATT_FAILED || deadline ? S_BAD : S_NONE, now);
     if (!a)
         return;
     worker_t *w = a->item.worker ? dsp_worker_user (a->item.worker) : NULL;
@@ -454,6 +580,7 @@ static Aigw__Outcome s_outcome (uint8_t state)
         case RACE_ATT_WON: return AIGW__OUTCOME__OUTCOME_WON;
         case RACE_ATT_CANCELLED: return AIGW__OUTCOME__OUTCOME_CANCELLED;
         case RACE_ATT_FAILED: return AIGW__OUTCOME__OUTCOME_FAILED;
+        case RACE_ATT_SKIPPED: return AIGW__OUTCOME__OUTCOME_SKIPPED;
     }
     return AIGW__OUTCOME__OUTCOME_RUNNING;
 }
@@ -484,6 +611,17 @@ static void s_infos (job_t *job, infos_t *out)
         x->first_token_us = s_rel (a->first_token, t0);
         x->has_finished_us = a->finished >= 0;
         x->finished_us = s_rel (a->finished, t0);
+        if (a->retry_of >= 0) {
+            x->has_retry_of = true;
+            x->retry_of = job->att_id[a->retry_of];
+        }
+        x->has_hedge = a->kind == RACE_KIND_HEDGE;
+        x->hedge = x->has_hedge;
+        if (a->state == RACE_ATT_SKIPPED) {
+            x->has_error = true;
+            x->error = a->code;
+            x->reason = a->reason;
+        }
         if (a->state == RACE_ATT_FAILED) {
             x->has_error = true;
             x->error = a->code;
@@ -540,9 +678,25 @@ static void s_answer_result (broker_t *self, job_t *job, size_t index, int64_t n
     out.attempts = infos.ptr;
     out.has_latency_us = true;
     out.latency_us = s_rel (now, job->accepted);
+    out.has_hedge_suppressed = out.hedge_suppressed = race_hedge_suppressed (&job->race);
+    out.has_retry_suppressed = out.retry_suppressed = race_retry_suppressed (&job->race);
     s_send_client (self, job, WIRE_C_RESULT, &out.base);
     bmetrics_job (self, job, BM_JOB_WON, 0, NULL, now);
     log_debug ("job %" PRIu64 " won by %s in %" PRIu64 " us", job->job_id, target, out.latency_us);
+}
+
+//  The shortest wait until one of the job's targets is let through again (>= 1 ms).
+static uint32_t s_cooldown_left_ms (const job_t *job, int64_t now)
+{
+    int64_t best = -1;
+    for (size_t t = 0; t < job->req->n_targets; t++) {
+        const model_stats_t *st = job->tst[t];
+        int64_t w = st ? health_wait_us (&st->health, now) : 0;
+        if (best < 0 || w < best)
+            best = w;
+    }
+    int64_t ms = (best + 999) / 1000;
+    return ms < 1 ? 1 : ms > UINT32_MAX ? UINT32_MAX : (uint32_t) ms;
 }
 
 static void s_answer_error (broker_t *self, job_t *job, int code, const char *message,
@@ -560,6 +714,8 @@ static void s_answer_error (broker_t *self, job_t *job, int code, const char *me
     }
     else
         self->c.jobs_failed++;
+    if (code == AIGW__ERROR_CODE__ERR_COOLDOWN)
+        self->c.jobs_cooldown++;
     char buf[BROKER_MSG_MAX];
     if (!message)
         message = race_format_message (&job->race, (const char *const *) job->req->targets,
@@ -572,6 +728,12 @@ static void s_answer_error (broker_t *self, job_t *job, int code, const char *me
     out.message = (char *) message;
     out.n_attempts = infos.n;
     out.attempts = infos.ptr;
+    out.has_hedge_suppressed = out.hedge_suppressed = race_hedge_suppressed (&job->race);
+    out.has_retry_suppressed = out.retry_suppressed = race_retry_suppressed (&job->race);
+    if (code == AIGW__ERROR_CODE__ERR_COOLDOWN) {
+        out.has_retry_after_ms = true;
+        out.retry_after_ms = s_cooldown_left_ms (job, now);
+    }
     s_send_client (self, job, WIRE_C_ERROR, &out.base);
     bmetrics_job (self, job, outcome, code, message, now);
     log_debug ("job %" PRIu64 " failed: %s: %s", job->job_id, race_code_name (code), message);
@@ -675,6 +837,15 @@ static void s_race_config (broker_t *self, const Aigw__Job *req, race_config_t *
     }
     rc->ttft_us = req->has_ttft_timeout_ms ? (int64_t) req->ttft_timeout_ms * 1000 : 0;
     rc->stream = req->has_stream && req->stream;
+    //  Retries: a race of several already has its spare attempts running
+    if (req->has_retries)
+        rc->retries = (uint8_t) (req->retries < RACE_RETRIES_MAX ? req->retries : RACE_RETRIES_MAX);
+    else
+        rc->retries = rc->policy == RACE_POLICY_RACE && req->n_targets > 1 ? 0 : 1;
+    rc->retry_backoff_us = (int64_t) (req->has_retry_backoff_ms ? req->retry_backoff_ms
+                                                                : self->retry_backoff_ms) * 1000;
+    rc->seed = (req->job_id ^ (self->c.jobs_accepted << 24) ^ (uint64_t) self->started)
+               * 0x9e3779b97f4a7c15ULL;    // the backoff's jitter: differs per job
     for (size_t t = 0; rc->policy == RACE_POLICY_HEDGE && t < req->n_targets; t++) {
         if (req->has_hedge_delay_ms) {
             rc->hedge_delay_us[t] = (int64_t) req->hedge_delay_ms * 1000;
@@ -717,6 +888,12 @@ static void s_on_submit (broker_t *self, wire_msg_t *msg, int64_t now)
     theap_node_init (&job->timer);
     zmq_msg_init (&job->payload);
     zmq_msg_move (&job->payload, &msg->payload);
+    job->owner = self;
+    job->probe_mask = 0;
+    for (size_t t = 0; t < req->n_targets; t++)
+        job->tst[t] = broker_stats (self, req->targets[t]);
+    rc.gate = s_gate;
+    rc.gate_arg = job;
     race_init (&job->race, &rc);
     bhash_insert (&self->jobs, &job->node, s_job_hash (job->cid, job->cid_len, job->job_id));
     self->c.jobs_accepted++;
@@ -878,7 +1055,9 @@ static void s_reap (broker_t *self, int64_t now)
         job_t *job = a->job;
         size_t index = a->index;
         s_attempt_free (self, a);
-        if (race_attempt_fail (&job->race, index, p.code, p.reason, p.retry, now) != RACE_EV_OK)
+        s_verdict (self, job, index, S_NONE, now);
+        if (race_attempt_fail (&job->race, index, p.code, p.reason,
+                               p.retry ? RACE_FAIL_REDISPATCH : 0, 0, now) != RACE_EV_OK)
             continue;
         self->c.attempts_failed++;
         if (race_attempt (&job->race, index)->replaced)
@@ -975,10 +1154,8 @@ static void s_on_ready (broker_t *self, wire_msg_t *msg, int64_t now)
     }
     for (size_t i = 0; i < nallowed; i++) {
         dsp_model_t *m = dsp_model (self->dsp, allowed[i]);
-        if (m && !dsp_model_user (m)) {
-            model_stats_t *st = calloc (1, sizeof *st);
-            dsp_model_set_user (m, st);
-        }
+        if (m && !dsp_model_user (m))
+            dsp_model_set_user (m, s_stats_new (self, allowed[i]));
     }
     bhash_insert (&self->workers, &w->node, bhash_bytes (w->rid, w->rid_len));
     w->next = self->worker_list;
@@ -1042,6 +1219,7 @@ static void s_on_result (broker_t *self, worker_t *w, wire_msg_t *msg, int64_t n
         dsp_worker_t *dw = dsp_done (self->dsp, &a->item);
         s_attempt_free (self, a);
         s_usage_keep (job, index, res->usage);
+        s_verdict (self, job, index, S_OK, now);
         if (race_attempt_result (&job->race, index, now) == RACE_EV_OK) {
             job->result = res;
             s_job_apply (self, job, now);   // job may be gone after this
@@ -1093,7 +1271,13 @@ static void s_on_error (broker_t *self, worker_t *w, wire_msg_t *msg, int64_t no
         int code = s_error_code (err->code);
         s_usage_keep (job, index, err->usage);
         s_upstream_keep (job, index, err);
-        if (race_attempt_error (&job->race, index, code, err->message, now) == RACE_EV_OK) {
+        s_verdict (self, job, index, s_error_verdict (code), now);
+        unsigned flags = code == AIGW__ERROR_CODE__ERR_WORKER_LOST ? RACE_FAIL_REDISPATCH
+                       : s_retry_flags (code, job->att_upstream_status[index]);
+        int64_t retry_after = code == AIGW__ERROR_CODE__ERR_RATE_LIMITED
+                            ? (int64_t) job->att_retry_after_ms[index] * 1000 : 0;
+        if (race_attempt_fail (&job->race, index, code, err->message, flags, retry_after, now)
+            == RACE_EV_OK) {
             self->c.attempts_failed++;
             if (race_attempt (&job->race, index)->replaced)
                 self->c.attempts_redispatched++;
@@ -1348,6 +1532,7 @@ broker_t *broker_new (const cfg_t *cfg, void *zmq_ctx)
     self->deadline_us = (int64_t) cfg->broker.deadline_ms * 1000;
     self->max_deadline_us = (int64_t) cfg->broker.max_deadline_ms * 1000;
     self->hedge_default_ms = cfg->broker.hedge_default_ms;
+    self->retry_backoff_ms = cfg->broker.retry_backoff_ms;
     char host[64] = "";
     gethostname (host, sizeof host - 1);
     snprintf (self->broker_id, sizeof self->broker_id, "%s/%d", host, (int) getpid ());

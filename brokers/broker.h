@@ -21,6 +21,13 @@
     X (attempts_cancelled)    /* losers and attempts of ended jobs */ \
     X (attempts_failed) \
     X (attempts_redispatched) /* worker lost, started again */ \
+    X (attempts_retried)      /* retries started after a retryable failure */ \
+    X (attempts_hedged)       /* backups started by the hedge timer */ \
+    X (attempts_skipped)      /* targets not started: cooling down */ \
+    X (hedges_suppressed)     /* hedges the budget refused */ \
+    X (retries_suppressed)    /* retries the budget refused */ \
+    X (jobs_cooldown)         /* jobs failed at once: every target cooling (in jobs_failed) */ \
+    X (breaker_trips)         /* times a target started cooling down */ \
     X (late_replies)          /* RESULT/ERROR/CHUNK for an attempt no longer live */ \
     X (cancel_acks)           /* ERROR(ERR_CANCELLED) after our CANCEL */ \
     X (malformed)             /* dropped messages */ \

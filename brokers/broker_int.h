@@ -14,6 +14,7 @@
 #include "broker.h"
 #include "curve.h"
 #include "dispatch.h"
+#include "health.h"
 #include "hist.h"
 #include "race.h"
 #include "theap.h"
@@ -46,6 +47,9 @@ typedef struct {
     double cost_usd;                // cfg_cost of every attempt whose usage is known
     double cost_saved_usd;          // tokens_saved at the model's output price
     uint64_t p95_us, p95_n;         // latency p95 and sample count, refreshed each second
+    uint64_t retries;               // retries started on it
+    uint64_t hedges;                // backups started on it
+    health_t health;                // cooldown and hedge budget
 } model_stats_t;
 
 typedef struct worker_t {
@@ -91,6 +95,9 @@ struct job_t {
     uint16_t att_upstream_status[RACE_ATTEMPTS_MAX];        // 0 = none
     uint32_t att_retry_after_ms[RACE_ATTEMPTS_MAX];         // 0 = none
     char att_upstream_code[RACE_ATTEMPTS_MAX][BROKER_UPSTREAM_CODE_MAX];
+    model_stats_t *tst[RACE_TARGETS_MAX];   // each target's statistics, NULL if no worker yet
+    uint32_t probe_mask;            // bit i: attempt i is its target's half-open probe
+    broker_t *owner;
     job_t *free_next;
 };
 
@@ -137,6 +144,7 @@ struct broker_t {
     char ep_front[CFG_STR_MAX], ep_back[CFG_STR_MAX], ep_metrics[CFG_STR_MAX];
     int64_t heartbeat_us, expiry_us, deadline_us, max_deadline_us;
     uint32_t hedge_default_ms;
+    uint32_t retry_backoff_ms;
     char broker_id[96];
     //  state
     dsp_t *dsp;

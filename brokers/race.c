@@ -28,6 +28,12 @@ int race_init (race_t *self, const race_config_t *cfg)
         && cfg->policy != RACE_POLICY_FALLBACK)
         return -1;
     self->cfg = *cfg;
+    if (self->cfg.retries > RACE_RETRIES_MAX)
+        self->cfg.retries = RACE_RETRIES_MAX;
+    if (self->cfg.retry_backoff_us < 0)
+        self->cfg.retry_backoff_us = 0;
+    self->rng = cfg->seed ? cfg->seed : 0x9e3779b97f4a7c15ULL;
+    self->hedge_payer = -1;
     return 0;
 }
 
@@ -39,29 +45,104 @@ void race_fini (race_t *self)
     }
 }
 
-//  Create attempt for target and ask the caller to dispatch it.
-static void s_dispatch (race_t *self, size_t target, int64_t now)
+//  A new attempt record on target (no action yet).
+static race_attempt_t *s_new_attempt (race_t *self, size_t target, race_kind_t kind,
+                                      int retry_of, int64_t now, size_t *index)
 {
     assert (self->natt < RACE_ATTEMPTS_MAX);
     size_t i = self->natt++;
     race_attempt_t *a = &self->att[i];
     memset (a, 0, sizeof *a);
     a->target = (uint8_t) target;
-    a->state = RACE_ATT_RUNNING;
+    a->kind = (uint8_t) kind;
+    a->retry_of = (int8_t) retry_of;
+    a->retry_at = -1;
     a->started = now;
     a->first_token = -1;
     a->finished = -1;
+    *index = i;
+    return a;
+}
+
+//  Create a running attempt for target and ask the caller to dispatch it.
+static void s_dispatch (race_t *self, size_t target, race_kind_t kind, int retry_of,
+                        int64_t now)
+{
+    size_t i;
+    race_attempt_t *a = s_new_attempt (self, target, kind, retry_of, now, &i);
+    a->state = RACE_ATT_RUNNING;
     self->live++;
-    if (self->cfg.policy == RACE_POLICY_HEDGE)
+    if (self->cfg.policy == RACE_POLICY_HEDGE
+        && (kind == RACE_KIND_FIRST || kind == RACE_KIND_HEDGE)) {
         self->hedge_at = now + self->cfg.hedge_delay_us[target];
+        self->hedge_payer = (int) target;
+    }
     s_push (self, RACE_DISPATCH, i, target, 0);
 }
 
-static void s_start_next (race_t *self, int64_t now)
+static void s_set_reason (race_attempt_t *a, const char *reason);
+
+//  Record that target was not started because it is cooling down.
+static void s_skip (race_t *self, size_t target, race_kind_t kind, int retry_of, int64_t now)
 {
-    size_t t = self->next_target++;
-    s_dispatch (self, t, now);
+    size_t i;
+    race_attempt_t *a = s_new_attempt (self, target, kind, retry_of, now, &i);
+    a->state = RACE_ATT_SKIPPED;
+    a->finished = now;
+    a->code = AIGW__ERROR_CODE__ERR_COOLDOWN;
+    s_set_reason (a, "cooling down after failures");
 }
+
+//  Room for one more attempt beyond the scheduled retries and the targets not
+//  started yet (each needs a record, started or skipped).
+static bool s_room (const race_t *self)
+{
+    return self->natt + self->waiting + (self->cfg.ntargets - self->next_target) + 1
+           <= RACE_ATTEMPTS_MAX;
+}
+
+//  Start target as kind unless the gate says otherwise (then it is recorded as
+//  skipped, or the budget flag is set). Returns the gate's answer.
+static race_gate_t s_start (race_t *self, size_t target, race_kind_t kind, int payer,
+                            int retry_of, int64_t now)
+{
+    race_gate_t g = self->cfg.gate
+                    ? self->cfg.gate (self->cfg.gate_arg, target, kind, payer, now)
+                    : RACE_GATE_GO;
+    if (g == RACE_GATE_BUDGET) {
+        if (kind == RACE_KIND_HEDGE)
+            self->hedge_suppressed = true;
+        else
+            self->retry_suppressed = true;
+        return g;
+    }
+    if (g == RACE_GATE_COOLDOWN) {
+        s_skip (self, target, kind, retry_of, now);
+        return g;
+    }
+    s_dispatch (self, target, kind, retry_of, now);
+    return RACE_GATE_GO;
+}
+
+//  Start the next target that is not cooling down (those are recorded as skipped).
+//  A hedge the budget refuses leaves the target unstarted and disarms the hedge.
+static void s_start_next (race_t *self, race_kind_t kind, int64_t now)
+{
+    int payer = kind == RACE_KIND_HEDGE ? self->hedge_payer : -1;
+    while (self->next_target < self->cfg.ntargets) {
+        size_t t = self->next_target++;
+        race_gate_t g = s_start (self, t, kind, payer, -1, now);
+        if (g == RACE_GATE_GO)
+            return;
+        if (g == RACE_GATE_BUDGET) {
+            self->next_target--;
+            return;
+        }
+    }
+}
+
+static void s_finish_error (race_t *self, int code);
+static int s_aggregate (const race_t *self);
 
 void race_start (race_t *self, int64_t now)
 {
@@ -70,10 +151,14 @@ void race_start (race_t *self, int64_t now)
     self->t0 = now;
     self->deadline_at = now + self->cfg.deadline_us;
     if (self->cfg.policy == RACE_POLICY_RACE)
-        while (self->next_target < self->cfg.ntargets)
-            s_start_next (self, now);
+        while (self->next_target < self->cfg.ntargets) {
+            size_t t = self->next_target++;
+            s_start (self, t, RACE_KIND_FIRST, -1, -1, now);
+        }
     else
-        s_start_next (self, now);
+        s_start_next (self, RACE_KIND_FIRST, now);
+    if (self->live == 0)
+        s_finish_error (self, s_aggregate (self));  // every target is cooling down
 }
 
 //  Move a running attempt to a final state.
@@ -90,6 +175,9 @@ static void s_end_attempt (race_t *self, size_t i, race_att_state_t state, int64
 //  because attempt `keep` won.
 static void s_cancel_others (race_t *self, int keep, bool lost, int64_t now)
 {
+    for (size_t i = 0; i < self->natt; i++)
+        self->att[i].retry_at = -1;     // the job is decided: no retry will start
+    self->waiting = 0;
     for (size_t i = 0; i < self->natt; i++)
         if (self->att[i].state == RACE_ATT_RUNNING && (int) i != keep) {
             s_end_attempt (self, i, RACE_ATT_CANCELLED, now);
@@ -114,12 +202,14 @@ static void s_finish_error (race_t *self, int code)
 //  Aggregate code of the failed attempts (docs/errors.md): all the same -> that code;
 //  else a provider's rate limit (a later retry can succeed), else a provider refusing
 //  the gateway's key, else ERR_UPSTREAM. So ERR_BAD_REQUEST needs every attempt to agree.
+//  Skipped targets do not vote; with nothing but skipped ones it is ERR_COOLDOWN.
 static int s_aggregate (const race_t *self)
 {
     int code = -1;
-    bool mixed = false, limited = false, auth = false;
+    bool mixed = false, limited = false, auth = false, skipped = false;
     for (size_t i = 0; i < self->natt; i++) {
         const race_attempt_t *a = &self->att[i];
+        skipped |= a->state == RACE_ATT_SKIPPED;
         if (a->state != RACE_ATT_FAILED || a->replaced)
             continue;
         limited |= a->code == AIGW__ERROR_CODE__ERR_RATE_LIMITED;
@@ -131,7 +221,7 @@ static int s_aggregate (const race_t *self)
             mixed = true;
     }
     if (code == -1)
-        return AIGW__ERROR_CODE__ERR_UPSTREAM;
+        return skipped ? AIGW__ERROR_CODE__ERR_COOLDOWN : AIGW__ERROR_CODE__ERR_UPSTREAM;
     if (!mixed)
         return code;
     return limited ? AIGW__ERROR_CODE__ERR_RATE_LIMITED
@@ -170,19 +260,60 @@ race_ev_t race_attempt_result (race_t *self, size_t attempt, int64_t now)
     return RACE_EV_OK;
 }
 
-//  After an attempt failed: start what the policy says, or end the job.
+//  After an attempt failed (and no retry of it is scheduled): start what the policy
+//  says, or end the job.
 static void s_after_failure (race_t *self, int64_t now)
 {
     if (self->winner < 0) {
         if (self->cfg.policy == RACE_POLICY_HEDGE && self->next_target < self->cfg.ntargets)
-            s_start_next (self, now);
+            s_start_next (self, RACE_KIND_FIRST, now);
         else
-        if (self->cfg.policy == RACE_POLICY_FALLBACK && self->live == 0
+        if (self->cfg.policy == RACE_POLICY_FALLBACK && self->live == 0 && self->waiting == 0
             && self->next_target < self->cfg.ntargets)
-            s_start_next (self, now);
+            s_start_next (self, RACE_KIND_FIRST, now);
     }
-    if (self->live == 0)
+    if (self->live == 0 && self->waiting == 0)
         s_finish_error (self, s_aggregate (self));
+}
+
+//  Next pseudo-random number (xorshift64*), for the backoff's jitter.
+static uint64_t s_rand (race_t *self)
+{
+    uint64_t x = self->rng;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    self->rng = x;
+    return x * 0x2545f4914f6cdd1dULL;
+}
+
+//  Full jitter: uniform in [0, min(cap, base x 2^n)].
+static int64_t s_backoff (race_t *self, unsigned n)
+{
+    int64_t top = self->cfg.retry_backoff_us;
+    for (unsigned i = 0; i < n && top < RACE_BACKOFF_MAX_US; i++)
+        top *= 2;
+    if (top > RACE_BACKOFF_MAX_US)
+        top = RACE_BACKOFF_MAX_US;
+    return top > 0 ? (int64_t) (s_rand (self) % (uint64_t) (top + 1)) : 0;
+}
+
+//  Schedule a retry of failed attempt i if its target has retries left, there is
+//  room, and it can start before the deadline. Returns true if scheduled.
+static bool s_schedule_retry (race_t *self, size_t i, int64_t retry_after_us, int64_t now)
+{
+    race_attempt_t *a = &self->att[i];
+    if (self->retries_used[a->target] >= self->cfg.retries || !s_room (self))
+        return false;
+    int64_t delay = s_backoff (self, self->retries_used[a->target]);
+    if (retry_after_us > delay)
+        delay = retry_after_us;
+    if (now + delay >= self->deadline_at)
+        return false;
+    self->retries_used[a->target]++;
+    a->retry_at = now + delay;
+    self->waiting++;
+    return true;
 }
 
 static void s_set_reason (race_attempt_t *a, const char *reason)
@@ -203,11 +334,12 @@ race_ev_t race_attempt_error (race_t *self, size_t attempt, int code, const char
                               int64_t now)
 {
     return race_attempt_fail (self, attempt, code, reason,
-                              code == AIGW__ERROR_CODE__ERR_WORKER_LOST, now);
+                              code == AIGW__ERROR_CODE__ERR_WORKER_LOST ? RACE_FAIL_REDISPATCH : 0,
+                              0, now);
 }
 
 race_ev_t race_attempt_fail (race_t *self, size_t attempt, int code, const char *reason,
-                             bool retry, int64_t now)
+                             unsigned flags, int64_t retry_after_us, int64_t now)
 {
     race_ev_t ev;
     if (!s_live (self, attempt, &ev)) {
@@ -233,14 +365,16 @@ race_ev_t race_attempt_fail (race_t *self, size_t attempt, int code, const char 
     }
     s_set_reason (a, reason);
     uint32_t bit = 1u << a->target;
-    if (retry && !(self->redispatched & bit) && self->winner < 0) {
+    if ((flags & RACE_FAIL_REDISPATCH) && !(self->redispatched & bit) && self->winner < 0
+        && s_room (self)) {
         self->redispatched |= bit;
         a->replaced = true;
-        int64_t hedge_at = self->hedge_at;
-        s_dispatch (self, a->target, now);
-        self->hedge_at = hedge_at;      // a re-dispatch does not move the hedge timer
+        s_dispatch (self, a->target, RACE_KIND_REDISPATCH, (int) attempt, now);
         return RACE_EV_OK;
     }
+    if ((flags & RACE_FAIL_RETRYABLE) && self->winner < 0
+        && s_schedule_retry (self, attempt, retry_after_us, now))
+        return RACE_EV_OK;
     s_after_failure (self, now);
     return RACE_EV_OK;
 }
@@ -290,8 +424,23 @@ static bool s_any_produced (const race_t *self)
 
 static bool s_hedge_armed (const race_t *self)
 {
-    return self->cfg.policy == RACE_POLICY_HEDGE && self->winner < 0
+    return self->cfg.policy == RACE_POLICY_HEDGE && self->winner < 0 && !self->hedge_suppressed
            && self->next_target < self->cfg.ntargets && !s_any_produced (self);
+}
+
+//  Start the retries that are due; one the gate refuses lets the policy go on.
+static void s_tick_retries (race_t *self, int64_t now)
+{
+    size_t n = self->natt;
+    for (size_t i = 0; i < n && !self->finished && self->waiting; i++) {
+        race_attempt_t *a = &self->att[i];
+        if (a->retry_at < 0 || a->retry_at > now)
+            continue;
+        a->retry_at = -1;
+        self->waiting--;
+        if (s_start (self, a->target, RACE_KIND_RETRY, a->target, (int) i, now) != RACE_GATE_GO)
+            s_after_failure (self, now);
+    }
 }
 
 static bool s_ttft_armed (const race_t *self, const race_attempt_t *a)
@@ -328,8 +477,14 @@ void race_tick (race_t *self, int64_t now)
         return;
     }
     s_tick_ttft (self, now);
-    if (!self->finished && s_hedge_armed (self) && now >= self->hedge_at)
-        s_start_next (self, now);
+    if (!self->finished)
+        s_tick_retries (self, now);
+    if (!self->finished && s_hedge_armed (self) && now >= self->hedge_at) {
+        //  With nothing running (a retry is waiting) it is a failover, not a backup
+        s_start_next (self, self->live ? RACE_KIND_HEDGE : RACE_KIND_FIRST, now);
+        if (self->live == 0 && self->waiting == 0)
+            s_finish_error (self, s_aggregate (self));
+    }
 }
 
 bool race_next_action (race_t *self, race_action_t *action)
@@ -355,6 +510,8 @@ int64_t race_next_timer (const race_t *self)
         const race_attempt_t *a = &self->att[i];
         if (s_ttft_armed (self, a) && a->started + self->cfg.ttft_us < t)
             t = a->started + self->cfg.ttft_us;
+        if (a->retry_at >= 0 && a->retry_at < t)
+            t = a->retry_at;
     }
     return t;
 }
@@ -387,6 +544,16 @@ size_t race_targets_started (const race_t *self)
 uint32_t race_late (const race_t *self)
 {
     return self->late;
+}
+
+bool race_hedge_suppressed (const race_t *self)
+{
+    return self->hedge_suppressed;
+}
+
+bool race_retry_suppressed (const race_t *self)
+{
+    return self->retry_suppressed;
 }
 
 const char *race_code_name (int code)
@@ -426,6 +593,9 @@ char *race_format_message (const race_t *self, const char *const *names, char *b
     if (code == AIGW__ERROR_CODE__ERR_CANCELLED)
         s_append (buf, len, &off, "cancelled by client");
     else
+    if (code == AIGW__ERROR_CODE__ERR_COOLDOWN)
+        s_append (buf, len, &off, "every target is cooling down after failures");
+    else
     if (code == AIGW__ERROR_CODE__ERR_TIMEOUT)
         s_append (buf, len, &off, "deadline of %lld ms exceeded",
                   (long long) (self->cfg.deadline_us / 1000));
@@ -434,7 +604,8 @@ char *race_format_message (const race_t *self, const char *const *names, char *b
     const char *sep = ": ";
     for (size_t i = 0; i < self->natt; i++) {
         const race_attempt_t *a = &self->att[i];
-        if (a->state != RACE_ATT_FAILED)
+        if (a->state != RACE_ATT_FAILED
+            && !(a->state == RACE_ATT_SKIPPED && code == AIGW__ERROR_CODE__ERR_COOLDOWN))
             continue;
         const char *name = names && names[a->target] ? names[a->target] : "?";
         s_append (buf, len, &off, "%s%s: %s", sep, name,

@@ -16,6 +16,8 @@
 #define RACE_ACTIONS_MAX (2 * RACE_ATTEMPTS_MAX + 2) // one DISPATCH + one CANCEL per attempt, one FINISH
 #define RACE_REASON_MAX 256                          // longest kept failure reason
 #define RACE_HEDGE_MIN_SAMPLES 10                    // auto hedge needs this many samples
+#define RACE_RETRIES_MAX 5                           // retries per target at most
+#define RACE_BACKOFF_MAX_US (30LL * 1000 * 1000)     // cap of the exponential backoff
 
 typedef enum {
     RACE_POLICY_RACE = AIGW__POLICY__POLICY_RACE,
@@ -28,7 +30,36 @@ typedef enum {
     RACE_ATT_WON,
     RACE_ATT_CANCELLED,     // lost the race, or the job ended while it ran
     RACE_ATT_FAILED,
+    RACE_ATT_SKIPPED,       // never started: its target was cooling down (ERR_COOLDOWN)
 } race_att_state_t;
+
+//  Why an attempt starts.
+typedef enum {
+    RACE_KIND_FIRST = 0,    // a target's regular start (race, first of hedge/fallback, failover)
+    RACE_KIND_HEDGE,        // a backup: started by the hedge timer while another runs
+    RACE_KIND_RETRY,        // the same target again after a retryable failure
+    RACE_KIND_REDISPATCH,   // the same target again because its worker was lost
+} race_kind_t;
+
+//  The caller's say on a start (cooldown, hedge budget): see race_gate_fn.
+typedef enum {
+    RACE_GATE_GO = 0,
+    RACE_GATE_COOLDOWN,     // the target is cooling down: record a skipped attempt
+    RACE_GATE_BUDGET,       // no budget for this hedge or retry: do not start it
+} race_gate_t;
+
+//  Asked before every start except a redispatch: may `target` start now as `kind`?
+//  payer: for a hedge, the target being hedged (the one that was slow); for a retry,
+//  the target itself; -1 for a regular start. GO commits the caller (a token taken,
+//  a probe sent), so the race starts the attempt after GO without asking again.
+typedef race_gate_t (race_gate_fn) (void *arg, size_t target, race_kind_t kind, int payer,
+                                    int64_t now);
+
+//  Flags of race_attempt_fail.
+#define RACE_FAIL_REDISPATCH 1u     // its worker was lost: start the target again at once,
+                                    // once per target, no retry used
+#define RACE_FAIL_RETRYABLE  2u     // the provider may answer a retry (connection error,
+                                    // 500, 502, 503, 429)
 
 typedef enum {
     RACE_DISPATCH = 1,      // start attempt `attempt` on target `target`
@@ -60,8 +91,11 @@ typedef struct {
     uint8_t state;          // race_att_state_t
     uint32_t chunks;        // CHUNKs received while live (tokens, for streaming)
     uint8_t code;           // Aigw__ErrorCode when failed
-    bool replaced;          // failed and a new attempt on its target took over
+    bool replaced;          // failed and a new attempt on its target took over (redispatch)
     bool lost;              // cancelled because another attempt won
+    uint8_t kind;           // race_kind_t
+    int8_t retry_of;        // attempt it retries or redispatches, -1 none
+    int64_t retry_at;       // failed, and a retry of it starts then; -1 none
 } race_attempt_t;
 
 typedef struct {
@@ -71,6 +105,11 @@ typedef struct {
     int64_t hedge_delay_us[RACE_TARGETS_MAX]; // hedge: after starting target i, wait this long before the next
     int64_t ttft_us;                          // 0 = none; every attempt needs a first token by then
     bool stream;                              // first CHUNK wins
+    uint8_t retries;                          // retries per target (0..RACE_RETRIES_MAX)
+    int64_t retry_backoff_us;                 // base of the exponential backoff (full jitter)
+    uint64_t seed;                            // jitter PRNG seed
+    race_gate_fn *gate;                       // NULL: every start goes
+    void *gate_arg;
 } race_config_t;
 
 //  Public so a job can embed it (no allocation per job); treat fields as private.
@@ -86,6 +125,12 @@ typedef struct {
     uint32_t redispatched;  // bit per target: already re-dispatched once
     int64_t t0, deadline_at, hedge_at;
     uint32_t late;          // ignored late events
+    size_t waiting;         // failed attempts with a retry scheduled (retry_at)
+    uint8_t retries_used[RACE_TARGETS_MAX];
+    int hedge_payer;        // target the armed hedge would back up, -1 none
+    bool hedge_suppressed;  // a hedge was not started: no budget
+    bool retry_suppressed;  // a retry was not started: no budget
+    uint64_t rng;           // xorshift64* state
     race_action_t act[RACE_ACTIONS_MAX];
     uint8_t act_head, act_tail;
 } race_t;
@@ -100,21 +145,28 @@ void race_start (race_t *self, int64_t now);
 //  An attempt returned a good RESULT: it wins unless it is no longer live.
 race_ev_t race_attempt_result (race_t *self, size_t attempt, int64_t now);
 //  An attempt failed with code (Aigw__ErrorCode) and reason (copied, may be NULL).
-//  Same as race_attempt_fail with retry = (code == ERR_WORKER_LOST).
+//  Same as race_attempt_fail with RACE_FAIL_REDISPATCH when code is ERR_WORKER_LOST.
 race_ev_t race_attempt_error (race_t *self, size_t attempt, int code, const char *reason,
                               int64_t now);
-//  An attempt failed. If retry and nothing of the job has reached the client (no
-//  streaming winner), its target is started again as a new attempt, once per target.
-//  A streaming winner that fails ends the job with its code: no failover after the
-//  first token reached the client.
+//  An attempt failed. Nothing of the job has reached the client yet (no streaming
+//  winner), so:
+//  - RACE_FAIL_REDISPATCH: its target starts again at once, once per target;
+//  - RACE_FAIL_RETRYABLE: while the target has retries left, a retry starts after
+//    the backoff (full jitter: uniform in [0, backoff x 2^n]), or after
+//    retry_after_us when that is longer, if that is before the deadline; the gate
+//    may still refuse it then (cooldown, budget) and the policy goes on without it.
+//  Otherwise the policy goes on (hedge, fallback) or the job ends. A streaming
+//  winner that fails ends the job with its code: no failover after the first token
+//  reached the client.
 race_ev_t race_attempt_fail (race_t *self, size_t attempt, int code, const char *reason,
-                             bool retry, int64_t now);
+                             unsigned flags, int64_t retry_after_us, int64_t now);
 //  An attempt produced a CHUNK (a token). Records the first token and counts chunks;
 //  for stream jobs the first chunk wins (the others are cancelled as lost). Caller
 //  forwards chunks of race_winner() only.
 race_ev_t race_attempt_chunk (race_t *self, size_t attempt, int64_t now);
 //  Run timers due at `now`: deadline, TTFT (every attempt: no CHUNK, or for
-//  non-stream jobs no RESULT, within ttft_us of its start fails it with ERR_TTFT), hedge.
+//  non-stream jobs no RESULT, within ttft_us of its start fails it with ERR_TTFT),
+//  retries, hedge.
 void race_tick (race_t *self, int64_t now);
 //  The client cancelled: cancel every live attempt and finish with ERR_CANCELLED.
 race_ev_t race_client_cancel (race_t *self, int64_t now);
@@ -137,6 +189,9 @@ const race_attempt_t *race_attempt (const race_t *self, size_t attempt);
 //  Number of targets started so far (targets beyond it never ran).
 size_t race_targets_started (const race_t *self);
 uint32_t race_late (const race_t *self);
+//  Whether the budget kept this job from hedging, or from retrying.
+bool race_hedge_suppressed (const race_t *self);
+bool race_retry_suppressed (const race_t *self);
 //  Human-readable reason for FINISH_ERROR into buf, naming targets by names[target]:
 //  "all attempts failed: a: why; b: why", "deadline of N ms exceeded", "cancelled by
 //  client", or for a streaming winner that failed "stream failed after N chunks: why".

@@ -235,6 +235,64 @@ static int s_fabric (s_ctx_t *ctx, zconfig_t *sec, cfg_t *cfg)
     return 0;
 }
 
+//  A health key (broker/* or models/NAME/*). Returns 1 if k is not one, else 0 / -1.
+static int s_health_key (s_ctx_t *ctx, const char *path, zconfig_t *k, cfg_health_t *h)
+{
+    const struct { const char *key; uint32_t *u; double *d; uint32_t min, max; } keys[] = {
+        { "cooldown_failures", &h->cooldown_failures, NULL, 0, 1000000 },
+        { "cooldown_error_rate", NULL, &h->cooldown_error_rate, 0, 1 },
+        { "cooldown_min_requests", &h->cooldown_min_requests, NULL, 1, 1000000 },
+        { "cooldown_window_ms", &h->cooldown_window_ms, NULL, 100, 3600000 },
+        { "cooldown_ms", &h->cooldown_ms, NULL, 1, 3600000 },
+        { "cooldown_max_ms", &h->cooldown_max_ms, NULL, 1, 86400000 },
+        { "hedge_budget", NULL, &h->hedge_budget, 0, 1 },
+    };
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        if (!s_is (k, keys[i].key))
+            continue;
+        h->set |= 1u << i;
+        if (keys[i].d)
+            return s_double (ctx, path, k, keys[i].min, keys[i].max, keys[i].d);
+        uint32_t v = 0;
+        if (s_u32 (ctx, path, k, &v))
+            return -1;
+        if (v < keys[i].min || v > keys[i].max)
+            return s_fail (ctx, "%s: must be from %u to %u", path, keys[i].min, keys[i].max);
+        *keys[i].u = v;
+        return 0;
+    }
+    return 1;
+}
+
+void cfg_model_health (const cfg_t *self, const char *model, cfg_health_t *out)
+{
+    *out = self->broker.health;
+    out->set = 0;
+    const cfg_model_t *m = model ? cfg_model (self, model) : NULL;
+    if (!m)
+        return;
+    const cfg_health_t *h = &m->health;
+    if (h->set & 1u) out->cooldown_failures = h->cooldown_failures;
+    if (h->set & 2u) out->cooldown_error_rate = h->cooldown_error_rate;
+    if (h->set & 4u) out->cooldown_min_requests = h->cooldown_min_requests;
+    if (h->set & 8u) out->cooldown_window_ms = h->cooldown_window_ms;
+    if (h->set & 16u) out->cooldown_ms = h->cooldown_ms;
+    if (h->set & 32u) out->cooldown_max_ms = h->cooldown_max_ms;
+    if (h->set & 64u) out->hedge_budget = h->hedge_budget;
+}
+
+//  retries = 0..CFG_RETRIES_MAX
+static int s_retries (s_ctx_t *ctx, const char *path, zconfig_t *k, int32_t *out)
+{
+    uint32_t v = 0;
+    if (s_u32 (ctx, path, k, &v))
+        return -1;
+    if (v > CFG_RETRIES_MAX)
+        return s_fail (ctx, "%s: must be from 0 to %d", path, CFG_RETRIES_MAX);
+    *out = (int32_t) v;
+    return 0;
+}
+
 static int s_broker (s_ctx_t *ctx, zconfig_t *sec, cfg_t *cfg)
 {
     for (zconfig_t *k = zconfig_child (sec); k; k = zconfig_next (k)) {
@@ -259,6 +317,8 @@ static int s_broker (s_ctx_t *ctx, zconfig_t *sec, cfg_t *cfg)
             rc = s_pos32 (ctx, path, k, &cfg->broker.max_deadline_ms);
         else if (s_is (k, "hedge_default_ms"))
             rc = s_u32 (ctx, path, k, &cfg->broker.hedge_default_ms);
+        else if (s_is (k, "retry_backoff_ms"))
+            rc = s_u32 (ctx, path, k, &cfg->broker.retry_backoff_ms);
         else if (s_is (k, "max_frame")) {
             uint64_t n = 0;
             rc = s_u64 (ctx, path, k, (uint64_t) 1 << 30, &n);
@@ -269,6 +329,7 @@ static int s_broker (s_ctx_t *ctx, zconfig_t *sec, cfg_t *cfg)
         else if (s_is (k, "cert"))
             rc = s_cert (ctx, path, k, cfg->broker.cert, sizeof cfg->broker.cert);
         else
+        if ((rc = s_health_key (ctx, path, k, &cfg->broker.health)) == 1)
             rc = s_fail (ctx, "%s: unknown key", path);
         if (rc)
             return rc;
@@ -424,6 +485,13 @@ static int s_model_key (s_ctx_t *ctx, const char *path, zconfig_t *k, cfg_model_
         return s_double (ctx, path, k, 0.0, 1e6, &m->input_price);
     if (s_is (k, "output_price"))
         return s_double (ctx, path, k, 0.0, 1e6, &m->output_price);
+    if (s_is (k, "retries"))
+        return s_retries (ctx, path, k, &m->retries);
+    if (s_is (k, "retry_backoff_ms"))
+        return s_u32 (ctx, path, k, &m->retry_backoff_ms);
+    int rc = s_health_key (ctx, path, k, &m->health);
+    if (rc != 1)
+        return rc;
     return s_fail (ctx, "%s: unknown key", path);
 }
 
@@ -450,6 +518,7 @@ static int s_model (s_ctx_t *ctx, zconfig_t *sec, cfg_model_t *m)
     m->max_tokens = 1024;
     m->latency_ms = 40;
     m->seed = 1;
+    m->retries = CFG_RETRIES_UNSET;
     for (zconfig_t *k = zconfig_child (sec); k; k = zconfig_next (k)) {
         char path[512];
         snprintf (path, sizeof path, "models/%s/%s", name, zconfig_name (k));
@@ -517,6 +586,10 @@ static int s_group_key (s_ctx_t *ctx, const char *path, zconfig_t *k, cfg_group_
         return s_pos32 (ctx, path, k, &g->deadline_ms);
     if (s_is (k, "ttft_timeout_ms"))
         return s_pos32 (ctx, path, k, &g->ttft_timeout_ms);
+    if (s_is (k, "retries"))
+        return s_retries (ctx, path, k, &g->retries);
+    if (s_is (k, "retry_backoff_ms"))
+        return s_u32 (ctx, path, k, &g->retry_backoff_ms);
     return s_fail (ctx, "%s: unknown key", path);
 }
 
@@ -526,6 +599,7 @@ static int s_group (s_ctx_t *ctx, zconfig_t *sec, cfg_group_t *g)
     if (!s_name_ok (name))
         return s_fail (ctx, "groups/%s: bad group name (letters, digits and -_.:@+ only)", name);
     snprintf (g->name, sizeof g->name, "%s", name);
+    g->retries = CFG_RETRIES_UNSET;
     for (zconfig_t *k = zconfig_child (sec); k; k = zconfig_next (k)) {
         char path[512];
         snprintf (path, sizeof path, "groups/%s/%s", name, zconfig_name (k));
@@ -605,6 +679,12 @@ static void s_set_defaults (cfg_t *cfg)
     cfg->broker.deadline_ms = 120000;
     cfg->broker.max_deadline_ms = 600000;
     cfg->broker.hedge_default_ms = 200;
+    cfg->broker.retry_backoff_ms = 100;
+    cfg->broker.health = (cfg_health_t) {
+        .cooldown_failures = 5, .cooldown_error_rate = 0.5, .cooldown_min_requests = 20,
+        .cooldown_window_ms = 10000, .cooldown_ms = 5000, .cooldown_max_ms = 60000,
+        .hedge_budget = 0.1,
+    };
     cfg->broker.max_frame = 8 * 1024 * 1024;
     snprintf (cfg->edge.listen, sizeof cfg->edge.listen, "127.0.0.1:8080");
     cfg->edge.threads = 0;

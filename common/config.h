@@ -22,6 +22,22 @@ typedef enum {
 
 typedef enum { CFG_POLICY_RACE = 0, CFG_POLICY_HEDGE = 1, CFG_POLICY_FALLBACK = 2 } cfg_policy_t;
 
+#define CFG_RETRIES_MAX 5
+#define CFG_RETRIES_UNSET (-1)          // retries not given: 0 for a race of several, else 1
+
+//  A target's health at the broker (docs/errors.md "Cooldown", "Hedge budget"): the
+//  broker section's values are the defaults, a model may override any of them.
+typedef struct {
+    uint32_t cooldown_failures;         // failures in a row that trip, default 5 (0 = never)
+    double cooldown_error_rate;         // window error rate that trips, default 0.5 (0 = never)
+    uint32_t cooldown_min_requests;     // outcomes before the rate counts, default 20
+    uint32_t cooldown_window_ms;        // error-rate window, default 10000
+    uint32_t cooldown_ms;               // first cooldown, default 5000 (doubles per trip)
+    uint32_t cooldown_max_ms;           // longest cooldown, default 60000
+    double hedge_budget;                // backups per regular start, default 0.1
+    uint32_t set;                       // bit i: the i-th key above was given (models)
+} cfg_health_t;
+
 typedef struct {
     char name[CFG_NAME_MAX];
     cfg_provider_t provider;
@@ -43,6 +59,10 @@ typedef struct {
     //  Prices (USD per million tokens; default 0 = free)
     double input_price;
     double output_price;
+    //  Failure handling
+    int32_t retries;                    // CFG_RETRIES_UNSET or 0..CFG_RETRIES_MAX
+    uint32_t retry_backoff_ms;          // 0 = broker default
+    cfg_health_t health;                // overrides of broker/* (health.set)
 } cfg_model_t;
 
 typedef struct {
@@ -54,6 +74,8 @@ typedef struct {
     uint32_t hedge_delay_ms;            // 0 = not set
     uint32_t deadline_ms;               // 0 = not set
     uint32_t ttft_timeout_ms;           // 0 = not set
+    int32_t retries;                    // CFG_RETRIES_UNSET: 0 for race, else 1
+    uint32_t retry_backoff_ms;          // 0 = broker default
 } cfg_group_t;
 
 //  fabric/workers: one certificate name and the models it may serve.
@@ -84,6 +106,8 @@ typedef struct {
         uint32_t deadline_ms;           // default job deadline, default 120000
         uint32_t max_deadline_ms;       // default 600000
         uint32_t hedge_default_ms;      // hedge delay when auto has no data yet, default 200
+        uint32_t retry_backoff_ms;      // retry backoff base when a job gives none, default 100
+        cfg_health_t health;            // every target's cooldown and hedge budget
         int64_t max_frame;              // ZMQ_MAXMSGSIZE, default 8 MiB
         char cert[CFG_CERT_NAME_MAX];   // own certificate (fabric), default "broker"
     } broker;
@@ -138,6 +162,9 @@ void cfg_destroy (cfg_t **self_p);
 //  Lookups; return NULL if absent. Pointers stay valid until cfg_destroy.
 const cfg_model_t *cfg_model (const cfg_t *self, const char *name);
 const cfg_group_t *cfg_group (const cfg_t *self, const char *name);
+//  Health settings of a model: broker/* with the model's overrides (any name works:
+//  an unknown one gets the broker's).
+void cfg_model_health (const cfg_t *self, const char *model, cfg_health_t *out);
 
 //  Cost in USD of an attempt's usage at the model's prices (0 for an unknown model).
 double cfg_cost (const cfg_t *self, const char *model, uint64_t prompt_tokens,

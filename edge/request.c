@@ -81,6 +81,20 @@ static void s_apply_group (edge_job_t *job, const cfg_group_t *g)
     job->hedge_delay_ms = job->hedge_set ? g->hedge_delay_ms : 0;
     job->deadline_ms = g->deadline_ms;
     job->ttft_timeout_ms = g->ttft_timeout_ms;
+    job->retries_set = g->retries != CFG_RETRIES_UNSET;
+    job->retries = job->retries_set ? (uint32_t) g->retries : 0;
+    job->retry_backoff_ms = g->retry_backoff_ms;
+}
+
+//  A single model's own retry settings.
+static void s_apply_model (const cfg_t *cfg, edge_job_t *job)
+{
+    const cfg_model_t *m = cfg_model (cfg, job->targets[0]);
+    if (!m)
+        return;
+    job->retries_set = m->retries != CFG_RETRIES_UNSET;
+    job->retries = job->retries_set ? (uint32_t) m->retries : 0;
+    job->retry_backoff_ms = m->retry_backoff_ms;
 }
 
 //  "a, b" -> race of a and b; every element must be a model.
@@ -119,7 +133,10 @@ static int s_resolve (const cfg_t *cfg, edge_job_t *job, edge_live_fn *live, voi
         return 0;
     }
     job->policy = CFG_POLICY_RACE;
-    return s_add_model (cfg, job, job->model, strlen (job->model), live, arg, err);
+    if (s_add_model (cfg, job, job->model, strlen (job->model), live, arg, err))
+        return -1;
+    s_apply_model (cfg, job);
+    return 0;
 }
 
 static int s_check_messages (const cJSON *root, edge_err_t *err)
@@ -269,6 +286,20 @@ static int s_override_one (const cfg_t *cfg, const cJSON *v, edge_job_t *job,
                                  "aigw.ttft_timeout_ms: must be a positive integer (milliseconds)");
         return 0;
     }
+    if (strcmp (k, "retries") == 0) {
+        if (s_uint32 (v, 0, &job->retries) || job->retries > CFG_RETRIES_MAX)
+            return edge_err_set (err, 400, S_CODE_INVALID,
+                                 "aigw.retries: must be an integer from 0 to %d", CFG_RETRIES_MAX);
+        job->retries_set = true;
+        return 0;
+    }
+    if (strcmp (k, "retry_backoff_ms") == 0) {
+        if (s_uint32 (v, 0, &job->retry_backoff_ms) || job->retry_backoff_ms > 60000)
+            return edge_err_set (err, 400, S_CODE_INVALID,
+                                 "aigw.retry_backoff_ms: must be an integer from 0 to 60000 "
+                                 "(milliseconds)");
+        return 0;
+    }
     return edge_err_set (err, 400, S_CODE_INVALID, "aigw.%.*s: unknown field",
                          (int) utf8_cut (k, strlen (k), S_KEY_SHOWN), k);
 }
@@ -408,6 +439,10 @@ void edge_job_to_pb (edge_job_t *job, uint64_t job_id, Aigw__Job *pb)
     pb->deadline_ms = job->deadline_ms;
     pb->has_ttft_timeout_ms = job->ttft_timeout_ms > 0;
     pb->ttft_timeout_ms = job->ttft_timeout_ms;
+    pb->has_retries = job->retries_set;
+    pb->retries = job->retries;
+    pb->has_retry_backoff_ms = job->retry_backoff_ms > 0;
+    pb->retry_backoff_ms = job->retry_backoff_ms;
     pb->has_stream = job->stream;
     pb->stream = job->stream;
 }

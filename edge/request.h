@@ -32,6 +32,9 @@ typedef struct {
     uint32_t hedge_delay_ms;
     uint32_t deadline_ms;               // 0 = broker default
     uint32_t ttft_timeout_ms;           // 0 = none
+    bool retries_set;                   // else the broker's default (0 for a race of several, 1)
+    uint32_t retries;                   // per target, 0..CFG_RETRIES_MAX
+    uint32_t retry_backoff_ms;          // 0 = broker default
     bool stream;                        // answer with Server-Sent Events
     bool include_usage;                 // stream_options.include_usage (streams only)
     char *payload;                      // request JSON without "aigw"; owned

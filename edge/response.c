@@ -26,7 +26,8 @@ int edge_status_of (Aigw__ErrorCode code)
         case AIGW__ERROR_CODE__ERR_UPSTREAM:
         case AIGW__ERROR_CODE__ERR_WORKER_LOST:
         case AIGW__ERROR_CODE__ERR_TTFT:          return 502;
-        case AIGW__ERROR_CODE__ERR_UNAVAILABLE:   return 503;
+        case AIGW__ERROR_CODE__ERR_UNAVAILABLE:
+        case AIGW__ERROR_CODE__ERR_COOLDOWN:      return 503;
         case AIGW__ERROR_CODE__ERR_TIMEOUT:       return 504;
         case AIGW__ERROR_CODE__ERR_CANCELLED:     return 499;
         default:                                  return 500;
@@ -62,6 +63,7 @@ const char *edge_error_code_name (Aigw__ErrorCode code)
         case AIGW__ERROR_CODE__ERR_WORKER_LOST:   return "worker_lost";
         case AIGW__ERROR_CODE__ERR_UPSTREAM_AUTH: return "upstream_auth_failed";
         case AIGW__ERROR_CODE__ERR_RATE_LIMITED:  return "rate_limit_exceeded";
+        case AIGW__ERROR_CODE__ERR_COOLDOWN:      return "cooldown";
         default:                                  return "internal_error";
     }
 }
@@ -73,6 +75,7 @@ static const char *s_outcome_name (Aigw__Outcome o)
         case AIGW__OUTCOME__OUTCOME_CANCELLED: return "cancelled";
         case AIGW__OUTCOME__OUTCOME_FAILED:    return "failed";
         case AIGW__OUTCOME__OUTCOME_RUNNING:   return "running";
+        case AIGW__OUTCOME__OUTCOME_SKIPPED:   return "skipped";
         default:                               return "pending";
     }
 }
@@ -187,6 +190,15 @@ static void s_attempt_cost (cJSON *o, const Aigw__AttemptInfo *a, const s_price_
     *sum += usd;
 }
 
+//  Index in attempts[0..n) of the attempt with this id, -1 if none.
+static int s_attempt_index (Aigw__AttemptInfo **attempts, size_t n, uint64_t id)
+{
+    for (size_t i = 0; i < n; i++)
+        if (attempts[i] && attempts[i]->attempt_id == id)
+            return (int) i;
+    return -1;
+}
+
 static cJSON *s_attempt_json (const Aigw__AttemptInfo *a, const s_price_t *p, double *sum,
                               bool *pending)
 {
@@ -206,6 +218,10 @@ static cJSON *s_attempt_json (const Aigw__AttemptInfo *a, const s_price_t *p, do
         s_add_text (o, "upstream_code", a->upstream_code);
     if (a->has_retry_after_ms)
         cJSON_AddNumberToObject (o, "retry_after_ms", a->retry_after_ms);
+    if (a->has_error && a->error != AIGW__ERROR_CODE__ERR_NONE)
+        s_add_str (o, "error_code", edge_error_code_name (a->error));
+    if (a->has_hedge && a->hedge)
+        cJSON_AddBoolToObject (o, "hedge", true);
     if (p && p->cfg)
         s_attempt_cost (o, a, p, sum, pending);
     return o;
@@ -227,8 +243,14 @@ cJSON *edge_aigw_json (const char *winner, cfg_policy_t policy, bool has_latency
     cJSON *arr = cJSON_AddArrayToObject (o, "attempts");
     for (size_t i = 0; arr && i < n; i++) {
         cJSON *a = attempts[i] ? s_attempt_json (attempts[i], &price, &sum, &pending) : NULL;
-        if (a)
-            cJSON_AddItemToArray (arr, a);
+        if (!a)
+            continue;
+        //  A retry names the attempt it retries by its place in this list
+        int of = attempts[i]->has_retry_of ? s_attempt_index (attempts, n, attempts[i]->retry_of)
+                                           : -1;
+        if (of >= 0)
+            cJSON_AddNumberToObject (a, "retry_of", of);
+        cJSON_AddItemToArray (arr, a);
     }
     if (cfg) {
         cJSON_AddNumberToObject (o, "cost_usd", sum);
@@ -237,6 +259,16 @@ cJSON *edge_aigw_json (const char *winner, cfg_policy_t policy, bool has_latency
         cJSON_AddBoolToObject (o, "cost_final", !pending);
     }
     return o;
+}
+
+void edge_aigw_budget (cJSON *aigw, bool hedge_suppressed, bool retry_suppressed)
+{
+    if (!aigw)
+        return;
+    if (hedge_suppressed)
+        cJSON_AddBoolToObject (aigw, "hedge_suppressed", true);
+    if (retry_suppressed)
+        cJSON_AddBoolToObject (aigw, "retry_suppressed", true);
 }
 
 //  Print root into the reply body and free root. Returns 0 / -1.
@@ -448,6 +480,8 @@ int edge_reply_result (edge_reply_t *reply, const Aigw__Result *res, cfg_policy_
                                   "the winning upstream answer is not a JSON object");
     cJSON *aigw = edge_aigw_json (res->model, policy, res->has_latency_us, res->latency_us,
                                   res->attempts, res->n_attempts, cfg, res->usage);
+    edge_aigw_budget (aigw, res->has_hedge_suppressed && res->hedge_suppressed,
+                      res->has_retry_suppressed && res->retry_suppressed);
     //  One name per model: "model" is the configured name that won (the one a client can
     //  call again); the provider's own string moves to aigw.upstream_model.
     size_t vs = 0, ve = 0;
@@ -487,6 +521,7 @@ static void s_error_message (char *buf, size_t size, const Aigw__Error *e)
         base = e->code == AIGW__ERROR_CODE__ERR_TIMEOUT ? "deadline exceeded"
              : e->code == AIGW__ERROR_CODE__ERR_UNAVAILABLE ? "no worker available for the model"
              : e->code == AIGW__ERROR_CODE__ERR_OVERLOADED ? "overloaded, try again later"
+             : e->code == AIGW__ERROR_CODE__ERR_COOLDOWN ? "every target is cooling down after failures"
              : "every upstream attempt failed";
     int n = snprintf (buf, size, "%s", base);
     size_t o = n < 0 ? 0 : (size_t) n < size ? (size_t) n : size - 1;
@@ -532,6 +567,8 @@ cJSON *edge_error_json (const Aigw__Error *e, cfg_policy_t policy, const char *w
     if (e->n_attempts > 0 || winner) {
         cJSON *aigw = edge_aigw_json (winner, policy, false, 0, e->attempts, e->n_attempts,
                                       cfg, NULL);
+        edge_aigw_budget (aigw, e->has_hedge_suppressed && e->hedge_suppressed,
+                          e->has_retry_suppressed && e->retry_suppressed);
         if (aigw)
             cJSON_AddItemToObject (root, "aigw", aigw);
     }
@@ -545,6 +582,9 @@ cJSON *edge_error_simple_json (int status, const char *code, const char *message
 
 uint32_t edge_error_retry_after (const Aigw__Error *e)
 {
+    //  Every target cooling: the broker gives the shortest cooldown left
+    if (e->code == AIGW__ERROR_CODE__ERR_COOLDOWN)
+        return e->has_retry_after_ms ? (e->retry_after_ms + 999) / 1000 : 1;
     uint32_t best = 0;
     for (size_t i = 0; i < e->n_attempts; i++) {
         const Aigw__AttemptInfo *a = e->attempts[i];

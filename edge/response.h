@@ -52,6 +52,10 @@ cJSON *edge_aigw_json (const char *winner, cfg_policy_t policy, bool has_latency
                        uint64_t latency_us, Aigw__AttemptInfo **attempts, size_t n,
                        const cfg_t *cfg, const Aigw__Usage *winner_usage);
 
+//  Add "hedge_suppressed": true / "retry_suppressed": true to an "aigw" object (NULL
+//  is fine) when the broker's hedge budget kept the job from hedging or retrying.
+void edge_aigw_budget (cJSON *aigw, bool hedge_suppressed, bool retry_suppressed);
+
 //  The usage an attempt reports: its own, or for the winner the answer's usage when
 //  the broker gave none per attempt. NULL when unknown.
 const Aigw__Usage *edge_attempt_usage (const Aigw__AttemptInfo *a, const char *winner,

@@ -221,6 +221,8 @@ sse_rc_t sse_done (sse_state_t *st, const Aigw__Result *res, sse_buf_t *out)
                                             res->latency_us, res->attempts, res->n_attempts,
                                             st->cfg, res->usage)
                           : NULL;
+    edge_aigw_budget (aigw, res->has_hedge_suppressed && res->hedge_suppressed,
+                      res->has_retry_suppressed && res->retry_suppressed);
     if (summary && !aigw) {
         cJSON_Delete (summary);
         summary = NULL;

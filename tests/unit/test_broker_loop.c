@@ -169,10 +169,16 @@ static void s_ready (void *w, const char *id, const char *model, uint32_t capaci
     assert_int_equal (wire_send (w, NULL, 0, WIRE_SIDE_WORKER, WIRE_W_READY, &h.base, NULL), 0);
 }
 
+//  Job.retries of the jobs s_submit_ex sends (-1: not set, the broker's default).
+//  0 unless a test says otherwise: most tests here expect one attempt per target.
+static int s_retries = 0;
+
 static void s_submit_ex (void *c, uint64_t job_id, const char *t1, const char *t2,
                          uint32_t deadline_ms, bool stream, const char *payload)
 {
     Aigw__Job j = AIGW__JOB__INIT;
+    j.has_retries = s_retries >= 0;
+    j.retries = s_retries >= 0 ? (uint32_t) s_retries : 0;
     char *targets[] = { (char *) t1, (char *) t2 };
     j.job_id = job_id;
     j.n_targets = t1 ? (t2 ? 2 : 1) : 0;

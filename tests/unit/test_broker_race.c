@@ -400,7 +400,7 @@ static void test_stream_winner_fails (void **state)
     assert_int_equal (race_attempt (&r, 1)->chunks, 2);
     //  The winner fails: no failover (t2 never starts, no re-dispatch), its code ends the job
     assert_int_equal (race_attempt_fail (&r, 1, AIGW__ERROR_CODE__ERR_UPSTREAM, "HTTP 500 mid-body",
-                                         true, 70 * MS), RACE_EV_OK);
+                                         RACE_FAIL_REDISPATCH | RACE_FAIL_RETRYABLE, 0, 70 * MS), RACE_EV_OK);
     x = s_drain (&r);
     assert_int_equal (x.n, 1);
     assert_int_equal (x.a[0].type, RACE_FINISH_ERROR);
@@ -564,12 +564,12 @@ static void test_retry (void **state)
     race_start (&r, 0);
     s_drain (&r);
     //  Overloaded with retry (a full pipe): the target starts again once
-    race_attempt_fail (&r, 0, AIGW__ERROR_CODE__ERR_OVERLOADED, "pipe full", true, 1);
+    race_attempt_fail (&r, 0, AIGW__ERROR_CODE__ERR_OVERLOADED, "pipe full", RACE_FAIL_REDISPATCH, 0, 1);
     acts_t x = s_drain (&r);
     assert_int_equal (x.n, 1);
     s_expect (&x.a[0], RACE_DISPATCH, 1, 0);
     assert_true (race_attempt (&r, 0)->replaced);
-    race_attempt_fail (&r, 1, AIGW__ERROR_CODE__ERR_OVERLOADED, "pipe full", true, 2);
+    race_attempt_fail (&r, 1, AIGW__ERROR_CODE__ERR_OVERLOADED, "pipe full", RACE_FAIL_REDISPATCH, 0, 2);
     x = s_drain (&r);
     assert_int_equal (x.n, 1);
     assert_int_equal (x.a[0].code, AIGW__ERROR_CODE__ERR_OVERLOADED);
@@ -578,7 +578,7 @@ static void test_retry (void **state)
     race_init (&r, &c);
     race_start (&r, 0);
     s_drain (&r);
-    race_attempt_fail (&r, 0, AIGW__ERROR_CODE__ERR_OVERLOADED, "queue full", false, 1);
+    race_attempt_fail (&r, 0, AIGW__ERROR_CODE__ERR_OVERLOADED, "queue full", 0, 0, 1);
     x = s_drain (&r);
     assert_int_equal (x.a[0].type, RACE_FINISH_ERROR);
     race_fini (&r);
@@ -678,8 +678,23 @@ static void s_prop_apply (race_t *r, prop_t *p)
             assert_true (at->state == RACE_ATT_CANCELLED && race_winner (r) >= 0);
     }
     assert_int_equal (running, r->live);
-    if (race_finished (r))
+    if (race_finished (r)) {
         assert_int_equal (running, 0);
+        assert_int_equal (r->waiting, 0);
+    }
+}
+
+//  A gate that mostly says go, sometimes cooldown or no budget.
+static race_gate_t s_prop_gate (void *arg, size_t target, race_kind_t kind, int payer,
+                                int64_t now)
+{
+    (void) arg, (void) target, (void) payer, (void) now;
+    uint32_t x = s_rand (10);
+    if (x == 0)
+        return RACE_GATE_COOLDOWN;
+    if (x == 1 && (kind == RACE_KIND_HEDGE || kind == RACE_KIND_RETRY))
+        return RACE_GATE_BUDGET;
+    return RACE_GATE_GO;
 }
 
 static void s_prop_event (race_t *r, prop_t *p)
@@ -692,7 +707,11 @@ static void s_prop_event (race_t *r, prop_t *p)
     switch (s_rand (10)) {
         case 0: race_attempt_result (r, at, p->now); break;
         case 1: case 2: case 3:
-            race_attempt_fail (r, at, codes[s_rand (4)], "e", s_rand (3) == 0, p->now); break;
+            race_attempt_fail (r, at, codes[s_rand (4)], "e",
+                               (s_rand (3) == 0 ? RACE_FAIL_REDISPATCH : 0)
+                               | (s_rand (2) ? RACE_FAIL_RETRYABLE : 0),
+                               s_rand (3) ? 0 : (int64_t) s_rand (100) * MS, p->now);
+            break;
         case 4: case 5: race_attempt_chunk (r, at, p->now); break;
         case 6: if (s_rand (8) == 0) race_client_cancel (r, p->now); break;
         default: race_tick (r, p->now); break;
@@ -710,6 +729,11 @@ static void test_property_one_finish (void **state)
         c.ttft_us = s_rand (3) ? 0 : (1 + s_rand (100)) * MS;
         for (size_t i = 0; i < c.ntargets; i++)
             c.hedge_delay_us[i] = s_rand (100) * MS;
+        c.retries = (uint8_t) s_rand (4);
+        c.retry_backoff_us = (int64_t) s_rand (50) * MS;
+        c.seed = (uint64_t) job + 1;
+        if (s_rand (2))
+            c.gate = s_prop_gate;
         race_t r;
         assert_int_equal (race_init (&r, &c), 0);
         prop_t p;
