@@ -97,6 +97,56 @@ static void s_expect_bad (const char *text, const char *needle)
         fail_msg ("expected failure mentioning '%s', got cfg=%p err='%s'", needle, (void *) cfg, err);
 }
 
+//  Retries and health keys: broker defaults, model overrides merged, groups, bounds.
+static void test_failure_handling (void **state)
+{
+    char err[512];
+    cfg_t *cfg = cfg_parse ("broker\n"
+                            "    retry_backoff_ms = 50\n"
+                            "    cooldown_failures = 7\n"
+                            "    hedge_budget = 0.2\n"
+                            "models\n"
+                            "    a\n"
+                            "        provider = sim\n"
+                            "        retries = 2\n"
+                            "        cooldown_ms = 900\n"
+                            "        cooldown_error_rate = 0\n"
+                            "    b\n"
+                            "        provider = sim\n"
+                            "groups\n"
+                            "    g\n"
+                            "        targets = \"a, b\"\n"
+                            "        retries = 0\n"
+                            "        retry_backoff_ms = 5\n"
+                            "    h\n"
+                            "        targets = \"a, b\"\n", "fh", err, sizeof err);
+    assert_non_null (cfg);
+    assert_int_equal (cfg->broker.retry_backoff_ms, 50);
+    assert_int_equal (cfg_model (cfg, "a")->retries, 2);
+    assert_int_equal (cfg_model (cfg, "b")->retries, CFG_RETRIES_UNSET);
+    assert_int_equal (cfg_group (cfg, "g")->retries, 0);
+    assert_int_equal (cfg_group (cfg, "g")->retry_backoff_ms, 5);
+    assert_int_equal (cfg_group (cfg, "h")->retries, CFG_RETRIES_UNSET);
+    cfg_health_t h;
+    cfg_model_health (cfg, "a", &h);
+    assert_int_equal (h.cooldown_failures, 7);          // the broker's
+    assert_int_equal (h.cooldown_ms, 900);              // its own
+    assert_true (h.cooldown_error_rate == 0.0);         // its own, even 0
+    assert_true (h.hedge_budget > 0.19 && h.hedge_budget < 0.21);
+    assert_int_equal (h.cooldown_max_ms, 60000);        // built-in default
+    cfg_model_health (cfg, "unknown", &h);
+    assert_int_equal (h.cooldown_ms, 5000);
+    assert_true (h.cooldown_error_rate == 0.5);
+    cfg_destroy (&cfg);
+    s_expect_bad ("models\n    a\n        provider = sim\n        retries = 6\n", "models/a/retries");
+    s_expect_bad ("broker\n    hedge_budget = 1.5\n", "broker/hedge_budget");
+    s_expect_bad ("broker\n    cooldown_ms = 0\n", "broker/cooldown_ms");
+    s_expect_bad ("broker\n    cooldown_error_rate = x\n", "broker/cooldown_error_rate");
+    s_expect_bad ("broker\n    cooldown_windows_ms = 10\n", "broker/cooldown_windows_ms");
+    s_expect_bad ("models\n    a\n        provider = sim\ngroups\n    g\n        targets = a\n"
+                  "        retries = many\n", "groups/g/retries");
+}
+
 static void test_bad (void **state)
 {
     s_expect_bad ("broker\n    heartbeat_ms = abc\n", "broker/heartbeat_ms");
@@ -194,6 +244,7 @@ int main (void)
         cmocka_unit_test (test_good),
         cmocka_unit_test (test_defaults),
         cmocka_unit_test (test_bad),
+        cmocka_unit_test (test_failure_handling),
         cmocka_unit_test (test_max_json_depth),
         cmocka_unit_test (test_load_file),
         cmocka_unit_test (test_shipped_config),

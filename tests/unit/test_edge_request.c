@@ -24,6 +24,10 @@ static const char *s_conf =
     "        provider = sim\n"
     "    flaky-sim\n"
     "        provider = sim\n"
+    "    sturdy-sim\n"
+    "        provider = sim\n"
+    "        retries = 3\n"
+    "        retry_backoff_ms = 40\n"
     "groups\n"
     "    quick\n"
     "        policy = race\n"
@@ -37,7 +41,11 @@ static const char *s_conf =
     "        targets = \"flaky-sim, slow-sim\"\n"
     "        hedge_delay_ms = 150\n"
     "        deadline_ms = 5000\n"
-    "        ttft_timeout_ms = 800\n";
+    "        ttft_timeout_ms = 800\n"
+    "    patient\n"
+    "        targets = \"fast-sim, slow-sim\"\n"
+    "        retries = 2\n"
+    "        retry_backoff_ms = 25\n";
 
 static bool s_live (void *arg, const char *name)
 {
@@ -150,6 +158,50 @@ static void test_group_resolution (void **state)
     assert_string_equal (job.targets[0], "flaky-sim");
     assert_string_equal (job.targets[1], "slow-sim");
     edge_job_reset (&job);
+}
+
+//  Retries: from the model or the group, else left to the broker; aigw.* overrides.
+static void test_retries (void **state)
+{
+    edge_job_t job;
+    edge_err_t err;
+    Aigw__Job pb;
+    const char *cases[][2] = {
+        { "{\"model\":\"fast-sim\",\"messages\":[{\"role\":\"user\"}]}", "unset" },
+        { "{\"model\":\"quick\",\"messages\":[{\"role\":\"user\"}]}", "unset" },
+        { "{\"model\":\"sturdy-sim\",\"messages\":[{\"role\":\"user\"}]}", "3/40" },
+        { "{\"model\":\"patient\",\"messages\":[{\"role\":\"user\"}]}", "2/25" },
+        { "{\"model\":\"patient\",\"messages\":[{\"role\":\"user\"}],"
+          "\"aigw\":{\"retries\":0}}", "0/25" },
+        { "{\"model\":\"fast-sim\",\"messages\":[{\"role\":\"user\"}],"
+          "\"aigw\":{\"retries\":5,\"retry_backoff_ms\":7}}", "5/7" },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        if (s_parse (state, cases[i][0], &job, &err))
+            fail_msg ("case %zu: %s", i, err.message);
+        edge_job_to_pb (&job, 1, &pb);
+        char got[32];
+        if (pb.has_retries)
+            snprintf (got, sizeof got, "%u/%u", pb.retries,
+                      pb.has_retry_backoff_ms ? pb.retry_backoff_ms : 0);
+        else
+            snprintf (got, sizeof got, "unset");
+        assert_string_equal (got, cases[i][1]);
+        edge_job_reset (&job);
+    }
+    const char *bad[] = {
+        "{\"model\":\"fast-sim\",\"messages\":[{\"role\":\"user\"}],\"aigw\":{\"retries\":6}}",
+        "{\"model\":\"fast-sim\",\"messages\":[{\"role\":\"user\"}],\"aigw\":{\"retries\":-1}}",
+        "{\"model\":\"fast-sim\",\"messages\":[{\"role\":\"user\"}],\"aigw\":{\"retries\":1.5}}",
+        "{\"model\":\"fast-sim\",\"messages\":[{\"role\":\"user\"}],"
+        "\"aigw\":{\"retry_backoff_ms\":60001}}",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        assert_int_equal (s_parse (state, bad[i], &job, &err), -1);
+        assert_int_equal (err.status, 400);
+        assert_non_null (strstr (err.message, "aigw.retr"));
+        edge_job_reset (&job);
+    }
 }
 
 static void test_live_model (void **state)
@@ -610,6 +662,7 @@ int main (void)
         cmocka_unit_test (test_good_request),
         cmocka_unit_test (test_stream_request),
         cmocka_unit_test (test_group_resolution),
+        cmocka_unit_test (test_retries),
         cmocka_unit_test (test_live_model),
         cmocka_unit_test (test_comma_list),
         cmocka_unit_test (test_aigw_overrides),

@@ -203,6 +203,81 @@ static void test_error_with_attempts (void **state)
     edge_reply_reset (&r);
 }
 
+//  Every target cooling: 503 cooldown with the broker's shortest wait as Retry-After,
+//  skipped attempts with their code, a retry pointing at its attempt, flags.
+static void test_cooldown_and_retries (void **state)
+{
+    (void) state;
+    Aigw__AttemptInfo a[3];
+    Aigw__AttemptInfo *ptrs[] = { &a[0], &a[1], &a[2] };
+    s_attempt (&a[0], "fast-sim", AIGW__OUTCOME__OUTCOME_SKIPPED, 0, 0);
+    a[0].attempt_id = 7;
+    a[0].has_error = true;
+    a[0].error = AIGW__ERROR_CODE__ERR_COOLDOWN;
+    a[0].reason = "cooling down after failures";
+    s_attempt (&a[1], "slow-sim", AIGW__OUTCOME__OUTCOME_SKIPPED, 0, 0);
+    a[1].attempt_id = 8;
+    a[1].has_error = true;
+    a[1].error = AIGW__ERROR_CODE__ERR_COOLDOWN;
+    Aigw__Error err = AIGW__ERROR__INIT;
+    err.code = AIGW__ERROR_CODE__ERR_COOLDOWN;
+    err.n_attempts = 2;
+    err.attempts = ptrs;
+    err.has_retry_after_ms = true;
+    err.retry_after_ms = 2100;
+    edge_reply_t r;
+    assert_int_equal (edge_reply_error (&r, &err, CFG_POLICY_RACE, NULL), 0);
+    assert_int_equal (r.status, 503);
+    assert_int_equal (r.retry_after_s, 3);             // rounded up
+    cJSON *root = s_parse_reply (&r);
+    cJSON *e = cJSON_GetObjectItemCaseSensitive (root, "error");
+    assert_string_equal (s_str (e, "code"), "cooldown");
+    assert_string_equal (s_str (e, "type"), "service_unavailable");
+    cJSON *atts = cJSON_GetObjectItemCaseSensitive (cJSON_GetObjectItemCaseSensitive (root, "aigw"),
+                                                    "attempts");
+    assert_string_equal (s_str (cJSON_GetArrayItem (atts, 0), "outcome"), "skipped");
+    assert_string_equal (s_str (cJSON_GetArrayItem (atts, 0), "error_code"), "cooldown");
+    assert_string_equal (s_str (cJSON_GetArrayItem (atts, 0), "error"), "cooling down after failures");
+    assert_string_equal (s_str (cJSON_GetArrayItem (atts, 1), "error"), "cooldown");
+    cJSON_Delete (root);
+    edge_reply_reset (&r);
+
+    //  A retry that won after a 503, a hedge, and the budget's flags
+    s_attempt (&a[0], "fast-sim", AIGW__OUTCOME__OUTCOME_FAILED, 0, 10);
+    a[0].attempt_id = 21;
+    a[0].has_error = true;
+    a[0].error = AIGW__ERROR_CODE__ERR_UPSTREAM;
+    s_attempt (&a[1], "fast-sim", AIGW__OUTCOME__OUTCOME_WON, 50, 90);
+    a[1].attempt_id = 22;
+    a[1].has_retry_of = true;
+    a[1].retry_of = 21;
+    s_attempt (&a[2], "slow-sim", AIGW__OUTCOME__OUTCOME_CANCELLED, 60, 90);
+    a[2].attempt_id = 23;
+    a[2].has_hedge = a[2].hedge = true;
+    Aigw__Result res = AIGW__RESULT__INIT;
+    res.model = "fast-sim";
+    res.has_response_json = true;
+    res.response_json.data = (uint8_t *) s_upstream;
+    res.response_json.len = strlen (s_upstream);
+    res.n_attempts = 3;
+    res.attempts = ptrs;
+    res.has_retry_suppressed = res.retry_suppressed = true;
+    assert_int_equal (edge_reply_result (&r, &res, CFG_POLICY_HEDGE, NULL), 0);
+    root = s_parse_reply (&r);
+    cJSON *aigw = cJSON_GetObjectItemCaseSensitive (root, "aigw");
+    atts = cJSON_GetObjectItemCaseSensitive (aigw, "attempts");
+    assert_string_equal (s_str (cJSON_GetArrayItem (atts, 0), "error_code"), "upstream_error");
+    assert_null (cJSON_GetObjectItemCaseSensitive (cJSON_GetArrayItem (atts, 0), "retry_of"));
+    assert_true (s_num (cJSON_GetArrayItem (atts, 1), "retry_of") == 0);
+    assert_null (cJSON_GetObjectItemCaseSensitive (cJSON_GetArrayItem (atts, 1), "hedge"));
+    assert_true (cJSON_IsTrue (cJSON_GetObjectItemCaseSensitive (cJSON_GetArrayItem (atts, 2),
+                                                                 "hedge")));
+    assert_true (cJSON_IsTrue (cJSON_GetObjectItemCaseSensitive (aigw, "retry_suppressed")));
+    assert_null (cJSON_GetObjectItemCaseSensitive (aigw, "hedge_suppressed"));
+    cJSON_Delete (root);
+    edge_reply_reset (&r);
+}
+
 static void test_error_codes (void **state)
 {
     (void) state;
@@ -482,6 +557,7 @@ int main (void)
         cmocka_unit_test (test_success_edge_cases),
         cmocka_unit_test (test_error_with_attempts),
         cmocka_unit_test (test_error_codes),
+        cmocka_unit_test (test_cooldown_and_retries),
         cmocka_unit_test (test_one_model_name),
         cmocka_unit_test (test_provider_mapping),
         cmocka_unit_test (test_simple_error),
