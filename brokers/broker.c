@@ -372,7 +372,7 @@ static void s_verdict (broker_t *self, job_t *job, size_t index, s_verdict_t v, 
         return;
     }
     uint64_t trips = st->health.n_trips;
-    health_outcome (&st->health, v == S_OK, now);
+    health_outcome (&st->health, v == S_OK, probe, now);
     if (st->health.n_trips != trips) {
         self->c.breaker_trips++;
         log_info ("model %s cooling down for %" PRId64 " ms after failures",
@@ -412,6 +412,7 @@ static void s_attempt_start (broker_t *self, job_t *job, size_t index, size_t ta
     const char *model = job->req->targets[target];
     attempt_t *a = s_attempt_new (self, job, index);
     if (!a) {
+        s_verdict (self, job, index, S_NONE, now);  // a probe that never went out
         race_attempt_error (&job->race, index, AIGW__ERROR_CODE__ERR_INTERNAL, "out of memory", now);
         return;
     }
@@ -425,12 +426,14 @@ static void s_attempt_start (broker_t *self, job_t *job, size_t index, size_t ta
             return;
         case DSP_UNAVAILABLE:
             s_attempt_free (self, a);
+            s_verdict (self, job, index, S_NONE, now);
             snprintf (why, sizeof why, "no worker serves model %s", model);
             race_attempt_error (&job->race, index, AIGW__ERROR_CODE__ERR_UNAVAILABLE, why, now);
             self->c.attempts_failed++;
             return;
         case DSP_OVERLOADED:
             s_attempt_free (self, a);
+            s_verdict (self, job, index, S_NONE, now);
             snprintf (why, sizeof why, "queue for model %s is full", model);
             race_attempt_error (&job->race, index, AIGW__ERROR_CODE__ERR_OVERLOADED, why, now);
             self->c.attempts_failed++;
@@ -880,6 +883,15 @@ static void s_on_submit (broker_t *self, wire_msg_t *msg, int64_t now)
     }
     memset (job, 0, offsetof (job_t, race));
     memset (job->att, 0, sizeof job->att);
+    for (size_t i = 0; i < RACE_ATTEMPTS_MAX; i++) {
+        //  Attempts that never reach a worker (skipped, refused) must not show a
+        //  previous job's id, worker or provider answer
+        job->att_id[i] = 0;
+        job->att_worker[i][0] = 0;
+        job->att_upstream_status[i] = 0;
+        job->att_retry_after_ms[i] = 0;
+        job->att_upstream_code[i][0] = 0;
+    }
     job->job_id = req->job_id;
     memcpy (job->cid, msg->id, msg->id_len);
     job->cid_len = msg->id_len;

@@ -26,7 +26,8 @@ void health_init (health_t *self, const health_cfg_t *cfg)
         self->cfg.window_ms = HEALTH_BUCKETS;
     if (self->cfg.cooldown_max_ms < self->cfg.cooldown_ms)
         self->cfg.cooldown_max_ms = self->cfg.cooldown_ms;
-    self->tokens = (int64_t) HEALTH_BURST * HEALTH_MILLI;
+    //  A full bucket absorbs a burst; a budget of 0 means no backups at all
+    self->tokens = self->cfg.hedge_budget > 0 ? (int64_t) HEALTH_BURST * HEALTH_MILLI : 0;
     for (size_t i = 0; i < HEALTH_BUCKETS; i++)
         self->slice[i] = -1;
 }
@@ -149,10 +150,12 @@ bool health_admit (health_t *self, int64_t now, bool *probe)
     return true;
 }
 
-void health_outcome (health_t *self, bool ok, int64_t now)
+void health_outcome (health_t *self, bool ok, bool probe, int64_t now)
 {
     if (self->open_until)
         return;                         // an attempt from before the trip: no news
+    if (self->half_open && !probe)
+        return;                         // only the probe decides
     if (self->half_open) {
         if (ok) {
             self->half_open = self->probing = false;

@@ -29,7 +29,7 @@ typedef struct {
     uint32_t window_ms;             // error-rate window
     uint32_t cooldown_ms;           // first cooldown
     uint32_t cooldown_max_ms;       // cap of the growing cooldown
-    double hedge_budget;            // tokens earned per regular start (0 = no backups)
+    double hedge_budget;            // tokens earned per regular start (0 = no hedges, no retries)
 } health_cfg_t;
 
 typedef enum {
@@ -76,7 +76,9 @@ void health_earn (health_t *self);
 bool health_take_token (health_t *self);
 //  An attempt on this target ended with a verdict: ok (it answered) or not (it failed
 //  in a way that is the target's fault: 5xx, refused connection, timeout, 429, 401).
-void health_outcome (health_t *self, bool ok, int64_t now);
+//  probe: it was the half-open probe. While half-open only the probe's verdict counts
+//  (an attempt started before the trip says nothing about now).
+void health_outcome (health_t *self, bool ok, bool probe, int64_t now);
 //  The probe ended without a verdict (lost a race, cancelled, worker lost): the
 //  next start may probe.
 void health_no_verdict (health_t *self);

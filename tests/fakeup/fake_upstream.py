@@ -64,7 +64,7 @@ SCRIPT_FIELDS = {
     "latency_ms": _NUM, "status": int, "text": str, "token_interval_ms": _NUM,
     "stall": bool, "cut_after_chunks": int, "stall_after_chunks": int,
     "garbage": bool, "body_bytes": int, "headers": dict, "error_message": str,
-    "error_type": str, "error_code": str, "retry_after": str,
+    "error_type": str, "error_code": str, "retry_after": str, "fail_first": int,
 }
 
 
@@ -91,6 +91,12 @@ def check_script(table, allow_null=False):
         st = e.get("status")
         if st is not None and not 100 <= st <= 599:
             raise ValueError("entry %r: status out of range" % model)
+        ff = e.get("fail_first")
+        if ff is not None:
+            if ff < 1:
+                raise ValueError("entry %r: fail_first must be >= 1" % model)
+            if st is None or st == 200:
+                raise ValueError("entry %r: fail_first needs a status to fail with" % model)
 
 
 class HttpError(Exception):
@@ -103,6 +109,9 @@ class HttpError(Exception):
 class State:
     def __init__(self, script, require_key, log_max):
         self.script = script
+        # requests served so far per script key whose entry has fail_first; a key's
+        # count is dropped when PUT or PATCH replaces (or deletes) its entry
+        self.fail_counts = {}
         self.require_key = require_key
         self.conns = collections.deque(maxlen=log_max)
         self.reqs = collections.deque(maxlen=log_max)
@@ -116,9 +125,18 @@ class State:
     def lookup(self, model):
         s = self.script
         e = s.get(model) if isinstance(model, str) else None
+        key = model
         if e is None:
-            e = s.get("*")
-        return e or {}
+            e, key = s.get("*"), "*"
+        e = e or {}
+        ff = e.get("fail_first")
+        if ff is not None:
+            n = self.fail_counts.get(key, 0)
+            self.fail_counts[key] = n + 1
+            if n >= ff:
+                # done failing: as if status (and its retry_after) were not set
+                e = {k: v for k, v in e.items() if k not in ("status", "retry_after")}
+        return e
 
 
 def split_words(text):
@@ -722,12 +740,14 @@ def serve_control(conn, method, path, body, keep):
             if method == "PATCH":
                 table = dict(state.script)
                 for k, v in new.items():
+                    state.fail_counts.pop(k, None)
                     if v is None:
                         table.pop(k, None)
                     else:
                         table[k] = v
             else:
                 table = {k: v for k, v in new.items() if v is not None}
+                state.fail_counts.clear()
             state.script = table
             out = {"ok": True, "script": table}
     elif path == "/_control/reset" and method == "POST":

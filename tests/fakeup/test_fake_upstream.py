@@ -210,6 +210,49 @@ def test_scripted_error_code_and_retry_after(cli):
     assert st == 400
 
 
+def test_fail_first(cli):
+    cli.script({"flaky": {"status": 503, "fail_first": 2, "retry_after": "4",
+                          "error_message": "warming up", "text": "finally"},
+                "*": {"status": 500, "fail_first": 1}})
+    got = [cli.request("POST", "/v1/chat/completions", chat("flaky")) for _ in range(4)]
+    assert [g[0] for g in got] == [503, 503, 200, 200]
+    assert json.loads(got[0][2])["error"]["message"] == "warming up"
+    assert got[1][1].get("Retry-After") == "4"
+    assert "Retry-After" not in got[2][1]      # done failing: no Retry-After either
+    assert json.loads(got[3][2])["choices"][0]["message"]["content"] == "finally"
+    # a stream fails before its first chunk too, then streams normally
+    cli.json("PATCH", "/_control/script", {"s": {"status": 503, "fail_first": 1}})
+    st, _, raw = cli.request("POST", "/v1/chat/completions", chat("s", stream=True))
+    assert st == 503 and "error" in json.loads(raw)
+    st, _, raw = cli.request("POST", "/v1/chat/completions", chat("s", stream=True))
+    assert st == 200 and sse_events(raw)[-1] == "[DONE]"
+    # the count is per entry: "*" counts every model it serves, across APIs
+    assert cli.request("POST", "/v1/messages", chat("a", max_tokens=5))[0] == 500
+    assert cli.request("POST", "/v1/chat/completions", chat("b"))[0] == 200
+    # the log shows what each request got
+    assert [r["status"] for r in cli.log()["requests"]] == [503, 503, 200, 200, 503, 200,
+                                                            500, 200]
+    # PATCH replacing an entry starts its count again; the others keep theirs
+    cli.json("PATCH", "/_control/script", {"flaky": {"status": 502, "fail_first": 1}})
+    assert cli.request("POST", "/v1/chat/completions", chat("flaky"))[0] == 502
+    assert cli.request("POST", "/v1/chat/completions", chat("flaky"))[0] == 200
+    assert cli.request("POST", "/v1/chat/completions", chat("c"))[0] == 200
+    # PUT replaces the table: every count starts again; GET shows no counter
+    cli.script({"flaky": {"status": 500, "fail_first": 1}})
+    assert cli.request("POST", "/v1/chat/completions", chat("flaky"))[0] == 500
+    assert cli.json("GET", "/_control/script")[1] == {"flaky": {"status": 500, "fail_first": 1}}
+    cli.script({"flaky": {"status": 500, "fail_first": 1}})
+    assert cli.request("POST", "/v1/chat/completions", chat("flaky"))[0] == 500
+    assert cli.request("POST", "/v1/chat/completions", chat("flaky"))[0] == 200
+    # validated like the other fields
+    for bad in ({"status": 500, "fail_first": "1"}, {"status": 500, "fail_first": True},
+                {"status": 500, "fail_first": 1.5}, {"status": 500, "fail_first": 0},
+                {"fail_first": 1}, {"status": 200, "fail_first": 1}):
+        st, out = cli.json("PUT", "/_control/script", {"m": bad})
+        assert st == 400 and out["error"]["message"], bad
+    assert cli.json("GET", "/_control/script")[1] == {"flaky": {"status": 500, "fail_first": 1}}
+
+
 def test_latency(cli):
     cli.script({"slow": {"latency_ms": 200}})
     t0 = time.monotonic()

@@ -1518,6 +1518,316 @@ static void test_cost_metrics (void **state)
     s_destroy (&fx);
 }
 
+//  ---------------------------------------------------------------------------
+//  Retries and cooldown (brokers/health.c) through the broker
+
+//  cmocka teardown: a failed test must not leave its s_retries to the next ones.
+static int s_retries_reset (void **state)
+{
+    (void) state;
+    s_retries = 0;
+    return 0;
+}
+
+//  A worker's ERROR with the provider's HTTP status.
+static void s_error_status (void *w, uint64_t job_id, uint64_t attempt_id, int code,
+                            uint32_t status, const char *msg)
+{
+    Aigw__Error e = AIGW__ERROR__INIT;
+    e.job_id = job_id;
+    e.has_attempt_id = true;
+    e.attempt_id = attempt_id;
+    e.code = code;
+    e.message = (char *) msg;
+    e.has_upstream_status = status != 0;
+    e.upstream_status = status;
+    assert_int_equal (wire_send (w, NULL, 0, WIRE_SIDE_WORKER, WIRE_W_ERROR, &e.base, NULL), 0);
+}
+
+//  READY for two models (a barrier model next to the one under test).
+static void s_ready2 (void *w, const char *id, const char *m1, const char *m2, uint32_t capacity)
+{
+    Aigw__WorkerHello h = AIGW__WORKER_HELLO__INIT;
+    char *models[] = { (char *) m1, (char *) m2 };
+    h.worker_id = (char *) id;
+    h.n_models = 2;
+    h.models = models;
+    h.capacity = capacity;
+    assert_int_equal (wire_send (w, NULL, 0, WIRE_SIDE_WORKER, WIRE_W_READY, &h.base, NULL), 0);
+}
+
+//  A broker whose targets cool down after `failures` failures in a row, for cooldown_ms.
+static void s_start_health (fx_t *fx, uint32_t failures, uint32_t cooldown_ms)
+{
+    char extra[256];
+    snprintf (extra, sizeof extra,
+              "    cooldown_failures = %u\n"
+              "    cooldown_ms = %u\n",
+              failures, cooldown_ms);
+    s_start_cfg (fx, 50, false, extra);
+    assert_int_equal (fx->cfg->broker.health.cooldown_failures, failures);
+    assert_int_equal (fx->cfg->broker.health.cooldown_ms, cooldown_ms);
+}
+
+//  Job job_id on `model` fails at its worker with ERR_UPSTREAM and status; the client
+//  hears ERR_UPSTREAM (jobs without retries).
+static void s_job_fails (void *c, void *w, uint64_t job_id, const char *model, uint32_t status)
+{
+    s_submit (c, job_id, model, NULL);
+    Aigw__Task *t = s_expect_task (w);
+    assert_int_equal (t->job_id, job_id);
+    s_error_status (w, job_id, t->attempt_id, AIGW__ERROR_CODE__ERR_UPSTREAM, status, "HTTP 5xx");
+    Aigw__Error *e = s_expect_error (c);
+    assert_int_equal (e->job_id, job_id);
+    assert_int_equal (e->code, AIGW__ERROR_CODE__ERR_UPSTREAM);
+    FREE (e);
+    FREE (t);
+}
+
+//  The next TASK at w is job_id's (messages to a worker keep their order, so no TASK of
+//  an earlier job came in between); answer it and read the client's RESULT.
+static void s_barrier_job (void *c, void *w, uint64_t job_id, const char *model)
+{
+    s_submit (c, job_id, model, NULL);
+    Aigw__Task *t = s_expect_task (w);
+    assert_int_equal (t->job_id, job_id);
+    s_result (w, t, "{}");
+    Aigw__Result *r = s_expect_result (c);
+    assert_int_equal (r->job_id, job_id);
+    FREE (r);
+    FREE (t);
+}
+
+//  Submit job_id on model; true if the broker refused it with ERR_COOLDOWN (the client's
+//  PING barrier says it answered at once), false if it was dispatched (no answer yet).
+static bool s_submit_cooling (void *c, uint64_t job_id, const char *model)
+{
+    s_submit (c, job_id, model, NULL);
+    assert_int_equal (wire_send (c, NULL, 0, WIRE_SIDE_CLIENT, WIRE_C_PING, NULL, NULL), 0);
+    wire_msg_t m;
+    assert_int_equal (s_recv (c, WAIT_MS, &m), 0);
+    if (m.cmd == WIRE_C_PONG) {
+        wire_msg_close (&m);
+        return false;
+    }
+    assert_int_equal (m.cmd, WIRE_C_ERROR);
+    Aigw__Error *e = (Aigw__Error *) wire_unpack (&aigw__error__descriptor, &m.body);
+    wire_msg_close (&m);
+    assert_non_null (e);
+    assert_int_equal (e->job_id, job_id);
+    assert_int_equal (e->code, AIGW__ERROR_CODE__ERR_COOLDOWN);
+    assert_true (e->has_retry_after_ms && e->retry_after_ms > 0);
+    FREE (e);
+    assert_int_equal (s_recv (c, WAIT_MS, &m), 0);
+    assert_int_equal (m.cmd, WIRE_C_PONG);
+    wire_msg_close (&m);
+    return true;
+}
+
+static void test_retry_then_win (void **state)
+{
+    s_retries = 1;
+    fx_t fx;
+    s_start (&fx, 50);
+    void *w = s_dealer (&fx, fx.be);
+    void *c = s_dealer (&fx, fx.fe);
+    s_ready (w, "w", "m", 2);
+    s_wait_workers (c, 1);
+    s_submit (c, 1, "m", NULL);
+    Aigw__Task *t1 = s_expect_task (w);
+    s_error_status (w, 1, t1->attempt_id, AIGW__ERROR_CODE__ERR_UPSTREAM, 503, "HTTP 503");
+    //  After the backoff the same job comes again, as a new attempt
+    Aigw__Task *t2 = s_expect_task (w);
+    assert_int_equal (t2->job_id, 1);
+    assert_string_equal (t2->target, "m");
+    assert_int_not_equal (t2->attempt_id, t1->attempt_id);
+    s_result (w, t2, "{\"ok\":true}");
+    Aigw__Result *r = s_expect_result (c);
+    assert_int_equal (r->job_id, 1);
+    assert_int_equal (r->attempt_id, t2->attempt_id);
+    assert_int_equal (r->n_attempts, 2);
+    const Aigw__AttemptInfo *a0 = r->attempts[0], *a1 = r->attempts[1];
+    assert_int_equal (a0->attempt_id, t1->attempt_id);
+    assert_int_equal (a0->outcome, AIGW__OUTCOME__OUTCOME_FAILED);
+    assert_int_equal (a0->error, AIGW__ERROR_CODE__ERR_UPSTREAM);
+    assert_true (a0->has_upstream_status);
+    assert_int_equal (a0->upstream_status, 503);
+    assert_false (a0->has_retry_of);
+    assert_int_equal (a1->attempt_id, t2->attempt_id);
+    assert_int_equal (a1->outcome, AIGW__OUTCOME__OUTCOME_WON);
+    assert_true (a1->has_retry_of);
+    assert_int_equal (a1->retry_of, t1->attempt_id);
+    assert_false (a1->has_hedge && a1->hedge);
+    assert_true (a1->started_us >= a0->finished_us);
+    assert_false (r->has_retry_suppressed && r->retry_suppressed);
+    FREE (r);
+    FREE (t1);
+    FREE (t2);
+    s_stop (&fx);
+    const broker_counters_t *k = broker_counters (fx.broker);
+    assert_int_equal (k->attempts_retried, 1);
+    assert_int_equal (k->attempts_started, 2);
+    assert_int_equal (k->attempts_failed, 1);
+    assert_int_equal (k->jobs_won, 1);
+    assert_int_equal (k->jobs_failed, 0);
+    assert_int_equal (k->breaker_trips, 0);
+    s_destroy (&fx);
+    s_retries = 0;
+}
+
+static void test_no_retry_client_error (void **state)
+{
+    s_retries = 1;
+    fx_t fx;
+    s_start (&fx, 50);
+    void *w = s_dealer (&fx, fx.be);
+    void *c = s_dealer (&fx, fx.fe);
+    s_ready (w, "w", "m", 2);
+    s_wait_workers (c, 1);
+    //  A 400 is the client's request: answered at once, never retried
+    s_submit (c, 1, "m", NULL);
+    Aigw__Task *t = s_expect_task (w);
+    s_error_status (w, 1, t->attempt_id, AIGW__ERROR_CODE__ERR_BAD_REQUEST, 400,
+                    "context_length_exceeded");
+    Aigw__Error *e = s_expect_error (c);
+    assert_int_equal (e->job_id, 1);
+    assert_int_equal (e->code, AIGW__ERROR_CODE__ERR_BAD_REQUEST);
+    assert_int_equal (e->n_attempts, 1);
+    assert_int_equal (e->attempts[0]->upstream_status, 400);
+    FREE (e);
+    FREE (t);
+    //  A 504 neither (the deadline would only be spent again)
+    s_submit (c, 2, "m", NULL);
+    t = s_expect_task (w);
+    assert_int_equal (t->job_id, 2);                  // no retry TASK of job 1 came first
+    s_error_status (w, 2, t->attempt_id, AIGW__ERROR_CODE__ERR_UPSTREAM, 504, "HTTP 504");
+    e = s_expect_error (c);
+    assert_int_equal (e->job_id, 2);
+    assert_int_equal (e->code, AIGW__ERROR_CODE__ERR_UPSTREAM);
+    assert_int_equal (e->n_attempts, 1);
+    FREE (e);
+    FREE (t);
+    s_barrier_job (c, w, 3, "m");                     // nor one of job 2
+    s_stop (&fx);
+    const broker_counters_t *k = broker_counters (fx.broker);
+    assert_int_equal (k->attempts_retried, 0);
+    assert_int_equal (k->attempts_started, 3);
+    assert_int_equal (k->jobs_failed, 2);
+    s_destroy (&fx);
+    s_retries = 0;
+}
+
+static void test_cooldown_skips (void **state)
+{
+    s_retries = 0;
+    fx_t fx;
+    s_start_health (&fx, 2, 60000);
+    void *w = s_dealer (&fx, fx.be);
+    void *c = s_dealer (&fx, fx.fe);
+    s_ready2 (w, "w", "m", "n", 2);
+    s_wait_workers (c, 1);
+    s_job_fails (c, w, 1, "m", 500);
+    s_job_fails (c, w, 2, "m", 500);                 // the second in a row trips "m"
+    //  "m" is cooling: the third job fails at once, nothing sent upstream
+    s_submit (c, 3, "m", NULL);
+    Aigw__Error *e = s_expect_error (c);
+    assert_int_equal (e->job_id, 3);
+    assert_int_equal (e->code, AIGW__ERROR_CODE__ERR_COOLDOWN);
+    assert_true (e->has_retry_after_ms);
+    assert_true (e->retry_after_ms > 0 && e->retry_after_ms <= 60000);
+    assert_non_null (strstr (e->message, "cooling down"));
+    assert_int_equal (e->n_attempts, 1);
+    assert_string_equal (e->attempts[0]->target, "m");
+    assert_int_equal (e->attempts[0]->outcome, AIGW__OUTCOME__OUTCOME_SKIPPED);
+    assert_true (e->attempts[0]->has_error);
+    assert_int_equal (e->attempts[0]->error, AIGW__ERROR_CODE__ERR_COOLDOWN);
+    FREE (e);
+    //  The worker's next TASK is job 4's: none came for job 3
+    s_barrier_job (c, w, 4, "n");
+    //  A race of the cooling "m" and "n" runs on "n" alone
+    s_submit (c, 5, "m", "n");
+    Aigw__Task *t = s_expect_task (w);
+    assert_int_equal (t->job_id, 5);
+    assert_string_equal (t->target, "n");
+    s_result (w, t, "{}");
+    Aigw__Result *r = s_expect_result (c);
+    assert_string_equal (r->model, "n");
+    assert_int_equal (r->n_attempts, 2);
+    assert_int_equal (r->attempts[0]->outcome, AIGW__OUTCOME__OUTCOME_SKIPPED);
+    assert_int_equal (r->attempts[1]->outcome, AIGW__OUTCOME__OUTCOME_WON);
+    FREE (r);
+    FREE (t);
+    s_stop (&fx);
+    const broker_counters_t *k = broker_counters (fx.broker);
+    assert_int_equal (k->breaker_trips, 1);
+    assert_int_equal (k->attempts_skipped, 2);
+    assert_int_equal (k->jobs_cooldown, 1);
+    assert_int_equal (k->jobs_failed, 3);
+    assert_int_equal (k->attempts_started, 4);
+    s_destroy (&fx);
+}
+
+static void test_cooldown_recovers (void **state)
+{
+    s_retries = 0;
+    fx_t fx;
+    s_start_health (&fx, 2, 50);
+    void *w = s_dealer (&fx, fx.be);
+    void *c = s_dealer (&fx, fx.fe);
+    s_ready (w, "w", "m", 4);
+    s_wait_workers (c, 1);
+    s_job_fails (c, w, 1, "m", 502);
+    s_job_fails (c, w, 2, "m", 502);
+    //  Cooling: skipped until the cooldown passes, then one job is let through (the probe)
+    uint64_t id = 10;
+    int skipped = 0;
+    int64_t until = aclock_now_ms () + 5000;
+    while (s_submit_cooling (c, id, "m")) {
+        skipped++;
+        id++;
+        if (aclock_now_ms () > until)
+            fail_msg ("the cooldown never ended");
+        zmq_poll (NULL, 0, 10);
+    }
+    assert_true (skipped >= 1);                       // just after the trip it was cooling
+    Aigw__Task *probe = s_expect_task (w);
+    assert_int_equal (probe->job_id, id);
+    //  While the probe is out, others still skip the target
+    assert_true (s_submit_cooling (c, 1000, "m"));
+    //  The probe answers: closed again, jobs go through normally
+    s_result (w, probe, "{}");
+    Aigw__Result *r = s_expect_result (c);
+    assert_int_equal (r->job_id, id);
+    FREE (r);
+    FREE (probe);
+    assert_false (s_submit_cooling (c, 2000, "m"));
+    Aigw__Task *t = s_expect_task (w);
+    assert_int_equal (t->job_id, 2000);
+    assert_false (s_submit_cooling (c, 2001, "m"));  // more than one at a time again
+    Aigw__Task *t2 = s_expect_task (w);
+    assert_int_equal (t2->job_id, 2001);
+    s_result (w, t, "{}");
+    s_result (w, t2, "{}");
+    FREE (s_expect_result (c));
+    FREE (s_expect_result (c));
+    FREE (t);
+    FREE (t2);
+    //  The trips were forgotten: it takes two failures in a row to trip again
+    s_job_fails (c, w, 3000, "m", 500);
+    assert_false (s_submit_cooling (c, 3001, "m"));
+    t = s_expect_task (w);
+    s_result (w, t, "{}");
+    FREE (s_expect_result (c));
+    FREE (t);
+    s_stop (&fx);
+    const broker_counters_t *k = broker_counters (fx.broker);
+    assert_int_equal (k->breaker_trips, 1);
+    assert_int_equal (k->attempts_skipped, (uint64_t) skipped + 1);
+    assert_int_equal (k->jobs_cooldown, (uint64_t) skipped + 1);
+    assert_int_equal (k->jobs_won, 4);
+    s_destroy (&fx);
+}
+
 int main (void)
 {
     const struct CMUnitTest tests[] = {
@@ -1539,6 +1849,10 @@ int main (void)
         cmocka_unit_test (test_spend_loser),
         cmocka_unit_test (test_spend_before_answer),
         cmocka_unit_test (test_cost_metrics),
+        cmocka_unit_test_teardown (test_retry_then_win, s_retries_reset),
+        cmocka_unit_test_teardown (test_no_retry_client_error, s_retries_reset),
+        cmocka_unit_test_teardown (test_cooldown_skips, s_retries_reset),
+        cmocka_unit_test_teardown (test_cooldown_recovers, s_retries_reset),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }
