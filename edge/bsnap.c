@@ -42,6 +42,23 @@ void bsnap_release (bsnap_t **self_p)
     free (self);
 }
 
+static const char *const s_state_names[BSNAP_STATES + 1] = {
+    NULL, "healthy", "degraded", "cooling"
+};
+
+const char *bsnap_state_name (bsnap_state_t state)
+{
+    return (unsigned) state <= BSNAP_STATES ? s_state_names[state] : NULL;
+}
+
+bsnap_state_t bsnap_state_parse (const char *s)
+{
+    for (int i = 1; s && i <= BSNAP_STATES; i++)
+        if (strcmp (s, s_state_names[i]) == 0)
+            return (bsnap_state_t) i;
+    return BSNAP_STATE_ABSENT;
+}
+
 double bsnap_counter (const bsnap_t *self, const char *name)
 {
     for (size_t i = 0; self && i < self->ncounters; i++)
@@ -64,6 +81,16 @@ static void s_pcts (const msgpack_object *map, const char *key, bsnap_pcts_t *ou
     out->p50 = s_num (p, "p50");
     out->p95 = s_num (p, "p95");
     out->p99 = s_num (p, "p99");
+}
+
+//  A `state` string (exactly a known name, no NUL inside), else BSNAP_STATE_ABSENT.
+static bsnap_state_t s_state (const msgpack_object *obj)
+{
+    char name[16];
+    if (!obj || obj->type != MSGPACK_OBJECT_STR || obj->via.str.size >= sizeof name
+        || !mpack_str (obj, name, sizeof name) || strlen (name) != obj->via.str.size)
+        return BSNAP_STATE_ABSENT;
+    return bsnap_state_parse (name);
 }
 
 static size_t s_array_len (const msgpack_object *map, const char *key, size_t max)
@@ -95,6 +122,14 @@ static void s_models (bsnap_t *self, const msgpack_object *root, size_t n)
         m->samples = s_num (o, "samples");
         s_pcts (o, "latency_ms", &m->latency);
         s_pcts (o, "ttft_ms", &m->ttft);
+        m->state = s_state (mpack_get (o, "state"));
+        m->cooldown_left_ms = s_num (o, "cooldown_left_ms");
+        m->error_rate = s_num (o, "error_rate");
+        m->trips = s_num (o, "trips");
+        m->skipped = s_num (o, "skipped");
+        m->retries = s_num (o, "retries");
+        m->hedges = s_num (o, "hedges");
+        m->budget_refused = s_num (o, "budget_refused");
         self->nmodels++;
     }
 }

@@ -20,12 +20,27 @@ typedef struct {
     double p50, p95, p99;               // milliseconds; NAN = absent
 } bsnap_pcts_t;
 
+//  A model's health as the broker judges it (its `state`).
+typedef enum {
+    BSNAP_STATE_ABSENT = 0,             // not sent (older broker) or a name we do not know
+    BSNAP_STATE_HEALTHY,
+    BSNAP_STATE_DEGRADED,               // half-open probing, a failure streak, or >= 10% failed
+    BSNAP_STATE_COOLING,                // breaker open: starts skipped until the cooldown ends
+} bsnap_state_t;
+
+#define BSNAP_STATES 3                  // known states, HEALTHY .. COOLING
+
 typedef struct {
     char name[CFG_NAME_MAX];
     double workers, capacity, in_flight, queued;
     double wins, losses, errors, cancelled, tokens_saved, tokens_wasted;
     double samples;                     // latency samples behind the percentiles
     bsnap_pcts_t latency, ttft;
+    //  Health (circuit breaker and hedge budget)
+    bsnap_state_t state;
+    double cooldown_left_ms;            // 0 unless cooling
+    double error_rate;                  // 0..1 over the breaker's window
+    double trips, skipped, retries, hedges, budget_refused;
 } bsnap_model_t;
 
 typedef struct {
@@ -66,6 +81,11 @@ bsnap_t *bsnap_from_object (const msgpack_object *root, int64_t at_ms);
 
 bsnap_t *bsnap_ref (bsnap_t *self);
 void bsnap_release (bsnap_t **self_p);
+
+//  "healthy", "degraded", "cooling"; NULL for BSNAP_STATE_ABSENT or out of range.
+const char *bsnap_state_name (bsnap_state_t state);
+//  The state named s (NULL or unknown: BSNAP_STATE_ABSENT).
+bsnap_state_t bsnap_state_parse (const char *s);
 
 //  Counter value by name, NAN if absent.
 double bsnap_counter (const bsnap_t *self, const char *name);

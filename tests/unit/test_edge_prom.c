@@ -221,10 +221,41 @@ static void s_pack_pcts (msgpack_packer *pk, const char *key, double p50, double
     msgpack_pack_double (pk, p99);
 }
 
-static void s_pack_model (msgpack_packer *pk, const char *name, uint64_t wins, double p50,
-                          uint64_t samples)
+//  A model's health fields (the broker's breaker and budget) as bmetrics.c sends them.
+typedef struct {
+    const char *state;
+    uint64_t cooldown_left_ms;
+    double error_rate;
+    uint64_t trips, skipped, retries, hedges, budget_refused;
+} s_health_t;
+
+static void s_pack_u64 (msgpack_packer *pk, const char *key, uint64_t v)
 {
-    msgpack_pack_map (pk, 8);
+    s_pack_str (pk, key);
+    msgpack_pack_uint64 (pk, v);
+}
+
+static void s_pack_health (msgpack_packer *pk, const s_health_t *h)
+{
+    s_pack_str (pk, "state");
+    s_pack_str (pk, h->state);
+    s_pack_u64 (pk, "cooldown_left_ms", h->cooldown_left_ms);
+    s_pack_str (pk, "error_rate");
+    msgpack_pack_double (pk, h->error_rate);
+    s_pack_u64 (pk, "trips", h->trips);
+    s_pack_u64 (pk, "skipped", h->skipped);
+    s_pack_u64 (pk, "retries", h->retries);
+    s_pack_u64 (pk, "hedges", h->hedges);
+    s_pack_u64 (pk, "budget_refused", h->budget_refused);
+}
+
+//  A model entry; health NULL: an older broker's (no health fields).
+static void s_pack_model (msgpack_packer *pk, const char *name, uint64_t wins, double p50,
+                          uint64_t samples, const s_health_t *health)
+{
+    msgpack_pack_map (pk, 8 + (health ? 8 : 0));
+    if (health)
+        s_pack_health (pk, health);
     s_pack_str (pk, "name");
     s_pack_str (pk, name);
     s_pack_str (pk, "in_flight");
@@ -252,7 +283,7 @@ static void s_pack_metrics (msgpack_sbuffer *sbuf)
     s_pack_str (&pk, "uptime_s");
     msgpack_pack_uint64 (&pk, 42);
     s_pack_str (&pk, "counters");
-    msgpack_pack_map (&pk, 4);
+    msgpack_pack_map (&pk, 10);
     s_pack_str (&pk, "jobs_won");
     msgpack_pack_uint64 (&pk, 9);
     s_pack_str (&pk, "jobs_failed");
@@ -261,13 +292,24 @@ static void s_pack_metrics (msgpack_sbuffer *sbuf)
     msgpack_pack_uint64 (&pk, 20);
     s_pack_str (&pk, "late-replies");
     msgpack_pack_uint64 (&pk, 3);
+    s_pack_u64 (&pk, "attempts_retried", 3);
+    s_pack_u64 (&pk, "attempts_hedged", 4);
+    s_pack_u64 (&pk, "attempts_skipped", 7);
+    s_pack_u64 (&pk, "hedges_suppressed", 1);
+    s_pack_u64 (&pk, "jobs_cooldown", 1);
+    s_pack_u64 (&pk, "breaker_trips", 2);
     s_pack_str (&pk, "models");
-    msgpack_pack_array (&pk, 3);
-    s_pack_model (&pk, "fast-sim", 9, 41.0, 10);
-    s_pack_model (&pk, "we\"ird\\mo\ndel", 0, 0, 0);
+    msgpack_pack_array (&pk, 5);
+    const s_health_t degraded = { "degraded", 0, 0.125, 0, 0, 3, 4, 1 };
+    const s_health_t cooling = { "cooling", 4200, 0.5, 2, 7, 0, 0, 0 };
+    const s_health_t unknown = { "sleeping", 0, 0, 0, 0, 0, 0, 0 };
+    s_pack_model (&pk, "fast-sim", 9, 41.0, 10, &degraded);
+    s_pack_model (&pk, "we\"ird\\mo\ndel", 0, 0, 0, NULL);      // an older broker's entry
     msgpack_pack_map (&pk, 1);                  // no name: skipped
     s_pack_str (&pk, "wins");
     msgpack_pack_uint64 (&pk, 5);
+    s_pack_model (&pk, "cool-sim", 0, 0, 0, &cooling);
+    s_pack_model (&pk, "odd-sim", 0, 0, 0, &unknown);          // a state we do not know
     s_pack_str (&pk, "workers");
     msgpack_pack_array (&pk, 1);
     msgpack_pack_map (&pk, 4);
@@ -292,10 +334,22 @@ static void test_broker_series (void **state)
     msgpack_sbuffer_destroy (&sbuf);
     assert_non_null (snap);
     assert_string_equal (snap->broker_id, "host-1");
-    assert_int_equal (snap->nmodels, 2);
+    assert_int_equal (snap->nmodels, 4);
     assert_int_equal (snap->nworkers, 1);
     assert_true (isnan (snap->models[0].errors));              // not sent: absent
     assert_true (snap->counters[0].value == 9);
+    //  Health fields: decoded where sent, absent (NAN, no state) where not
+    assert_int_equal (snap->models[0].state, BSNAP_STATE_DEGRADED);
+    assert_true (snap->models[0].error_rate == 0.125);
+    assert_true (snap->models[0].hedges == 4);
+    assert_int_equal (snap->models[1].state, BSNAP_STATE_ABSENT);
+    assert_true (isnan (snap->models[1].cooldown_left_ms) && isnan (snap->models[1].error_rate)
+                 && isnan (snap->models[1].trips) && isnan (snap->models[1].budget_refused));
+    assert_string_equal (snap->models[2].name, "cool-sim");
+    assert_int_equal (snap->models[2].state, BSNAP_STATE_COOLING);
+    assert_true (snap->models[2].cooldown_left_ms == 4200);
+    assert_int_equal (snap->models[3].state, BSNAP_STATE_ABSENT);  // "sleeping": unknown
+    assert_true (snap->models[3].trips == 0);
 
     emetrics_t *em = emetrics_new ();
     char *text = s_render (em, snap);
@@ -327,10 +381,154 @@ static void test_broker_series (void **state)
     assert_true (s_has_line (text, "aigw_worker_up{worker=\"worker-1\"} 1"));
     assert_true (s_has_line (text, "aigw_worker_capacity{worker=\"worker-1\"} 64"));
     assert_int_equal (s_count (text, "# TYPE aigw_model_wins_total"), 1);
+    //  Health: the state as an enum gauge, only for models that sent a known state
+    assert_true (s_has_line (text, "# TYPE aigw_model_state gauge"));
+    assert_true (s_has_line (text, "aigw_model_state{model=\"fast-sim\",state=\"healthy\"} 0"));
+    assert_true (s_has_line (text, "aigw_model_state{model=\"fast-sim\",state=\"degraded\"} 1"));
+    assert_true (s_has_line (text, "aigw_model_state{model=\"fast-sim\",state=\"cooling\"} 0"));
+    assert_true (s_has_line (text, "aigw_model_state{model=\"cool-sim\",state=\"healthy\"} 0"));
+    assert_true (s_has_line (text, "aigw_model_state{model=\"cool-sim\",state=\"degraded\"} 0"));
+    assert_true (s_has_line (text, "aigw_model_state{model=\"cool-sim\",state=\"cooling\"} 1"));
+    assert_int_equal (s_count (text, "aigw_model_state{"), 6);   // not the old or odd entries
+    assert_int_equal (s_count (text, "aigw_model_state{model=\"odd-sim\""), 0);
+    assert_true (s_has_line (text, "# TYPE aigw_model_cooldown_remaining_seconds gauge"));
+    assert_true (s_has_line (text, "aigw_model_cooldown_remaining_seconds{model=\"cool-sim\"} 4.2"));
+    assert_true (s_has_line (text, "aigw_model_cooldown_remaining_seconds{model=\"fast-sim\"} 0"));
+    assert_true (s_has_line (text, "# TYPE aigw_model_error_rate gauge"));
+    assert_true (s_has_line (text, "aigw_model_error_rate{model=\"fast-sim\"} 0.125"));
+    assert_true (s_has_line (text, "aigw_model_error_rate{model=\"cool-sim\"} 0.5"));
+    assert_true (s_has_line (text, "# TYPE aigw_model_breaker_trips_total counter"));
+    assert_true (s_has_line (text, "aigw_model_breaker_trips_total{model=\"cool-sim\"} 2"));
+    assert_true (s_has_line (text, "# TYPE aigw_model_skipped_total counter"));
+    assert_true (s_has_line (text, "aigw_model_skipped_total{model=\"cool-sim\"} 7"));
+    assert_true (s_has_line (text, "# TYPE aigw_model_retries_total counter"));
+    assert_true (s_has_line (text, "aigw_model_retries_total{model=\"fast-sim\"} 3"));
+    assert_true (s_has_line (text, "# TYPE aigw_model_hedges_total counter"));
+    assert_true (s_has_line (text, "aigw_model_hedges_total{model=\"fast-sim\"} 4"));
+    assert_true (s_has_line (text, "# TYPE aigw_model_budget_refused_total counter"));
+    assert_true (s_has_line (text, "aigw_model_budget_refused_total{model=\"fast-sim\"} 1"));
+    assert_true (s_has_line (text, "aigw_model_budget_refused_total{model=\"odd-sim\"} 0"));
+    //  The old broker's entry has no health series at all
+    const char *health[] = { "aigw_model_cooldown_remaining_seconds", "aigw_model_error_rate",
+                             "aigw_model_breaker_trips_total", "aigw_model_skipped_total",
+                             "aigw_model_retries_total", "aigw_model_hedges_total",
+                             "aigw_model_budget_refused_total", "aigw_model_state" };
+    for (size_t i = 0; i < sizeof health / sizeof health[0]; i++) {
+        char series[160];
+        snprintf (series, sizeof series, "%s{model=\"we\\\"ird", health[i]);
+        assert_int_equal (s_count (text, series), 0);
+    }
+    //  New broker counters, each its own family with its help text
+    assert_true (s_has_line (text, "aigw_broker_attempts_retried_total 3"));
+    assert_true (s_has_line (text, "aigw_broker_attempts_hedged_total 4"));
+    assert_true (s_has_line (text, "aigw_broker_attempts_skipped_total 7"));
+    assert_true (s_has_line (text, "aigw_broker_hedges_suppressed_total 1"));
+    assert_true (s_has_line (text, "aigw_broker_jobs_cooldown_total 1"));
+    assert_true (s_has_line (text, "aigw_broker_breaker_trips_total 2"));
+    assert_true (s_has_line (text, "# HELP aigw_broker_breaker_trips_total Times a model's "
+                                   "circuit breaker opened (a cooldown started)."));
+    assert_true (s_has_line (text, "# HELP aigw_broker_late_replies_total Broker counter late-replies."));
+    assert_null (strstr (text, "aigw_broker_retries_suppressed"));  // not sent
     free (text);
     emetrics_destroy (&em);
     bsnap_release (&snap);
     assert_null (snap);
+}
+
+//  An older broker (no health fields anywhere): none of their families is written.
+static void test_broker_without_health (void **state)
+{
+    msgpack_sbuffer sbuf;
+    msgpack_sbuffer_init (&sbuf);
+    msgpack_packer pk;
+    msgpack_packer_init (&pk, &sbuf, msgpack_sbuffer_write);
+    msgpack_pack_map (&pk, 2);
+    s_pack_str (&pk, "broker_id");
+    s_pack_str (&pk, "old-1");
+    s_pack_str (&pk, "models");
+    msgpack_pack_array (&pk, 1);
+    s_pack_model (&pk, "fast-sim", 9, 41.0, 10, NULL);
+    bsnap_t *snap = bsnap_decode (sbuf.data, sbuf.size, 1000);
+    msgpack_sbuffer_destroy (&sbuf);
+    assert_non_null (snap);
+    assert_int_equal (snap->models[0].state, BSNAP_STATE_ABSENT);
+    emetrics_t *em = emetrics_new ();
+    char *text = s_render (em, snap);
+    s_check_families (text);
+    assert_true (s_has_line (text, "aigw_model_wins_total{model=\"fast-sim\"} 9"));
+    assert_null (strstr (text, "aigw_model_state"));
+    assert_null (strstr (text, "aigw_model_cooldown_remaining_seconds"));
+    assert_null (strstr (text, "aigw_model_error_rate"));
+    assert_null (strstr (text, "aigw_model_breaker_trips_total"));
+    assert_null (strstr (text, "aigw_model_skipped_total"));
+    assert_null (strstr (text, "aigw_model_retries_total"));
+    assert_null (strstr (text, "aigw_model_hedges_total"));
+    assert_null (strstr (text, "aigw_model_budget_refused_total"));
+    free (text);
+    emetrics_destroy (&em);
+    bsnap_release (&snap);
+}
+
+static void test_bsnap_state_names (void **state)
+{
+    assert_string_equal (bsnap_state_name (BSNAP_STATE_HEALTHY), "healthy");
+    assert_string_equal (bsnap_state_name (BSNAP_STATE_DEGRADED), "degraded");
+    assert_string_equal (bsnap_state_name (BSNAP_STATE_COOLING), "cooling");
+    assert_null (bsnap_state_name (BSNAP_STATE_ABSENT));
+    assert_null (bsnap_state_name ((bsnap_state_t) 17));
+    assert_int_equal (bsnap_state_parse ("cooling"), BSNAP_STATE_COOLING);
+    assert_int_equal (bsnap_state_parse ("Cooling"), BSNAP_STATE_ABSENT);
+    assert_int_equal (bsnap_state_parse (NULL), BSNAP_STATE_ABSENT);
+    //  A state string with a NUL inside, or a non-string, is not a state
+    const uint8_t nul[] = { 0x82, 0xa4, 'n', 'a', 'm', 'e', 0xa1, 'm', 0xa5, 's', 't', 'a', 't', 'e',
+                            0xa9, 'h', 'e', 'a', 'l', 't', 'h', 'y', 0, 'x' };
+    const uint8_t models_hdr[] = { 0x81, 0xa6, 'm', 'o', 'd', 'e', 'l', 's', 0x91 };
+    uint8_t msg[sizeof models_hdr + sizeof nul];
+    memcpy (msg, models_hdr, sizeof models_hdr);
+    memcpy (msg + sizeof models_hdr, nul, sizeof nul);
+    bsnap_t *snap = bsnap_decode (msg, sizeof msg, 0);
+    assert_non_null (snap);
+    assert_int_equal (snap->nmodels, 1);
+    assert_int_equal (snap->models[0].state, BSNAP_STATE_ABSENT);
+    bsnap_release (&snap);
+    msg[sizeof models_hdr + 14] = 0x07;         // state: 7, not a string
+    snap = bsnap_decode (msg, sizeof models_hdr + 15, 0);
+    assert_non_null (snap);
+    assert_int_equal (snap->models[0].state, BSNAP_STATE_ABSENT);
+    bsnap_release (&snap);
+}
+
+//  promtool (Debian package prometheus) accepts the whole exposition, health included.
+static void test_promtool (void **state)
+{
+    if (system ("command -v promtool >/dev/null 2>&1") != 0) {
+        print_message ("promtool not installed (Debian package prometheus): not checked\n");
+        skip ();
+    }
+    msgpack_sbuffer sbuf;
+    msgpack_sbuffer_init (&sbuf);
+    s_pack_metrics (&sbuf);
+    bsnap_t *snap = bsnap_decode (sbuf.data, sbuf.size, 1000);
+    msgpack_sbuffer_destroy (&sbuf);
+    assert_non_null (snap);
+    emetrics_t *em = emetrics_new ();
+    emetrics_request_begin (em, EM_ROUTE_CHAT);
+    emetrics_request_done (em, EM_ROUTE_CHAT, 200, 3000, 120);
+    char *text = s_render (em, snap);
+    char path[] = "/tmp/aigw-prom-XXXXXX";
+    int fd = mkstemp (path);
+    assert_true (fd >= 0);
+    size_t len = strlen (text);
+    assert_int_equal (write (fd, text, len), (ssize_t) len);
+    close (fd);
+    char cmd[128];
+    snprintf (cmd, sizeof cmd, "promtool check metrics < %s", path);
+    int rc = system (cmd);
+    unlink (path);
+    assert_int_equal (rc, 0);
+    free (text);
+    emetrics_destroy (&em);
+    bsnap_release (&snap);
 }
 
 static void test_bsnap_rejects (void **state)
@@ -492,6 +690,9 @@ int main (void)
         cmocka_unit_test (test_label_escaping),
         cmocka_unit_test (test_edge_histograms),
         cmocka_unit_test (test_broker_series),
+        cmocka_unit_test (test_broker_without_health),
+        cmocka_unit_test (test_bsnap_state_names),
+        cmocka_unit_test (test_promtool),
         cmocka_unit_test (test_bsnap_rejects),
         cmocka_unit_test (test_mpack_valid),
         cmocka_unit_test (test_mpack_json),

@@ -21,8 +21,8 @@ import { useNow } from './useNow.js';
 import { useProbes } from './useProbes.js';
 
 function modelSummary(metrics, history) {
-  const counts = { healthy: 0, degraded: 0, down: 0 };
-  for (const m of deriveModels(metrics, history)) counts[m.status]++;
+  const counts = { healthy: 0, degraded: 0, cooling: 0, down: 0 };
+  for (const m of deriveModels(metrics, history)) counts[m.status] = (counts[m.status] ?? 0) + 1;
   return Object.entries(counts)
     .filter(([, c]) => c > 0)
     .map(([s, c]) => `${c} ${s}`)
@@ -99,7 +99,7 @@ export default function App({ url = DEFAULT_URL, streamOptions, demo = false }) 
       {!locked && (
         <main className="grid">
           <Panel className="area-models" title="Models" meta={modelSummary(state.metrics, state.metricsHistory)}>
-            <ModelsTable metrics={state.metrics} history={state.metricsHistory} />
+            <ModelsTable metrics={state.metrics} history={state.metricsHistory} receivedAt={state.receivedAt.metrics} />
             <GroupChips models={probes.models} />
           </Panel>
           <Panel className="area-log" title="Live requests" meta={state.jobs.length ? `newest ${state.jobs.length}` : ''} actions={<Legend />}>

@@ -28,6 +28,57 @@ const ROUTES = [
 ];
 
 const ERRORS = ['upstream 500', 'upstream 429 rate limited', 'connection reset', 'bad gateway (502)'];
+//  Once a minute gpt-4o has a bad spell: its breaker trips, it cools down, probes, recovers.
+const INCIDENT = { model: 'gpt-4o', from: 40000, to: 52000, fail: 0.85, error: 'upstream 503 overloaded' };
+//  The broker's defaults (brokers/health.h): trip after 5 failures in a row or >= 50% of
+//  >= 20 outcomes in 10 s; cool 5 s, doubling up to 60 s; hedge budget 0.1 per start, burst 5.
+const BREAKER = { failures: 5, errorRate: 0.5, minRequests: 20, windowMs: 10000, cooldownMs: 5000, cooldownMaxMs: 60000, budget: 0.1, burst: 5 };
+
+function newHealth() {
+  return { consecutive: 0, trips: 0, openUntil: 0, halfOpen: false, probing: false, window: [], tokens: BREAKER.burst * 1000,
+           n_trips: 0, n_skipped: 0, n_no_budget: 0, retries: 0, hedges: 0 };
+}
+
+function windowSum(h, t) {
+  while (h.window.length && h.window[0].t <= t - BREAKER.windowMs) h.window.shift();
+  const bad = h.window.filter((o) => !o.ok).length;
+  return { bad, total: h.window.length };
+}
+
+const wouldAdmit = (h, t) => (h.openUntil ? t >= h.openUntil : !(h.halfOpen && h.probing));
+
+function admit(h, t) {
+  if (!wouldAdmit(h, t)) {
+    h.n_skipped++;
+    return { ok: false, probe: false };
+  }
+  if (h.openUntil) {
+    h.openUntil = 0;
+    h.halfOpen = true;
+  }
+  if (h.halfOpen) h.probing = true;
+  return { ok: true, probe: h.halfOpen };
+}
+
+const earn = (h) => {
+  h.tokens = Math.min(BREAKER.burst * 1000, h.tokens + BREAKER.budget * 1000);
+};
+
+function takeToken(h) {
+  if (h.tokens < 1000) {
+    h.n_no_budget++;
+    return false;
+  }
+  h.tokens -= 1000;
+  return true;
+}
+
+function healthState(h, t) {
+  if (h.openUntil && t < h.openUntil) return 'cooling';
+  if (h.openUntil || h.halfOpen || h.consecutive) return 'degraded';
+  const { bad, total } = windowSum(h, t);
+  return bad && bad * 10 >= total ? 'degraded' : 'healthy';
+}
 const DEADLINE_MS = 3000;
 const TICK_MS = 50;
 const WARMUP_MS = 90000;
@@ -70,8 +121,42 @@ export function createSimulator({ seed = 42, start = Date.now() } = {}) {
   const counters = {
     jobs_accepted: 0, jobs_won: 0, jobs_failed: 0, jobs_timeout: 0, jobs_cancelled: 0,
     attempts_started: 0, attempts_won: 0, attempts_cancelled: 0, attempts_failed: 0,
+    attempts_retried: 0, attempts_hedged: 0, attempts_skipped: 0, hedges_suppressed: 0, retries_suppressed: 0,
+    jobs_cooldown: 0, breaker_trips: 0,
     late_replies: 0, malformed: 0, workers_joined: 0, workers_lost: 0, send_failures: 0,
   };
+
+  function trip(h, t) {
+    h.trips++;
+    h.n_trips++;
+    counters.breaker_trips++;
+    h.openUntil = t + Math.min(BREAKER.cooldownMs * 2 ** (h.trips - 1), BREAKER.cooldownMaxMs);
+    h.halfOpen = h.probing = false;
+    h.consecutive = 0;
+    h.window = [];
+  }
+
+  //  An attempt's end as the broker's breaker sees it (health_outcome / health_no_verdict).
+  function hear({ at, model, v, probe }) {
+    const h = health[model];
+    if (v === null) {
+      if (probe && h.halfOpen) h.probing = false;
+      return;
+    }
+    if (h.openUntil) return; // from before the trip: no news
+    if (h.halfOpen) {
+      if (v === 'ok') Object.assign(h, { halfOpen: false, probing: false, trips: 0, consecutive: 0, window: [] });
+      else trip(h, at);
+      return;
+    }
+    h.window.push({ t: at, ok: v === 'ok' });
+    h.consecutive = v === 'ok' ? 0 : h.consecutive + 1;
+    if (v === 'ok') return;
+    const { bad, total } = windowSum(h, at);
+    if (h.consecutive >= BREAKER.failures || (total >= BREAKER.minRequests && bad >= BREAKER.errorRate * total)) trip(h, at);
+  }
+  const health = Object.fromEntries(Object.keys(MODELS).map((name) => [name, newHealth()]));
+  const verdicts = []; // attempt ends the breakers hear about at `at`: {at, model, v: 'ok' | 'bad' | null, probe}
   const active = []; // attempts in flight: {from, to, worker, model}
   const pending = []; // finished jobs waiting for their finish time: {at, job}
   const recent = []; // edge view of finished requests: {at, ok, latency}
@@ -96,12 +181,20 @@ export function createSimulator({ seed = 42, start = Date.now() } = {}) {
     return best?.id ?? null;
   }
 
-  function draw(model) {
+  //  An attempt's fate at wall time t: the model's usual failure rate, or the incident's.
+  function draw(model, t) {
     const m = MODELS[model];
+    const incident = model === INCIDENT.model && inIncident(t);
     const total = Math.max(2, m.lat * Math.exp(m.jitter * gauss()));
-    const fails = rand() < m.fail;
-    return { total, ttft: total * m.ttft * (0.8 + 0.4 * rand()), fails, failAt: total * (0.2 + 0.7 * rand()) };
+    const fails = rand() < (incident ? INCIDENT.fail : m.fail);
+    const error = incident ? INCIDENT.error : ERRORS[Math.floor(rand() * ERRORS.length)];
+    return { total, ttft: total * m.ttft * (0.8 + 0.4 * rand()), fails, failAt: total * (0.2 + 0.7 * rand()), error };
   }
+
+  const inIncident = (t) => {
+    const phase = (t - start) % 60000;
+    return phase >= INCIDENT.from && phase < INCIDENT.to;
+  };
 
   function chooseRoute() {
     const sum = ROUTES.reduce((s, r) => s + r.w, 0);
@@ -111,27 +204,83 @@ export function createSimulator({ seed = 42, start = Date.now() } = {}) {
   }
 
   //  Plans every attempt of one job starting at wall time t0 and queues the finished job.
+  //  Like the broker: a cooling target is skipped (the policy goes on), a hedge or retry
+  //  needs a token of the target paying for it (else the job says *_suppressed), a
+  //  failed attempt is retried once on hedge/fallback/single-target routes.
   function submit(t0) {
     const route = chooseRoute();
     const plans = [];
-    const startAttempt = (model, at) => plans.push({ model, at, worker: pickWorker(model, t0 + at), ...draw(model) });
-    const endOf = (p) => p.at + (p.fails ? p.failAt : p.total);
-    const firstWin = () => Math.min(...plans.filter((p) => !p.fails && p.worker).map((p) => p.at + p.total), Infinity);
+    const flags = { hedge: false, retry: false };
+    const maxRetries = route.policy === 'race' && route.targets.length > 1 ? 0 : 1;
+    const endOf = (p) => (p.skipped ? p.at : !p.worker ? p.at + 0.2 : p.at + (p.fails ? p.failAt : p.total));
+    const failed = (p) => p.skipped || !p.worker || p.fails;
+    const firstWin = () => Math.min(...plans.filter((p) => !failed(p)).map((p) => p.at + p.total), Infinity);
 
-    startAttempt(route.targets[0], 0.1);
+    //  The gate, then the start of `model` at `at` as `kind` (first, hedge, retry). Returns
+    //  the plan (skipped ones too; `last` = its retry if one was made), or null when the
+    //  budget refused it.
+    function begin(model, at, kind, payer = null, retryOf = null) {
+      const h = health[model];
+      const t = t0 + at;
+      if (!wouldAdmit(h, t)) {
+        admit(h, t); // counts the skip
+        const p = { model, at, kind, retryOf, skipped: true };
+        p.last = p;
+        plans.push(p);
+        return p;
+      }
+      if ((kind === 'hedge' || kind === 'retry') && payer && !takeToken(health[payer])) {
+        flags[kind] = true;
+        counters[kind === 'hedge' ? 'hedges_suppressed' : 'retries_suppressed']++;
+        return null;
+      }
+      const { probe } = admit(h, t);
+      if (kind === 'first') earn(h);
+      const p = { model, at, kind, retryOf, probe, worker: pickWorker(model, t), ...draw(model, t) };
+      p.last = p;
+      plans.push(p);
+      if (p.worker && p.fails && kind !== 'retry' && maxRetries > 0) {
+        const again = endOf(p) + rand() * 100; // full jitter of a 100 ms backoff
+        if (again < DEADLINE_MS && again < firstWin()) {
+          const r = begin(model, again, 'retry', model, p);
+          if (r && !r.skipped) p.last = r;
+        }
+      }
+      return p;
+    }
+
+    let chain = begin(route.targets[0], 0.1, 'first');
     for (let i = 1; i < route.targets.length; i++) {
-      const prev = plans[plans.length - 1];
+      const last = chain.last;
+      const down = failed(last);
+      const failEnd = endOf(last);
       let at;
+      let kind = 'first';
       if (route.policy === 'race') at = 0.1 + i * 0.03;
-      else if (route.policy === 'hedge') at = prev.fails || !prev.worker ? Math.min(prev.at + route.hedge, endOf(prev)) : prev.at + route.hedge;
-      else at = prev.fails || !prev.worker ? endOf(prev) : Infinity;
+      else if (route.policy === 'hedge') {
+        const timer = chain.at + route.hedge;
+        if (down && failEnd <= timer) at = failEnd;
+        else {
+          at = timer;
+          kind = 'hedge';
+        }
+      } else at = down ? failEnd : Infinity;
       if (!(at < firstWin()) || at > DEADLINE_MS) break;
-      startAttempt(route.targets[i], at);
+      let next = begin(route.targets[i], at, kind, kind === 'hedge' ? chain.model : null);
+      //  A hedge the budget refused: the next target starts only if this one fails.
+      if (next === null) {
+        if (!down || !(failEnd < firstWin()) || failEnd > DEADLINE_MS) break;
+        next = begin(route.targets[i], failEnd, 'first');
+      }
+      chain = next;
     }
 
     const win = firstWin();
-    const timeout = win > DEADLINE_MS && plans.some((p) => !p.fails && p.worker);
-    const end = timeout ? DEADLINE_MS : win < Infinity ? win : Math.max(...plans.map((p) => (p.worker ? endOf(p) : p.at + 0.2)));
+    const timeout = win > DEADLINE_MS && plans.some((p) => !failed(p));
+    const end = timeout ? DEADLINE_MS : win < Infinity ? win : Math.max(...plans.map(endOf));
+    //  Attempts in start order; a retry planned past the job's end never started.
+    const kept = plans.filter((p) => p.at <= end || p === plans[0]).sort((a, b) => a.at - b.at);
+    for (const p of plans) if (p.probe && !kept.includes(p)) verdicts.push({ at: t0 + end, model: p.model, v: null, probe: true });
     let winner = null;
     const prompt = 150 + ((jobId * 37) % 250); // prompt tokens, the same for every attempt
     const charge = (model, cost, saved = 0, loser = false) => {
@@ -141,15 +290,33 @@ export function createSimulator({ seed = 42, start = Date.now() } = {}) {
       spend.saved += saved;
       if (loser) spend.losers += cost;
     };
-    const attempts = plans.map((p) => {
+    const verdict = (p, v, at) => verdicts.push({ at: t0 + at, model: p.model, v, probe: !!p.probe });
+    const attempts = kept.map((p) => {
       const id = ++attemptId;
+      p.id = id;
+      const h = health[p.model];
+      const base = {
+        attempt_id: id, model: p.model, worker: p.worker ?? null, started_ms: round(p.at), error: null, reason: null,
+        retry_of: p.retryOf?.id ?? null, hedge: p.kind === 'hedge',
+      };
+      if (p.skipped) {
+        counters.attempts_skipped++;
+        return { ...base, outcome: 'skipped', first_token_ms: null, finished_ms: round(p.at), error: 'ERR_COOLDOWN', reason: 'cooling down after failures' };
+      }
       counters.attempts_started++;
+      if (p.kind === 'hedge') {
+        counters.attempts_hedged++;
+        h.hedges++;
+      } else if (p.kind === 'retry') {
+        counters.attempts_retried++;
+        h.retries++;
+      }
       const m = models[p.model];
       const stat = MODELS[p.model];
-      const base = { attempt_id: id, model: p.model, worker: p.worker, started_ms: round(p.at), error: null };
       if (!p.worker) {
         m.errors++;
         counters.attempts_failed++;
+        verdict(p, null, p.at);
         return { ...base, worker: null, outcome: 'failed', first_token_ms: null, finished_ms: round(p.at + 0.2), error: 'no worker for model' };
       }
       const finish = p.at + (p.fails ? p.failAt : p.total);
@@ -163,6 +330,7 @@ export function createSimulator({ seed = 42, start = Date.now() } = {}) {
         outcome = 'cancelled';
         finished = end + 0.2;
       }
+      verdict(p, outcome === 'won' ? 'ok' : outcome === 'failed' ? 'bad' : null, finished);
       const ttft = p.at + p.ttft < finished && !(outcome === 'failed') ? round(p.at + p.ttft) : null;
       active.push({ from: t0 + p.at, to: t0 + finished, worker: p.worker, model: p.model });
       const w = workers[p.worker];
@@ -192,11 +360,13 @@ export function createSimulator({ seed = 42, start = Date.now() } = {}) {
       }
       if (m.lat.length > 400) m.lat.splice(0, 100);
       if (m.ttft.length > 400) m.ttft.splice(0, 100);
-      const error = outcome === 'failed' ? ERRORS[Math.floor(rand() * ERRORS.length)] : null;
+      const error = outcome === 'failed' ? p.error : null;
       return { ...base, outcome, first_token_ms: ttft, finished_ms: round(finished), error };
     });
     counters.jobs_accepted++;
     const outcome = timeout ? 'timeout' : winner ? 'won' : 'failed';
+    const cooling = outcome === 'failed' && attempts.every((a) => a.outcome === 'skipped');
+    if (cooling) counters.jobs_cooldown++;
     const failedErrors = attempts.filter((a) => a.outcome === 'failed').map((a) => `${a.model}: ${a.error}`);
     const job = {
       job_id: ++jobId,
@@ -205,8 +375,15 @@ export function createSimulator({ seed = 42, start = Date.now() } = {}) {
       policy: route.policy,
       outcome,
       winner,
-      error: outcome === 'won' ? null : outcome === 'timeout' ? `deadline ${DEADLINE_MS} ms exceeded` : failedErrors.join('; ') || 'all attempts failed',
+      error:
+        outcome === 'won' ? null
+          : outcome === 'timeout' ? `deadline ${DEADLINE_MS} ms exceeded`
+          : cooling ? 'ERR_COOLDOWN'
+          : failedErrors.join('; ') || 'all attempts failed',
+      message: cooling ? 'every target is cooling down after failures' : null,
       latency_ms: round(end + 0.3),
+      hedge_suppressed: flags.hedge,
+      retry_suppressed: flags.retry,
       attempts,
     };
     pending.push({ at: t0 + end, job });
@@ -226,8 +403,18 @@ export function createSimulator({ seed = 42, start = Date.now() } = {}) {
       counters: { ...counters },
       models: Object.keys(MODELS).map((name) => {
         const m = models[name];
+        const h = health[name];
         const ws = Object.values(workers).filter((w) => w.alive && w.models.includes(name));
+        const { bad, total } = windowSum(h, t);
         return {
+          state: healthState(h, t),
+          cooldown_left_ms: h.openUntil > t ? Math.ceil(h.openUntil - t) : 0,
+          error_rate: total ? Math.round((bad / total) * 1000) / 1000 : 0,
+          trips: h.n_trips,
+          skipped: h.n_skipped,
+          retries: h.retries,
+          hedges: h.hedges,
+          budget_refused: h.n_no_budget,
           name,
           workers: ws.length,
           capacity: ws.reduce((s, w) => s + w.capacity, 0),
@@ -307,6 +494,8 @@ export function createSimulator({ seed = 42, start = Date.now() } = {}) {
     const prev = clock;
     clock = t;
     churn(prev, t, out);
+    verdicts.sort((a, b) => a.at - b.at);
+    while (verdicts.length && verdicts[0].at <= t) hear(verdicts.shift());
     const lambda = 5 + 3 * Math.sin((2 * Math.PI * (t - start)) / 60000) + (rand() < 0.02 ? 6 : 0);
     let arrivals = lambda * ((t - prev) / 1000);
     while (arrivals > 0) {

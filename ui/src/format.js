@@ -80,3 +80,12 @@ export function fmtUsd(v) {
   if (a < 1e6) return `${sign}$${a.toLocaleString('en-US', { minimumFractionDigits: 2, maximumFractionDigits: 2 })}`;
   return `${sign}$${(a / 1e6).toFixed(2)}M`;
 }
+
+//  Time left of a cooldown in ms: "4.2 s" below 10 s, "12 s" below a minute, then
+//  "1 m 05 s" (whole seconds rounded up, so it never shows 0 before it is over).
+export function fmtLeft(ms) {
+  if (!ok(ms) || ms < 0) return '–';
+  if (ms < 10000) return `${(Math.ceil(ms / 100) / 10).toFixed(1)} s`;
+  const s = Math.ceil(ms / 1000);
+  return s < 60 ? `${s} s` : fmtDuration(s);
+}

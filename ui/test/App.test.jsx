@@ -3,7 +3,7 @@ import { describe, expect, it, vi } from 'vitest';
 import { act, render, screen } from '@testing-library/react';
 import App from '../src/App.jsx';
 import { makeFakeEventSource } from './fakeEventSource.js';
-import { EDGE, JOB, METRICS } from './samples.js';
+import { EDGE, HEALTH, JOB, JOB_RESILIENCE, METRICS, model } from './samples.js';
 
 describe('App', () => {
   it('shows what the stream says and the connection state', () => {
@@ -28,6 +28,30 @@ describe('App', () => {
     expect(screen.getByTestId('connection').dataset.status).toBe('offline');
     expect(screen.getByTestId('connection').textContent).toMatch(/retry in/);
     expect(screen.getByTestId('svc-edge').dataset.status).toBe('down');
+    vi.unstubAllGlobals();
+  });
+
+  it("shows a newer broker's cooling model, skipped attempts and counters", () => {
+    vi.stubGlobal('fetch', vi.fn(async () => ({ ok: true, json: async () => ({ data: [] }) })));
+    const ES = makeFakeEventSource();
+    render(<App streamOptions={{ EventSourceImpl: ES, flushMs: 0 }} />);
+    const es = ES.instances.at(-1);
+    const metrics = {
+      ...METRICS,
+      counters: { ...METRICS.counters, breaker_trips: 1, attempts_skipped: 1 },
+      models: [model({ ...HEALTH }), model({ name: 'gpt-4o', ...HEALTH, state: 'cooling', cooldown_left_ms: 8000, trips: 1, skipped: 1 })],
+    };
+    act(() => {
+      es.open();
+      es.emit('metrics', metrics);
+      es.emit('job', { ...JOB_RESILIENCE, hedge_suppressed: true });
+    });
+    expect(screen.getByText('1 healthy · 1 cooling')).toBeTruthy();
+    expect(screen.getByTestId('model-row-gpt-4o').dataset.status).toBe('cooling');
+    expect(screen.getByTestId('model-row-gpt-4o').textContent).toMatch(/cooling · [78]\.\d s/);
+    expect(screen.getByTestId('attempt-40').dataset.outcome).toBe('skipped');
+    expect(screen.getByTestId('suppressed-note').textContent).toBe('hedge suppressed (budget)');
+    expect(screen.getByTestId('broker-counters').textContent).toContain('breaker trips1');
     vi.unstubAllGlobals();
   });
 });

@@ -1,8 +1,8 @@
 // ModelsTable derives each model's status, win rate and windowed error rate from metrics.
-import { describe, expect, it } from 'vitest';
-import { render, screen, within } from '@testing-library/react';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { act, render, screen, within } from '@testing-library/react';
 import ModelsTable from '../src/components/ModelsTable.jsx';
-import { METRICS, model } from './samples.js';
+import { HEALTH, METRICS, model } from './samples.js';
 
 const sample = {
   ...METRICS,
@@ -70,6 +70,77 @@ describe('ModelsTable', () => {
     const after = { ...METRICS, broker_id: 'b', ts_ms: 1_005_000, models: [model({ name: 'm', wins: 3, losses: 0, errors: 1 })] };
     render(<ModelsTable metrics={after} history={[before, after]} />);
     expect(row('m').dataset.status).toBe('degraded'); // 1 of 4
+  });
+
+  it("shows the broker's state: cooling with the seconds left, degraded, healthy", () => {
+    const m = [
+      model({ name: 'cool', ...HEALTH, state: 'cooling', cooldown_left_ms: 4200, trips: 1 }),
+      model({ name: 'shaky', ...HEALTH, state: 'degraded' }),
+      // 2 of 10 failed (the derived rule would say degraded), but the broker says healthy
+      model({ name: 'fine', ...HEALTH, wins: 8, errors: 2, queued: 3 }),
+      model({ name: 'gone', ...HEALTH, state: 'cooling', cooldown_left_ms: 9000, workers: 0 }),
+    ];
+    const metrics = { ...METRICS, models: m };
+    const { rerender } = render(<ModelsTable metrics={metrics} receivedAt={50_000} now={50_000} />);
+    expect(row('cool').dataset.status).toBe('cooling');
+    const status = () => within(row('cool')).getByTestId('model-status').textContent;
+    expect(status()).toBe('cooling · 4.2 s');
+    expect(row('shaky').dataset.status).toBe('degraded');
+    expect(within(row('shaky')).getByTestId('model-status').textContent).toBe('degraded');
+    expect(row('fine').dataset.status).toBe('healthy');
+    expect(row('gone').dataset.status).toBe('down'); // no workers wins over the broker's state
+    expect(within(row('cool')).getByTestId('model-status').querySelector('[data-source]').dataset.source).toBe('broker');
+    // Counted down from the event's arrival; at the end only the state is left
+    rerender(<ModelsTable metrics={metrics} receivedAt={50_000} now={51_500} />);
+    expect(status()).toBe('cooling · 2.7 s');
+    rerender(<ModelsTable metrics={metrics} receivedAt={50_000} now={60_000} />);
+    expect(status()).toBe('cooling');
+  });
+
+  describe('with the clock running', () => {
+    afterEach(() => vi.useRealTimers());
+
+    it('counts the cooldown down by itself', () => {
+      vi.useFakeTimers();
+      const metrics = { ...METRICS, models: [model({ name: 'cool', ...HEALTH, state: 'cooling', cooldown_left_ms: 12_000 })] };
+      render(<ModelsTable metrics={metrics} receivedAt={Date.now()} />);
+      const left = () => within(row('cool')).getByTestId('cooldown-left').textContent;
+      expect(left()).toBe(' · 12 s');
+      act(() => vi.advanceTimersByTime(3000));
+      expect(left()).toBe(' · 9.0 s');
+    });
+  });
+
+  it('falls back to the derived status without a broker state', () => {
+    render(<ModelsTable metrics={{ ...METRICS, models: [model({ name: 'old', wins: 8, errors: 2 })] }} />);
+    expect(row('old').dataset.status).toBe('degraded');
+    expect(within(row('old')).getByTestId('model-status').querySelector('[data-source]').dataset.source).toBe('derived');
+  });
+
+  it("shows the breaker's window error rate, trips, skipped, retries, hedges and budget refusals", () => {
+    const m = model({ name: 'm', ...HEALTH, state: 'degraded', wins: 9, losses: 0, errors: 1, error_rate: 0.25, trips: 2, skipped: 7, retries: 3, hedges: 1, budget_refused: 4 });
+    render(<ModelsTable metrics={{ ...METRICS, models: [m, model({ name: 'calm', ...HEALTH })] }} />);
+    const r = within(row('m'));
+    expect(screen.getByText('Resilience')).toBeTruthy();
+    expect(r.getByTestId('model-errors').textContent).toBe('10%25% window'); // 30 s derived, then the broker's
+    expect(r.getByTestId('model-window-errors').textContent).toBe('25% window');
+    expect(r.getByTestId('model-window-errors').classList.contains('bad')).toBe(true);
+    expect(r.getByTestId('model-trips').textContent).toBe('2 trips');
+    expect(r.getByTestId('model-skipped').textContent).toBe('7 skipped');
+    expect(r.getByTestId('model-retries').textContent).toBe('3 retries');
+    expect(r.getByTestId('model-hedges').textContent).toBe('1 hedge');
+    expect(r.getByTestId('model-budget-refused').textContent).toBe('4 refused by budget');
+    const calm = within(row('calm'));
+    expect(calm.getByTestId('model-resilience').textContent).toBe('0 trips · 0 skipped0 retries · 0 hedges');
+    expect(calm.queryByTestId('model-budget-refused')).toBeNull();
+  });
+
+  it('has no resilience column or window error rate for an older broker', () => {
+    render(<ModelsTable metrics={sample} />);
+    expect(screen.queryByText('Resilience')).toBeNull();
+    expect(screen.queryByTestId('model-resilience')).toBeNull();
+    expect(screen.queryByTestId('model-window-errors')).toBeNull();
+    expect(within(row('flaky')).getByTestId('model-errors').textContent).toBe('20%');
   });
 
   it('says so while waiting for metrics', () => {

@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { render, screen } from '@testing-library/react';
 import RaceTimeline from '../src/components/RaceTimeline.jsx';
 import JobRow from '../src/components/JobRow.jsx';
-import { JOB } from './samples.js';
+import { JOB, JOB_RESILIENCE } from './samples.js';
 
 const pct = (el) => parseFloat(el.style.width);
 
@@ -56,7 +56,68 @@ describe('RaceTimeline', () => {
   });
 });
 
+describe('RaceTimeline with cooldown, retries and hedges', () => {
+  it('draws a skipped attempt as a grey stub labelled "skipped: cooling down"', () => {
+    render(<RaceTimeline job={JOB_RESILIENCE} />);
+    const skipped = screen.getByTestId('attempt-40');
+    expect(skipped.dataset.outcome).toBe('skipped');
+    const bar = skipped.querySelector('.bar');
+    expect(bar.classList.contains('bar-skipped')).toBe(true);
+    expect(pct(bar)).toBe(2.5); // visible although it took no time
+    expect(skipped.querySelector('.lane-note').textContent).toBe('skipped: cooling down');
+    expect(skipped.querySelector('.lane-note').title).toBe('cooling down after failures');
+    expect(skipped.querySelector('.lane-track').title).toMatch(/cooling down/);
+    expect(skipped.querySelector('[data-role="ttft"]')).toBeNull();
+  });
+
+  it('links a retry to the lane it repeats and tags hedges', () => {
+    render(<RaceTimeline job={JOB_RESILIENCE} />);
+    const retry = screen.getByTestId('attempt-42');
+    expect(retry.dataset.retryOf).toBe('2');
+    expect(retry.querySelector('[data-role="retry"]').textContent).toBe('↻ retry of #2');
+    expect(retry.querySelector('.lane-track').title).toContain('retry of #2 (claude-sonnet, failed: ERR_UPSTREAM)');
+    // Lanes are numbered so "#2" can be found
+    expect(screen.getByTestId('attempt-41').querySelector('.lane-no').textContent).toBe('#2');
+    const hedge = screen.getByTestId('attempt-43');
+    expect(hedge.dataset.hedge).toBe('true');
+    expect(hedge.querySelector('[data-role="hedge"]').textContent).toBe('hedge');
+    expect(screen.getByTestId('attempt-41').querySelector('[data-role="hedge"]')).toBeNull();
+    expect(screen.getByTestId('attempt-41').querySelector('[data-role="retry"]')).toBeNull();
+  });
+
+  it('calls a retry of an attempt whose worker was lost a redispatch; no numbers without links', () => {
+    const job = {
+      ...JOB, job_id: 30,
+      attempts: [
+        { ...JOB.attempts[1], attempt_id: 50, outcome: 'failed', error: 'ERR_WORKER_LOST', first_token_ms: null },
+        { ...JOB.attempts[1], attempt_id: 51, retry_of: 50 },
+      ],
+    };
+    const { unmount } = render(<RaceTimeline job={job} />);
+    expect(screen.getByTestId('attempt-51').querySelector('[data-role="retry"]').textContent).toBe('↻ redispatch of #1');
+    unmount();
+    render(<RaceTimeline job={JOB} />);
+    expect(document.querySelector('.lane-no')).toBeNull();
+  });
+});
+
 describe('JobRow', () => {
+  it('notes what the hedge budget suppressed', () => {
+    const { unmount } = render(<JobRow job={{ ...JOB, hedge_suppressed: true, retry_suppressed: false }} />);
+    const note = screen.getByTestId('suppressed-note');
+    expect(note.textContent).toBe('hedge suppressed (budget)');
+    expect(note.dataset.suppressed).toBe('hedge');
+    unmount();
+    render(<JobRow job={{ ...JOB, job_id: 18, hedge_suppressed: false, retry_suppressed: true }} />);
+    expect(screen.getByTestId('suppressed-note').textContent).toBe('retry suppressed (budget)');
+  });
+
+  it('has no note when nothing was suppressed, and counts skipped attempts apart', () => {
+    render(<JobRow job={JOB_RESILIENCE} />);
+    expect(screen.queryByTestId('suppressed-note')).toBeNull();
+    expect(screen.getByTestId('job-21').textContent).toContain('of 3 attempts · 1 skipped');
+  });
+
   it('carries the test hooks and shows latency and policy', () => {
     render(<JobRow job={JOB} />);
     const row = screen.getByTestId('job-17');

@@ -28,6 +28,49 @@ describe('demo simulator', () => {
   });
 });
 
+describe('demo resilience', () => {
+  const start = 1_700_000_000_000;
+  const events = createSimulator({ seed: 42, start }).step(start + 180000);
+  const jobs = events.filter(([t]) => t === 'job').map(([, j]) => j);
+  const metrics = events.filter(([t]) => t === 'metrics').map(([, m]) => m);
+
+  it("reports the broker's health fields and counters", () => {
+    for (const m of metrics.at(-1).models) {
+      expect(['healthy', 'degraded', 'cooling']).toContain(m.state);
+      for (const k of ['cooldown_left_ms', 'error_rate', 'trips', 'skipped', 'retries', 'hedges', 'budget_refused']) expect(typeof m[k]).toBe('number');
+    }
+    const c = metrics.at(-1).counters;
+    for (const k of ['attempts_retried', 'attempts_hedged', 'attempts_skipped', 'hedges_suppressed', 'retries_suppressed', 'jobs_cooldown', 'breaker_trips']) expect(typeof c[k]).toBe('number');
+    expect(c.breaker_trips).toBeGreaterThan(0);
+    // gpt-4o's bad spell cools it down, with the time left
+    const cooling = metrics.flatMap((m) => m.models).filter((m) => m.state === 'cooling');
+    expect(cooling.length).toBeGreaterThan(0);
+    for (const m of cooling) expect(m.cooldown_left_ms).toBeGreaterThan(0);
+  });
+
+  it('skips cooling targets, links retries and tags hedges in job events', () => {
+    const attempts = jobs.flatMap((j) => j.attempts.map((a) => ({ ...a, job: j })));
+    const skipped = attempts.filter((a) => a.outcome === 'skipped');
+    expect(skipped.length).toBeGreaterThan(0);
+    for (const a of skipped) {
+      expect(a.error).toBe('ERR_COOLDOWN');
+      expect(a.worker).toBeNull();
+      expect(a.finished_ms).toBe(a.started_ms);
+    }
+    const retries = attempts.filter((a) => a.retry_of !== null);
+    expect(retries.length).toBeGreaterThan(0);
+    for (const a of retries) {
+      const of = a.job.attempts.find((b) => b.attempt_id === a.retry_of);
+      expect(of.model).toBe(a.model);
+      expect(of.outcome).toBe('failed');
+      expect(a.started_ms).toBeGreaterThanOrEqual(of.finished_ms);
+    }
+    expect(attempts.some((a) => a.hedge && a.outcome !== 'skipped')).toBe(true);
+    expect(jobs.some((j) => j.hedge_suppressed)).toBe(true);
+    for (const j of jobs) expect(typeof j.hedge_suppressed === 'boolean' && typeof j.retry_suppressed === 'boolean').toBe(true);
+  });
+});
+
 describe('DemoEventSource', () => {
   it('feeds the stream client like a real EventSource', async () => {
     const client = createAigwStream('/v1/aigw/events', { EventSourceImpl: createDemoEventSource({ tickMs: 20 }), flushMs: 0, staleMs: 0 });

@@ -1,7 +1,8 @@
 // Pure derivations and formatting.
 import { describe, expect, it } from 'vitest';
-import { baselineSnapshot, errorRate, modelStatus, niceMax, timelineBars, winRate } from '../src/derive.js';
-import { fmtCount, fmtMs, fmtPct } from '../src/format.js';
+import { baselineSnapshot, cooldownLeft, deriveModels, errorRate, hasHealth, modelStatus, niceMax, suppressed, timelineBars, winRate } from '../src/derive.js';
+import { fmtCount, fmtLeft, fmtMs, fmtPct } from '../src/format.js';
+import { HEALTH, JOB_RESILIENCE, METRICS, model } from './samples.js';
 
 describe('derive', () => {
   it('computes win rate as wins / (wins + losses + errors)', () => {
@@ -25,6 +26,61 @@ describe('derive', () => {
     expect(modelStatus({ workers: 1, queued: 0 }, 0.11)).toBe('degraded');
     expect(modelStatus({ workers: 1, queued: 1 }, 0)).toBe('degraded');
     expect(modelStatus({ workers: 1, queued: 0 }, null)).toBe('healthy');
+  });
+
+  it("takes the broker's state when it sends one; no workers is still down", () => {
+    expect(modelStatus({ workers: 1, state: 'cooling' }, 0)).toBe('cooling');
+    expect(modelStatus({ workers: 1, state: 'degraded' }, 0)).toBe('degraded');
+    expect(modelStatus({ workers: 1, state: 'healthy', queued: 4 }, 0.5)).toBe('healthy');
+    expect(modelStatus({ workers: 0, state: 'cooling' }, 0)).toBe('down');
+    // An unknown state: the derived rule, as for an older broker
+    expect(modelStatus({ workers: 1, state: 'sleepy', queued: 0 }, 0.5)).toBe('degraded');
+    expect(modelStatus({ workers: 1, state: 'sleepy', queued: 0 }, 0)).toBe('healthy');
+  });
+
+  it('counts the cooldown down from the arrival of the metrics event', () => {
+    expect(cooldownLeft({ cooldown_left_ms: 4200 }, 1000, 2000)).toBe(3200);
+    expect(cooldownLeft({ cooldown_left_ms: 4200 }, 1000, 9000)).toBe(0);
+    expect(cooldownLeft({ cooldown_left_ms: 4200 }, 1000, 500)).toBe(4200); // clock went back
+    expect(cooldownLeft({ cooldown_left_ms: 4200 }, null, 2000)).toBe(4200);
+    expect(cooldownLeft({}, 1000, 2000)).toBeNull();
+    expect(fmtLeft(4200)).toBe('4.2 s');
+    expect(fmtLeft(4130)).toBe('4.2 s'); // rounded up: never 0 before it is over
+    expect(fmtLeft(12_000)).toBe('12 s');
+    expect(fmtLeft(65_000)).toBe('1 m 05 s');
+    expect(fmtLeft(null)).toBe('–');
+  });
+
+  it("keeps the derived error rate and adds the breaker's", () => {
+    const rows = deriveModels({ ...METRICS, models: [model({ wins: 8, losses: 0, errors: 2, ...HEALTH, error_rate: 0.4 }), model({ name: 'old' })] });
+    expect(rows[0].errorRate).toBe(0.2);
+    expect(rows[0].breakerErrorRate).toBe(0.4);
+    expect(rows[1].breakerErrorRate).toBeNull();
+    expect(hasHealth(rows[0])).toBe(true);
+    expect(hasHealth(rows[1])).toBe(false);
+  });
+
+  it('marks skipped, retried and hedged attempts on the timeline', () => {
+    const { bars } = timelineBars(JOB_RESILIENCE);
+    expect(bars.map((b) => b.outcome)).toEqual(['skipped', 'failed', 'won', 'cancelled']);
+    expect(bars[0].width).toBe(2.5);
+    expect(bars.map((b) => b.retryOf)).toEqual([null, null, 1, null]);
+    expect(bars.map((b) => b.hedge)).toEqual([false, false, false, true]);
+    expect(bars[2].redispatch).toBe(false);
+    // A skipped attempt at the very end of the axis still fits
+    const late = timelineBars({ latency_ms: 100, attempts: [{ outcome: 'skipped', started_ms: 100, finished_ms: 100 }] });
+    expect(late.bars[0].left + late.bars[0].width).toBe(100);
+    // retry_of naming no attempt of the job (or itself): no link
+    const odd = timelineBars({ attempts: [{ attempt_id: 5, retry_of: 5, outcome: 'won' }, { attempt_id: 6, retry_of: 99, outcome: 'failed' }] });
+    expect(odd.bars.map((b) => b.retryOf)).toEqual([null, null]);
+  });
+
+  it('says what the hedge budget suppressed', () => {
+    expect(suppressed({ hedge_suppressed: true })).toBe('hedge');
+    expect(suppressed({ retry_suppressed: true })).toBe('retry');
+    expect(suppressed({ hedge_suppressed: true, retry_suppressed: true })).toBe('hedge and retry');
+    expect(suppressed({ hedge_suppressed: false })).toBeNull();
+    expect(suppressed({})).toBeNull();
   });
 
   it('picks the oldest same-broker snapshot inside the window', () => {

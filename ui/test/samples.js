@@ -38,3 +38,22 @@ export const EDGE = {
 export function model(overrides) {
   return { ...METRICS.models[0], ...overrides };
 }
+
+//  A newer broker's per-model health fields (brokers/bmetrics.c), all quiet.
+export const HEALTH = {
+  state: 'healthy', cooldown_left_ms: 0, error_rate: 0, trips: 0, skipped: 0, retries: 0, hedges: 0, budget_refused: 0,
+};
+
+//  A hedge job as a newer broker reports it: the first target skipped (cooling down), the
+//  next one failed and was retried, and a hedge (backup) raced the retry.
+export const JOB_RESILIENCE = {
+  job_id: 21, ts_ms: 1764201601000, targets: ['gpt-4o', 'claude-sonnet', 'fast-sim'], policy: 'hedge',
+  outcome: 'won', winner: 'claude-sonnet', error: null, message: null, latency_ms: 890,
+  hedge_suppressed: false, retry_suppressed: false,
+  attempts: [
+    { attempt_id: 40, model: 'gpt-4o', worker: null, outcome: 'skipped', lost: false, started_ms: 0.1, first_token_ms: null, finished_ms: 0.1, error: 'ERR_COOLDOWN', reason: 'cooling down after failures', tokens: 0, retry_of: null, hedge: false },
+    { attempt_id: 41, model: 'claude-sonnet', worker: 'worker-3', outcome: 'failed', lost: false, started_ms: 0.2, first_token_ms: null, finished_ms: 300, error: 'ERR_UPSTREAM', reason: 'upstream 500', tokens: 0, retry_of: null, hedge: false },
+    { attempt_id: 42, model: 'claude-sonnet', worker: 'worker-4', outcome: 'won', lost: false, started_ms: 380, first_token_ms: 600, finished_ms: 880, error: null, reason: null, tokens: 120, retry_of: 41, hedge: false },
+    { attempt_id: 43, model: 'fast-sim', worker: 'worker-1', outcome: 'cancelled', lost: true, started_ms: 680, first_token_ms: null, finished_ms: 881, error: null, reason: null, tokens: 0, retry_of: null, hedge: true },
+  ],
+};
