@@ -76,6 +76,7 @@ static void s_dispatch (race_t *self, size_t target, race_kind_t kind, int retry
         && (kind == RACE_KIND_FIRST || kind == RACE_KIND_HEDGE)) {
         self->hedge_at = now + self->cfg.hedge_delay_us[target];
         self->hedge_payer = (int) target;
+        self->hedge_blocked = false;    // a new target to hedge, with its own budget
     }
     s_push (self, RACE_DISPATCH, i, target, 0);
 }
@@ -111,7 +112,7 @@ static race_gate_t s_start (race_t *self, size_t target, race_kind_t kind, int p
                     : RACE_GATE_GO;
     if (g == RACE_GATE_BUDGET) {
         if (kind == RACE_KIND_HEDGE)
-            self->hedge_suppressed = true;
+            self->hedge_suppressed = self->hedge_blocked = true;
         else
             self->retry_suppressed = true;
         return g;
@@ -125,7 +126,8 @@ static race_gate_t s_start (race_t *self, size_t target, race_kind_t kind, int p
 }
 
 //  Start the next target that is not cooling down (those are recorded as skipped).
-//  A hedge the budget refuses leaves the target unstarted and disarms the hedge.
+//  A hedge the budget refuses leaves the target unstarted and disarms the hedge until
+//  the next regular start (a failover), which hedges on its own target's budget.
 static void s_start_next (race_t *self, race_kind_t kind, int64_t now)
 {
     int payer = kind == RACE_KIND_HEDGE ? self->hedge_payer : -1;
@@ -424,7 +426,7 @@ static bool s_any_produced (const race_t *self)
 
 static bool s_hedge_armed (const race_t *self)
 {
-    return self->cfg.policy == RACE_POLICY_HEDGE && self->winner < 0 && !self->hedge_suppressed
+    return self->cfg.policy == RACE_POLICY_HEDGE && self->winner < 0 && !self->hedge_blocked
            && self->next_target < self->cfg.ntargets && !s_any_produced (self);
 }
 

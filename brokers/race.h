@@ -129,6 +129,7 @@ typedef struct {
     uint8_t retries_used[RACE_TARGETS_MAX];
     int hedge_payer;        // target the armed hedge would back up, -1 none
     bool hedge_suppressed;  // a hedge was not started: no budget
+    bool hedge_blocked;     // the armed hedge was refused; the next regular start re-arms
     bool retry_suppressed;  // a retry was not started: no budget
     uint64_t rng;           // xorshift64* state
     race_action_t act[RACE_ACTIONS_MAX];

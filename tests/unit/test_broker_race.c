@@ -1261,6 +1261,31 @@ static void test_gate_budget_hedge (void **state)
     assert_true (race_hedge_suppressed (&r));
     race_fini (&r);
 
+    //  A refused hedge is re-armed by a failover: the new target hedges on its budget
+    s_cfg (&c, RACE_POLICY_HEDGE, 3);
+    c.hedge_delay_us[0] = 10 * MS;
+    c.hedge_delay_us[1] = 20 * MS;
+    s_gate_init (&g, &c);
+    g.ans[1][RACE_KIND_HEDGE] = RACE_GATE_BUDGET;
+    race_init (&r, &c);
+    race_start (&r, 0);
+    s_drain (&r);
+    race_tick (&r, 10 * MS);
+    assert_int_equal (s_drain (&r).n, 0);
+    race_attempt_fail (&r, 0, AIGW__ERROR_CODE__ERR_UPSTREAM, "HTTP 504", 0, 0, 30 * MS);
+    x = s_drain (&r);
+    assert_int_equal (x.n, 1);
+    s_expect (&x.a[0], RACE_DISPATCH, 1, 1);
+    assert_int_equal (race_next_timer (&r), 50 * MS);
+    race_tick (&r, 50 * MS);
+    x = s_drain (&r);
+    assert_int_equal (x.n, 1);
+    s_expect (&x.a[0], RACE_DISPATCH, 2, 2);
+    assert_int_equal (race_attempt (&r, 2)->kind, RACE_KIND_HEDGE);
+    s_expect_call (&g, g.n - 1, 2, RACE_KIND_HEDGE, 1);
+    assert_true (race_hedge_suppressed (&r));           // it was refused once
+    race_fini (&r);
+
     //  With budget: payer is the target being hedged, hop by hop
     s_cfg (&c, RACE_POLICY_HEDGE, 3);
     c.hedge_delay_us[0] = 10 * MS;
