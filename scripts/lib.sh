@@ -67,13 +67,16 @@ build_ui() {
     (cd "$ui" && npm run build >/dev/null) || { log "npm run build failed"; return 1; }
 }
 
-# Configure and build everything into $BUILD (binaries in $BUILD/bin).
+# Configure and build everything into $BUILD (binaries in $BUILD/bin). Extra arguments
+# are CMake options, applied to an existing build directory too (e.g. -DAIGW_WERROR=ON).
 build_all() {
     local gen=""
     command -v ninja >/dev/null && gen="-G Ninja"
     if [ ! -f "$BUILD/CMakeCache.txt" ]; then
         cmake -S "$ROOT" -B "$BUILD" $gen -DCMAKE_BUILD_TYPE="${AIGW_BUILD_TYPE:-RelWithDebInfo}" "$@" >/dev/null \
             || die "cmake configure failed"
+    elif [ $# -gt 0 ]; then
+        cmake -S "$ROOT" -B "$BUILD" "$@" >/dev/null || die "cmake configure failed"
     fi
     cmake --build "$BUILD" -j"$(nproc)" || die "build failed"
 }

@@ -193,8 +193,8 @@ static void test_retries (void **state)
         "{\"model\":\"fast-sim\",\"messages\":[{\"role\":\"user\"}],\"aigw\":{\"retries\":6}}",
         "{\"model\":\"fast-sim\",\"messages\":[{\"role\":\"user\"}],\"aigw\":{\"retries\":-1}}",
         "{\"model\":\"fast-sim\",\"messages\":[{\"role\":\"user\"}],\"aigw\":{\"retries\":1.5}}",
-        "{\"model\":\"fast-sim\",\"messages\":[{\"role\":\"user\"}],"
-        "\"aigw\":{\"retry_backoff_ms\":60001}}",
+        ("{\"model\":\"fast-sim\",\"messages\":[{\"role\":\"user\"}],"
+         "\"aigw\":{\"retry_backoff_ms\":60001}}"),
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         assert_int_equal (s_parse (state, bad[i], &job, &err), -1);

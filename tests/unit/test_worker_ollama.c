@@ -77,8 +77,8 @@ static void test_request (void **state)
     cJSON_Delete (r);
     const char *bad [] = {
         "nope", "{}", "{\"messages\":[{\"content\":\"x\"}]}",
-        "{\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"image_url\",\"image_url\":"
-        "{\"url\":\"https://x/y.png\"}}]}]}",
+        ("{\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"image_url\",\"image_url\":"
+         "{\"url\":\"https://x/y.png\"}}]}]}"),    // one element, split in two lines
         "{\"messages\":[{\"role\":\"assistant\",\"tool_calls\":[{\"function\":{\"arguments\":\"[1]\"}}]}]}",
         "{\"messages\":[],\"stop\":{}}",
     };
