@@ -49,23 +49,23 @@ struct _bridge_t {
     s_sample_t ring[BRIDGE_WINDOW + 1];
     size_t ring_next, ring_count;
     hist_t dlat, dovh;                  // window deltas
-    ebuf_t json;
+    buf_t json;
 };
 
 //  --------------------------------------------------------------- edge event
 
-static int s_pcts (ebuf_t *out, const char *key, const hist_t *h)
+static int s_pcts (buf_t *out, const char *key, const hist_t *h)
 {
-    return ebuf_printf (out, ",\"%s\":{\"p50\":%.3f,\"p99\":%.3f}", key,
+    return buf_printf (out, ",\"%s\":{\"p50\":%.3f,\"p99\":%.3f}", key,
                         (double) hist_percentile (h, 50) / 1000.0,
                         (double) hist_percentile (h, 99) / 1000.0);
 }
 
-int bridge_edge_json (ebuf_t *out, const bridge_edge_t *e)
+int bridge_edge_json (buf_t *out, const bridge_edge_t *e)
 {
     double rps = e->window_s > 0 ? (double) e->window_requests / e->window_s : 0;
     double err = e->window_requests ? (double) e->window_errors / (double) e->window_requests : 0;
-    if (ebuf_printf (out, "{\"ts_ms\":%lld,\"requests_total\":%llu,\"requests_in_flight\":%lld,"
+    if (buf_printf (out, "{\"ts_ms\":%lld,\"requests_total\":%llu,\"requests_in_flight\":%lld,"
                      "\"rps\":%.3f,\"errors_total\":%llu,\"error_rate\":%.4f",
                      (long long) e->ts_ms, (unsigned long long) e->requests_total,
                      (long long) (e->in_flight > 0 ? e->in_flight : 0), rps,
@@ -73,7 +73,7 @@ int bridge_edge_json (ebuf_t *out, const bridge_edge_t *e)
         return -1;
     if (s_pcts (out, "latency_ms", e->latency) || s_pcts (out, "overhead_ms", e->overhead))
         return -1;
-    return ebuf_printf (out, ",\"broker_up\":%s,\"workers\":%u,\"cost_usd\":%.9g,"
+    return buf_printf (out, ",\"broker_up\":%s,\"workers\":%u,\"cost_usd\":%.9g,"
                         "\"loser_cost_usd\":%.9g,\"cost_saved_usd\":%.9g}",
                         e->broker_up ? "true" : "false", e->workers, e->cost_usd,
                         e->loser_cost_usd, e->saved_usd);
@@ -140,7 +140,7 @@ static void s_tick (bridge_t *self)
     e.loser_cost_usd = sp.loser_cost_usd;
     e.saved_usd = sp.saved_usd;
     edge_status_release (&st);
-    ebuf_free (&self->json);
+    buf_free (&self->json);
     if (bridge_edge_json (&self->json, &e) == 0) {
         fmsg_t *msg = fmsg_new ("edge", self->json.data, self->json.len);
         if (msg) {
@@ -186,7 +186,7 @@ static int s_relay (bridge_t *self, int topic, const void *data, size_t len)
     else
     if (fs.clients == 0)
         goto done;                      // nobody listens; `metrics` is kept for joiners
-    ebuf_free (&self->json);
+    buf_free (&self->json);
     rc = mpack_to_json (&up.data, &self->json);
     fmsg_t *msg = rc ? NULL : fmsg_new (s_topics[topic], self->json.data, self->json.len);
     if (msg) {
@@ -338,7 +338,7 @@ bridge_t *bridge_new (const char *endpoint, int64_t max_frame, emetrics_t *em,
     self->up = up;
     self->up_arg = up_arg;
     pthread_mutex_init (&self->snap_lock, NULL);
-    ebuf_init (&self->json, BRIDGE_MSG_MAX);
+    buf_init (&self->json, BRIDGE_MSG_MAX);
     hist_reset (&self->dlat);
     hist_reset (&self->dovh);
     self->fanout = fanout_new (max_clients, BRIDGE_CLIENT_MSGS, BRIDGE_CLIENT_BYTES);
@@ -369,7 +369,7 @@ void bridge_destroy (bridge_t **self_p)
         zmq_ctx_term (self->ctx);
     fanout_destroy (&self->fanout);
     bsnap_release (&self->snap);
-    ebuf_free (&self->json);
+    buf_free (&self->json);
     pthread_mutex_destroy (&self->snap_lock);
     curve_client_wipe (&self->curve);
     free (self);

@@ -11,7 +11,7 @@
 
 #include "bsnap.h"
 #include "config.h"
-#include "ebuf.h"
+#include "buf.h"
 #include "emetrics.h"
 #include "fanout.h"
 #include "status.h"
@@ -70,6 +70,6 @@ typedef struct {
     uint32_t workers;
     double cost_usd, loser_cost_usd, saved_usd;     // spend.h totals
 } bridge_edge_t;
-int bridge_edge_json (ebuf_t *out, const bridge_edge_t *e);
+int bridge_edge_json (buf_t *out, const bridge_edge_t *e);
 
 #endif

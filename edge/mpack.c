@@ -100,107 +100,81 @@ bool mpack_valid (const void *data, size_t len, unsigned max_depth)
 
 #ifdef AIGW_HAVE_MSGPACK
 
-static int s_json_str (ebuf_t *out, const char *s, size_t n)
-{
-    if (ebuf_putc (out, '"'))
-        return -1;
-    size_t run = 0;                     // bytes copied as they are
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char) s[i];
-        if (c >= 0x20 && c != '"' && c != '\\')
-            continue;
-        if (ebuf_putn (out, s + run, i - run))
-            return -1;
-        run = i + 1;
-        int rc = c == '"' ? ebuf_puts (out, "\\\"")
-               : c == '\\' ? ebuf_puts (out, "\\\\")
-               : c == '\n' ? ebuf_puts (out, "\\n")
-               : c == '\r' ? ebuf_puts (out, "\\r")
-               : c == '\t' ? ebuf_puts (out, "\\t")
-               : ebuf_printf (out, "\\u%04x", c);
-        if (rc)
-            return -1;
-    }
-    if (ebuf_putn (out, s + run, n - run))
-        return -1;
-    return ebuf_putc (out, '"');
-}
-
-static int s_json_double (ebuf_t *out, double v)
+static int s_json_double (buf_t *out, double v)
 {
     if (!isfinite (v))
-        return ebuf_puts (out, "null");
+        return buf_puts (out, "null");
     char text[40];
     snprintf (text, sizeof text, "%.15g", v);
     if (strtod (text, NULL) != v)
         snprintf (text, sizeof text, "%.17g", v);
-    return ebuf_puts (out, text);
+    return buf_puts (out, text);
 }
 
-static int s_json (const msgpack_object *o, ebuf_t *out, int depth);
+static int s_json (const msgpack_object *o, buf_t *out, int depth);
 
-static int s_json_key (const msgpack_object *k, ebuf_t *out)
+static int s_json_key (const msgpack_object *k, buf_t *out)
 {
     if (k->type == MSGPACK_OBJECT_STR)
-        return s_json_str (out, k->via.str.ptr, k->via.str.size);
+        return buf_put_json_string (out, k->via.str.ptr, k->via.str.size);
     if (k->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
-        return ebuf_printf (out, "\"%llu\"", (unsigned long long) k->via.u64);
+        return buf_printf (out, "\"%llu\"", (unsigned long long) k->via.u64);
     if (k->type == MSGPACK_OBJECT_NEGATIVE_INTEGER)
-        return ebuf_printf (out, "\"%lld\"", (long long) k->via.i64);
+        return buf_printf (out, "\"%lld\"", (long long) k->via.i64);
     if (k->type == MSGPACK_OBJECT_BOOLEAN)
-        return ebuf_puts (out, k->via.boolean ? "\"true\"" : "\"false\"");
-    return ebuf_puts (out, "\"\"");
+        return buf_puts (out, k->via.boolean ? "\"true\"" : "\"false\"");
+    return buf_puts (out, "\"\"");
 }
 
-static int s_json_map (const msgpack_object_map *m, ebuf_t *out, int depth)
+static int s_json_map (const msgpack_object_map *m, buf_t *out, int depth)
 {
-    if (ebuf_putc (out, '{'))
+    if (buf_putc (out, '{'))
         return -1;
     for (uint32_t i = 0; i < m->size; i++) {
-        if ((i && ebuf_putc (out, ','))
-            || s_json_key (&m->ptr[i].key, out) || ebuf_putc (out, ':')
+        if ((i && buf_putc (out, ','))
+            || s_json_key (&m->ptr[i].key, out) || buf_putc (out, ':')
             || s_json (&m->ptr[i].val, out, depth + 1))
             return -1;
     }
-    return ebuf_putc (out, '}');
+    return buf_putc (out, '}');
 }
 
-static int s_json_array (const msgpack_object_array *a, ebuf_t *out, int depth)
+static int s_json_array (const msgpack_object_array *a, buf_t *out, int depth)
 {
-    if (ebuf_putc (out, '['))
+    if (buf_putc (out, '['))
         return -1;
     for (uint32_t i = 0; i < a->size; i++)
-        if ((i && ebuf_putc (out, ',')) || s_json (&a->ptr[i], out, depth + 1))
+        if ((i && buf_putc (out, ',')) || s_json (&a->ptr[i], out, depth + 1))
             return -1;
-    return ebuf_putc (out, ']');
+    return buf_putc (out, ']');
 }
 
-static int s_json (const msgpack_object *o, ebuf_t *out, int depth)
+static int s_json (const msgpack_object *o, buf_t *out, int depth)
 {
     if (depth > MPACK_DEPTH_MAX)
         return -1;
     switch (o->type) {
         case MSGPACK_OBJECT_BOOLEAN:
-            return ebuf_puts (out, o->via.boolean ? "true" : "false");
+            return buf_puts (out, o->via.boolean ? "true" : "false");
         case MSGPACK_OBJECT_POSITIVE_INTEGER:
-            return ebuf_printf (out, "%llu", (unsigned long long) o->via.u64);
+            return buf_printf (out, "%llu", (unsigned long long) o->via.u64);
         case MSGPACK_OBJECT_NEGATIVE_INTEGER:
-            return ebuf_printf (out, "%lld", (long long) o->via.i64);
+            return buf_printf (out, "%lld", (long long) o->via.i64);
         case MSGPACK_OBJECT_FLOAT32:
         case MSGPACK_OBJECT_FLOAT64:
             return s_json_double (out, o->via.f64);
         case MSGPACK_OBJECT_STR:
-            return s_json_str (out, o->via.str.ptr, o->via.str.size);
+            return buf_put_json_string (out, o->via.str.ptr, o->via.str.size);
         case MSGPACK_OBJECT_ARRAY:
             return s_json_array (&o->via.array, out, depth);
         case MSGPACK_OBJECT_MAP:
             return s_json_map (&o->via.map, out, depth);
         default:
-            return ebuf_puts (out, "null");
+            return buf_puts (out, "null");
     }
 }
 
-int mpack_to_json (const msgpack_object *obj, ebuf_t *out)
+int mpack_to_json (const msgpack_object *obj, buf_t *out)
 {
     return s_json (obj, out, 0);
 }

@@ -7,7 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "ebuf.h"
+#include "buf.h"
 
 #define MPACK_DEPTH_MAX 32              // deeper nesting is refused
 
@@ -22,7 +22,7 @@ bool mpack_valid (const void *data, size_t len, unsigned max_depth);
 //  Append obj as JSON (nil, bin and ext become null, non-finite floats null, map keys
 //  that are not strings are written as strings). 0, or -1 if out hit its limit or the
 //  object is nested deeper than MPACK_DEPTH_MAX.
-int mpack_to_json (const msgpack_object *obj, ebuf_t *out);
+int mpack_to_json (const msgpack_object *obj, buf_t *out);
 
 //  Value of key in a map object, or NULL (obj not a map, key absent).
 const msgpack_object *mpack_get (const msgpack_object *map, const char *key);

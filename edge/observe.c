@@ -97,8 +97,8 @@ enum MHD_Result observe_metrics_route (edge_req_t *r)
     int64_t age;
     bsnap_t *broker = bridge_broker (self->bridge, OBSERVE_STALE_MS, &age);
     s_fill_edge (self, e, age);
-    ebuf_t out;
-    ebuf_init (&out, OBSERVE_METRICS_MAX);
+    buf_t out;
+    buf_init (&out, OBSERVE_METRICS_MAX);
     enum MHD_Result rc;
     if (prom_render (&out, e, broker) == 0) {
         char *text = out.data;
@@ -108,7 +108,7 @@ enum MHD_Result observe_metrics_route (edge_req_t *r)
     }
     else
         rc = edge_http_error (r, 500, "internal_error", "metrics too large", NULL);
-    ebuf_free (&out);
+    buf_free (&out);
     bsnap_release (&broker);
     free (e);
     return rc;

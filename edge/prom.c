@@ -41,75 +41,75 @@ void prom_edge_from (prom_edge_t *out, const emetrics_t *em)
 
 //  --------------------------------------------------------------- text
 
-int prom_label_value (ebuf_t *out, const char *s)
+int prom_label_value (buf_t *out, const char *s)
 {
     size_t run = 0, i = 0;
     for (; s[i]; i++) {
         const char *esc = s[i] == '\\' ? "\\\\" : s[i] == '"' ? "\\\"" : s[i] == '\n' ? "\\n" : NULL;
         if (!esc)
             continue;
-        if (ebuf_putn (out, s + run, i - run) || ebuf_puts (out, esc))
+        if (buf_append (out, s + run, i - run) || buf_puts (out, esc))
             return -1;
         run = i + 1;
     }
-    return ebuf_putn (out, s + run, i - run);
+    return buf_append (out, s + run, i - run);
 }
 
-static int s_family (ebuf_t *out, const char *name, const char *type, const char *help)
+static int s_family (buf_t *out, const char *name, const char *type, const char *help)
 {
-    return ebuf_printf (out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+    return buf_printf (out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
-static int s_double (ebuf_t *out, double v)
+static int s_double (buf_t *out, double v)
 {
     if (isnan (v))
-        return ebuf_puts (out, "NaN");
+        return buf_puts (out, "NaN");
     if (isinf (v))
-        return ebuf_puts (out, v > 0 ? "+Inf" : "-Inf");
+        return buf_puts (out, v > 0 ? "+Inf" : "-Inf");
     char text[40];
     if (v == floor (v) && fabs (v) < 9007199254740992.0)
         snprintf (text, sizeof text, "%.0f", v);        // integers exactly (up to 2^53)
     else
         snprintf (text, sizeof text, "%.15g", v);       // no binary noise (0.0802, not ...01)
-    return ebuf_puts (out, text);
+    return buf_puts (out, text);
 }
 
-static int s_labels (ebuf_t *out, const s_label_t *labels, size_t n)
+static int s_labels (buf_t *out, const s_label_t *labels, size_t n)
 {
     if (n == 0)
         return 0;
-    if (ebuf_putc (out, '{'))
+    if (buf_putc (out, '{'))
         return -1;
     for (size_t i = 0; i < n; i++)
-        if ((i && ebuf_putc (out, ',')) || ebuf_printf (out, "%s=\"", labels[i].key)
-            || prom_label_value (out, labels[i].value) || ebuf_putc (out, '"'))
+        if ((i && buf_putc (out, ',')) || buf_printf (out, "%s=\"", labels[i].key)
+            || prom_label_value (out, labels[i].value) || buf_putc (out, '"'))
             return -1;
-    return ebuf_putc (out, '}');
+    return buf_putc (out, '}');
 }
 
-static int s_sample (ebuf_t *out, const char *name, const s_label_t *labels, size_t n,
+static int s_sample (buf_t *out, const char *name, const s_label_t *labels, size_t n,
                      double v)
 {
-    return ebuf_puts (out, name) || s_labels (out, labels, n) || ebuf_putc (out, ' ')
-           || s_double (out, v) || ebuf_putc (out, '\n') ? -1 : 0;
+    return buf_puts (out, name) || s_labels (out, labels, n) || buf_putc (out, ' ')
+           || s_double (out, v) || buf_putc (out, '\n') ? -1 : 0;
 }
 
-static int s_sample_u (ebuf_t *out, const char *name, const s_label_t *labels, size_t n,
+static int s_sample_u (buf_t *out, const char *name, const s_label_t *labels, size_t n,
                        uint64_t v)
 {
-    return ebuf_puts (out, name) || s_labels (out, labels, n)
-           || ebuf_printf (out, " %llu\n", (unsigned long long) v) ? -1 : 0;
+    return buf_puts (out, name) || s_labels (out, labels, n)
+           || buf_printf (out, " %llu\n", (unsigned long long) v) ? -1 : 0;
 }
 
 //  A family with one unlabelled sample.
-static int s_single (ebuf_t *out, const char *name, const char *type, const char *help,
+static int s_single (buf_t *out, const char *name, const char *type, const char *help,
                      double v)
 {
     return s_family (out, name, type, help) || s_sample (out, name, NULL, 0, v) ? -1 : 0;
 }
 
 //  _bucket (cumulative, le in seconds), _sum and _count of one histogram series.
-static int s_hist (ebuf_t *out, const char *name, const s_label_t *labels, size_t n,
+static int s_hist (buf_t *out, const char *name, const s_label_t *labels, size_t n,
                    const prom_hist_t *h)
 {
     char series[128], le[32];
@@ -140,7 +140,7 @@ static int s_hist (ebuf_t *out, const char *name, const s_label_t *labels, size_
 
 //  --------------------------------------------------------------- edge
 
-static int s_edge_requests (ebuf_t *out, const prom_edge_t *e)
+static int s_edge_requests (buf_t *out, const prom_edge_t *e)
 {
     const char *name = "aigw_edge_http_requests_total";
     if (s_family (out, name, "counter", "HTTP requests answered by the edge, by route and status code."))
@@ -158,7 +158,7 @@ static int s_edge_requests (ebuf_t *out, const prom_edge_t *e)
     return 0;
 }
 
-static int s_edge_durations (ebuf_t *out, const prom_edge_t *e)
+static int s_edge_durations (buf_t *out, const prom_edge_t *e)
 {
     const char *name = "aigw_edge_http_request_duration_seconds";
     if (s_family (out, name, "histogram",
@@ -183,7 +183,7 @@ static int s_edge_durations (ebuf_t *out, const prom_edge_t *e)
            || s_hist (out, name, NULL, 0, &e->overhead) ? -1 : 0;
 }
 
-static int s_edge_link (ebuf_t *out, const prom_edge_t *e)
+static int s_edge_link (buf_t *out, const prom_edge_t *e)
 {
     return s_single (out, "aigw_edge_http_requests_in_flight", "gauge",
                      "Requests being handled now (event streams excluded).", (double) e->in_flight)
@@ -227,7 +227,7 @@ const char *const prom_auth_reasons[PROM_AUTH_REASONS] = {
     "insufficient_quota"
 };
 
-static int s_edge_keys (ebuf_t *out, const prom_edge_t *e)
+static int s_edge_keys (buf_t *out, const prom_edge_t *e)
 {
     static const char name[] = "aigw_edge_auth_requests_total";
     if (s_family (out, name, "counter", "Chat requests by the key check's verdict "
@@ -259,7 +259,7 @@ static int s_edge_keys (ebuf_t *out, const prom_edge_t *e)
                      (double) e->late_charges) ? -1 : 0;
 }
 
-static int s_edge_bridge (ebuf_t *out, const prom_edge_t *e)
+static int s_edge_bridge (buf_t *out, const prom_edge_t *e)
 {
     if (s_single (out, "aigw_edge_bridge_clients", "gauge",
                   "Browsers connected to /v1/aigw/events.", (double) e->bridge_clients)
@@ -287,7 +287,7 @@ static int s_edge_bridge (ebuf_t *out, const prom_edge_t *e)
 //  --------------------------------------------------------------- broker
 
 //  name{outcome} from the broker counters <prefix>_<outcome>.
-static int s_outcomes (ebuf_t *out, const bsnap_t *b, const char *name, const char *help,
+static int s_outcomes (buf_t *out, const bsnap_t *b, const char *name, const char *help,
                        const char *prefix, const char *const *outcomes, size_t n)
 {
     bool any = false;
@@ -367,7 +367,7 @@ static const char *s_help_of (const char *key)
 }
 
 //  Every other broker counter as aigw_broker_<name>_total (name sanitized).
-static int s_other_counters (ebuf_t *out, const bsnap_t *b)
+static int s_other_counters (buf_t *out, const bsnap_t *b)
 {
     for (size_t i = 0; i < b->ncounters; i++) {
         const char *key = b->counters[i].name;
@@ -435,7 +435,7 @@ static const s_field_t s_worker_fields[] = {
 };
 
 //  One family over n records of size stride: label key = each record's name.
-static int s_records (ebuf_t *out, const s_field_t *f, const char *label, const void *base,
+static int s_records (buf_t *out, const s_field_t *f, const char *label, const void *base,
                       size_t n, size_t stride)
 {
     bool any = false;
@@ -456,7 +456,7 @@ static int s_records (ebuf_t *out, const s_field_t *f, const char *label, const 
 
 //  A model's percentiles as a summary (quantile samples, plus _count when the broker
 //  says how many samples it has). Models without data (all zero or absent) are skipped.
-static int s_quantiles (ebuf_t *out, const bsnap_t *b, const char *name, const char *help,
+static int s_quantiles (buf_t *out, const bsnap_t *b, const char *name, const char *help,
                         size_t offset, bool with_count)
 {
     static const char *const q[] = { "0.5", "0.95", "0.99" };
@@ -486,7 +486,7 @@ static int s_quantiles (ebuf_t *out, const bsnap_t *b, const char *name, const c
 
 //  aigw_model_state{model, state}: 1 for the model's state, 0 for the others, for the
 //  models whose state the broker sent.
-static int s_model_state (ebuf_t *out, const bsnap_t *b)
+static int s_model_state (buf_t *out, const bsnap_t *b)
 {
     static const char name[] = "aigw_model_state";
     bool any = false;
@@ -509,7 +509,7 @@ static int s_model_state (ebuf_t *out, const bsnap_t *b)
     return 0;
 }
 
-static int s_broker_models (ebuf_t *out, const bsnap_t *b)
+static int s_broker_models (buf_t *out, const bsnap_t *b)
 {
     for (size_t i = 0; i < sizeof s_model_fields / sizeof s_model_fields[0]; i++)
         if (s_records (out, &s_model_fields[i], "model", b->models, b->nmodels, sizeof *b->models))
@@ -528,7 +528,7 @@ static int s_broker_models (ebuf_t *out, const bsnap_t *b)
                         offsetof (bsnap_model_t, ttft), false) ? -1 : 0;
 }
 
-static int s_broker (ebuf_t *out, const bsnap_t *b)
+static int s_broker (buf_t *out, const bsnap_t *b)
 {
     if (s_single (out, "aigw_broker_up", "gauge",
                   "1 if a broker metrics message arrived recently.", b ? 1 : 0))
@@ -552,7 +552,7 @@ static int s_broker (ebuf_t *out, const bsnap_t *b)
         || s_other_counters (out, b) || s_broker_models (out, b) ? -1 : 0;
 }
 
-int prom_render (ebuf_t *out, const prom_edge_t *edge, const bsnap_t *broker)
+int prom_render (buf_t *out, const prom_edge_t *edge, const bsnap_t *broker)
 {
     if (s_edge_requests (out, edge) || s_edge_durations (out, edge) || s_edge_link (out, edge)
         || s_edge_bridge (out, edge) || s_edge_keys (out, edge))

@@ -8,7 +8,7 @@
 #include <stdint.h>
 
 #include "bsnap.h"
-#include "ebuf.h"
+#include "buf.h"
 #include "emetrics.h"
 
 #define PROM_BRIDGE_TOPICS 4            // metrics, job, worker, edge
@@ -59,9 +59,9 @@ void prom_edge_from (prom_edge_t *out, const emetrics_t *em);
 
 //  Append the whole exposition to out. broker may be NULL (no fresh snapshot: only
 //  aigw_broker_up 0 is written for it). 0, or -1 if out hit its limit.
-int prom_render (ebuf_t *out, const prom_edge_t *edge, const bsnap_t *broker);
+int prom_render (buf_t *out, const prom_edge_t *edge, const bsnap_t *broker);
 
 //  Append s as a label value: backslash, double quote and newline escaped.
-int prom_label_value (ebuf_t *out, const char *s);
+int prom_label_value (buf_t *out, const char *s);
 
 #endif

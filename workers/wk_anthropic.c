@@ -20,7 +20,7 @@
 typedef struct {
     char *err;
     size_t errlen;
-    wk_buf_t system;            // joined system text
+    buf_t system;            // joined system text
 } s_tr_t;
 
 static int s_bad (s_tr_t *t, const char *fmt, ...) __attribute__ ((format (printf, 2, 3)));
@@ -35,10 +35,10 @@ static int s_bad (s_tr_t *t, const char *fmt, ...)
 
 //  ---- request: content
 
-static int s_text_into (s_tr_t *t, wk_buf_t *buf, const cJSON *content)
+static int s_text_into (s_tr_t *t, buf_t *buf, const cJSON *content)
 {
     if (cJSON_IsString (content)) {
-        if ((buf->len && wk_buf_puts (buf, "\n\n")) || wk_buf_puts (buf, content->valuestring))
+        if ((buf->len && buf_puts (buf, "\n\n")) || buf_puts (buf, content->valuestring))
             return s_bad (t, "system text too large");
         return 0;
     }
@@ -47,7 +47,7 @@ static int s_text_into (s_tr_t *t, wk_buf_t *buf, const cJSON *content)
         const char *text = S_STR (part, "text");
         if (!text)
             return s_bad (t, "system message parts must be text");
-        if ((buf->len && wk_buf_puts (buf, "\n\n")) || wk_buf_puts (buf, text))
+        if ((buf->len && buf_puts (buf, "\n\n")) || buf_puts (buf, text))
             return s_bad (t, "system text too large");
     }
     return 0;
@@ -349,11 +349,11 @@ static int s_translate (s_tr_t *t, const cJSON *root, cJSON *out)
 }
 
 int wk_anthropic_request (const char *req, size_t len, const char *upstream_model,
-                          uint32_t default_max_tokens, bool stream, wk_buf_t *out,
+                          uint32_t default_max_tokens, bool stream, buf_t *out,
                           char *err, size_t errlen)
 {
     s_tr_t t = { .err = err, .errlen = errlen };
-    wk_buf_init (&t.system, len + 1);
+    buf_init (&t.system, len + 1);
     cJSON *root = cJSON_ParseWithLength (req, len);
     cJSON *tr = cJSON_CreateObject ();
     int rc = -1;
@@ -368,12 +368,12 @@ int wk_anthropic_request (const char *req, size_t len, const char *upstream_mode
     if (s_translate (&t, root, tr))
         goto cleanup;
     char *text = cJSON_PrintUnformatted (tr);
-    rc = text && wk_buf_puts (out, text) == 0 ? 0 : s_bad (&t, "translated request too large");
+    rc = text && buf_puts (out, text) == 0 ? 0 : s_bad (&t, "translated request too large");
     free (text);
 cleanup:
     cJSON_Delete (root);
     cJSON_Delete (tr);
-    wk_buf_free (&t.system);
+    buf_free (&t.system);
     return rc;
 }
 
@@ -447,7 +447,7 @@ static int s_response (wk_compl_t *c, const cJSON *root, char *err, size_t errle
     return 0;
 }
 
-int wk_anthropic_response (const char *body, size_t len, int64_t created, wk_buf_t *out,
+int wk_anthropic_response (const char *body, size_t len, int64_t created, buf_t *out,
                            wk_usage_t *usage, char *err, size_t errlen)
 {
     return wk_upstream_translate (body, len, NULL, created, s_response, out, usage, err, errlen);
@@ -599,7 +599,7 @@ int wk_anthropic_stream_event (wk_stream_t *s, const char *event, const char *da
 
 //  ---- dialect
 
-static int s_build (const wk_attempt_t *a, const char *req, size_t len, wk_buf_t *out,
+static int s_build (const wk_attempt_t *a, const char *req, size_t len, buf_t *out,
                     char *err, size_t errlen)
 {
     const cfg_model_t *c = a->model->cfg;
@@ -607,7 +607,7 @@ static int s_build (const wk_attempt_t *a, const char *req, size_t len, wk_buf_t
                                  err, errlen);
 }
 
-static int s_full (const wk_attempt_t *a, const char *body, size_t len, wk_buf_t *out,
+static int s_full (const wk_attempt_t *a, const char *body, size_t len, buf_t *out,
                    const char **json, size_t *json_len, wk_usage_t *usage, char *err, size_t errlen)
 {
     if (wk_anthropic_response (body, len, a->created, out, usage, err, errlen))

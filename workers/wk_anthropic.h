@@ -7,7 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "wk_buf.h"
+#include "buf.h"
 #include "wk_compl.h"
 #include "wk_stream.h"
 
@@ -21,13 +21,13 @@
 //  top_p, stop -> stop_sequences, tools, tool_choice, user. Returns 0, or -1
 //  with a reason in err (a bad request).
 int wk_anthropic_request (const char *req, size_t len, const char *upstream_model,
-                          uint32_t default_max_tokens, bool stream, wk_buf_t *out,
+                          uint32_t default_max_tokens, bool stream, buf_t *out,
                           char *err, size_t errlen);
 
 //  Translate a 2xx Messages reply into an OpenAI chat.completion in out (text
 //  joined, tool_use blocks as tool_calls, stop_reason mapped, usage). Returns 0,
 //  or -1 with a reason in err.
-int wk_anthropic_response (const char *body, size_t len, int64_t created, wk_buf_t *out,
+int wk_anthropic_response (const char *body, size_t len, int64_t created, buf_t *out,
                            wk_usage_t *usage, char *err, size_t errlen);
 
 //  OpenAI finish_reason for an Anthropic stop_reason (NULL gives "stop").

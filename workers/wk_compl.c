@@ -13,8 +13,8 @@ void wk_compl_init (wk_compl_t *self, size_t max)
     memset (self, 0, sizeof *self);
     self->max = max;
     for (int i = 0; i < WK_COMPL_CHOICES; i++) {
-        wk_buf_init (&self->choice [i].content, max);
-        wk_buf_init (&self->choice [i].refusal, max);
+        buf_init (&self->choice [i].content, max);
+        buf_init (&self->choice [i].refusal, max);
     }
 }
 
@@ -23,9 +23,9 @@ static void s_tools_free (wk_compl_choice_t *c)
     if (!c->tools)
         return;
     for (uint32_t t = 0; t < WK_COMPL_TOOLS; t++) {
-        wk_buf_free (&c->tools [t].id);
-        wk_buf_free (&c->tools [t].name);
-        wk_buf_free (&c->tools [t].args);
+        buf_free (&c->tools [t].id);
+        buf_free (&c->tools [t].name);
+        buf_free (&c->tools [t].args);
     }
     free (c->tools);
     c->tools = NULL;
@@ -34,8 +34,8 @@ static void s_tools_free (wk_compl_choice_t *c)
 void wk_compl_free (wk_compl_t *self)
 {
     for (int i = 0; i < WK_COMPL_CHOICES; i++) {
-        wk_buf_free (&self->choice [i].content);
-        wk_buf_free (&self->choice [i].refusal);
+        buf_free (&self->choice [i].content);
+        buf_free (&self->choice [i].refusal);
         s_tools_free (&self->choice [i]);
     }
     self->nchoices = 0;
@@ -65,9 +65,9 @@ static wk_compl_choice_t *s_choice (wk_compl_t *self, uint32_t index)
 }
 
 //  Append under the shared cap.
-static int s_put (wk_compl_t *self, wk_buf_t *buf, const char *s, size_t len)
+static int s_put (wk_compl_t *self, buf_t *buf, const char *s, size_t len)
 {
-    if (len > self->max - self->held || wk_buf_append (buf, s, len))
+    if (len > self->max - self->held || buf_append (buf, s, len))
         return -1;
     self->held += len;
     return 0;
@@ -93,9 +93,9 @@ static int s_tools_alloc (wk_compl_t *self, wk_compl_choice_t *c)
     if (!c->tools)
         return -1;
     for (uint32_t t = 0; t < WK_COMPL_TOOLS; t++) {
-        wk_buf_init (&c->tools [t].id, WK_COMPL_META_MAX);
-        wk_buf_init (&c->tools [t].name, WK_COMPL_META_MAX);
-        wk_buf_init (&c->tools [t].args, self->max);
+        buf_init (&c->tools [t].id, WK_COMPL_META_MAX);
+        buf_init (&c->tools [t].name, WK_COMPL_META_MAX);
+        buf_init (&c->tools [t].args, self->max);
     }
     return 0;
 }
@@ -137,59 +137,59 @@ bool wk_compl_finished (const wk_compl_t *self)
 
 //  ---- rendering
 
-static int s_str (wk_buf_t *out, const wk_buf_t *b)
+static int s_str (buf_t *out, const buf_t *b)
 {
-    return wk_json_put_stringn (out, b->data ? b->data : "", b->len);
+    return buf_put_json_string (out, b->data ? b->data : "", b->len);
 }
 
-static int s_tool_calls (wk_buf_t *out, const wk_compl_choice_t *c)
+static int s_tool_calls (buf_t *out, const wk_compl_choice_t *c)
 {
-    int rc = wk_buf_puts (out, ",\"tool_calls\":[");
+    int rc = buf_puts (out, ",\"tool_calls\":[");
     for (uint32_t t = 0; t < c->ntools && rc == 0; t++) {
         const wk_compl_tool_t *tc = &c->tools [t];
         if (t)
-            rc = wk_buf_puts (out, ",");
+            rc = buf_puts (out, ",");
         if (rc == 0)
-            rc = wk_buf_puts (out, "{\"id\":");
+            rc = buf_puts (out, "{\"id\":");
         if (rc == 0)
             rc = s_str (out, &tc->id);
         if (rc == 0)
-            rc = wk_buf_puts (out, ",\"type\":\"function\",\"function\":{\"name\":");
+            rc = buf_puts (out, ",\"type\":\"function\",\"function\":{\"name\":");
         if (rc == 0)
             rc = s_str (out, &tc->name);
         if (rc == 0)
-            rc = wk_buf_puts (out, ",\"arguments\":");
+            rc = buf_puts (out, ",\"arguments\":");
         if (rc == 0)
             rc = s_str (out, &tc->args);
         if (rc == 0)
-            rc = wk_buf_puts (out, "}}");
+            rc = buf_puts (out, "}}");
     }
-    return rc ? rc : wk_buf_puts (out, "]");
+    return rc ? rc : buf_puts (out, "]");
 }
 
-static int s_render_choice (const wk_compl_choice_t *c, uint32_t index, wk_buf_t *out)
+static int s_render_choice (const wk_compl_choice_t *c, uint32_t index, buf_t *out)
 {
     char head [64];
     snprintf (head, sizeof head, "{\"index\":%" PRIu32 ",\"message\":{\"role\":\"assistant\","
               "\"content\":", index);
-    int rc = wk_buf_puts (out, head);
+    int rc = buf_puts (out, head);
     if (rc == 0)
-        rc = c->ntools && !c->content.len ? wk_buf_puts (out, "null") : s_str (out, &c->content);
+        rc = c->ntools && !c->content.len ? buf_puts (out, "null") : s_str (out, &c->content);
     if (rc == 0 && c->refusal.len) {
-        rc = wk_buf_puts (out, ",\"refusal\":");
+        rc = buf_puts (out, ",\"refusal\":");
         if (rc == 0)
             rc = s_str (out, &c->refusal);
     }
     if (rc == 0 && c->ntools)
         rc = s_tool_calls (out, c);
     if (rc == 0)
-        rc = wk_buf_puts (out, "},\"logprobs\":null,\"finish_reason\":");
+        rc = buf_puts (out, "},\"logprobs\":null,\"finish_reason\":");
     if (rc == 0)
-        rc = c->finish [0] ? wk_json_put_string (out, c->finish) : wk_buf_puts (out, "null");
-    return rc ? rc : wk_buf_puts (out, "}");
+        rc = c->finish [0] ? buf_put_json_str (out, c->finish) : buf_puts (out, "null");
+    return rc ? rc : buf_puts (out, "}");
 }
 
-static int s_render_usage (const wk_usage_t *u, wk_buf_t *out)
+static int s_render_usage (const wk_usage_t *u, buf_t *out)
 {
     if (!u->has)
         return 0;
@@ -197,97 +197,97 @@ static int s_render_usage (const wk_usage_t *u, wk_buf_t *out)
     snprintf (text, sizeof text, ",\"usage\":{\"prompt_tokens\":%" PRIu32 ",\"completion_tokens\":%"
               PRIu32 ",\"total_tokens\":%" PRIu64 "}", u->prompt_tokens, u->completion_tokens,
               (uint64_t) u->prompt_tokens + u->completion_tokens);
-    return wk_buf_puts (out, text);
+    return buf_puts (out, text);
 }
 
-int wk_compl_render (const wk_compl_t *self, wk_buf_t *out)
+int wk_compl_render (const wk_compl_t *self, buf_t *out)
 {
     char created [48];
     snprintf (created, sizeof created, ",\"created\":%" PRId64 ",\"model\":", self->created);
-    int rc = wk_buf_puts (out, "{\"id\":");
+    int rc = buf_puts (out, "{\"id\":");
     if (rc == 0)
-        rc = wk_json_put_string (out, self->id);
+        rc = buf_put_json_str (out, self->id);
     if (rc == 0)
-        rc = wk_buf_puts (out, ",\"object\":\"chat.completion\"");
+        rc = buf_puts (out, ",\"object\":\"chat.completion\"");
     if (rc == 0)
-        rc = wk_buf_puts (out, created);
+        rc = buf_puts (out, created);
     if (rc == 0)
-        rc = wk_json_put_string (out, self->model);
+        rc = buf_put_json_str (out, self->model);
     if (rc == 0 && self->fingerprint [0]) {
-        rc = wk_buf_puts (out, ",\"system_fingerprint\":");
+        rc = buf_puts (out, ",\"system_fingerprint\":");
         if (rc == 0)
-            rc = wk_json_put_string (out, self->fingerprint);
+            rc = buf_put_json_str (out, self->fingerprint);
     }
     if (rc == 0)
-        rc = wk_buf_puts (out, ",\"choices\":[");
+        rc = buf_puts (out, ",\"choices\":[");
     uint32_t n = self->nchoices ? self->nchoices : 1;
     for (uint32_t i = 0; i < n && rc == 0; i++) {
         if (i)
-            rc = wk_buf_puts (out, ",");
+            rc = buf_puts (out, ",");
         if (rc == 0)
             rc = s_render_choice (&self->choice [i], i, out);
     }
     if (rc == 0)
-        rc = wk_buf_puts (out, "]");
+        rc = buf_puts (out, "]");
     if (rc == 0)
         rc = s_render_usage (&self->usage, out);
-    return rc ? rc : wk_buf_puts (out, "}");
+    return rc ? rc : buf_puts (out, "}");
 }
 
-static int s_delta_tool (wk_buf_t *out, const wk_delta_t *d)
+static int s_delta_tool (buf_t *out, const wk_delta_t *d)
 {
     char head [64];
     snprintf (head, sizeof head, ",\"tool_calls\":[{\"index\":%" PRIu32, d->tool_index);
-    int rc = wk_buf_puts (out, head);
+    int rc = buf_puts (out, head);
     if (rc == 0 && d->tool_id) {
-        rc = wk_buf_puts (out, ",\"id\":");
+        rc = buf_puts (out, ",\"id\":");
         if (rc == 0)
-            rc = wk_json_put_string (out, d->tool_id);
+            rc = buf_put_json_str (out, d->tool_id);
         if (rc == 0)
-            rc = wk_buf_puts (out, ",\"type\":\"function\"");
+            rc = buf_puts (out, ",\"type\":\"function\"");
     }
     if (rc == 0)
-        rc = wk_buf_puts (out, ",\"function\":{");
+        rc = buf_puts (out, ",\"function\":{");
     if (rc == 0 && d->tool_name) {
-        rc = wk_buf_puts (out, "\"name\":");
+        rc = buf_puts (out, "\"name\":");
         if (rc == 0)
-            rc = wk_json_put_string (out, d->tool_name);
+            rc = buf_put_json_str (out, d->tool_name);
         if (rc == 0)
-            rc = wk_buf_puts (out, ",");
+            rc = buf_puts (out, ",");
     }
     if (rc == 0)
-        rc = wk_buf_puts (out, "\"arguments\":");
+        rc = buf_puts (out, "\"arguments\":");
     if (rc == 0)
-        rc = wk_json_put_stringn (out, d->tool_args ? d->tool_args : "",
+        rc = buf_put_json_string (out, d->tool_args ? d->tool_args : "",
                                   d->tool_args ? d->tool_args_len : 0);
-    return rc ? rc : wk_buf_puts (out, "}}]");
+    return rc ? rc : buf_puts (out, "}}]");
 }
 
 //  The delta object's members, after its opening brace.
-static int s_delta_body (wk_buf_t *out, const wk_delta_t *d)
+static int s_delta_body (buf_t *out, const wk_delta_t *d)
 {
     bool first = true;
     int rc = 0;
     if (d->role) {
-        rc = wk_buf_puts (out, "\"role\":\"assistant\"");
+        rc = buf_puts (out, "\"role\":\"assistant\"");
         first = false;
     }
     if (rc == 0 && d->content) {
-        rc = wk_buf_puts (out, first ? "\"content\":" : ",\"content\":");
+        rc = buf_puts (out, first ? "\"content\":" : ",\"content\":");
         if (rc == 0)
-            rc = wk_json_put_stringn (out, d->content, d->content_len);
+            rc = buf_put_json_string (out, d->content, d->content_len);
         first = false;
     }
     if (rc == 0 && d->tool) {
         if (first)
-            rc = wk_buf_puts (out, "\"content\":null");
+            rc = buf_puts (out, "\"content\":null");
         if (rc == 0)
             rc = s_delta_tool (out, d);
     }
     return rc;
 }
 
-int wk_chunk_render (wk_buf_t *out, const char *id, const char *model, int64_t created,
+int wk_chunk_render (buf_t *out, const char *id, const char *model, int64_t created,
                      const wk_delta_t *d)
 {
     char mid [96];
@@ -295,20 +295,20 @@ int wk_chunk_render (wk_buf_t *out, const char *id, const char *model, int64_t c
               ",\"model\":", created);
     char choice [64];
     snprintf (choice, sizeof choice, ",\"choices\":[{\"index\":%" PRIu32 ",\"delta\":{", d->index);
-    int rc = wk_buf_puts (out, "{\"id\":");
+    int rc = buf_puts (out, "{\"id\":");
     if (rc == 0)
-        rc = wk_json_put_string (out, id ? id : "");
+        rc = buf_put_json_str (out, id ? id : "");
     if (rc == 0)
-        rc = wk_buf_puts (out, mid);
+        rc = buf_puts (out, mid);
     if (rc == 0)
-        rc = wk_json_put_string (out, model ? model : "");
+        rc = buf_put_json_str (out, model ? model : "");
     if (rc == 0)
-        rc = wk_buf_puts (out, choice);
+        rc = buf_puts (out, choice);
     if (rc == 0)
         rc = s_delta_body (out, d);
     if (rc == 0)
-        rc = wk_buf_puts (out, "},\"logprobs\":null,\"finish_reason\":");
+        rc = buf_puts (out, "},\"logprobs\":null,\"finish_reason\":");
     if (rc == 0)
-        rc = d->finish ? wk_json_put_string (out, d->finish) : wk_buf_puts (out, "null");
-    return rc ? rc : wk_buf_puts (out, "}]}");
+        rc = d->finish ? buf_put_json_str (out, d->finish) : buf_puts (out, "null");
+    return rc ? rc : buf_puts (out, "}]}");
 }

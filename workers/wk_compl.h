@@ -6,7 +6,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-#include "wk_buf.h"
+#include "buf.h"
 
 #define WK_COMPL_CHOICES 16     // choice indexes 0..15
 #define WK_COMPL_TOOLS 128      // tool call indexes 0..127 per choice
@@ -19,14 +19,14 @@ typedef struct {
 } wk_usage_t;
 
 typedef struct {
-    wk_buf_t id;
-    wk_buf_t name;
-    wk_buf_t args;              // function arguments, concatenated as they come
+    buf_t id;
+    buf_t name;
+    buf_t args;              // function arguments, concatenated as they come
 } wk_compl_tool_t;
 
 typedef struct {
-    wk_buf_t content;
-    wk_buf_t refusal;
+    buf_t content;
+    buf_t refusal;
     wk_compl_tool_t *tools;     // WK_COMPL_TOOLS slots, allocated at the first call
     uint32_t ntools;            // highest tool index + 1
     char finish [32];           // finish_reason, "" while none
@@ -69,7 +69,7 @@ bool wk_compl_finished (const wk_compl_t *self);
 
 //  Render the chat.completion JSON (at least one choice; content null when a
 //  choice has only tool calls; usage when known). 0 / -1 (out's cap).
-int wk_compl_render (const wk_compl_t *self, wk_buf_t *out);
+int wk_compl_render (const wk_compl_t *self, buf_t *out);
 
 //  One choice delta of a chat.completion.chunk.
 typedef struct {
@@ -87,7 +87,7 @@ typedef struct {
 } wk_delta_t;
 
 //  Append a chat.completion.chunk with one choice. 0 / -1 (out's cap).
-int wk_chunk_render (wk_buf_t *out, const char *id, const char *model, int64_t created,
+int wk_chunk_render (buf_t *out, const char *id, const char *model, int64_t created,
                      const wk_delta_t *d);
 
 #endif

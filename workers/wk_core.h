@@ -10,7 +10,7 @@
 
 #include "aigw.pb-c.h"
 #include "config.h"
-#include "wk_buf.h"
+#include "buf.h"
 #include "wk_compl.h"
 #include "wk_retry.h"
 
@@ -96,7 +96,7 @@ struct wk_attempt {
     CURL *easy;                 // NULL when no transfer
     char *req_body;             // rewritten request (owned)
     size_t req_len;
-    wk_buf_t resp;              // response body (non-streamed or error), capped
+    buf_t resp;              // response body (non-streamed or error), capped
     uint64_t resp_total;        // body bytes received
     long status;                // HTTP status when the body started, 0 before
     wk_stream_t *st;            // streamed reply state (owned), NULL if not streaming

@@ -5,7 +5,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
-#include "wk_buf.h"
+#include "buf.h"
 
 #define WK_JSON_DEPTH 64        // deepest nesting accepted
 #define WK_JSON_MEMBERS 256     // most top-level members accepted
@@ -24,10 +24,6 @@ int wk_json_members (const char *js, size_t len, wk_json_member_t *out, size_t m
 //  True if the member's key is exactly "name" (compared as raw text).
 bool wk_json_key_is (const char *js, const wk_json_member_t *m, const char *name);
 
-//  Append s as a quoted JSON string. Returns 0 or -1 (buffer limit).
-int wk_json_put_string (wk_buf_t *out, const char *s);
-
-//  Same for len bytes of s (a NUL inside is escaped as \u0000).
-int wk_json_put_stringn (wk_buf_t *out, const char *s, size_t len);
+//  (Quoted JSON strings: buf_put_json_string / buf_put_json_str in common/buf.h.)
 
 #endif

@@ -8,13 +8,13 @@
 void wk_ndjson_init (wk_ndjson_t *self, size_t max_line)
 {
     memset (self, 0, sizeof *self);
-    wk_buf_init (&self->line, max_line);
+    buf_init (&self->line, max_line);
     self->max_line = max_line;
 }
 
 void wk_ndjson_free (wk_ndjson_t *self)
 {
-    wk_buf_free (&self->line);
+    buf_free (&self->line);
 }
 
 static int s_too_long (wk_ndjson_t *self)
@@ -40,14 +40,14 @@ int wk_ndjson_feed (wk_ndjson_t *self, const char *bytes, size_t len, wk_ndjson_
     while (p < end) {
         const char *eol = memchr (p, '\n', (size_t) (end - p));
         if (!eol) {
-            if (wk_buf_append (&self->line, p, (size_t) (end - p)))
+            if (buf_append (&self->line, p, (size_t) (end - p)))
                 return s_too_long (self);
             return 0;
         }
         const char *line = p;
         size_t line_len = (size_t) (eol - p);
         if (self->line.len) {
-            if (wk_buf_append (&self->line, p, line_len))
+            if (buf_append (&self->line, p, line_len))
                 return s_too_long (self);
             line = self->line.data;
             line_len = self->line.len;
@@ -57,7 +57,7 @@ int wk_ndjson_feed (wk_ndjson_t *self, const char *bytes, size_t len, wk_ndjson_
             return s_too_long (self);
         p = eol + 1;
         int rc = s_line (line, line_len, fn, arg);
-        wk_buf_reset (&self->line);
+        buf_reset (&self->line);
         if (rc)
             return rc;
     }
@@ -69,6 +69,6 @@ int wk_ndjson_finish (wk_ndjson_t *self, wk_ndjson_fn fn, void *arg)
     if (!self->line.len)
         return 0;
     int rc = s_line (self->line.data, self->line.len, fn, arg);
-    wk_buf_reset (&self->line);
+    buf_reset (&self->line);
     return rc;
 }

@@ -5,7 +5,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
-#include "wk_buf.h"
+#include "buf.h"
 
 #define WK_NDJSON_BAD (-1)
 
@@ -14,7 +14,7 @@
 typedef int (*wk_ndjson_fn) (void *arg, const char *line, size_t len);
 
 typedef struct {
-    wk_buf_t line;              // unterminated line carried to the next feed
+    buf_t line;              // unterminated line carried to the next feed
     size_t max_line;
     char error [96];
 } wk_ndjson_t;

@@ -29,7 +29,7 @@ static int s_bad (char *err, size_t errlen, const char *fmt, ...)
 //  ---- request
 
 //  Content parts: text joined by newlines into text, data-URL images into images.
-static int s_parts (const cJSON *parts, wk_buf_t *text, cJSON *images, char *err, size_t errlen)
+static int s_parts (const cJSON *parts, buf_t *text, cJSON *images, char *err, size_t errlen)
 {
     const cJSON *part;
     cJSON_ArrayForEach (part, parts) {
@@ -37,7 +37,7 @@ static int s_parts (const cJSON *parts, wk_buf_t *text, cJSON *images, char *err
         const char *url = S_STR (S_GET (part, "image_url"), "url");
         const char *b64 = url ? strstr (url, ";base64,") : NULL;
         if (type && strcmp (type, "text") == 0 && S_STR (part, "text")) {
-            if ((text->len && wk_buf_puts (text, "\n")) || wk_buf_puts (text, S_STR (part, "text")))
+            if ((text->len && buf_puts (text, "\n")) || buf_puts (text, S_STR (part, "text")))
                 return s_bad (err, errlen, "message text too large");
         }
         else
@@ -85,8 +85,8 @@ static int s_message (const cJSON *m, cJSON *msgs, size_t max, char *err, size_t
     }
     else
     if (cJSON_IsArray (content)) {
-        wk_buf_t text;
-        wk_buf_init (&text, max);
+        buf_t text;
+        buf_init (&text, max);
         cJSON *images = cJSON_CreateArray ();
         int rc = s_parts (content, &text, images, err, errlen);
         cJSON_AddStringToObject (out, "content", text.data ? text.data : "");
@@ -94,7 +94,7 @@ static int s_message (const cJSON *m, cJSON *msgs, size_t max, char *err, size_t
             cJSON_AddItemToObject (out, "images", images);
         else
             cJSON_Delete (images);
-        wk_buf_free (&text);
+        buf_free (&text);
         if (rc)
             return -1;
     }
@@ -173,7 +173,7 @@ static int s_translate (const cJSON *root, cJSON *out, size_t max, char *err, si
 }
 
 int wk_ollama_request (const char *req, size_t len, const char *upstream_model, bool stream,
-                       wk_buf_t *out, char *err, size_t errlen)
+                       buf_t *out, char *err, size_t errlen)
 {
     cJSON *root = cJSON_ParseWithLength (req, len);
     cJSON *tr = cJSON_CreateObject ();
@@ -185,7 +185,7 @@ int wk_ollama_request (const char *req, size_t len, const char *upstream_model, 
         cJSON_AddBoolToObject (tr, "stream", stream);
         if (s_translate (root, tr, len + 1, err, errlen) == 0) {
             char *text = cJSON_PrintUnformatted (tr);
-            rc = text && wk_buf_puts (out, text) == 0
+            rc = text && buf_puts (out, text) == 0
                ? 0 : s_bad (err, errlen, "translated request too large");
             free (text);
         }
@@ -254,7 +254,7 @@ static int s_response (wk_compl_t *c, const cJSON *root, char *err, size_t errle
 }
 
 int wk_ollama_response (const char *body, size_t len, const char *id, int64_t created,
-                        wk_buf_t *out, wk_usage_t *usage, char *err, size_t errlen)
+                        buf_t *out, wk_usage_t *usage, char *err, size_t errlen)
 {
     return wk_upstream_translate (body, len, id, created, s_response, out, usage, err, errlen);
 }
@@ -337,7 +337,7 @@ static void s_id (const wk_attempt_t *a, char *id, size_t len)
     snprintf (id, len, "chatcmpl-ollama-%016" PRIx64, a->attempt_id);
 }
 
-static int s_build (const wk_attempt_t *a, const char *req, size_t len, wk_buf_t *out,
+static int s_build (const wk_attempt_t *a, const char *req, size_t len, buf_t *out,
                     char *err, size_t errlen)
 {
     if (wk_ollama_request (req, len, a->model->cfg->upstream_model, a->stream, out, err, errlen))
@@ -350,7 +350,7 @@ static int s_build (const wk_attempt_t *a, const char *req, size_t len, wk_buf_t
     return 0;
 }
 
-static int s_full (const wk_attempt_t *a, const char *body, size_t len, wk_buf_t *out,
+static int s_full (const wk_attempt_t *a, const char *body, size_t len, buf_t *out,
                    const char **json, size_t *json_len, wk_usage_t *usage, char *err, size_t errlen)
 {
     char id [48];

@@ -7,7 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "wk_buf.h"
+#include "buf.h"
 #include "wk_compl.h"
 #include "wk_stream.h"
 
@@ -17,12 +17,12 @@
 //  num_predict, stop, presence/frequency_penalty}, tools, format from
 //  response_format}. Returns 0, or -1 with a reason in err (a bad request).
 int wk_ollama_request (const char *req, size_t len, const char *upstream_model, bool stream,
-                       wk_buf_t *out, char *err, size_t errlen);
+                       buf_t *out, char *err, size_t errlen);
 
 //  Translate a 2xx non-streamed /api/chat reply into a chat.completion with the
 //  given id and created. Returns 0, or -1 with a reason in err.
 int wk_ollama_response (const char *body, size_t len, const char *id, int64_t created,
-                        wk_buf_t *out, wk_usage_t *usage, char *err, size_t errlen);
+                        buf_t *out, wk_usage_t *usage, char *err, size_t errlen);
 
 //  Stream event handler (wk_stream_event_fn) for one NDJSON line: content and
 //  tool calls become chunks, done:true gives the finish chunk and usage and

@@ -15,38 +15,38 @@
 
 //  ---- request rewriting
 
-static int s_put_member (wk_buf_t *out, const char *req, const wk_json_member_t *m,
+static int s_put_member (buf_t *out, const char *req, const wk_json_member_t *m,
                          const char *value, size_t value_len, bool *first)
 {
-    if (!*first && wk_buf_append (out, ",", 1))
+    if (!*first && buf_append (out, ",", 1))
         return -1;
     *first = false;
-    if (wk_buf_append (out, req + m->key_off, m->key_len) || wk_buf_append (out, ":", 1))
+    if (buf_append (out, req + m->key_off, m->key_len) || buf_append (out, ":", 1))
         return -1;
-    return wk_buf_append (out, value, value_len);
+    return buf_append (out, value, value_len);
 }
 
-static int s_put_model (wk_buf_t *out, const char *upstream_model, bool *first)
+static int s_put_model (buf_t *out, const char *upstream_model, bool *first)
 {
-    if (!*first && wk_buf_append (out, ",", 1))
+    if (!*first && buf_append (out, ",", 1))
         return -1;
     *first = false;
-    if (wk_buf_puts (out, "\"model\":"))
+    if (buf_puts (out, "\"model\":"))
         return -1;
-    return wk_json_put_string (out, upstream_model);
+    return buf_put_json_str (out, upstream_model);
 }
 
-static int s_put_stream (wk_buf_t *out, bool stream, bool *first)
+static int s_put_stream (buf_t *out, bool stream, bool *first)
 {
-    if (!*first && wk_buf_append (out, ",", 1))
+    if (!*first && buf_append (out, ",", 1))
         return -1;
     *first = false;
-    return wk_buf_puts (out, stream ? "\"stream\":true,\"stream_options\":{\"include_usage\":true}"
+    return buf_puts (out, stream ? "\"stream\":true,\"stream_options\":{\"include_usage\":true}"
                                     : "\"stream\":false");
 }
 
 int wk_openai_rewrite (const char *req, size_t len, const char *upstream_model, bool stream,
-                       wk_buf_t *out, const char **err)
+                       buf_t *out, const char **err)
 {
     wk_json_member_t members [WK_JSON_MEMBERS];
     int n = wk_json_members (req, len, members, WK_JSON_MEMBERS);
@@ -58,7 +58,7 @@ int wk_openai_rewrite (const char *req, size_t len, const char *upstream_model, 
     bool first = true;
     bool have_model = false;
     bool have_stream = false;
-    int rc = wk_buf_append (out, "{", 1);
+    int rc = buf_append (out, "{", 1);
     for (int i = 0; i < n && rc == 0; i++) {
         const wk_json_member_t *m = &members [i];
         if (wk_json_key_is (req, m, "model")) {
@@ -79,7 +79,7 @@ int wk_openai_rewrite (const char *req, size_t len, const char *upstream_model, 
     if (rc == 0 && !have_stream && stream)
         rc = s_put_stream (out, stream, &first);
     if (rc == 0)
-        rc = wk_buf_append (out, "}", 1);
+        rc = buf_append (out, "}", 1);
     if (rc)
         *err = "out of memory rewriting the request";
     return rc;
@@ -339,7 +339,7 @@ int wk_openai_stream_event (wk_stream_t *s, const char *event, const char *data,
 
 //  ---- dialect
 
-static int s_build (const wk_attempt_t *a, const char *req, size_t len, wk_buf_t *out,
+static int s_build (const wk_attempt_t *a, const char *req, size_t len, buf_t *out,
                     char *err, size_t errlen)
 {
     const char *why = NULL;
@@ -349,7 +349,7 @@ static int s_build (const wk_attempt_t *a, const char *req, size_t len, wk_buf_t
     return -1;
 }
 
-static int s_full (const wk_attempt_t *a, const char *body, size_t len, wk_buf_t *out,
+static int s_full (const wk_attempt_t *a, const char *body, size_t len, buf_t *out,
                    const char **json, size_t *json_len, wk_usage_t *usage, char *err, size_t errlen)
 {
     wk_openai_reply_t r;

@@ -8,7 +8,7 @@
 #include <stdint.h>
 
 #include "aigw.pb-c.h"
-#include "wk_buf.h"
+#include "buf.h"
 #include "wk_stream.h"
 
 #define WK_OPENAI_DETAIL_MAX 200    // upstream error text kept in a reason
@@ -31,7 +31,7 @@ typedef struct {
 //  stream_options and "aigw" are dropped); every other member is copied byte
 //  for byte. Returns 0, or -1 with *err set to a static reason.
 int wk_openai_rewrite (const char *req, size_t len, const char *upstream_model, bool stream,
-                       wk_buf_t *out, const char **err);
+                       buf_t *out, const char **err);
 
 //  Classify a complete upstream reply (body need not be NUL-terminated).
 //  Returns 0 when it is a 2xx JSON object with a choices array (usage parsed

@@ -74,7 +74,7 @@ int wk_sim_prompt_tokens (const char *req, size_t len, uint32_t *tokens)
     return 0;
 }
 
-int wk_sim_build_response (wk_buf_t *out, uint64_t attempt_id, const char *model,
+int wk_sim_build_response (buf_t *out, uint64_t attempt_id, const char *model,
                            const char *text, int64_t created,
                            uint32_t prompt_tokens, uint32_t completion_tokens)
 {
@@ -88,11 +88,11 @@ int wk_sim_build_response (wk_buf_t *out, uint64_t attempt_id, const char *model
               "\"usage\":{\"prompt_tokens\":%" PRIu32 ",\"completion_tokens\":%" PRIu32
               ",\"total_tokens\":%" PRIu64 "}}",
               prompt_tokens, completion_tokens, (uint64_t) prompt_tokens + completion_tokens);
-    if (wk_buf_puts (out, head)
-    ||  wk_json_put_string (out, model)
-    ||  wk_buf_puts (out, ",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":")
-    ||  wk_json_put_string (out, text)
-    ||  wk_buf_puts (out, tail))
+    if (buf_puts (out, head)
+    ||  buf_put_json_str (out, model)
+    ||  buf_puts (out, ",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":")
+    ||  buf_put_json_str (out, text)
+    ||  buf_puts (out, tail))
         return -1;
     return 0;
 }
@@ -117,7 +117,7 @@ size_t wk_sim_piece (const char *text, size_t len, size_t pos)
     return q == len ? len : p;
 }
 
-int wk_sim_build_chunk (wk_buf_t *out, uint64_t attempt_id, const char *model, int64_t created,
+int wk_sim_build_chunk (buf_t *out, uint64_t attempt_id, const char *model, int64_t created,
                         bool role, const char *piece, size_t len, const char *finish)
 {
     char id [48];
@@ -155,13 +155,13 @@ static int s_start (worker_t *w, wk_attempt_t *a, const char *req, size_t req_le
 static void s_result (worker_t *w, wk_attempt_t *a)
 {
     const cfg_model_t *m = a->model->cfg;
-    wk_buf_t buf;
-    wk_buf_init (&buf, WK_SIM_MAX_REPLY);
+    buf_t buf;
+    buf_init (&buf, WK_SIM_MAX_REPLY);
     uint32_t completion = wk_sim_count_words (m->text, strlen (m->text));
     if (wk_sim_build_response (&buf, a->attempt_id, m->name, m->text, a->created,
                                a->prompt_tokens, completion)) {
         wk_reply_error (w, a, AIGW__ERROR_CODE__ERR_INTERNAL, 0, "sim: out of memory");
-        wk_buf_free (&buf);
+        buf_free (&buf);
         return;
     }
     Aigw__Usage usage = AIGW__USAGE__INIT;
@@ -170,7 +170,7 @@ static void s_result (worker_t *w, wk_attempt_t *a)
     usage.has_completion_tokens = true;
     usage.completion_tokens = completion;
     wk_reply_result (w, a, buf.data, buf.len, &usage);
-    wk_buf_free (&buf);
+    buf_free (&buf);
 }
 
 //  Send one CHUNK: text[from..to) or, with finish, the closing chunk. 0, or -1
@@ -178,13 +178,13 @@ static void s_result (worker_t *w, wk_attempt_t *a)
 static int s_chunk (worker_t *w, wk_attempt_t *a, size_t from, size_t to, const char *finish)
 {
     const cfg_model_t *m = a->model->cfg;
-    wk_buf_t buf;
-    wk_buf_init (&buf, WK_SIM_MAX_REPLY);
+    buf_t buf;
+    buf_init (&buf, WK_SIM_MAX_REPLY);
     int rc = wk_sim_build_chunk (&buf, a->attempt_id, m->name, a->created, a->chunk_seq == 0,
                                  finish ? NULL : m->text + from, to - from, finish);
     if (rc == 0)
         rc = wk_reply_chunk (w, a, buf.data, buf.len);
-    wk_buf_free (&buf);
+    buf_free (&buf);
     if (rc)
         wk_reply_error (w, a, AIGW__ERROR_CODE__ERR_INTERNAL, 0,
                         "cannot send CHUNK %u to the broker (send queue full)", a->chunk_seq);

@@ -8,7 +8,7 @@
 #include <stdint.h>
 
 #include "config.h"
-#include "wk_buf.h"
+#include "buf.h"
 
 #define WK_SIM_MAX_LATENCY_MS 3600000u   // draws are clamped to one hour
 
@@ -36,7 +36,7 @@ int wk_sim_prompt_tokens (const char *req, size_t len, uint32_t *tokens);
 
 //  Append an OpenAI chat.completion JSON (id, object, created, model, one
 //  assistant choice with finish_reason stop, usage). Returns 0 / -1.
-int wk_sim_build_response (wk_buf_t *out, uint64_t attempt_id, const char *model,
+int wk_sim_build_response (buf_t *out, uint64_t attempt_id, const char *model,
                            const char *text, int64_t created,
                            uint32_t prompt_tokens, uint32_t completion_tokens);
 
@@ -47,7 +47,7 @@ size_t wk_sim_piece (const char *text, size_t len, size_t pos);
 
 //  Append a chat.completion.chunk for a sim stream: one content piece, or (piece
 //  NULL) an empty delta with finish. role adds "role":"assistant". 0 / -1.
-int wk_sim_build_chunk (wk_buf_t *out, uint64_t attempt_id, const char *model, int64_t created,
+int wk_sim_build_chunk (buf_t *out, uint64_t attempt_id, const char *model, int64_t created,
                         bool role, const char *piece, size_t len, const char *finish);
 
 #endif

@@ -8,15 +8,15 @@
 void wk_sse_init (wk_sse_t *self, size_t max_line, size_t max_event)
 {
     memset (self, 0, sizeof *self);
-    wk_buf_init (&self->line, max_line);
-    wk_buf_init (&self->data, max_event);
+    buf_init (&self->line, max_line);
+    buf_init (&self->data, max_event);
     self->max_line = max_line;
 }
 
 void wk_sse_free (wk_sse_t *self)
 {
-    wk_buf_free (&self->line);
-    wk_buf_free (&self->data);
+    buf_free (&self->line);
+    buf_free (&self->data);
 }
 
 bool wk_sse_pending (const wk_sse_t *self)
@@ -49,7 +49,7 @@ static int s_dispatch (wk_sse_t *self, wk_sse_fn fn, void *arg)
     int rc = 0;
     if (self->have_data)
         rc = fn (arg, self->event, self->data.data ? self->data.data : "", self->data.len);
-    wk_buf_reset (&self->data);
+    buf_reset (&self->data);
     self->have_data = false;
     self->event [0] = 0;
     return rc;
@@ -57,8 +57,8 @@ static int s_dispatch (wk_sse_t *self, wk_sse_fn fn, void *arg)
 
 static int s_data (wk_sse_t *self, const char *value, size_t len)
 {
-    if ((self->have_data && wk_buf_append (&self->data, "\n", 1))
-    ||  wk_buf_append (&self->data, value, len)) {
+    if ((self->have_data && buf_append (&self->data, "\n", 1))
+    ||  buf_append (&self->data, value, len)) {
         snprintf (self->error, sizeof self->error, "SSE event larger than %zu bytes",
                   self->data.max);
         return WK_SSE_BAD;
@@ -124,14 +124,14 @@ int wk_sse_feed (wk_sse_t *self, const char *bytes, size_t len, wk_sse_fn fn, vo
         }
         const char *eol = s_eol (p, end);
         if (eol == end) {
-            if (wk_buf_append (&self->line, p, (size_t) (end - p)))
+            if (buf_append (&self->line, p, (size_t) (end - p)))
                 return s_too_long (self);
             return 0;
         }
         const char *line = p;
         size_t line_len = (size_t) (eol - p);
         if (self->line.len) {       // the line began in an earlier feed
-            if (wk_buf_append (&self->line, p, line_len))
+            if (buf_append (&self->line, p, line_len))
                 return s_too_long (self);
             line = self->line.data;
             line_len = self->line.len;
@@ -142,7 +142,7 @@ int wk_sse_feed (wk_sse_t *self, const char *bytes, size_t len, wk_sse_fn fn, vo
         self->skip_lf = *eol == '\r';
         p = eol + 1;
         int rc = s_line (self, line, line_len, fn, arg);
-        wk_buf_reset (&self->line);
+        buf_reset (&self->line);
         if (rc)
             return rc;
     }

@@ -5,7 +5,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
-#include "wk_buf.h"
+#include "buf.h"
 
 #define WK_SSE_EVENT_NAME_MAX 64    // longest "event:" value accepted
 #define WK_SSE_BAD (-1)             // wk_sse_feed: the bytes are not SSE (see error)
@@ -17,8 +17,8 @@
 typedef int (*wk_sse_fn) (void *arg, const char *event, const char *data, size_t len);
 
 typedef struct {
-    wk_buf_t line;              // unterminated line carried to the next feed
-    wk_buf_t data;              // data lines of the event being read
+    buf_t line;              // unterminated line carried to the next feed
+    buf_t data;              // data lines of the event being read
     char event [WK_SSE_EVENT_NAME_MAX];
     bool have_data;             // a data line was seen since the last dispatch
     bool skip_lf;               // the last line ended with CR: a leading LF is its tail

@@ -19,7 +19,7 @@ void wk_stream_init (wk_stream_t *s, wk_framing_t framing, wk_stream_event_fn on
     s->emit_arg = emit_arg;
     wk_compl_init (&s->compl, max_bytes);
     s->compl.created = created;
-    wk_buf_init (&s->scratch, line_max + 4096);
+    buf_init (&s->scratch, line_max + 4096);
     for (int i = 0; i < WK_STREAM_BLOCKS; i++)
         s->block_tool [i] = -1;
 }
@@ -29,7 +29,7 @@ void wk_stream_free (wk_stream_t *s)
     wk_sse_free (&s->sse);
     wk_ndjson_free (&s->nd);
     wk_compl_free (&s->compl);
-    wk_buf_free (&s->scratch);
+    buf_free (&s->scratch);
 }
 
 int wk_stream_fail (wk_stream_t *s, const char *fmt, ...)
@@ -113,14 +113,14 @@ int wk_stream_emit (wk_stream_t *s, const char *json, size_t len)
 int wk_stream_emit_delta (wk_stream_t *s, wk_delta_t *d)
 {
     d->role = !s->role_sent;
-    wk_buf_reset (&s->scratch);
+    buf_reset (&s->scratch);
     if (wk_chunk_render (&s->scratch, s->compl.id, s->compl.model, s->compl.created, d))
         return wk_stream_fail (s, "stream chunk larger than %zu bytes", s->scratch.max);
     s->role_sent = true;
     return wk_stream_emit (s, s->scratch.data, s->scratch.len);
 }
 
-int wk_stream_result (const wk_stream_t *s, wk_buf_t *out)
+int wk_stream_result (const wk_stream_t *s, buf_t *out)
 {
     return wk_compl_render (&s->compl, out);
 }

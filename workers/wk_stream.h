@@ -37,7 +37,7 @@ struct wk_stream {
     wk_emit_fn emit;
     void *emit_arg;
     wk_compl_t compl;           // the reply assembled so far
-    wk_buf_t scratch;           // synthesized chunk being rendered
+    buf_t scratch;           // synthesized chunk being rendered
     uint32_t chunks;            // chunks emitted
     uint32_t events;            // events handled
     bool ended;                 // the dialect's end marker was seen
@@ -79,6 +79,6 @@ int wk_stream_emit (wk_stream_t *s, const char *json, size_t len);
 int wk_stream_emit_delta (wk_stream_t *s, wk_delta_t *d);
 
 //  Render the assembled chat.completion. 0 / -1.
-int wk_stream_result (const wk_stream_t *s, wk_buf_t *out);
+int wk_stream_result (const wk_stream_t *s, buf_t *out);
 
 #endif

@@ -103,17 +103,17 @@ static int s_prepare (worker_t *w, wk_attempt_t *a, const char *req, size_t req_
         wk_stream_init (a->st, d->framing, d->event, c->max_response_bytes, a->created, s_emit, a);
         a->st->finish_ends = d->finish_ends;
     }
-    wk_buf_t body;
-    wk_buf_init (&body, req_len * 2 + WK_UPSTREAM_REQ_SLACK);
+    buf_t body;
+    buf_init (&body, req_len * 2 + WK_UPSTREAM_REQ_SLACK);
     char err [256] = "";
     if (d->build (a, req, req_len, &body, err, sizeof err)) {
-        wk_buf_free (&body);
+        buf_free (&body);
         wk_reply_error (w, a, AIGW__ERROR_CODE__ERR_BAD_REQUEST, 0, "%s", err);
         return -1;
     }
     a->req_body = body.data;        // the attempt owns it now
     a->req_len = body.len;
-    wk_buf_init (&a->resp, c->max_response_bytes);
+    buf_init (&a->resp, c->max_response_bytes);
     return 0;
 }
 
@@ -190,7 +190,7 @@ int wk_upstream_on_data (wk_attempt_t *a, const char *data, size_t len)
         a->reached = s_ok (a->status);          // an error status: the upstream refused
     }
     if (!a->st || !s_ok (a->status))
-        return wk_buf_append (&a->resp, data, len) ? -1 : 0;
+        return buf_append (&a->resp, data, len) ? -1 : 0;
     bool ended = a->st->ended;
     int rc = wk_stream_feed (a->st, data, len);
     s_sync_usage (a);
@@ -216,14 +216,14 @@ static void s_reply_usage (worker_t *w, wk_attempt_t *a, const char *json, size_
 
 static void s_stream_result (worker_t *w, wk_attempt_t *a)
 {
-    wk_buf_t out;
-    wk_buf_init (&out, a->model->cfg->max_response_bytes + 64 * 1024);
+    buf_t out;
+    buf_init (&out, a->model->cfg->max_response_bytes + 64 * 1024);
     if (wk_stream_result (a->st, &out))
         wk_reply_error (w, a, AIGW__ERROR_CODE__ERR_UPSTREAM, 0,
                         "assembled reply larger than %zu bytes", out.max);
     else
         s_reply_usage (w, a, out.data, out.len, &a->st->compl.usage);
-    wk_buf_free (&out);
+    buf_free (&out);
 }
 
 static uint32_t s_status (long status)
@@ -280,8 +280,8 @@ static void s_whole_done (worker_t *w, wk_attempt_t *a, const wk_done_t *done)
         wk_reply_error (w, a, r.code, r.status, "%s", r.message);
         return;
     }
-    wk_buf_t out;
-    wk_buf_init (&out, a->model->cfg->max_response_bytes + 64 * 1024);
+    buf_t out;
+    buf_init (&out, a->model->cfg->max_response_bytes + 64 * 1024);
     const char *json = NULL;
     size_t json_len = 0;
     wk_usage_t usage = { 0 };
@@ -292,7 +292,7 @@ static void s_whole_done (worker_t *w, wk_attempt_t *a, const wk_done_t *done)
     else
         wk_reply_error (w, a, AIGW__ERROR_CODE__ERR_UPSTREAM, s_status (done->http_status),
                         "%s", err);
-    wk_buf_free (&out);
+    buf_free (&out);
 }
 
 void wk_upstream_on_done (worker_t *w, wk_attempt_t *a, const wk_done_t *done)
@@ -329,7 +329,7 @@ void wk_upstream_cancel (worker_t *w, wk_attempt_t *a)
     free (a->req_body);
     a->req_body = NULL;
     a->req_len = 0;
-    wk_buf_free (&a->resp);
+    buf_free (&a->resp);
     if (a->st) {
         wk_stream_free (a->st);
         free (a->st);
@@ -340,7 +340,7 @@ void wk_upstream_cancel (worker_t *w, wk_attempt_t *a)
 //  ---- shared reply translation (anthropic, ollama)
 
 int wk_upstream_translate (const char *body, size_t len, const char *id, int64_t created,
-                           wk_reply_reader_fn read, wk_buf_t *out, wk_usage_t *usage,
+                           wk_reply_reader_fn read, buf_t *out, wk_usage_t *usage,
                            char *err, size_t errlen)
 {
     cJSON *root = cJSON_ParseWithLength (body, len);

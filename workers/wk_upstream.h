@@ -22,11 +22,11 @@ struct wk_dialect {
     bool finish_ends;                   // a finish_reason on every choice ends a stream
     //  Build the upstream request body from the client's chat request into out
     //  (a->stream says whether to stream). 0, or -1 with a reason in err (400).
-    int (*build) (const wk_attempt_t *a, const char *req, size_t len, wk_buf_t *out,
+    int (*build) (const wk_attempt_t *a, const char *req, size_t len, buf_t *out,
                   char *err, size_t errlen);
     //  Turn a 2xx non-streamed body into a chat.completion: 0 with *json/*json_len
     //  (the body itself, or out) and usage; -1 with a reason in err.
-    int (*full) (const wk_attempt_t *a, const char *body, size_t len, wk_buf_t *out,
+    int (*full) (const wk_attempt_t *a, const char *body, size_t len, buf_t *out,
                  const char **json, size_t *json_len, wk_usage_t *usage, char *err, size_t errlen);
     wk_stream_event_fn event;           // one event of a streamed reply
 };
@@ -52,7 +52,7 @@ Aigw__ErrorCode wk_upstream_status_code (long status);
 //  with a reason in err.
 typedef int (*wk_reply_reader_fn) (wk_compl_t *c, const cJSON *root, char *err, size_t errlen);
 int wk_upstream_translate (const char *body, size_t len, const char *id, int64_t created,
-                           wk_reply_reader_fn read, wk_buf_t *out, wk_usage_t *usage,
+                           wk_reply_reader_fn read, buf_t *out, wk_usage_t *usage,
                            char *err, size_t errlen);
 
 //  Define the provider table `var` for an HTTP dialect (every op is the shared adapter's).

@@ -17,7 +17,7 @@
 
 #include "bridge.h"
 #include "bsnap.h"
-#include "ebuf.h"
+#include "buf.h"
 #include "emetrics.h"
 #include "mpack.h"
 #include "observe.h"
@@ -33,11 +33,11 @@ static char *s_render (emetrics_t *em, const bsnap_t *broker)
     prom_edge_from (e, em);
     e->broker_age_s = broker ? 0.25 : NAN;
     e->bridge_dropped = 2;
-    ebuf_t out;
-    ebuf_init (&out, 1 << 22);
+    buf_t out;
+    buf_init (&out, 1 << 22);
     assert_int_equal (prom_render (&out, e, broker), 0);
     free (e);
-    return ebuf_take (&out, NULL);
+    return buf_take (&out, NULL);
 }
 
 static bool s_has_line (const char *text, const char *line)
@@ -152,11 +152,11 @@ static void test_in_flight_and_codes (void **state)
 
 static void test_label_escaping (void **state)
 {
-    ebuf_t b;
-    ebuf_init (&b, 256);
+    buf_t b;
+    buf_init (&b, 256);
     assert_int_equal (prom_label_value (&b, "a\"b\\c\nd"), 0);
     assert_string_equal (b.data, "a\\\"b\\\\c\\nd");
-    ebuf_free (&b);
+    buf_free (&b);
 }
 
 static void test_edge_histograms (void **state)
@@ -592,8 +592,8 @@ static void test_mpack_json (void **state)
     msgpack_unpacked up;
     msgpack_unpacked_init (&up);
     assert_int_equal (msgpack_unpack_next (&up, sbuf.data, sbuf.size, NULL), MSGPACK_UNPACK_SUCCESS);
-    ebuf_t out;
-    ebuf_init (&out, 4096);
+    buf_t out;
+    buf_init (&out, 4096);
     assert_int_equal (mpack_to_json (&up.data, &out), 0);
     assert_string_equal (out.data, "{\"s\":\"a\\\"b\\\\\\n\\u0001\",\"n\":null,\"f\":41.2,\"i\":-5,"
                                    "\"a\":[true,18446744073709551615],\"b\":null,\"7\":null}");
@@ -601,12 +601,12 @@ static void test_mpack_json (void **state)
     assert_non_null (js);
     cJSON_Delete (js);
     //  Output limit: refused, not truncated silently
-    ebuf_t small;
-    ebuf_init (&small, 10);
+    buf_t small;
+    buf_init (&small, 10);
     assert_int_equal (mpack_to_json (&up.data, &small), -1);
     assert_true (small.toobig);
-    ebuf_free (&small);
-    ebuf_free (&out);
+    buf_free (&small);
+    buf_free (&out);
     msgpack_unpacked_destroy (&up);
     msgpack_sbuffer_destroy (&sbuf);
 }
@@ -626,8 +626,8 @@ static void test_edge_event_json (void **state)
                         .window_requests = 100, .window_errors = 1, .window_s = 10,
                         .in_flight = 4, .latency = &lat, .overhead = &ovh, .broker_up = true,
                         .workers = 2 };
-    ebuf_t out;
-    ebuf_init (&out, 4096);
+    buf_t out;
+    buf_init (&out, 4096);
     assert_int_equal (bridge_edge_json (&out, &e), 0);
     cJSON *js = cJSON_Parse (out.data);
     assert_non_null (js);
@@ -643,7 +643,7 @@ static void test_edge_event_json (void **state)
     assert_int_equal (cJSON_GetObjectItem (js, "workers")->valuedouble, 2);
     assert_int_equal (cJSON_GetObjectItem (js, "ts_ms")->valuedouble, 1764201600000.0);
     cJSON_Delete (js);
-    ebuf_free (&out);
+    buf_free (&out);
 }
 
 //  --------------------------------------------------------------- document root

@@ -16,15 +16,15 @@
 
 static cJSON *s_translate (const char *req, uint32_t dflt, bool stream, char *err)
 {
-    wk_buf_t out;
-    wk_buf_init (&out, 1 << 20);
+    buf_t out;
+    buf_init (&out, 1 << 20);
     char e [256] = "";
     cJSON *root = NULL;
     if (wk_anthropic_request (req, strlen (req), "claude-x", dflt, stream, &out, e, sizeof e) == 0)
         root = cJSON_Parse (out.data);
     if (err)
         snprintf (err, 256, "%s", e);
-    wk_buf_free (&out);
+    buf_free (&out);
     return root;
 }
 
@@ -158,8 +158,8 @@ static void test_response (void **state)
         "{\"type\":\"text\",\"text\":\"check.\"},{\"type\":\"tool_use\",\"id\":\"toolu_1\",\"name\":\"w\","
         "\"input\":{\"c\":\"P\"}}],\"stop_reason\":\"tool_use\",\"stop_sequence\":null,"
         "\"usage\":{\"input_tokens\":10,\"cache_read_input_tokens\":5,\"output_tokens\":4}}";
-    wk_buf_t out;
-    wk_buf_init (&out, 1 << 16);
+    buf_t out;
+    buf_init (&out, 1 << 16);
     wk_usage_t u;
     char err [256] = "";
     assert_int_equal (wk_anthropic_response (body, strlen (body), 99, &out, &u, err, sizeof err), 0);
@@ -180,7 +180,7 @@ static void test_response (void **state)
     assert_string_equal (GET (GET (tc, "function"), "arguments")->valuestring, "{\"c\":\"P\"}");
     assert_int_equal (GET (GET (r, "usage"), "total_tokens")->valueint, 19);
     cJSON_Delete (r);
-    wk_buf_free (&out);
+    buf_free (&out);
     //  Stop reasons
     assert_string_equal (wk_anthropic_finish ("end_turn"), "stop");
     assert_string_equal (wk_anthropic_finish ("stop_sequence"), "stop");
@@ -191,10 +191,10 @@ static void test_response (void **state)
     const char *bad [] = { "", "<html>", "{\"type\":\"message\"}", "[]",
                            "{\"type\":\"error\",\"error\":{\"type\":\"x\",\"message\":\"boom\"}}" };
     for (size_t i = 0; i < sizeof bad / sizeof bad [0]; i++) {
-        wk_buf_init (&out, 1 << 16);
+        buf_init (&out, 1 << 16);
         assert_int_equal (wk_anthropic_response (bad [i], strlen (bad [i]), 1, &out, &u, err,
                                                  sizeof err), -1);
-        wk_buf_free (&out);
+        buf_free (&out);
     }
     assert_string_equal (err, "upstream error: boom");
 }

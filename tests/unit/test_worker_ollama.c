@@ -16,15 +16,15 @@
 
 static cJSON *s_translate (const char *req, bool stream, char *err)
 {
-    wk_buf_t out;
-    wk_buf_init (&out, 1 << 20);
+    buf_t out;
+    buf_init (&out, 1 << 20);
     char e [256] = "";
     cJSON *root = NULL;
     if (wk_ollama_request (req, strlen (req), "llama3", stream, &out, e, sizeof e) == 0)
         root = cJSON_Parse (out.data);
     if (err)
         snprintf (err, 256, "%s", e);
-    wk_buf_free (&out);
+    buf_free (&out);
     return root;
 }
 
@@ -95,8 +95,8 @@ static void test_response (void **state)
         "{\"model\":\"llama3\",\"created_at\":\"2024-01-01T00:00:00Z\",\"message\":{\"role\":\"assistant\","
         "\"content\":\"Hi there\"},\"done_reason\":\"length\",\"done\":true,\"prompt_eval_count\":8,"
         "\"eval_count\":2}";
-    wk_buf_t out;
-    wk_buf_init (&out, 1 << 16);
+    buf_t out;
+    buf_init (&out, 1 << 16);
     wk_usage_t u;
     char err [256] = "";
     assert_int_equal (wk_ollama_response (body, strlen (body), "chatcmpl-o1", 5, &out, &u, err,
@@ -109,11 +109,11 @@ static void test_response (void **state)
         "\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":\"Hi there\"},"
         "\"logprobs\":null,\"finish_reason\":\"length\"}],\"usage\":{\"prompt_tokens\":8,"
         "\"completion_tokens\":2,\"total_tokens\":10}}");
-    wk_buf_free (&out);
+    buf_free (&out);
     const char *tools = "{\"model\":\"m\",\"message\":{\"role\":\"assistant\",\"content\":\"\","
                         "\"tool_calls\":[{\"function\":{\"name\":\"f\",\"arguments\":{\"a\":[1,2]}}}]},"
                         "\"done_reason\":\"stop\",\"done\":true}";
-    wk_buf_init (&out, 1 << 16);
+    buf_init (&out, 1 << 16);
     assert_int_equal (wk_ollama_response (tools, strlen (tools), "i", 5, &out, &u, err, sizeof err), 0);
     assert_false (u.has);
     cJSON *r = cJSON_Parse (out.data);
@@ -124,13 +124,13 @@ static void test_response (void **state)
     assert_string_equal (GET (GET (tc, "function"), "arguments")->valuestring, "{\"a\":[1,2]}");
     assert_true (cJSON_IsNull (GET (GET (ch, "message"), "content")));
     cJSON_Delete (r);
-    wk_buf_free (&out);
+    buf_free (&out);
     const char *bad [] = { "", "[]", "{\"model\":\"m\"}", "{\"error\":\"model 'x' not found\"}" };
     for (size_t i = 0; i < sizeof bad / sizeof bad [0]; i++) {
-        wk_buf_init (&out, 1 << 16);
+        buf_init (&out, 1 << 16);
         assert_int_equal (wk_ollama_response (bad [i], strlen (bad [i]), "i", 1, &out, &u, err,
                                               sizeof err), -1);
-        wk_buf_free (&out);
+        buf_free (&out);
     }
     assert_string_equal (err, "upstream error: model 'x' not found");
 }

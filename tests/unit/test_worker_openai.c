@@ -72,26 +72,26 @@ static void test_members_depth_limit (void **state)
 
 static void test_put_string_escapes (void **state)
 {
-    wk_buf_t b;
-    wk_buf_init (&b, 1024);
-    assert_int_equal (wk_json_put_string (&b, "a\"b\\c\nd\te\x01"), 0);
+    buf_t b;
+    buf_init (&b, 1024);
+    assert_int_equal (buf_put_json_str (&b, "a\"b\\c\nd\te\x01"), 0);
     assert_string_equal (b.data, "\"a\\\"b\\\\c\\nd\\te\\u0001\"");
-    wk_buf_free (&b);
+    buf_free (&b);
 }
 
 //  ---- rewriting
 
 static cJSON *s_rewrite (const char *req, const char *upstream)
 {
-    wk_buf_t out;
-    wk_buf_init (&out, 0);
+    buf_t out;
+    buf_init (&out, 0);
     const char *err = NULL;
     if (wk_openai_rewrite (req, strlen (req), upstream, false, &out, &err)) {
-        wk_buf_free (&out);
+        buf_free (&out);
         return NULL;
     }
     cJSON *root = cJSON_ParseWithLength (out.data, out.len);
-    wk_buf_free (&out);
+    buf_free (&out);
     return root;
 }
 
@@ -106,8 +106,8 @@ static void test_rewrite_replaces_model_keeps_rest (void **state)
               "\"tools\":%s,\"response_format\":%s,\"temperature\":0.25,\"seed\":12345678901234567890,"
               "\"stream\":true,\"stream_options\":{\"include_usage\":true},\"aigw\":{\"policy\":\"race\"}}",
               tools, rf);
-    wk_buf_t out;
-    wk_buf_init (&out, 0);
+    buf_t out;
+    buf_init (&out, 0);
     const char *err = NULL;
     assert_int_equal (wk_openai_rewrite (req, strlen (req), "gpt-4o-2024", false, &out, &err), 0);
     //  Values other than model/stream are copied byte for byte
@@ -123,7 +123,7 @@ static void test_rewrite_replaces_model_keeps_rest (void **state)
     assert_int_equal (cJSON_GetArraySize (cJSON_GetObjectItem (root, "messages")), 1);
     assert_true (cJSON_GetNumberValue (cJSON_GetObjectItem (root, "temperature")) == 0.25);
     cJSON_Delete (root);
-    wk_buf_free (&out);
+    buf_free (&out);
 }
 
 static void test_rewrite_adds_missing_model (void **state)
@@ -143,12 +143,12 @@ static void test_rewrite_rejects_non_object (void **state)
 {
     const char *bad [] = { "", "[]", "{\"model\":", "null", "{\"a\":1}}" };
     for (size_t i = 0; i < sizeof bad / sizeof bad [0]; i++) {
-        wk_buf_t out;
-        wk_buf_init (&out, 0);
+        buf_t out;
+        buf_init (&out, 0);
         const char *err = NULL;
         assert_int_equal (wk_openai_rewrite (bad [i], strlen (bad [i]), "m", false, &out, &err), -1);
         assert_non_null (err);
-        wk_buf_free (&out);
+        buf_free (&out);
     }
 }
 
@@ -284,13 +284,13 @@ static void test_too_big (void **state)
     assert_int_equal (r.code, AIGW__ERROR_CODE__ERR_UPSTREAM);
     assert_string_equal (r.message, "upstream response larger than 1024 bytes");
     //  The accumulating buffer refuses to pass its cap
-    wk_buf_t b;
-    wk_buf_init (&b, 10);
-    assert_int_equal (wk_buf_append (&b, "0123456789", 10), 0);
-    assert_int_equal (wk_buf_append (&b, "x", 1), -1);
+    buf_t b;
+    buf_init (&b, 10);
+    assert_int_equal (buf_append (&b, "0123456789", 10), 0);
+    assert_int_equal (buf_append (&b, "x", 1), -1);
     assert_int_equal (b.len, 10);
-    wk_buf_free (&b);
-    wk_buf_free (&b);
+    buf_free (&b);
+    buf_free (&b);
 }
 
 static void test_snippet_utf8 (void **state)

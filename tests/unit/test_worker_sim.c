@@ -138,8 +138,8 @@ static void test_prompt_tokens (void **state)
 static void test_response_shape (void **state)
 {
     cfg_model_t m = s_model (10, 0, 0, 1);
-    wk_buf_t buf;
-    wk_buf_init (&buf, 65536);
+    buf_t buf;
+    buf_init (&buf, 65536);
     assert_int_equal (wk_sim_build_response (&buf, 0xabcdef, "sim-\"q\"", m.text, 1700000000,
                                              7, 4), 0);
     cJSON *root = cJSON_ParseWithLength (buf.data, buf.len);
@@ -165,16 +165,16 @@ static void test_response_shape (void **state)
     assert_int_equal ((int) cJSON_GetNumberValue (cJSON_GetObjectItem (usage, "completion_tokens")), 4);
     assert_int_equal ((int) cJSON_GetNumberValue (cJSON_GetObjectItem (usage, "total_tokens")), 11);
     cJSON_Delete (root);
-    wk_buf_free (&buf);
+    buf_free (&buf);
 }
 
 static void test_response_respects_buffer_limit (void **state)
 {
-    wk_buf_t buf;
-    wk_buf_init (&buf, 64);
+    buf_t buf;
+    buf_init (&buf, 64);
     assert_int_equal (wk_sim_build_response (&buf, 1, "m", "some text", 1, 1, 2), -1);
     assert_true (buf.len <= 64);
-    wk_buf_free (&buf);
+    buf_free (&buf);
 }
 
 //  Streaming pieces: word by word, spaces kept, concatenating back to the text.
@@ -207,20 +207,20 @@ static void test_stream_pieces (void **state)
 
 static void test_stream_chunk_json (void **state)
 {
-    wk_buf_t b;
-    wk_buf_init (&b, 4096);
+    buf_t b;
+    buf_init (&b, 4096);
     assert_int_equal (wk_sim_build_chunk (&b, 0xab, "sim-a", 9, true, " x\"y", 4, NULL), 0);
     assert_string_equal (b.data, "{\"id\":\"chatcmpl-sim-00000000000000ab\",\"object\":"
                          "\"chat.completion.chunk\",\"created\":9,\"model\":\"sim-a\",\"choices\":"
                          "[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\" x\\\"y\"},"
                          "\"logprobs\":null,\"finish_reason\":null}]}");
-    wk_buf_reset (&b);
+    buf_reset (&b);
     assert_int_equal (wk_sim_build_chunk (&b, 1, "sim-a", 9, false, NULL, 0, "stop"), 0);
     assert_non_null (strstr (b.data, "\"delta\":{},\"logprobs\":null,\"finish_reason\":\"stop\"}]}"));
     cJSON *root = cJSON_Parse (b.data);
     assert_non_null (root);
     cJSON_Delete (root);
-    wk_buf_free (&b);
+    buf_free (&b);
 }
 
 int main (void)

@@ -15,7 +15,7 @@
 
 //  Events are recorded as "event|data\x1e" into a buffer, to compare runs.
 typedef struct {
-    wk_buf_t log;
+    buf_t log;
     int count;
     int stop_at;                // return 7 at this event (1-based), 0 = never
 } rec_t;
@@ -23,16 +23,16 @@ typedef struct {
 static void rec_init (rec_t *r)
 {
     memset (r, 0, sizeof *r);
-    wk_buf_init (&r->log, 1 << 20);
+    buf_init (&r->log, 1 << 20);
 }
 
 static int rec_any (void *arg, const char *event, const char *data, size_t len)
 {
     rec_t *r = arg;
-    wk_buf_puts (&r->log, event);
-    wk_buf_puts (&r->log, "|");
-    wk_buf_append (&r->log, data, len);
-    wk_buf_puts (&r->log, "\x1e");
+    buf_puts (&r->log, event);
+    buf_puts (&r->log, "|");
+    buf_append (&r->log, data, len);
+    buf_puts (&r->log, "\x1e");
     return ++r->count == r->stop_at ? 7 : 0;
 }
 
@@ -75,7 +75,7 @@ static void s_sse_every_split (const char *text, const char *want)
         assert_int_equal (s_sse_split (text, n, i, 4096, 4096, &r), 0);
         if (strcmp (r.log.data ? r.log.data : "", want))
             fail_msg ("split at %zu: got '%s'", i, r.log.data);
-        wk_buf_free (&r.log);
+        buf_free (&r.log);
     }
     wk_sse_t p;
     wk_sse_init (&p, 4096, 4096);
@@ -86,8 +86,8 @@ static void s_sse_every_split (const char *text, const char *want)
     assert_string_equal (r.log.data ? r.log.data : "", want);
     assert_false (wk_sse_pending (&p));
     wk_sse_free (&p);
-    wk_buf_free (&r.log);
-    wk_buf_free (&whole.log);
+    buf_free (&r.log);
+    buf_free (&whole.log);
 }
 
 static void test_sse_fields_and_line_ends (void **state)
@@ -120,7 +120,7 @@ static void test_sse_bom_and_unfinished (void **state)
     assert_int_equal (r.count, 1);
     assert_true (wk_sse_pending (&p));
     wk_sse_free (&p);
-    wk_buf_free (&r.log);
+    buf_free (&r.log);
 }
 
 static void test_sse_garbled (void **state)
@@ -138,7 +138,7 @@ static void test_sse_garbled (void **state)
             rec_t r;
             rec_init (&r);
             assert_int_equal (s_sse_split (bad [k], n, i, 4096, 4096, &r), WK_SSE_BAD);
-            wk_buf_free (&r.log);
+            buf_free (&r.log);
         }
     }
     wk_sse_t p;
@@ -148,7 +148,7 @@ static void test_sse_garbled (void **state)
     assert_int_equal (wk_sse_feed (&p, bad [0], strlen (bad [0]), rec_sse, &r), WK_SSE_BAD);
     assert_non_null (strstr (p.error, "malformed SSE line: '<html>oops</html>'"));
     wk_sse_free (&p);
-    wk_buf_free (&r.log);
+    buf_free (&r.log);
 }
 
 static void test_sse_caps (void **state)
@@ -161,7 +161,7 @@ static void test_sse_caps (void **state)
         rec_init (&r);
         assert_int_equal (s_sse_split (line, n, i, 16, 4096, &r), WK_SSE_BAD);
         assert_int_equal (r.count, 0);
-        wk_buf_free (&r.log);
+        buf_free (&r.log);
     }
     //  An endless line is refused as soon as it passes the cap
     wk_sse_t p;
@@ -180,7 +180,7 @@ static void test_sse_caps (void **state)
     assert_int_equal (wk_sse_feed (&p, many, strlen (many), rec_sse, &r), WK_SSE_BAD);
     assert_string_equal (p.error, "SSE event larger than 20 bytes");
     wk_sse_free (&p);
-    wk_buf_free (&r.log);
+    buf_free (&r.log);
 }
 
 static void test_sse_handler_stops (void **state)
@@ -191,7 +191,7 @@ static void test_sse_handler_stops (void **state)
     r.stop_at = 2;
     assert_int_equal (s_sse_split (text, strlen (text), strlen (text), 64, 64, &r), 7);
     assert_string_equal (r.log.data, "|1\x1e|2\x1e");
-    wk_buf_free (&r.log);
+    buf_free (&r.log);
 }
 
 //  ---- NDJSON
@@ -220,7 +220,7 @@ static void test_ndjson_every_split (void **state)
         assert_int_equal (s_nd_split (text, n, i, 64, &r), 0);
         if (strcmp (r.log.data, want))
             fail_msg ("split at %zu: got '%s'", i, r.log.data);
-        wk_buf_free (&r.log);
+        buf_free (&r.log);
     }
 }
 
@@ -233,7 +233,7 @@ static void test_ndjson_caps (void **state)
         rec_init (&r);
         assert_int_equal (s_nd_split (text, n, i, 16, &r), WK_NDJSON_BAD);
         assert_int_equal (r.count, 0);
-        wk_buf_free (&r.log);
+        buf_free (&r.log);
     }
     wk_ndjson_t p;
     wk_ndjson_init (&p, 16);
@@ -245,7 +245,7 @@ static void test_ndjson_caps (void **state)
     assert_int_equal (rc, WK_NDJSON_BAD);
     assert_string_equal (p.error, "NDJSON line longer than 16 bytes");
     wk_ndjson_free (&p);
-    wk_buf_free (&r.log);
+    buf_free (&r.log);
 }
 
 int main (void)

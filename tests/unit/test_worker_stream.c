@@ -176,18 +176,18 @@ static void test_openai_rewrite_stream (void **state)
 {
     const char *req = "{\"model\":\"a\",\"stream\":false,\"stream_options\":{\"x\":1},"
                       "\"messages\":[],\"n\":1}";
-    wk_buf_t out;
-    wk_buf_init (&out, 0);
+    buf_t out;
+    buf_init (&out, 0);
     const char *err = NULL;
     assert_int_equal (wk_openai_rewrite (req, strlen (req), "up", true, &out, &err), 0);
     assert_string_equal (out.data, "{\"model\":\"up\",\"stream\":true,\"stream_options\":"
                          "{\"include_usage\":true},\"messages\":[],\"n\":1}");
-    wk_buf_free (&out);
-    wk_buf_init (&out, 0);
+    buf_free (&out);
+    buf_init (&out, 0);
     assert_int_equal (wk_openai_rewrite ("{\"messages\":[]}", 15, "up", true, &out, &err), 0);
     assert_string_equal (out.data, "{\"messages\":[],\"model\":\"up\",\"stream\":true,"
                          "\"stream_options\":{\"include_usage\":true}}");
-    wk_buf_free (&out);
+    buf_free (&out);
 }
 
 //  ---- assembly and chunk rendering
@@ -211,8 +211,8 @@ static void test_compl_render (void **state)
     memset (big, 'x', sizeof big);
     assert_int_equal (wk_compl_text (&c, 0, big, sizeof big), -1);
     c.usage = (wk_usage_t) { .has = true, .prompt_tokens = 2, .completion_tokens = 3 };
-    wk_buf_t out;
-    wk_buf_init (&out, 1 << 16);
+    buf_t out;
+    buf_init (&out, 1 << 16);
     assert_int_equal (wk_compl_render (&c, &out), 0);
     assert_string_equal (out.data,
         "{\"id\":\"id-1\",\"object\":\"chat.completion\",\"created\":5,\"model\":\"m\\\"1\","
@@ -227,27 +227,27 @@ static void test_compl_render (void **state)
     cJSON *parsed = cJSON_Parse (out.data);
     assert_non_null (parsed);
     cJSON_Delete (parsed);
-    wk_buf_free (&out);
+    buf_free (&out);
     wk_compl_free (&c);
     //  Nothing at all still renders one empty choice
     wk_compl_init (&c, 10);
-    wk_buf_init (&out, 1 << 16);
+    buf_init (&out, 1 << 16);
     assert_int_equal (wk_compl_render (&c, &out), 0);
     assert_non_null (strstr (out.data, "\"content\":\"\"},\"logprobs\":null,\"finish_reason\":null}]}"));
-    wk_buf_free (&out);
+    buf_free (&out);
     wk_compl_free (&c);
 }
 
 static void test_chunk_render (void **state)
 {
-    wk_buf_t out;
-    wk_buf_init (&out, 4096);
+    buf_t out;
+    buf_init (&out, 4096);
     wk_delta_t d = { .role = true, .content = "hi\t", .content_len = 3 };
     assert_int_equal (wk_chunk_render (&out, "c1", "m", 7, &d), 0);
     assert_string_equal (out.data, "{\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"created\":7,"
                          "\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\","
                          "\"content\":\"hi\\t\"},\"logprobs\":null,\"finish_reason\":null}]}");
-    wk_buf_reset (&out);
+    buf_reset (&out);
     wk_delta_t t = { .tool = true, .tool_index = 2, .tool_id = "x", .tool_name = "f",
                      .tool_args = "{\"a\"", .tool_args_len = 4 };
     assert_int_equal (wk_chunk_render (&out, "c1", "m", 7, &t), 0);
@@ -257,11 +257,11 @@ static void test_chunk_render (void **state)
     cJSON *root = cJSON_Parse (out.data);
     assert_non_null (root);
     cJSON_Delete (root);
-    wk_buf_reset (&out);
+    buf_reset (&out);
     wk_delta_t f = { .finish = "length" };
     assert_int_equal (wk_chunk_render (&out, "c1", "m", 7, &f), 0);
     assert_non_null (strstr (out.data, "\"delta\":{},\"logprobs\":null,\"finish_reason\":\"length\"}]}"));
-    wk_buf_free (&out);
+    buf_free (&out);
 }
 
 int main (void)

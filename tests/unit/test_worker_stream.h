@@ -10,7 +10,7 @@
 #include "wk_stream.h"
 
 typedef struct {
-    wk_buf_t log;               // emitted chunks, one per line
+    buf_t log;               // emitted chunks, one per line
     int count;
     int fail_at;                // emit fails at this chunk (1-based), 0 = never
 } h_emit_t;
@@ -20,8 +20,8 @@ static int h_emit (void *arg, const char *json, size_t len)
     h_emit_t *e = arg;
     if (++e->count == e->fail_at)
         return -1;
-    wk_buf_append (&e->log, json, len);
-    wk_buf_puts (&e->log, "\n");
+    buf_append (&e->log, json, len);
+    buf_puts (&e->log, "\n");
     return 0;
 }
 
@@ -50,7 +50,7 @@ static void h_run (const h_cfg_t *c, const char *text, size_t n, size_t split, h
 {
     memset (out, 0, sizeof *out);
     h_emit_t e = { .fail_at = c->fail_at };
-    wk_buf_init (&e.log, 1 << 22);
+    buf_init (&e.log, 1 << 22);
     wk_stream_t s;
     wk_stream_init (&s, c->framing, c->fn, c->max, 1700000000, h_emit, &e);
     s.finish_ends = c->finish_ends;
@@ -69,13 +69,13 @@ static void h_run (const h_cfg_t *c, const char *text, size_t n, size_t split, h
     out->chunks_log = strdup (e.log.data ? e.log.data : "");
     out->usage = s.compl.usage;
     if (out->complete) {
-        wk_buf_t r;
-        wk_buf_init (&r, 1 << 22);
+        buf_t r;
+        buf_init (&r, 1 << 22);
         if (wk_stream_result (&s, &r) == 0)
             out->result = strdup (r.data);
-        wk_buf_free (&r);
+        buf_free (&r);
     }
-    wk_buf_free (&e.log);
+    buf_free (&e.log);
     wk_stream_free (&s);
 }
 
