@@ -6,12 +6,20 @@
 #include <stdlib.h>
 #include <string.h>
 
+static void s_free (snap_t *base)
+{
+    bsnap_t *self = (bsnap_t *) base;   // base is the first member
+    free (self->models);
+    free (self->workers);
+    free (self);
+}
+
 bsnap_t *bsnap_new (size_t nmodels, size_t nworkers)
 {
     bsnap_t *self = calloc (1, sizeof *self);
     if (!self)
         return NULL;
-    atomic_init (&self->refs, 1);
+    snap_init (&self->base, s_free);
     self->ts_ms = self->uptime_s = self->jobs_in_flight = NAN;
     self->models = calloc (nmodels ? nmodels : 1, sizeof *self->models);
     self->workers = calloc (nworkers ? nworkers : 1, sizeof *self->workers);
@@ -24,22 +32,16 @@ bsnap_t *bsnap_new (size_t nmodels, size_t nworkers)
 
 bsnap_t *bsnap_ref (bsnap_t *self)
 {
-    if (self)
-        atomic_fetch_add (&self->refs, 1);
+    snap_ref (self ? &self->base : NULL);
     return self;
 }
 
 void bsnap_release (bsnap_t **self_p)
 {
-    if (!self_p || !*self_p)
-        return;
-    bsnap_t *self = *self_p;
-    *self_p = NULL;
-    if (atomic_fetch_sub (&self->refs, 1) != 1)
-        return;
-    free (self->models);
-    free (self->workers);
-    free (self);
+    snap_t *base = self_p && *self_p ? &(*self_p)->base : NULL;
+    snap_release (&base);
+    if (self_p)
+        *self_p = NULL;
 }
 
 static const char *const s_state_names[BSNAP_STATES + 1] = {

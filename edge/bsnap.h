@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "snap.h"
 
 #define BSNAP_COUNTERS_MAX 64           // broker counters kept; the rest are ignored
 #define BSNAP_MODELS_MAX 1024
@@ -55,7 +56,7 @@ typedef struct {
 } bsnap_counter_t;
 
 typedef struct {
-    _Atomic int refs;
+    snap_t base;                        // reference count (common/snap.h)
     int64_t at_ms;                      // aclock ms when it arrived
     char broker_id[CFG_NAME_MAX];
     double ts_ms, uptime_s, jobs_in_flight;

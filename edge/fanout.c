@@ -34,6 +34,11 @@ struct _fanout_t {
 
 //  --------------------------------------------------------------- messages
 
+static void s_fmsg_free (snap_t *base)
+{
+    free (base);                        // base is the first member
+}
+
 fmsg_t *fmsg_new (const char *topic, const char *json, size_t json_len)
 {
     size_t tlen = strlen (topic);
@@ -41,7 +46,7 @@ fmsg_t *fmsg_new (const char *topic, const char *json, size_t json_len)
     fmsg_t *self = malloc (sizeof *self + len + 1);
     if (!self)
         return NULL;
-    atomic_init (&self->refs, 1);
+    snap_init (&self->base, s_fmsg_free);
     char *p = self->data;
     memcpy (p, "event: ", 7);
     memcpy (p += 7, topic, tlen);
@@ -54,18 +59,16 @@ fmsg_t *fmsg_new (const char *topic, const char *json, size_t json_len)
 
 fmsg_t *fmsg_ref (fmsg_t *self)
 {
-    if (self)
-        atomic_fetch_add (&self->refs, 1);
+    snap_ref (self ? &self->base : NULL);
     return self;
 }
 
 void fmsg_release (fmsg_t **self_p)
 {
-    if (!self_p || !*self_p)
-        return;
-    if (atomic_fetch_sub (&(*self_p)->refs, 1) == 1)
-        free (*self_p);
-    *self_p = NULL;
+    snap_t *base = self_p && *self_p ? &(*self_p)->base : NULL;
+    snap_release (&base);
+    if (self_p)
+        *self_p = NULL;
 }
 
 //  --------------------------------------------------------------- clients

@@ -5,17 +5,18 @@
 #ifndef AIGW_EDGE_FANOUT_H
 #define AIGW_EDGE_FANOUT_H
 
-#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "snap.h"
 
 typedef struct _fanout_t fanout_t;
 typedef struct _fanout_client_t fanout_client_t;
 
 //  One SSE frame ("event: <topic>\ndata: <json>\n\n"), shared by every client queue.
 typedef struct {
-    _Atomic int refs;
+    snap_t base;                        // reference count (common/snap.h)
     size_t len;                         // bytes in data (without the NUL)
     char data[];
 } fmsg_t;

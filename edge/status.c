@@ -22,12 +22,19 @@ static void s_copy_model (edge_model_status_t *dst, const Aigw__ModelStatus *src
     dst->queued = src->has_queued ? src->queued : 0;
 }
 
+static void s_free (snap_t *base)
+{
+    edge_status_t *self = (edge_status_t *) base;   // base is the first member
+    free (self->models);
+    free (self);
+}
+
 edge_status_t *edge_status_new (const Aigw__BrokerStatus *pb, int64_t at_ms)
 {
     edge_status_t *self = calloc (1, sizeof *self);
     if (!self)
         return NULL;
-    atomic_init (&self->refs, 1);
+    snap_init (&self->base, s_free);
     self->at_ms = at_ms;
     if (!pb)
         return self;
@@ -53,21 +60,16 @@ edge_status_t *edge_status_new (const Aigw__BrokerStatus *pb, int64_t at_ms)
 
 edge_status_t *edge_status_ref (edge_status_t *self)
 {
-    if (self)
-        atomic_fetch_add (&self->refs, 1);
+    snap_ref (self ? &self->base : NULL);
     return self;
 }
 
 void edge_status_release (edge_status_t **self_p)
 {
-    if (!self_p || !*self_p)
-        return;
-    edge_status_t *self = *self_p;
-    *self_p = NULL;
-    if (atomic_fetch_sub (&self->refs, 1) == 1) {
-        free (self->models);
-        free (self);
-    }
+    snap_t *base = self_p && *self_p ? &(*self_p)->base : NULL;
+    snap_release (&base);
+    if (self_p)
+        *self_p = NULL;
 }
 
 const edge_model_status_t *edge_status_model (const edge_status_t *self, const char *name)
@@ -89,15 +91,14 @@ bool edge_status_live (const edge_status_t *self, const char *name)
 }
 
 struct _edge_status_box_t {
-    pthread_mutex_t lock;
-    edge_status_t *status;
+    snapbox_t box;
 };
 
 edge_status_box_t *edge_status_box_new (void)
 {
     edge_status_box_t *self = calloc (1, sizeof *self);
     if (self)
-        pthread_mutex_init (&self->lock, NULL);
+        snapbox_init (&self->box);
     return self;
 }
 
@@ -107,26 +108,18 @@ void edge_status_box_destroy (edge_status_box_t **self_p)
         return;
     edge_status_box_t *self = *self_p;
     *self_p = NULL;
-    edge_status_release (&self->status);
-    pthread_mutex_destroy (&self->lock);
+    snapbox_fini (&self->box);
     free (self);
 }
 
 void edge_status_box_set (edge_status_box_t *self, edge_status_t **st_p)
 {
-    edge_status_t *st = *st_p;
+    snap_t *base = *st_p ? &(*st_p)->base : NULL;
     *st_p = NULL;
-    pthread_mutex_lock (&self->lock);
-    edge_status_t *old = self->status;
-    self->status = st;
-    pthread_mutex_unlock (&self->lock);
-    edge_status_release (&old);
+    snapbox_set (&self->box, &base);
 }
 
 edge_status_t *edge_status_box_get (edge_status_box_t *self)
 {
-    pthread_mutex_lock (&self->lock);
-    edge_status_t *st = edge_status_ref (self->status);
-    pthread_mutex_unlock (&self->lock);
-    return st;
+    return (edge_status_t *) snapbox_get (&self->box);  // base is the first member
 }

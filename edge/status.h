@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "snap.h"
 #include "aigw.pb-c.h"
 
 #define EDGE_STATUS_MODELS_MAX 4096     // models kept from one PONG; the rest are ignored
@@ -22,7 +23,7 @@ typedef struct {
 } edge_model_status_t;
 
 typedef struct {
-    _Atomic int refs;
+    snap_t base;                        // reference count (common/snap.h)
     int64_t at_ms;                      // aclock ms when the PONG arrived
     uint32_t workers;                   // workers registered at the broker
     uint64_t jobs_in_flight;

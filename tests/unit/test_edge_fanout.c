@@ -93,7 +93,7 @@ static void test_overflow_drops_only_slow_client (void **state)
     //  The fifth message overflows the slow client's queue of 4
     fmsg_t *m = s_msg ("job", 4);
     fanout_publish (f, m, false);
-    assert_int_equal (atomic_load (&m->refs), 2);          // only the fast queue holds it
+    assert_int_equal (atomic_load (&m->base.refs), 2);          // only the fast queue holds it
     fmsg_release (&m);
     fanout_stats_t st;
     fanout_stats (f, &st);
