@@ -30,7 +30,7 @@ static void s_seed (void)
         (void) n;
         close (fd);
     }
-    bhash_seed (seed ^ (uint64_t) aclock_now_us () ^ ((uint64_t) getpid () << 32));
+    hmap_seed (seed ^ (uint64_t) aclock_now_us () ^ ((uint64_t) getpid () << 32));
 }
 
 //  ---------------------------------------------------------------------------
@@ -42,7 +42,7 @@ typedef struct {
     uint64_t job_id;
 } job_key_t;
 
-static bool s_job_eq (const bhash_node_t *node, const void *key)
+static bool s_job_eq (const hmap_node_t *node, const void *key)
 {
     const job_t *j = s_container (node, job_t, node);
     const job_key_t *k = key;
@@ -51,10 +51,10 @@ static bool s_job_eq (const bhash_node_t *node, const void *key)
 
 static uint64_t s_job_hash (const uint8_t *id, size_t len, uint64_t job_id)
 {
-    return bhash_u64 (bhash_bytes (id, len) ^ job_id);
+    return hmap_u64 (hmap_bytes (id, len) ^ job_id);
 }
 
-static bool s_attempt_eq (const bhash_node_t *node, const void *key)
+static bool s_attempt_eq (const hmap_node_t *node, const void *key)
 {
     return s_container (node, attempt_t, node)->id == *(const uint64_t *) key;
 }
@@ -64,7 +64,7 @@ typedef struct {
     size_t len;
 } rid_key_t;
 
-static bool s_worker_eq (const bhash_node_t *node, const void *key)
+static bool s_worker_eq (const hmap_node_t *node, const void *key)
 {
     const worker_t *w = s_container (node, worker_t, node);
     const rid_key_t *k = key;
@@ -74,20 +74,20 @@ static bool s_worker_eq (const bhash_node_t *node, const void *key)
 static job_t *s_job_find (broker_t *self, const uint8_t *id, size_t len, uint64_t job_id)
 {
     job_key_t k = { id, len, job_id };
-    bhash_node_t *n = bhash_find (&self->jobs, s_job_hash (id, len, job_id), &k);
+    hmap_node_t *n = hmap_find (&self->jobs, s_job_hash (id, len, job_id), &k);
     return n ? s_container (n, job_t, node) : NULL;
 }
 
 static attempt_t *s_attempt_find (broker_t *self, uint64_t id)
 {
-    bhash_node_t *n = bhash_find (&self->attempts, bhash_u64 (id), &id);
+    hmap_node_t *n = hmap_find (&self->attempts, hmap_u64 (id), &id);
     return n ? s_container (n, attempt_t, node) : NULL;
 }
 
 static worker_t *s_worker_find (broker_t *self, const uint8_t *id, size_t len)
 {
     rid_key_t k = { id, len };
-    bhash_node_t *n = bhash_find (&self->workers, bhash_bytes (id, len), &k);
+    hmap_node_t *n = hmap_find (&self->workers, hmap_bytes (id, len), &k);
     return n ? s_container (n, worker_t, node) : NULL;
 }
 
@@ -107,7 +107,7 @@ static void s_malformed (broker_t *self, const uint8_t *id, size_t len, const ch
                          const char *why)
 {
     self->c.malformed++;
-    uint64_t h = bhash_bytes (id, len);
+    uint64_t h = hmap_bytes (id, len);
     for (size_t i = 0; i < BROKER_LOGGED_PEERS; i++)
         if (self->logged_peers[i] == h)
             return;
@@ -123,7 +123,7 @@ static void s_malformed (broker_t *self, const uint8_t *id, size_t len, const ch
 //  refusals are logged once, then only counted.
 static bool s_denied_first (broker_t *self, const char *user_id, char side)
 {
-    uint64_t h = bhash_bytes ((const uint8_t *) user_id, strlen (user_id)) ^ (uint64_t) side;
+    uint64_t h = hmap_bytes ((const uint8_t *) user_id, strlen (user_id)) ^ (uint64_t) side;
     for (size_t i = 0; i < BROKER_LOGGED_PEERS; i++)
         if (self->denied_peers[i] == h)
             return false;
@@ -172,7 +172,7 @@ static attempt_t *s_attempt_new (broker_t *self, job_t *job, size_t index)
     a->id = ++self->next_attempt_id;
     a->job = job;
     a->index = (uint8_t) index;
-    bhash_insert (&self->attempts, &a->node, bhash_u64 (a->id));
+    hmap_insert (&self->attempts, &a->node, hmap_u64 (a->id));
     job->att[index] = a;
     job->att_id[index] = a->id;
     job->att_worker[index][0] = 0;
@@ -185,7 +185,7 @@ static attempt_t *s_attempt_new (broker_t *self, job_t *job, size_t index)
 //  Forget an attempt (its dispatch item must already be done or detached).
 static void s_attempt_free (broker_t *self, attempt_t *a)
 {
-    bhash_remove (&self->attempts, &a->node);
+    hmap_remove (&self->attempts, &a->node);
     if (a->job && a->job->att[a->index] == a)
         a->job->att[a->index] = NULL;
     if (self->nfree_attempts >= BROKER_POOL_MAX) {
@@ -754,7 +754,7 @@ static void s_job_destroy (broker_t *self, job_t *job)
             (void) dw;      // only reached on shutdown; no one to pull for
         }
     theap_remove (&self->timers, &job->timer);
-    bhash_remove (&self->jobs, &job->node);
+    hmap_remove (&self->jobs, &job->node);
     race_fini (&job->race);
     zmq_msg_close (&job->payload);
     protobuf_c_message_free_unpacked (&job->req->base, NULL);
@@ -907,7 +907,7 @@ static void s_on_submit (broker_t *self, wire_msg_t *msg, int64_t now)
     rc.gate = s_gate;
     rc.gate_arg = job;
     race_init (&job->race, &rc);
-    bhash_insert (&self->jobs, &job->node, s_job_hash (job->cid, job->cid_len, job->job_id));
+    hmap_insert (&self->jobs, &job->node, s_job_hash (job->cid, job->cid_len, job->job_id));
     self->c.jobs_accepted++;
     race_start (&job->race, now);
     s_job_apply (self, job, now);
@@ -1043,7 +1043,7 @@ static void s_worker_kill (broker_t *self, worker_t *w, const char *why)
                   a->job->req->targets[ra->target]);
         s_pending_add (self, a->id, AIGW__ERROR_CODE__ERR_UNAVAILABLE, false, reason);
     }
-    bhash_remove (&self->workers, &w->node);
+    hmap_remove (&self->workers, &w->node);
     if (w->prev)
         w->prev->next = w->next;
     else
@@ -1169,7 +1169,7 @@ static void s_on_ready (broker_t *self, wire_msg_t *msg, int64_t now)
         if (m && !dsp_model_user (m))
             dsp_model_set_user (m, s_stats_new (self, allowed[i]));
     }
-    bhash_insert (&self->workers, &w->node, bhash_bytes (w->rid, w->rid_len));
+    hmap_insert (&self->workers, &w->node, hmap_bytes (w->rid, w->rid_len));
     w->next = self->worker_list;
     if (self->worker_list)
         self->worker_list->prev = w;
@@ -1551,8 +1551,8 @@ broker_t *broker_new (const cfg_t *cfg, void *zmq_ctx)
     theap_init (&self->timers);
     self->dsp = dsp_new (cfg->broker.queue_limit);
     self->prices = bmetrics_prices (cfg);
-    if (!self->ctx || !self->dsp || !self->prices || bhash_init (&self->jobs, s_job_eq)
-        || bhash_init (&self->attempts, s_attempt_eq) || bhash_init (&self->workers, s_worker_eq)
+    if (!self->ctx || !self->dsp || !self->prices || hmap_init (&self->jobs, s_job_eq)
+        || hmap_init (&self->attempts, s_attempt_eq) || hmap_init (&self->workers, s_worker_eq)
         || pipe2 (self->wake, O_NONBLOCK | O_CLOEXEC))
         goto fail;
     if (cfg->fabric.curve && s_curve_start (self, cfg, zmq_ctx))
@@ -1599,9 +1599,9 @@ void broker_destroy (broker_t **self_p)
     if (!self_p || !*self_p)
         return;
     broker_t *self = *self_p;
-    bhash_node_t *n;
+    hmap_node_t *n;
     if (self->jobs.slots)
-        while ((n = bhash_any (&self->jobs)))
+        while ((n = hmap_any (&self->jobs)))
             s_job_destroy (self, s_container (n, job_t, node));
     while (self->worker_list) {
         worker_t *w = self->worker_list;
@@ -1619,9 +1619,9 @@ void broker_destroy (broker_t **self_p)
     cfg_destroy (&self->prices);
     s_free_pools (self);
     free (self->pending);
-    bhash_fini (&self->jobs);
-    bhash_fini (&self->attempts);
-    bhash_fini (&self->workers);
+    hmap_fini (&self->jobs);
+    hmap_fini (&self->attempts);
+    hmap_fini (&self->workers);
     theap_fini (&self->timers);
     for (size_t i = 0; i < 3; i++)
         if (self->monitor[i])
@@ -1741,8 +1741,8 @@ static long s_poll_timeout_ms (broker_t *self, int64_t now)
 //  On stop: answer every open job and tell workers we are going.
 static void s_shutdown (broker_t *self, int64_t now)
 {
-    bhash_node_t *n;
-    while ((n = bhash_any (&self->jobs))) {
+    hmap_node_t *n;
+    while ((n = hmap_any (&self->jobs))) {
         job_t *job = s_container (n, job_t, node);
         race_abort (&job->race, AIGW__ERROR_CODE__ERR_UNAVAILABLE, now);
         s_job_apply_msg (self, job, now, "broker shutting down");

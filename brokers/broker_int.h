@@ -9,7 +9,7 @@
 #include <zmq.h>
 
 #include "aigw.pb-c.h"
-#include "bhash.h"
+#include "hmap.h"
 #include "bpub.h"
 #include "broker.h"
 #include "curve.h"
@@ -53,7 +53,7 @@ typedef struct {
 } model_stats_t;
 
 typedef struct worker_t {
-    bhash_node_t node;              // in workers table (by routing id)
+    hmap_node_t node;              // in workers table (by routing id)
     uint8_t rid[WIRE_ID_MAX];
     size_t rid_len;
     char name[BROKER_WORKER_NAME_MAX];
@@ -66,7 +66,7 @@ typedef struct worker_t {
 } worker_t;
 
 typedef struct attempt_t {
-    bhash_node_t node;              // in attempts table (by id)
+    hmap_node_t node;              // in attempts table (by id)
     dsp_item_t item;
     uint64_t id;
     job_t *job;
@@ -75,7 +75,7 @@ typedef struct attempt_t {
 } attempt_t;
 
 struct job_t {
-    bhash_node_t node;              // in jobs table (by client id + job_id)
+    hmap_node_t node;              // in jobs table (by client id + job_id)
     theap_node_t timer;
     uint64_t job_id;
     uint8_t cid[WIRE_ID_MAX];
@@ -148,7 +148,7 @@ struct broker_t {
     char broker_id[96];
     //  state
     dsp_t *dsp;
-    bhash_t jobs, attempts, workers;
+    hmap_t jobs, attempts, workers;
     worker_t *worker_list, *graveyard;
     theap_t timers;
     uint64_t next_attempt_id;

@@ -74,6 +74,18 @@ void theap_remove (theap_t *self, theap_node_t *node)
     s_down (self, moved->idx);
 }
 
+int theap_reserve (theap_t *self, size_t n)
+{
+    if (n <= self->cap)
+        return 0;
+    theap_node_t **v = realloc (self->v, n * sizeof *v);
+    if (!v)
+        return -1;
+    self->v = v;
+    self->cap = n;
+    return 0;
+}
+
 int theap_set (theap_t *self, theap_node_t *node, int64_t when)
 {
     if (when == INT64_MAX) {

@@ -20,6 +20,8 @@ typedef struct {
 
 void theap_init (theap_t *self);
 void theap_fini (theap_t *self);
+//  Make room for n queued nodes, so that many theap_set calls cannot fail. 0 / -1.
+int theap_reserve (theap_t *self, size_t n);
 //  Mark a node as not queued (call once before first use).
 void theap_node_init (theap_node_t *node);
 //  Queue the node at `when`, or move it if queued. when == INT64_MAX removes it.

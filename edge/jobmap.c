@@ -1,35 +1,33 @@
-// Job routing table: power-of-two open addressing, backward-shift deletion (no tombstones).
+// Job routing table on common/hmap; routes live in entries recycled through a free
+// list, so the steady state allocates nothing.
 #include "jobmap.h"
+#include "hmap.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-#define S_MIN_CAP 64
+#define s_container(ptr, type, member) ((type *) ((char *) (ptr) - offsetof (type, member)))
+
+typedef struct s_entry {
+    hmap_node_t node;
+    edge_route_t route;
+    struct s_entry *free_next;
+} s_entry_t;
 
 struct _edge_jobmap_t {
-    edge_route_t *slots;
-    size_t cap;                         // power of two
-    size_t size;
+    hmap_t map;
+    s_entry_t *free;                    // recycled entries
 };
 
-static size_t s_hash (uint64_t k)
+static bool s_eq (const hmap_node_t *node, const void *key)
 {
-    k ^= k >> 33;
-    k *= 0xff51afd7ed558ccdULL;
-    k ^= k >> 33;
-    k *= 0xc4ceb9fe1a85ec53ULL;
-    k ^= k >> 33;
-    return (size_t) k;
+    return s_container (node, s_entry_t, node)->route.job_id == *(const uint64_t *) key;
 }
 
 edge_jobmap_t *edge_jobmap_new (void)
 {
     edge_jobmap_t *self = calloc (1, sizeof *self);
-    if (!self)
-        return NULL;
-    self->cap = S_MIN_CAP;
-    self->slots = calloc (self->cap, sizeof *self->slots);
-    if (!self->slots) {
+    if (!self || hmap_init (&self->map, s_eq)) {
         free (self);
         return NULL;
     }
@@ -40,111 +38,93 @@ void edge_jobmap_destroy (edge_jobmap_t **self_p)
 {
     if (!self_p || !*self_p)
         return;
-    free ((*self_p)->slots);
-    free (*self_p);
+    edge_jobmap_t *self = *self_p;
+    hmap_node_t *n;
+    size_t cursor = 0;
+    while ((n = hmap_pop (&self->map, &cursor)))
+        free (s_container (n, s_entry_t, node));
+    while (self->free) {
+        s_entry_t *e = self->free;
+        self->free = e->free_next;
+        free (e);
+    }
+    hmap_fini (&self->map);
+    free (self);
     *self_p = NULL;
 }
 
-static edge_route_t *s_slot (const edge_jobmap_t *self, uint64_t job_id)
+static s_entry_t *s_find (const edge_jobmap_t *self, uint64_t job_id)
 {
-    size_t mask = self->cap - 1;
-    for (size_t i = s_hash (job_id) & mask;; i = (i + 1) & mask) {
-        edge_route_t *r = &self->slots[i];
-        if (r->job_id == job_id || r->job_id == 0)
-            return r;
-    }
-}
-
-static int s_grow (edge_jobmap_t *self)
-{
-    edge_route_t *old = self->slots;
-    size_t old_cap = self->cap;
-    edge_route_t *slots = calloc (old_cap * 2, sizeof *slots);
-    if (!slots)
-        return -1;
-    self->slots = slots;
-    self->cap = old_cap * 2;
-    for (size_t i = 0; i < old_cap; i++)
-        if (old[i].job_id)
-            *s_slot (self, old[i].job_id) = old[i];
-    free (old);
-    return 0;
+    hmap_node_t *n = job_id ? hmap_find (&self->map, hmap_u64 (job_id), &job_id) : NULL;
+    return n ? s_container (n, s_entry_t, node) : NULL;
 }
 
 int edge_jobmap_put (edge_jobmap_t *self, uint64_t job_id, void *req, int64_t since_ms)
 {
     if (job_id == 0)
         return -1;
-    if ((self->size + 1) * 2 > self->cap && s_grow (self))
-        return -1;
-    edge_route_t *r = s_slot (self, job_id);
-    if (r->job_id == 0)
-        self->size++;
-    r->job_id = job_id;
-    r->req = req;
-    r->since_ms = since_ms;
+    s_entry_t *e = s_find (self, job_id);
+    if (!e) {
+        e = self->free;
+        if (e)
+            self->free = e->free_next;
+        else
+        if (!(e = malloc (sizeof *e)))
+            return -1;
+        e->route.job_id = job_id;
+        hmap_insert (&self->map, &e->node, hmap_u64 (job_id));
+    }
+    e->route.req = req;
+    e->route.since_ms = since_ms;
     return 0;
 }
 
 const edge_route_t *edge_jobmap_get (const edge_jobmap_t *self, uint64_t job_id)
 {
-    if (job_id == 0)
-        return NULL;
-    edge_route_t *r = s_slot (self, job_id);
-    return r->job_id ? r : NULL;
+    s_entry_t *e = s_find (self, job_id);
+    return e ? &e->route : NULL;
 }
 
-//  Backward-shift deletion: pull later members of the probe run into the hole.
-static void s_remove_at (edge_jobmap_t *self, size_t hole)
+static void s_recycle (edge_jobmap_t *self, s_entry_t *e)
 {
-    size_t mask = self->cap - 1;
-    size_t i = hole;
-    while (true) {
-        i = (i + 1) & mask;
-        if (self->slots[i].job_id == 0)
-            break;
-        size_t home = s_hash (self->slots[i].job_id) & mask;
-        //  Move slot i into the hole unless its home lies cyclically in (hole, i]
-        bool stays = hole <= i ? (home > hole && home <= i) : (home > hole || home <= i);
-        if (!stays) {
-            self->slots[hole] = self->slots[i];
-            hole = i;
-        }
-    }
-    memset (&self->slots[hole], 0, sizeof self->slots[hole]);
-    self->size--;
+    hmap_remove (&self->map, &e->node);
+    e->free_next = self->free;
+    self->free = e;
 }
 
 bool edge_jobmap_take (edge_jobmap_t *self, uint64_t job_id, edge_route_t *out)
 {
-    if (job_id == 0)
-        return false;
-    edge_route_t *r = s_slot (self, job_id);
-    if (r->job_id == 0)
+    s_entry_t *e = s_find (self, job_id);
+    if (!e)
         return false;
     if (out)
-        *out = *r;
-    s_remove_at (self, (size_t) (r - self->slots));
+        *out = e->route;
+    s_recycle (self, e);
     return true;
 }
 
 size_t edge_jobmap_size (const edge_jobmap_t *self)
 {
-    return self->size;
+    return self->map.size;
 }
 
 void edge_jobmap_drain (edge_jobmap_t *self, void (*fn) (const edge_route_t *r, void *arg),
                         void *arg)
 {
     //  Empty the table first, so fn may put or take routes while it runs
-    edge_route_t *copy = fn && self->size ? malloc (self->size * sizeof *copy) : NULL;
-    size_t n = 0;
-    for (size_t i = 0; copy && i < self->cap; i++)
-        if (self->slots[i].job_id)
-            copy[n++] = self->slots[i];
-    memset (self->slots, 0, self->cap * sizeof *self->slots);
-    self->size = 0;
-    for (size_t i = 0; i < n; i++)
+    size_t n = self->map.size;
+    edge_route_t *copy = fn && n ? malloc (n * sizeof *copy) : NULL;
+    size_t k = 0;
+    hmap_node_t *node;
+    size_t cursor = 0;
+    while ((node = hmap_pop (&self->map, &cursor))) {
+        s_entry_t *e = s_container (node, s_entry_t, node);
+        if (copy)
+            copy[k++] = e->route;
+        e->free_next = self->free;
+        self->free = e;
+    }
+    for (size_t i = 0; i < k; i++)
         fn (&copy[i], arg);
     free (copy);
 }

@@ -1,5 +1,5 @@
 // Job routing table of a broker link: job_id -> the request waiting for it.
-// Open addressing with linear probing; O(1) insert, find, remove.
+// On common/hmap (the one hash map); O(1) insert, find, remove.
 #ifndef AIGW_EDGE_JOBMAP_H
 #define AIGW_EDGE_JOBMAP_H
 
@@ -8,7 +8,7 @@
 #include <stdint.h>
 
 typedef struct {
-    uint64_t job_id;                    // 0 = empty slot
+    uint64_t job_id;                    // never 0
     void *req;                          // the waiting request (not owned)
     int64_t since_ms;                   // when the SUBMIT passed the link
 } edge_route_t;

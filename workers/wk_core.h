@@ -11,6 +11,8 @@
 #include "aigw.pb-c.h"
 #include "config.h"
 #include "buf.h"
+#include "hmap.h"
+#include "theap.h"
 #include "wk_compl.h"
 #include "wk_retry.h"
 
@@ -82,9 +84,10 @@ struct wk_attempt {
     wk_usage_t used;            // what the upstream reported so far (sim: its exact counts)
     uint32_t prompt_est;        // estimated prompt tokens of the request
     bool reached;               // the request reached the model: its prompt counts
-    //  Timer (sim completion)
-    int64_t due_ms;
-    size_t heap_idx;            // position in the timer heap, SIZE_MAX if unarmed
+    //  Timer (sim completion): timer.when is the due time (ms), timer.idx THEAP_NONE
+    //  when unarmed
+    theap_node_t timer;
+    hmap_node_t node;           // in the table's index by attempt_id
     //  sim
     bool sim_fail;              // draw says: inject a failure
     bool sim_late;              // deadline comes before the drawn latency

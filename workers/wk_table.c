@@ -1,27 +1,25 @@
-// Attempt table: fixed slots, free stack, linear-probing id index with backward-shift
-// delete, and an indexed binary min-heap of timers. All operations O(1) or O(log n).
+// Attempt table: fixed slots with a free stack, the id index (common/hmap: the node
+// lives in the attempt) and the timers (common/theap, reserved for every slot, so
+// arming never fails). All operations O(1) or O(log n).
 #include "wk_table.h"
 
 #include <stdlib.h>
 #include <string.h>
+
+#define s_container(ptr, type, member) ((type *) ((char *) (ptr) - offsetof (type, member)))
 
 struct _wk_table_t {
     uint32_t capacity;
     wk_attempt_t *slots;
     uint32_t *free_stack;       // indices of free slots
     uint32_t nfree;
-    uint32_t *index;            // slot + 1, 0 = empty
-    size_t index_mask;
-    wk_attempt_t **heap;        // timers, earliest first
-    size_t nheap;
+    hmap_t index;               // live attempts by attempt_id
+    theap_t timers;             // armed attempts, earliest first
 };
 
-static size_t s_hash (uint64_t x)
+static bool s_eq (const hmap_node_t *node, const void *key)
 {
-    x ^= x >> 33;
-    x *= 0xff51afd7ed558ccdULL;
-    x ^= x >> 33;
-    return (size_t) x;
+    return s_container (node, wk_attempt_t, node)->attempt_id == *(const uint64_t *) key;
 }
 
 wk_table_t *wk_table_new (uint32_t capacity)
@@ -31,16 +29,12 @@ wk_table_t *wk_table_new (uint32_t capacity)
     wk_table_t *self = calloc (1, sizeof *self);
     if (!self)
         return NULL;
-    size_t isize = 16;
-    while (isize < (size_t) capacity * 2)
-        isize *= 2;
     self->capacity = capacity;
+    theap_init (&self->timers);
     self->slots = calloc (capacity, sizeof *self->slots);
     self->free_stack = calloc (capacity, sizeof *self->free_stack);
-    self->index = calloc (isize, sizeof *self->index);
-    self->heap = calloc (capacity, sizeof *self->heap);
-    self->index_mask = isize - 1;
-    if (!self->slots || !self->free_stack || !self->index || !self->heap) {
+    if (!self->slots || !self->free_stack || hmap_init (&self->index, s_eq)
+        || theap_reserve (&self->timers, capacity)) {
         wk_table_destroy (&self);
         return NULL;
     }
@@ -57,36 +51,21 @@ void wk_table_destroy (wk_table_t **self_p)
     wk_table_t *self = *self_p;
     free (self->slots);
     free (self->free_stack);
-    free (self->index);
-    free (self->heap);
+    hmap_fini (&self->index);
+    theap_fini (&self->timers);
     free (self);
     *self_p = NULL;
 }
 
-//  Index position holding attempt_id, or the empty position where it would go.
-static size_t s_probe (wk_table_t *self, uint64_t attempt_id)
-{
-    size_t i = s_hash (attempt_id) & self->index_mask;
-    while (self->index [i]) {
-        if (self->slots [self->index [i] - 1].attempt_id == attempt_id)
-            return i;
-        i = (i + 1) & self->index_mask;
-    }
-    return i;
-}
-
 wk_attempt_t *wk_table_find (wk_table_t *self, uint64_t attempt_id)
 {
-    size_t i = s_probe (self, attempt_id);
-    return self->index [i] ? &self->slots [self->index [i] - 1] : NULL;
+    hmap_node_t *n = hmap_find (&self->index, hmap_u64 (attempt_id), &attempt_id);
+    return n ? s_container (n, wk_attempt_t, node) : NULL;
 }
 
 wk_attempt_t *wk_table_add (wk_table_t *self, uint64_t attempt_id)
 {
-    if (self->nfree == 0)
-        return NULL;
-    size_t i = s_probe (self, attempt_id);
-    if (self->index [i])
+    if (self->nfree == 0 || wk_table_find (self, attempt_id))
         return NULL;
     uint32_t slot = self->free_stack [--self->nfree];
     wk_attempt_t *a = &self->slots [slot];
@@ -94,29 +73,9 @@ wk_attempt_t *wk_table_add (wk_table_t *self, uint64_t attempt_id)
     a->attempt_id = attempt_id;
     a->slot = slot;
     a->live = true;
-    a->heap_idx = SIZE_MAX;
-    self->index [i] = slot + 1;
+    theap_node_init (&a->timer);
+    hmap_insert (&self->index, &a->node, hmap_u64 (attempt_id));
     return a;
-}
-
-//  Backward-shift deletion keeps probe chains intact without tombstones.
-static void s_index_delete (wk_table_t *self, size_t hole)
-{
-    size_t j = hole;
-    self->index [hole] = 0;
-    for (;;) {
-        j = (j + 1) & self->index_mask;
-        if (!self->index [j])
-            return;
-        size_t home = s_hash (self->slots [self->index [j] - 1].attempt_id) & self->index_mask;
-        //  Move j into the hole unless its home lies cyclically in (hole, j]
-        bool stays = hole <= j ? (home > hole && home <= j) : (home > hole || home <= j);
-        if (stays)
-            continue;
-        self->index [hole] = self->index [j];
-        self->index [j] = 0;
-        hole = j;
-    }
 }
 
 void wk_table_remove (wk_table_t *self, wk_attempt_t *a)
@@ -124,9 +83,7 @@ void wk_table_remove (wk_table_t *self, wk_attempt_t *a)
     if (!a || !a->live)
         return;
     wk_table_timer_clear (self, a);
-    size_t i = s_probe (self, a->attempt_id);
-    if (self->index [i] == a->slot + 1)
-        s_index_delete (self, i);
+    hmap_remove (&self->index, &a->node);
     a->live = false;
     self->free_stack [self->nfree++] = a->slot;
 }
@@ -146,67 +103,19 @@ wk_attempt_t *wk_table_slot (wk_table_t *self, uint32_t index)
     return index < self->capacity ? &self->slots [index] : NULL;
 }
 
-//  ---- heap
-
-static void s_heap_put (wk_table_t *self, size_t i, wk_attempt_t *a)
-{
-    self->heap [i] = a;
-    a->heap_idx = i;
-}
-
-static void s_sift_up (wk_table_t *self, size_t i)
-{
-    wk_attempt_t *a = self->heap [i];
-    while (i > 0) {
-        size_t parent = (i - 1) / 2;
-        if (self->heap [parent]->due_ms <= a->due_ms)
-            break;
-        s_heap_put (self, i, self->heap [parent]);
-        i = parent;
-    }
-    s_heap_put (self, i, a);
-}
-
-static void s_sift_down (wk_table_t *self, size_t i)
-{
-    wk_attempt_t *a = self->heap [i];
-    for (;;) {
-        size_t c = 2 * i + 1;
-        if (c >= self->nheap)
-            break;
-        if (c + 1 < self->nheap && self->heap [c + 1]->due_ms < self->heap [c]->due_ms)
-            c++;
-        if (self->heap [c]->due_ms >= a->due_ms)
-            break;
-        s_heap_put (self, i, self->heap [c]);
-        i = c;
-    }
-    s_heap_put (self, i, a);
-}
-
 void wk_table_timer_clear (wk_table_t *self, wk_attempt_t *a)
 {
-    size_t i = a->heap_idx;
-    if (i == SIZE_MAX || i >= self->nheap || self->heap [i] != a)
-        return;
-    a->heap_idx = SIZE_MAX;
-    wk_attempt_t *last = self->heap [--self->nheap];
-    if (last == a)
-        return;
-    s_heap_put (self, i, last);
-    s_sift_up (self, i);
-    s_sift_down (self, last->heap_idx);
+    theap_remove (&self->timers, &a->timer);
 }
 
 void wk_table_timer_set (wk_table_t *self, wk_attempt_t *a, int64_t due_ms)
 {
-    wk_table_timer_clear (self, a);
-    a->due_ms = due_ms;
-    s_heap_put (self, self->nheap++, a);
-    s_sift_up (self, a->heap_idx);
+    //  Reserved for every slot at creation: cannot fail
+    (void) theap_set (&self->timers, &a->timer, due_ms);
 }
 
 wk_attempt_t *wk_table_timer_first (wk_table_t *self)
 {
-    return self->nheap ? self->heap [0] : NULL;
+    theap_node_t *n = theap_top (&self->timers);
+    return n ? s_container (n, wk_attempt_t, timer) : NULL;
 }

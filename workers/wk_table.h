@@ -1,5 +1,5 @@
 // Attempt table for the worker: fixed slots (one per unit of capacity), an
-// attempt-id index (open addressing) and a min-heap of attempt timers.
+// attempt-id index (common/hmap) and the attempts' timers (common/theap).
 #ifndef AIGW_WK_TABLE_H
 #define AIGW_WK_TABLE_H
 
@@ -27,7 +27,7 @@ uint32_t wk_table_capacity (wk_table_t *self);
 //  Slot by index (live or not), for walking all attempts at teardown.
 wk_attempt_t *wk_table_slot (wk_table_t *self, uint32_t index);
 
-//  ---- timers (min-heap on due_ms)
+//  ---- timers (earliest a->timer.when first)
 
 //  Arm or move the attempt's timer. Never fails (at most one timer per slot).
 void wk_table_timer_set (wk_table_t *self, wk_attempt_t *a, int64_t due_ms);

@@ -571,12 +571,12 @@ static void s_drain (worker_t *self)
 static void s_fire_timers (worker_t *self, int64_t now)
 {
     wk_attempt_t *a;
-    while ((a = wk_table_timer_first (self->table)) && a->due_ms <= now) {
+    while ((a = wk_table_timer_first (self->table)) && a->timer.when <= now) {
         wk_table_timer_clear (self->table, a);
         wk_done_t done = { .timer = true, .curl_code = CURLE_OK };
         a->model->prov->on_done (self, a, &done);
         //  A provider may re-arm (streaming); otherwise the attempt is over
-        if (a->replied || (a->heap_idx == SIZE_MAX && !a->easy))
+        if (a->replied || (a->timer.idx == THEAP_NONE && !a->easy))
             wk_attempt_end (self, a);
     }
 }
@@ -613,8 +613,8 @@ static int s_next_wait (worker_t *self, int64_t now)
                                                                    : self->expiry_ms)
                              : self->reconnect_at_ms;
     wk_attempt_t *a = wk_table_timer_first (self->table);
-    if (a && a->due_ms < due)
-        due = a->due_ms;
+    if (a && a->timer.when < due)
+        due = a->timer.when;
     int64_t wait = due - now;
     return wait < 0 ? 0 : wait > WK_POLL_MAX_MS ? WK_POLL_MAX_MS : (int) wait;
 }

@@ -1,8 +1,9 @@
 // libFuzzer target for the edge's whole request path: the input is written as raw bytes
 // on a TCP connection to a real edge server (libmicrohttpd loop, limits, routing, JSON
 // parse and validation, submit to a scripted broker, reply or SSE). Invariants beyond
-// "no crash, no hang": every answer starts with an HTTP/1.x status line, and every JSON
-// body the edge sends is valid UTF-8 and parses, with an "error" object for >= 400.
+// "no crash, no hang": every answer starts with an HTTP/1.x status line with a 3-digit
+// code, and every JSON body the edge sends is valid UTF-8 and parses, with an "error"
+// object for >= 400.
 #define _GNU_SOURCE                     // memmem, strcasestr
 #include <arpa/inet.h>
 #include <errno.h>
@@ -124,7 +125,12 @@ static void s_check_reply (char *buf, size_t len)
     buf[len] = 0;
     if (len < 12 || strncmp (buf, "HTTP/1.", 7) != 0)
         s_die ("answer does not start with an HTTP/1.x status line");
-    int status = atoi (buf + 9);
+    //  "HTTP/1.x NNN ...": exactly three digits, a real status code
+    char *code_end;
+    errno = 0;
+    long status = strtol (buf + 9, &code_end, 10);
+    if (buf[8] != ' ' || code_end != buf + 12 || errno || status < 100 || status > 599)
+        s_die ("answer has no three-digit status code after HTTP/1.x");
     char *end = strstr (buf, "\r\n\r\n");
     if (!end)
         return;                         // cut short by our own close

@@ -1,4 +1,4 @@
-// Unit tests for the broker's containers: the intrusive hash (bhash) and the
+// Unit tests for the broker's containers: the intrusive hash (common/hmap) and the
 // indexed timer heap (theap), including random insert/move/remove sequences.
 #include <stdarg.h>
 #include <stddef.h>
@@ -10,57 +10,61 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "bhash.h"
+#include "hmap.h"
 #include "theap.h"
 
 typedef struct {
-    bhash_node_t node;
+    hmap_node_t node;
     uint64_t key;
 } item_t;
 
-static bool s_eq (const bhash_node_t *n, const void *key)
+static bool s_eq (const hmap_node_t *n, const void *key)
 {
     return ((const item_t *) n)->key == *(const uint64_t *) key;
 }
 
-static void test_bhash (void **state)
+static void test_hmap (void **state)
 {
-    bhash_t h;
-    assert_int_equal (bhash_init (&h, s_eq), 0);
+    hmap_t h;
+    assert_int_equal (hmap_init (&h, s_eq), 0);
     enum { N = 5000 };
     item_t *items = calloc (N, sizeof *items);
     for (uint64_t i = 0; i < N; i++) {
         items[i].key = i * 7919;
-        bhash_insert (&h, &items[i].node, bhash_u64 (items[i].key));
+        hmap_insert (&h, &items[i].node, hmap_u64 (items[i].key));
     }
     assert_int_equal (h.size, N);
     for (uint64_t i = 0; i < N; i++) {
         uint64_t k = i * 7919;
-        assert_ptr_equal (bhash_find (&h, bhash_u64 (k), &k), &items[i].node);
+        assert_ptr_equal (hmap_find (&h, hmap_u64 (k), &k), &items[i].node);
     }
     uint64_t missing = 3;
-    assert_null (bhash_find (&h, bhash_u64 (missing), &missing));
+    assert_null (hmap_find (&h, hmap_u64 (missing), &missing));
     for (uint64_t i = 0; i < N; i += 2)
-        bhash_remove (&h, &items[i].node);
+        hmap_remove (&h, &items[i].node);
     assert_int_equal (h.size, N / 2);
     for (uint64_t i = 0; i < N; i++) {
         uint64_t k = i * 7919;
-        bhash_node_t *n = bhash_find (&h, bhash_u64 (k), &k);
+        hmap_node_t *n = hmap_find (&h, hmap_u64 (k), &k);
         if (i % 2)
             assert_ptr_equal (n, &items[i].node);
         else
             assert_null (n);
     }
     size_t drained = 0;
-    bhash_node_t *n;
-    while ((n = bhash_any (&h))) {
-        bhash_remove (&h, n);
+    hmap_node_t *n = hmap_any (&h);
+    assert_non_null (n);
+    hmap_remove (&h, n);
+    drained++;
+    size_t cursor = 0;
+    while ((n = hmap_pop (&h, &cursor)))
         drained++;
-    }
     assert_int_equal (drained, N / 2);
-    assert_int_equal (bhash_bytes ("abc", 3), bhash_bytes ("abc", 3));
-    assert_int_not_equal (bhash_bytes ("abc", 3), bhash_bytes ("abd", 3));
-    bhash_fini (&h);
+    assert_int_equal (h.size, 0);
+    assert_null (hmap_any (&h));
+    assert_int_equal (hmap_bytes ("abc", 3), hmap_bytes ("abc", 3));
+    assert_int_not_equal (hmap_bytes ("abc", 3), hmap_bytes ("abd", 3));
+    hmap_fini (&h);
     free (items);
 }
 
@@ -121,7 +125,7 @@ static void test_theap (void **state)
 int main (void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test (test_bhash),
+        cmocka_unit_test (test_hmap),
         cmocka_unit_test (test_theap),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);

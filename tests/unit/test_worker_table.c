@@ -94,10 +94,10 @@ static void test_timer_heap_order (void **state)
     int popped = 0;
     wk_attempt_t *a;
     while ((a = wk_table_timer_first (t))) {
-        assert_true (a->due_ms >= last);
-        last = a->due_ms;
+        assert_true (a->timer.when >= last);
+        last = a->timer.when;
         wk_table_timer_clear (t, a);
-        assert_int_equal (a->heap_idx, SIZE_MAX);
+        assert_int_equal (a->timer.idx, THEAP_NONE);
         popped++;
     }
     assert_int_equal (popped, CAP - CAP / 5);

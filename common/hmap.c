@@ -1,5 +1,5 @@
 // Intrusive chained hash table with a seeded 64-bit hash (FNV-1a plus a final mix).
-#include "bhash.h"
+#include "hmap.h"
 
 #include <stdlib.h>
 
@@ -7,7 +7,7 @@
 
 static uint64_t s_seed = 0x9e3779b97f4a7c15ULL;
 
-void bhash_seed (uint64_t seed)
+void hmap_seed (uint64_t seed)
 {
     if (seed)
         s_seed = seed;
@@ -23,7 +23,7 @@ static uint64_t s_mix (uint64_t h)
     return h;
 }
 
-uint64_t bhash_bytes (const void *data, size_t len)
+uint64_t hmap_bytes (const void *data, size_t len)
 {
     const uint8_t *p = data;
     uint64_t h = 0xcbf29ce484222325ULL ^ s_seed;
@@ -34,12 +34,12 @@ uint64_t bhash_bytes (const void *data, size_t len)
     return s_mix (h);
 }
 
-uint64_t bhash_u64 (uint64_t v)
+uint64_t hmap_u64 (uint64_t v)
 {
     return s_mix (v ^ s_seed);
 }
 
-int bhash_init (bhash_t *self, bhash_eq_fn *eq)
+int hmap_init (hmap_t *self, hmap_eq_fn *eq)
 {
     self->slots = calloc (BHASH_MIN_SLOTS, sizeof *self->slots);
     self->nslots = BHASH_MIN_SLOTS;
@@ -48,7 +48,7 @@ int bhash_init (bhash_t *self, bhash_eq_fn *eq)
     return self->slots ? 0 : -1;
 }
 
-void bhash_fini (bhash_t *self)
+void hmap_fini (hmap_t *self)
 {
     free (self->slots);
     self->slots = NULL;
@@ -56,27 +56,27 @@ void bhash_fini (bhash_t *self)
     self->size = 0;
 }
 
-bhash_node_t *bhash_find (const bhash_t *self, uint64_t hash, const void *key)
+hmap_node_t *hmap_find (const hmap_t *self, uint64_t hash, const void *key)
 {
     if (!self->nslots)
         return NULL;
-    bhash_node_t *n = self->slots[hash & (self->nslots - 1)];
+    hmap_node_t *n = self->slots[hash & (self->nslots - 1)];
     for (; n; n = n->next)
         if (n->hash == hash && self->eq (n, key))
             return n;
     return NULL;
 }
 
-static void s_grow (bhash_t *self)
+static void s_grow (hmap_t *self)
 {
     size_t nslots = self->nslots * 2;
-    bhash_node_t **slots = calloc (nslots, sizeof *slots);
+    hmap_node_t **slots = calloc (nslots, sizeof *slots);
     if (!slots)
         return;
     for (size_t i = 0; i < self->nslots; i++) {
-        bhash_node_t *n = self->slots[i];
+        hmap_node_t *n = self->slots[i];
         while (n) {
-            bhash_node_t *next = n->next;
+            hmap_node_t *next = n->next;
             size_t s = n->hash & (nslots - 1);
             n->next = slots[s];
             slots[s] = n;
@@ -88,7 +88,7 @@ static void s_grow (bhash_t *self)
     self->nslots = nslots;
 }
 
-void bhash_insert (bhash_t *self, bhash_node_t *node, uint64_t hash)
+void hmap_insert (hmap_t *self, hmap_node_t *node, uint64_t hash)
 {
     if (self->size >= self->nslots)
         s_grow (self);
@@ -99,9 +99,9 @@ void bhash_insert (bhash_t *self, bhash_node_t *node, uint64_t hash)
     self->size++;
 }
 
-void bhash_remove (bhash_t *self, bhash_node_t *node)
+void hmap_remove (hmap_t *self, hmap_node_t *node)
 {
-    bhash_node_t **pp = &self->slots[node->hash & (self->nslots - 1)];
+    hmap_node_t **pp = &self->slots[node->hash & (self->nslots - 1)];
     while (*pp && *pp != node)
         pp = &(*pp)->next;
     if (*pp) {
@@ -111,7 +111,21 @@ void bhash_remove (bhash_t *self, bhash_node_t *node)
     }
 }
 
-bhash_node_t *bhash_any (const bhash_t *self)
+hmap_node_t *hmap_pop (hmap_t *self, size_t *cursor)
+{
+    for (; self->size && *cursor < self->nslots; ++*cursor) {
+        hmap_node_t *n = self->slots[*cursor];
+        if (n) {
+            self->slots[*cursor] = n->next;
+            n->next = NULL;
+            self->size--;
+            return n;
+        }
+    }
+    return NULL;
+}
+
+hmap_node_t *hmap_any (const hmap_t *self)
 {
     for (size_t i = 0; self->size && i < self->nslots; i++)
         if (self->slots[i])

@@ -1,0 +1,3 @@
+#include "b.h"
+#include "c.h"
+int b (void) { return c (); }

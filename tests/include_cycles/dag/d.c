@@ -1,0 +1,2 @@
+#include "d_int.h"
+int d (void) { return a (); }

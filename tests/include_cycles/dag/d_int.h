@@ -1,0 +1,3 @@
+#pragma once
+#include "d.h"
+#include "a.h"

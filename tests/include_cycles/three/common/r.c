@@ -1,0 +1,3 @@
+#include "r.h"
+#include "../mod/p_int.h"
+int r (void) { return p (); }

@@ -1,0 +1,3 @@
+#pragma once
+#include "gen.pb-c.h"
+int r (void);

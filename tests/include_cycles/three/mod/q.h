@@ -1,0 +1,3 @@
+#pragma once
+#include "r.h"
+int q (void);

@@ -1,0 +1,2 @@
+#include "b.h"
+int b (void) { return 1; }
