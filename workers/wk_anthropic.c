@@ -2,7 +2,7 @@
 // stream events) and its dialect for the shared HTTP adapter.
 #include "wk_anthropic.h"
 #include "wk_core.h"
-#include "wk_openai.h"
+#include "wk_errbody.h"
 #include "wk_upstream.h"
 
 #include <cjson/cJSON.h>
@@ -558,9 +558,9 @@ static int s_stream_error (wk_stream_t *s, const cJSON *root)
     const cJSON *e = S_GET (root, "error");
     const char *type = S_STR (e, "type");
     const char *msg = S_STR (e, "message");
-    char shown [WK_OPENAI_DETAIL_MAX + 8];
-    wk_openai_snippet (shown, sizeof shown, msg ? msg : "(no message)",
-                       msg ? strlen (msg) : 12, WK_OPENAI_DETAIL_MAX);
+    char shown [WK_ERRBODY_DETAIL_MAX + 8];
+    wk_errbody_snippet (shown, sizeof shown, msg ? msg : "(no message)",
+                       msg ? strlen (msg) : 12, WK_ERRBODY_DETAIL_MAX);
     return wk_stream_fail (s, "upstream stream error: %s%s%s", type ? type : "",
                            type ? ": " : "", shown);
 }
@@ -587,8 +587,8 @@ int wk_anthropic_stream_event (wk_stream_t *s, const char *event, const char *da
     cJSON *root = cJSON_ParseWithLength (data, len);
     if (!cJSON_IsObject (root)) {
         cJSON_Delete (root);
-        char shown [WK_OPENAI_DETAIL_MAX + 8];
-        wk_openai_snippet (shown, sizeof shown, data, len, 80);
+        char shown [WK_ERRBODY_DETAIL_MAX + 8];
+        wk_errbody_snippet (shown, sizeof shown, data, len, 80);
         return wk_stream_fail (s, "malformed SSE event: '%s'", shown);
     }
     const char *type = S_STR (root, "type");

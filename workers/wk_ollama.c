@@ -2,7 +2,7 @@
 // stream lines) and its dialect for the shared HTTP adapter.
 #include "wk_ollama.h"
 #include "wk_core.h"
-#include "wk_openai.h"
+#include "wk_errbody.h"
 #include "wk_upstream.h"
 
 #include <cjson/cJSON.h>
@@ -313,15 +313,15 @@ static int s_stream_line (wk_stream_t *s, const cJSON *root)
 int wk_ollama_stream_event (wk_stream_t *s, const char *event, const char *data, size_t len)
 {
     cJSON *root = cJSON_ParseWithLength (data, len);
-    char shown [WK_OPENAI_DETAIL_MAX + 8];
+    char shown [WK_ERRBODY_DETAIL_MAX + 8];
     int rc;
     if (!cJSON_IsObject (root)) {
-        wk_openai_snippet (shown, sizeof shown, data, len, 80);
+        wk_errbody_snippet (shown, sizeof shown, data, len, 80);
         rc = wk_stream_fail (s, "malformed NDJSON line: '%s'", shown);
     }
     else
     if (S_GET (root, "error")) {
-        wk_openai_error_detail (data, len, shown, sizeof shown);
+        wk_errbody_detail (data, len, shown, sizeof shown);
         rc = wk_stream_fail (s, "upstream stream error: %s", shown);
     }
     else

@@ -3,6 +3,7 @@
 #include "wk_openai.h"
 #include "wk_core.h"
 #include "wk_json.h"
+#include "wk_errbody.h"
 #include "wk_upstream.h"
 
 #include <cjson/cJSON.h>
@@ -87,92 +88,6 @@ int wk_openai_rewrite (const char *req, size_t len, const char *upstream_model, 
 
 //  ---- reply classification
 
-void wk_openai_snippet (char *dst, size_t dstlen, const char *s, size_t len, size_t max)
-{
-    if (dstlen < 4) {
-        if (dstlen)
-            dst [0] = 0;
-        return;
-    }
-    size_t limit = max < dstlen - 4 ? max : dstlen - 4;
-    bool cut = len > limit;
-    size_t n = cut ? limit : len;
-    //  Never split a UTF-8 sequence: back off over continuation bytes
-    while (cut && n > 0 && ((unsigned char) s [n] & 0xC0) == 0x80)
-        n--;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char) s [i];
-        dst [i] = c < 0x20 || c == 0x7f ? ' ' : (char) c;
-    }
-    if (cut) {
-        memcpy (dst + n, "...", 3);
-        n += 3;
-    }
-    dst [n] = 0;
-}
-
-static void s_fail (wk_openai_reply_t *out, long status, const char *fmt, const char *detail)
-{
-    out->code = AIGW__ERROR_CODE__ERR_UPSTREAM;
-    out->status = status > 0 && status < 1000 ? (uint32_t) status : 0;
-    snprintf (out->message, sizeof out->message, fmt, status, detail);
-}
-
-//  Copy a provider's error code, printable ASCII only, cut to fit.
-static void s_code (char *dst, size_t dstlen, const char *src)
-{
-    size_t n = 0;
-    for (; src && src [n] && n + 1 < dstlen; n++) {
-        unsigned char c = (unsigned char) src [n];
-        dst [n] = c < 0x20 || c > 0x7e ? '_' : (char) c;
-    }
-    if (dstlen)
-        dst [n] = 0;
-}
-
-static void s_error_code (const cJSON *err, char *code, size_t codelen)
-{
-    const cJSON *c = cJSON_GetObjectItemCaseSensitive (err, "code");
-    char num [24];
-    const char *text = cJSON_GetStringValue (c);
-    if (!text && cJSON_IsNumber (c) && c->valuedouble > -1e15 && c->valuedouble < 1e15) {
-        snprintf (num, sizeof num, "%lld", (long long) c->valuedouble);
-        text = num;
-    }
-    if (!text || !*text)
-        text = cJSON_GetStringValue (cJSON_GetObjectItemCaseSensitive (err, "type"));
-    s_code (code, codelen, text ? text : "");
-}
-
-void wk_openai_error_info (const char *body, size_t len, char *dst, size_t dstlen,
-                           char *code, size_t codelen)
-{
-    cJSON *root = cJSON_ParseWithLength (body, len);
-    const cJSON *err = cJSON_GetObjectItemCaseSensitive (root, "error");
-    const char *text = cJSON_GetStringValue (cJSON_GetObjectItemCaseSensitive (err, "message"));
-    if (!text)
-        text = cJSON_GetStringValue (err);
-    if (!text)
-        text = cJSON_GetStringValue (cJSON_GetObjectItemCaseSensitive (root, "message"));
-    if (text)
-        wk_openai_snippet (dst, dstlen, text, strlen (text), WK_OPENAI_DETAIL_MAX);
-    else
-    if (len)
-        wk_openai_snippet (dst, dstlen, body, len, WK_OPENAI_DETAIL_MAX);
-    else
-        snprintf (dst, dstlen, "(empty body)");
-    if (code)
-        s_error_code (cJSON_IsObject (err) ? err : NULL, code, codelen);
-    cJSON_Delete (root);
-}
-
-//  The most readable part of an error body: error.message, error (a string),
-//  message, or the raw text.
-void wk_openai_error_detail (const char *body, size_t len, char *dst, size_t dstlen)
-{
-    wk_openai_error_info (body, len, dst, dstlen, NULL, 0);
-}
-
 static bool s_count (const cJSON *usage, const char *name, uint32_t *out)
 {
     const cJSON *n = cJSON_GetObjectItemCaseSensitive (usage, name);
@@ -182,23 +97,17 @@ static bool s_count (const cJSON *usage, const char *name, uint32_t *out)
     return true;
 }
 
-int wk_openai_parse (long status, const char *body, size_t len, wk_openai_reply_t *out)
+int wk_openai_parse (long status, const char *body, size_t len, wk_errbody_reply_t *out)
 {
     memset (out, 0, sizeof *out);
     out->status = status > 0 && status < 1000 ? (uint32_t) status : 0;
-    if (status < 200 || status > 299) {
-        char detail [WK_OPENAI_DETAIL_MAX + 8];
-        wk_openai_error_info (body, len, detail, sizeof detail, out->upstream_code,
-                              sizeof out->upstream_code);
-        s_fail (out, status, "upstream HTTP %ld: %s", detail);
-        out->code = wk_upstream_status_code (status);
-        return -1;
-    }
+    if (status < 200 || status > 299)
+        return wk_errbody_parse (status, body, len, out);
     cJSON *root = cJSON_ParseWithLength (body, len);
     if (!cJSON_IsObject (root)
     ||  !cJSON_IsArray (cJSON_GetObjectItemCaseSensitive (root, "choices"))) {
         cJSON_Delete (root);
-        s_fail (out, status, "upstream returned malformed JSON (HTTP %ld)%s", "");
+        wk_errbody_fail (out, status, "upstream returned malformed JSON (HTTP %ld)%s", "");
         return -1;
     }
     const cJSON *usage = cJSON_GetObjectItemCaseSensitive (root, "usage");
@@ -208,15 +117,6 @@ int wk_openai_parse (long status, const char *body, size_t len, wk_openai_reply_
     cJSON_Delete (root);
     out->code = AIGW__ERROR_CODE__ERR_NONE;
     return 0;
-}
-
-void wk_openai_too_big (uint64_t max, long status, wk_openai_reply_t *out)
-{
-    memset (out, 0, sizeof *out);
-    out->code = wk_upstream_status_code (status);   // ERR_UPSTREAM for a 2xx
-    out->status = status > 0 && status < 1000 ? (uint32_t) status : 0;
-    snprintf (out->message, sizeof out->message, "upstream response larger than %" PRIu64 " bytes",
-              max);
 }
 
 //  ---- streamed replies
@@ -299,8 +199,8 @@ static int s_chunk (wk_stream_t *s, const cJSON *root, const char *data, size_t 
     const cJSON *err = cJSON_GetObjectItemCaseSensitive (root, "error");
     const char *object = cJSON_GetStringValue (cJSON_GetObjectItemCaseSensitive (root, "object"));
     if ((err && !cJSON_IsNull (err)) || (object && strcmp (object, "error") == 0)) {
-        char detail [WK_OPENAI_DETAIL_MAX + 8];
-        wk_openai_error_detail (data, len, detail, sizeof detail);
+        char detail [WK_ERRBODY_DETAIL_MAX + 8];
+        wk_errbody_detail (data, len, detail, sizeof detail);
         return wk_stream_fail (s, "upstream stream error: %s", detail);
     }
     const cJSON *choices = cJSON_GetObjectItemCaseSensitive (root, "choices");
@@ -321,15 +221,15 @@ int wk_openai_stream_event (wk_stream_t *s, const char *event, const char *data,
         len--;
     if (len == 6 && memcmp (data, "[DONE]", 6) == 0)
         return WK_STREAM_END;
-    char shown [WK_OPENAI_DETAIL_MAX + 8];
+    char shown [WK_ERRBODY_DETAIL_MAX + 8];
     if (strcmp (event, "error") == 0) {
-        wk_openai_error_detail (data, len, shown, sizeof shown);
+        wk_errbody_detail (data, len, shown, sizeof shown);
         return wk_stream_fail (s, "upstream stream error: %s", shown);
     }
     cJSON *root = cJSON_ParseWithLength (data, len);
     if (!cJSON_IsObject (root)) {
         cJSON_Delete (root);
-        wk_openai_snippet (shown, sizeof shown, data, len, 80);
+        wk_errbody_snippet (shown, sizeof shown, data, len, 80);
         return wk_stream_fail (s, "malformed SSE event: '%s'", shown);
     }
     int rc = s_chunk (s, root, data, len);
@@ -352,7 +252,7 @@ static int s_build (const wk_attempt_t *a, const char *req, size_t len, buf_t *o
 static int s_full (const wk_attempt_t *a, const char *body, size_t len, buf_t *out,
                    const char **json, size_t *json_len, wk_usage_t *usage, char *err, size_t errlen)
 {
-    wk_openai_reply_t r;
+    wk_errbody_reply_t r;
     if (wk_openai_parse (200, body, len, &r)) {
         snprintf (err, errlen, "%s", r.message);
         return -1;

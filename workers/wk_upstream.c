@@ -1,7 +1,7 @@
 // The HTTP provider adapter: builds the request through the model's dialect, runs it on
 // the loop's curl multi handle, and turns the reply (whole, or streamed) into the answer.
 #include "wk_upstream.h"
-#include "wk_openai.h"
+#include "wk_errbody.h"
 #include "wk_usage.h"
 #include "aclock.h"
 #include "log.h"
@@ -152,17 +152,6 @@ static bool s_ok (long status)
     return status >= 200 && status <= 299;
 }
 
-Aigw__ErrorCode wk_upstream_status_code (long status)
-{
-    if (status == 400 || status == 404 || status == 413 || status == 422)
-        return AIGW__ERROR_CODE__ERR_BAD_REQUEST;
-    if (status == 401 || status == 403)
-        return AIGW__ERROR_CODE__ERR_UPSTREAM_AUTH;
-    if (status == 429)
-        return AIGW__ERROR_CODE__ERR_RATE_LIMITED;
-    return AIGW__ERROR_CODE__ERR_UPSTREAM;
-}
-
 //  A streamed reply's usage as the upstream reported it so far.
 static void s_sync_usage (wk_attempt_t *a)
 {
@@ -269,13 +258,13 @@ static void s_stream_done (worker_t *w, wk_attempt_t *a, const wk_done_t *done)
 
 static void s_whole_done (worker_t *w, wk_attempt_t *a, const wk_done_t *done)
 {
-    wk_openai_reply_t r;
+    wk_errbody_reply_t r;
     if (done->curl_code != CURLE_OK) {
         s_curl_error (w, a, done, "");
         return;
     }
     if (!s_ok (done->http_status)) {
-        wk_openai_parse (done->http_status, a->resp.data, a->resp.len, &r);
+        wk_errbody_parse (done->http_status, a->resp.data, a->resp.len, &r);
         snprintf (a->upstream_code, sizeof a->upstream_code, "%s", r.upstream_code);
         wk_reply_error (w, a, r.code, r.status, "%s", r.message);
         return;
@@ -300,8 +289,8 @@ void wk_upstream_on_done (worker_t *w, wk_attempt_t *a, const wk_done_t *done)
     if ((done->http_status && !s_ok (done->http_status)) || s_not_sent (done->curl_code))
         a->reached = false;
     if (a->too_big || done->curl_code == CURLE_FILESIZE_EXCEEDED) {
-        wk_openai_reply_t r;
-        wk_openai_too_big (a->model->cfg->max_response_bytes, done->http_status, &r);
+        wk_errbody_reply_t r;
+        wk_errbody_too_big (a->model->cfg->max_response_bytes, done->http_status, &r);
         if (a->st && a->st->chunks)
             wk_reply_error (w, a, r.code, r.status, "%s (after %" PRIu32 " chunks)", r.message,
                             a->st->chunks);
@@ -354,8 +343,8 @@ int wk_upstream_translate (const char *body, size_t len, const char *id, int64_t
         snprintf (err, errlen, "upstream returned malformed JSON (HTTP 200)");
     else
     if (cJSON_GetObjectItemCaseSensitive (root, "error")) {
-        char detail [WK_OPENAI_DETAIL_MAX + 8];
-        wk_openai_error_detail (body, len, detail, sizeof detail);
+        char detail [WK_ERRBODY_DETAIL_MAX + 8];
+        wk_errbody_detail (body, len, detail, sizeof detail);
         snprintf (err, errlen, "upstream error: %s", detail);
     }
     else

@@ -41,11 +41,6 @@ int wk_upstream_on_data (wk_attempt_t *a, const char *data, size_t len);
 void wk_upstream_on_done (worker_t *w, wk_attempt_t *a, const wk_done_t *done);
 void wk_upstream_cancel (worker_t *w, wk_attempt_t *a);
 
-//  The ErrorCode for an upstream's non-2xx HTTP status: 400, 404, 413, 422 ->
-//  ERR_BAD_REQUEST; 401, 403 -> ERR_UPSTREAM_AUTH; 429 -> ERR_RATE_LIMITED;
-//  anything else (5xx, odd codes) -> ERR_UPSTREAM.
-Aigw__ErrorCode wk_upstream_status_code (long status);
-
 //  Translate a 2xx non-streamed reply with a dialect's reader: parse body as a JSON
 //  object, refuse an "error" member, let read() fill a wk_compl_t from the root,
 //  render the chat.completion into out (id/created set on it). 0 with usage, or -1

@@ -160,7 +160,7 @@ static void test_parse_good (void **state)
                        "{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":\"hi\"},"
                        "\"finish_reason\":\"stop\"}],\"usage\":{\"prompt_tokens\":12,"
                        "\"completion_tokens\":3,\"total_tokens\":15}}";
-    wk_openai_reply_t r;
+    wk_errbody_reply_t r;
     assert_int_equal (wk_openai_parse (200, body, strlen (body), &r), 0);
     assert_int_equal (r.code, AIGW__ERROR_CODE__ERR_NONE);
     assert_true (r.has_usage);
@@ -177,7 +177,7 @@ static void test_parse_garbled (void **state)
         "<html>502 oops</html>", "{\"choices\":{}}", "[1,2]", "", "{\"choices\":[", "{\"id\":1}",
     };
     for (size_t i = 0; i < sizeof bodies / sizeof bodies [0]; i++) {
-        wk_openai_reply_t r;
+        wk_errbody_reply_t r;
         assert_int_equal (wk_openai_parse (200, bodies [i], strlen (bodies [i]), &r), -1);
         assert_int_equal (r.code, AIGW__ERROR_CODE__ERR_UPSTREAM);
         assert_int_equal (r.status, 200);
@@ -187,7 +187,7 @@ static void test_parse_garbled (void **state)
 
 static void test_parse_error_bodies (void **state)
 {
-    wk_openai_reply_t r;
+    wk_errbody_reply_t r;
     const char *e1 = "{\"error\":{\"message\":\"Rate limit reached\",\"type\":\"rate_limit_error\"}}";
     assert_int_equal (wk_openai_parse (429, e1, strlen (e1), &r), -1);
     assert_int_equal (r.code, AIGW__ERROR_CODE__ERR_RATE_LIMITED);
@@ -222,18 +222,18 @@ static void test_status_mapping (void **state)
 {
     const long bad [] = { 400, 404, 413, 422 };
     for (size_t i = 0; i < sizeof bad / sizeof bad [0]; i++)
-        assert_int_equal (wk_upstream_status_code (bad [i]), AIGW__ERROR_CODE__ERR_BAD_REQUEST);
-    assert_int_equal (wk_upstream_status_code (401), AIGW__ERROR_CODE__ERR_UPSTREAM_AUTH);
-    assert_int_equal (wk_upstream_status_code (403), AIGW__ERROR_CODE__ERR_UPSTREAM_AUTH);
-    assert_int_equal (wk_upstream_status_code (429), AIGW__ERROR_CODE__ERR_RATE_LIMITED);
+        assert_int_equal (wk_errbody_status_code (bad [i]), AIGW__ERROR_CODE__ERR_BAD_REQUEST);
+    assert_int_equal (wk_errbody_status_code (401), AIGW__ERROR_CODE__ERR_UPSTREAM_AUTH);
+    assert_int_equal (wk_errbody_status_code (403), AIGW__ERROR_CODE__ERR_UPSTREAM_AUTH);
+    assert_int_equal (wk_errbody_status_code (429), AIGW__ERROR_CODE__ERR_RATE_LIMITED);
     const long other [] = { 0, 200, 304, 405, 408, 409, 418, 500, 502, 503, 504, 599, 999 };
     for (size_t i = 0; i < sizeof other / sizeof other [0]; i++)
-        assert_int_equal (wk_upstream_status_code (other [i]), AIGW__ERROR_CODE__ERR_UPSTREAM);
+        assert_int_equal (wk_errbody_status_code (other [i]), AIGW__ERROR_CODE__ERR_UPSTREAM);
 }
 
 static void test_error_codes (void **state)
 {
-    wk_openai_reply_t r;
+    wk_errbody_reply_t r;
     //  OpenAI: code, else type when code is null
     const char *o1 = "{\"error\":{\"message\":\"too long\",\"type\":\"invalid_request_error\","
                      "\"code\":\"context_length_exceeded\",\"param\":null}}";
@@ -279,8 +279,8 @@ static void test_error_codes (void **state)
 
 static void test_too_big (void **state)
 {
-    wk_openai_reply_t r;
-    wk_openai_too_big (1024, 200, &r);
+    wk_errbody_reply_t r;
+    wk_errbody_too_big (1024, 200, &r);
     assert_int_equal (r.code, AIGW__ERROR_CODE__ERR_UPSTREAM);
     assert_string_equal (r.message, "upstream response larger than 1024 bytes");
     //  The accumulating buffer refuses to pass its cap
@@ -298,11 +298,11 @@ static void test_snippet_utf8 (void **state)
     char out [32];
     //  "é" is two bytes; cutting after 3 bytes would split the second one
     const char *s = "a\xc3\xa9\xc3\xa9z";
-    wk_openai_snippet (out, sizeof out, s, strlen (s), 4);
+    wk_errbody_snippet (out, sizeof out, s, strlen (s), 4);
     assert_string_equal (out, "a\xc3\xa9...");
-    wk_openai_snippet (out, sizeof out, s, strlen (s), 100);
+    wk_errbody_snippet (out, sizeof out, s, strlen (s), 100);
     assert_string_equal (out, s);
-    wk_openai_snippet (out, 8, "0123456789abcdef", 16, 100);
+    wk_errbody_snippet (out, 8, "0123456789abcdef", 16, 100);
     assert_int_equal (strlen (out), 7);
 }
 
