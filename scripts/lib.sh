@@ -86,20 +86,27 @@ build_all() {
 ensure_venv() {
     local stamp="$VENV/.aigw-deps-ok"
     if [ -f "$stamp" ] && [ "$stamp" -nt "$ROOT/scripts/requirements.txt" ] \
-        && [ "$stamp" -nt "$ROOT/python-agent/pyproject.toml" ] && [ "$stamp" -nt "$ROOT/proto/aigw.proto" ]; then
+        && [ "$stamp" -nt "$ROOT/python-agent/pyproject.toml" ] && [ "$stamp" -nt "$ROOT/proto/aigw.proto" ] \
+        && [ "$stamp" -nt "$ROOT/python-agent/gen_proto.sh" ] \
+        && [ -f "$ROOT/python-agent/aigw_agent/aigw_pb2.py" ]; then
         return 0
     fi
     if [ ! -x "$PY" ]; then
         python3 -m venv "$VENV" || die "python3 -m venv failed"
     fi
     log "installing Python packages into $VENV"
-    sh "$ROOT/python-agent/gen_proto.sh" >/dev/null || die "protoc for python-agent failed"
-    if "$PY" -m pip install -q --disable-pip-version-check -r "$ROOT/scripts/requirements.txt" \
-        && "$PY" -m pip install -q --disable-pip-version-check -e "$ROOT/python-agent"; then
-        touch "$stamp"
-        return 0
+    # Generating aigw_pb2.py (and its type stub, with mypy-protobuf's plugin from the
+    # requirements) is the build step; importing the package writes nothing
+    if "$PY" -m pip install -q --disable-pip-version-check -r "$ROOT/scripts/requirements.txt"; then
+        PATH="$VENV/bin:$PATH" sh "$ROOT/python-agent/gen_proto.sh" >/dev/null \
+            || die "protoc for python-agent failed"
+        if "$PY" -m pip install -q --disable-pip-version-check -e "$ROOT/python-agent"; then
+            touch "$stamp"
+            return 0
+        fi
     fi
     log "pip failed; falling back to Debian's python3 packages"
+    sh "$ROOT/python-agent/gen_proto.sh" >/dev/null || die "protoc for python-agent failed"
     ensure_apt python3-zmq python3-protobuf python3-msgpack python3-pytest
     rm -rf "$VENV"
     python3 -m venv --system-site-packages "$VENV" || die "venv failed"

@@ -1,30 +1,38 @@
-"""Load the generated protobuf module (aigw_pb2), generating it with protoc on first use.
+"""Find the generated protobuf module (aigw_pb2). Importing this never runs protoc and never
+writes a file: generating the module is a build step.
 
-Order: aigw_agent/aigw_pb2.py if present and current; else run protoc on the repo's
-proto/aigw.proto (or $AIGW_PROTO_DIR) into the package folder (or a temp folder if that is
-read-only); else a top-level `aigw_pb2` on sys.path (e.g. build/gen/python); else ImportError.
+Build steps: `python-agent/gen_proto.sh` writes aigw_agent/aigw_pb2.py (and, when mypy-protobuf's
+protoc-gen-mypy is installed, the type stub aigw_pb2.pyi) for an editable or plain pip install;
+the CMake build writes build/gen/python/aigw_pb2.py (target proto_python).
 
-"Current": the generated file's first line records the SHA-256 of the aigw.proto it was made
-from (`# aigw-proto-sha256: HEX`, written here and by gen_proto.sh). When the proto is found
-and its digest differs (or the line is missing), the file is regenerated, so an edited proto
-is picked up without deleting anything by hand. Without protoc, a file whose recorded digest
-differs is refused (ImportError saying so); one without the line is used as it is.
+Order: aigw_agent/aigw_pb2.py if present; else a top-level `aigw_pb2` on sys.path (e.g.
+PYTHONPATH=build/gen/python); else ImportError saying how to generate it.
+
+Stale files: gen_proto.sh writes the SHA-256 of the aigw.proto it compiled on the file's first
+line (`# aigw-proto-sha256: HEX`). When that line is there and the proto is found ($AIGW_PROTO_DIR,
+or the repository's proto/ next to python-agent/), a digest that differs is refused with an
+ImportError naming the file and how to regenerate it. A file without the line (the CMake output,
+which the build itself keeps current) or without a proto to compare against is used as it is.
 """
 from __future__ import annotations
 
 import hashlib
+import importlib
 import importlib.util
 import os
-import shutil
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 from types import ModuleType
+from typing import TYPE_CHECKING
 
 PKG_DIR = Path(__file__).resolve().parent
 MODULE = "aigw_agent.aigw_pb2"
+TOP_MODULE = "aigw_pb2"              # the CMake build's output, on PYTHONPATH
 STAMP = "# aigw-proto-sha256: "
+HOWTO = ("run python-agent/gen_proto.sh (needs protoc: apt-get install protobuf-compiler), "
+         "or build with CMake and put build/gen/python on PYTHONPATH")
+
+__all__ = ["MODULE", "PKG_DIR", "STAMP", "load", "pb"]
 
 
 def _proto_dir() -> Path | None:
@@ -49,65 +57,53 @@ def _stamp(path: Path) -> str | None:
     return first[len(STAMP):].strip() if first.startswith(STAMP) else None
 
 
+def _check_current(path: Path) -> None:
+    """Raise ImportError if `path` records a proto digest other than the proto's now."""
+    stamp = _stamp(path)
+    proto_dir = _proto_dir()
+    if stamp is None or proto_dir is None:
+        return
+    digest = _digest(proto_dir)
+    if stamp != digest:
+        raise ImportError(
+            f"aigw_agent: {path} is stale: it was generated from another version of "
+            f"{proto_dir / 'aigw.proto'} (recorded sha256 {stamp[:12]}…, now {digest[:12]}…); "
+            f"regenerate it: {HOWTO}")
+
+
 def _load_file(path: Path) -> ModuleType:
     spec = importlib.util.spec_from_file_location(MODULE, path)
-    assert spec and spec.loader
+    if spec is None or spec.loader is None:
+        raise ImportError(f"aigw_agent: cannot load {path}")
     mod = importlib.util.module_from_spec(spec)
     sys.modules[MODULE] = mod
-    spec.loader.exec_module(mod)
+    try:
+        spec.loader.exec_module(mod)
+    except BaseException:
+        del sys.modules[MODULE]
+        raise
     return mod
 
 
-def _generate(proto_dir: Path) -> Path:
-    """Run protoc into a temp dir, then move the file into the package (atomic) or keep it there."""
-    protoc = shutil.which("protoc")
-    if not protoc:
-        raise ImportError("aigw_agent: aigw_pb2.py is missing and protoc is not installed "
-                          "(apt-get install protobuf-compiler, then python-agent/gen_proto.sh)")
-    tmp = Path(tempfile.mkdtemp(prefix="aigw_pb2_"))
-    res = subprocess.run([protoc, f"--proto_path={proto_dir}", f"--python_out={tmp}",
-                          str(proto_dir / "aigw.proto")], capture_output=True, text=True)
-    if res.returncode != 0:
-        raise ImportError(f"aigw_agent: protoc failed on {proto_dir / 'aigw.proto'}: "
-                          f"{res.stderr.strip()}")
-    out = tmp / "aigw_pb2.py"
-    out.write_text(f"{STAMP}{_digest(proto_dir)}\n" + out.read_text(encoding="utf-8"),
-                   encoding="utf-8")
-    try:
-        os.replace(out, PKG_DIR / "aigw_pb2.py")
-        return PKG_DIR / "aigw_pb2.py"
-    except OSError:
-        return out  # package folder is read-only: use the temp copy
-
-
 def load() -> ModuleType:
+    """The generated module: the package's copy, else the top-level one (see the module doc)."""
     if MODULE in sys.modules:
         return sys.modules[MODULE]
     local = PKG_DIR / "aigw_pb2.py"
-    proto_dir = _proto_dir()
     if local.is_file():
-        if proto_dir is None:
-            return _load_file(local)
-        stamp = _stamp(local)
-        if stamp == _digest(proto_dir):
-            return _load_file(local)
-        if shutil.which("protoc"):
-            return _load_file(_generate(proto_dir))  # the proto changed: regenerate
-        if stamp is not None:
-            raise ImportError(f"aigw_agent: {local} was generated from an older "
-                              f"{proto_dir / 'aigw.proto'} and protoc is not installed to "
-                              "regenerate it (apt-get install protobuf-compiler, then "
-                              "python-agent/gen_proto.sh)")
-        return _load_file(local)  # no record of its source: use it as it is
-    if proto_dir is not None:
-        return _load_file(_generate(proto_dir))
-    try:
-        import aigw_pb2  # type: ignore[import-not-found]
-        return aigw_pb2
-    except ImportError:
-        pass
-    raise ImportError("aigw_agent: generated protobuf code not found: run python-agent/gen_proto.sh "
-                      "before installing, or set AIGW_PROTO_DIR to the folder holding aigw.proto")
+        _check_current(local)
+        return _load_file(local)
+    spec = importlib.util.find_spec(TOP_MODULE)
+    if spec is not None:
+        if spec.origin and spec.has_location:
+            _check_current(Path(spec.origin))
+        return importlib.import_module(TOP_MODULE)
+    raise ImportError(f"aigw_agent: the generated protobuf module is missing ({local} or a "
+                      f"top-level {TOP_MODULE} on sys.path): {HOWTO}")
 
 
-pb = load()
+if TYPE_CHECKING:
+    # The types come from aigw_pb2.pyi, written by gen_proto.sh with mypy-protobuf.
+    from . import aigw_pb2 as pb
+else:
+    pb = load()

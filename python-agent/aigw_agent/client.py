@@ -95,7 +95,7 @@ class Client:
         self._recv_task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._jobs: dict[int, _Job] = {}
-        self._pings: collections.deque[asyncio.Future[Any]] = collections.deque()
+        self._pings: collections.deque[asyncio.Future[pb.BrokerStatus]] = collections.deque()
         self._next_id = 1
         self._warned = False
 
@@ -272,7 +272,7 @@ class Client:
         """PING the broker; returns its BrokerStatus as a dict. Raises Unavailable on silence."""
         self._start()
         assert self._loop is not None
-        fut: asyncio.Future[Any] = self._loop.create_future()
+        fut: asyncio.Future[pb.BrokerStatus] = self._loop.create_future()
         self._pings.append(fut)
         self._send(wire.encode(CLIENT_HEADER, C.PING))
         try:
@@ -284,16 +284,18 @@ class Client:
                 self._pings.remove(fut)
         return status_dict(body)
 
-    def _completion(self, job: _Job, body: Any, streamed: str) -> Completion:
+    def _completion(self, job: _Job, body: pb.Result, streamed: str) -> Completion:
         response: dict[str, Any] = {}
         if body.response_json:
+            parsed: Any
             try:
-                response = json.loads(body.response_json)
+                parsed = json.loads(body.response_json)
             except ValueError:
-                response = None  # type: ignore[assignment]
-            if not isinstance(response, dict):
+                parsed = None
+            if not isinstance(parsed, dict):
                 raise UpstreamError("broker RESULT carries invalid response JSON", job_id=job.job_id,
                                     attempts=[Attempt.from_pb(a) for a in body.attempts])
+            response = parsed
         content = response_text(response) if response else streamed
         model = body.model or str(response.get("model", ""))
         if not response:
@@ -368,7 +370,7 @@ class Stream:
             self._client._abandon(self._job)
             raise
 
-    def _chunk(self, body: Any) -> Chunk | None:
+    def _chunk(self, body: pb.Chunk) -> Chunk | None:
         try:
             data = json.loads(body.delta_json) if body.delta_json else {}
         except ValueError:
@@ -389,7 +391,7 @@ class Stream:
             loop.call_soon_threadsafe(self._client._abandon, job)
 
 
-def _error(body: Any) -> AigwError:
+def _error(body: pb.Error) -> AigwError:
     return error_for(body.code, body.message, [Attempt.from_pb(a) for a in body.attempts],
                      job_id=body.job_id)
 
@@ -428,7 +430,7 @@ def completion_dict(model: str, content: str, cid: str, **extra: Any) -> dict[st
     return out
 
 
-def status_dict(body: Any) -> dict[str, Any]:
+def status_dict(body: pb.BrokerStatus) -> dict[str, Any]:
     """BrokerStatus as plain Python values."""
     return {
         "broker_id": body.broker_id,

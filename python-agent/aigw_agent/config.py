@@ -11,7 +11,7 @@ import re
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 MAX_FILE = 1024 * 1024
 _NAME = re.compile(r"[A-Za-z0-9$\-_@.&+/:]+")
@@ -85,7 +85,7 @@ def parse_zpl(text: str, source: str = "(string)") -> Node:
     return root
 
 
-def _value(text: str, fail) -> str:  # type: ignore[no-untyped-def]
+def _value(text: str, fail: Callable[[str], ConfigError]) -> str:
     if text[:1] in ("'", '"'):
         end = text.find(text[0], 1)
         if end < 0:

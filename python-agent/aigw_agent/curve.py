@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import stat
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import zmq
 import zmq.auth
@@ -42,7 +42,7 @@ class CurveKeys:
         self.cert = cert                # path of our .cert_secret (for messages)
         self.server_cert = server_cert  # path of the broker's .cert
 
-    def apply(self, sock: zmq.Socket) -> None:  # type: ignore[type-arg]
+    def apply(self, sock: zmq.Socket[Any]) -> None:
         """Make `sock` a CURVE client of the broker; call before connect()."""
         sock.setsockopt(zmq.CURVE_SECRETKEY, self._secret)
         sock.setsockopt(zmq.CURVE_PUBLICKEY, self.public)
@@ -55,7 +55,7 @@ class CurveKeys:
     __str__ = __repr__
 
 
-def apply(sock: zmq.Socket, keys: CurveKeys | None) -> None:  # type: ignore[type-arg]
+def apply(sock: zmq.Socket[Any], keys: CurveKeys | None) -> None:
     """The one place sockets get CURVE: no-op when keys is None (fabric/curve = off)."""
     if keys is not None:
         keys.apply(sock)

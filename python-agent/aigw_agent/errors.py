@@ -2,9 +2,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, Protocol
 
 from ._proto import pb
+
+
+class _Enum(Protocol):
+    """A generated protobuf enum (pb.Outcome, pb.ErrorCode): its Name() of a value."""
+    def Name(self, number: Any) -> str: ...
 
 
 @dataclass
@@ -21,9 +26,12 @@ class Attempt:
     reason: str = ""
 
     @classmethod
-    def from_pb(cls, a: Any) -> "Attempt":
-        def ms(field: str) -> float | None:
-            return getattr(a, field) / 1000.0 if a.HasField(field) else None
+    def from_pb(cls, a: pb.AttemptInfo) -> "Attempt":
+        def ms(field: Literal["started_us", "first_token_us", "finished_us"]) -> float | None:
+            if not a.HasField(field):
+                return None
+            us: int = getattr(a, field)
+            return us / 1000.0
         return cls(
             attempt_id=a.attempt_id,
             target=a.target,
@@ -37,7 +45,7 @@ class Attempt:
         )
 
 
-def _enum_name(enum: Any, value: int, prefix: str) -> str:
+def _enum_name(enum: _Enum, value: int, prefix: str) -> str:
     try:
         return enum.Name(value)[len(prefix):]
     except ValueError:

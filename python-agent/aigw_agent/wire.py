@@ -11,6 +11,7 @@ from enum import IntEnum
 from typing import Any
 
 from google.protobuf.message import DecodeError
+from google.protobuf.message import Message as PbMessage
 
 from ._proto import pb
 
@@ -45,7 +46,7 @@ class W(IntEnum):
 
 
 # (header, command) -> body message class (None = body ignored), payload rule
-_BODY: dict[tuple[bytes, int], Any] = {
+_BODY: dict[tuple[bytes, int], type[PbMessage] | None] = {
     (CLIENT_HEADER, C.SUBMIT): pb.Job,
     (CLIENT_HEADER, C.CANCEL): pb.JobRef,
     (CLIENT_HEADER, C.PING): None,
@@ -95,7 +96,8 @@ def cmd_name(header: bytes, cmd: int) -> str:
         return f"0x{cmd:02x}"
 
 
-def encode(header: bytes, cmd: int, body: Any = None, payload: bytes | None = None) -> list[bytes]:
+def encode(header: bytes, cmd: int, body: PbMessage | None = None,
+           payload: bytes | None = None) -> list[bytes]:
     """Frames for one message: header, command, body (empty if None), payload if given."""
     frames = [header, bytes([cmd]), body.SerializeToString() if body is not None else b""]
     if payload is not None:

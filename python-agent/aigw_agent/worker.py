@@ -43,7 +43,7 @@ class WorkerStats:
 class TaskContext:
     """What a handler knows about its attempt, and how it streams chunks back."""
 
-    def __init__(self, worker: "WorkerBase", task: Any, generation: int, now: float):
+    def __init__(self, worker: "WorkerBase", task: pb.Task, generation: int, now: float):
         self._worker = worker
         self._generation = generation
         self.job_id: int = task.job_id
@@ -85,10 +85,10 @@ class TaskContext:
                    "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}]})
 
 
-def _task_error_code(e: AigwError) -> int:
+def _task_error_code(e: AigwError) -> pb.ErrorCode.ValueType:
     """ERROR code for a handler's AigwError: a failed sub-job is an upstream failure of ours."""
     if e.job_id is None:
-        return e.code
+        return pb.ErrorCode.ValueType(e.code)
     return pb.ERR_TIMEOUT if e.code == pb.ERR_TIMEOUT else pb.ERR_UPSTREAM
 
 
@@ -188,11 +188,11 @@ class WorkerBase:
         fut = asyncio.ensure_future(self._sock.send_multipart(frames))
         fut.add_done_callback(_log_send_error)
 
-    def _hello(self) -> Any:
+    def _hello(self) -> pb.WorkerHello:
         return pb.WorkerHello(worker_id=self.worker_id, models=list(self.services),
                               capacity=self.capacity, pid=os.getpid(), version=__version__)
 
-    def _worker_stats(self) -> Any:
+    def _worker_stats(self) -> pb.WorkerStats:
         s = self.stats
         return pb.WorkerStats(in_flight=len(self._tasks), capacity=self.capacity,
                               completed=s.completed, failed=s.failed, cancelled=s.cancelled)
@@ -250,13 +250,14 @@ class WorkerBase:
             if self._generation == gen:
                 self._close(graceful)
 
-    def _reply_error(self, gen: int, task: Any, code: int, message: str) -> None:
+    def _reply_error(self, gen: int, task: pb.Task, code: pb.ErrorCode.ValueType,
+                     message: str) -> None:
         body = pb.Error(job_id=task.job_id, attempt_id=task.attempt_id, code=code,
                         message=message[:2000])
         self._send(gen, wire.encode(WORKER_HEADER, W.ERROR, body))
 
     def _on_task(self, gen: int, msg: wire.Message) -> None:
-        t = msg.body
+        t: pb.Task = msg.body
         if t.attempt_id in self._tasks:
             self.stats.malformed += 1
             log.warning("duplicate TASK for attempt %d dropped", t.attempt_id)
@@ -293,7 +294,7 @@ class WorkerBase:
         task.cancel()
 
     async def _run_one(self, handler: Handler, request: dict[str, Any], ctx: TaskContext,
-                       t: Any) -> None:
+                       t: pb.Task) -> None:
         gen = ctx._generation
         try:
             remaining = ctx.remaining_ms()
@@ -324,11 +325,11 @@ class WorkerBase:
             if entry is not None and entry[1] is ctx:
                 del self._tasks[ctx.attempt_id]
 
-    def _fail(self, gen: int, t: Any, code: int, message: str) -> None:
+    def _fail(self, gen: int, t: pb.Task, code: pb.ErrorCode.ValueType, message: str) -> None:
         self.stats.failed += 1
         self._reply_error(gen, t, code, message)
 
-    def _answer(self, gen: int, t: Any, ctx: TaskContext, response: Any) -> None:
+    def _answer(self, gen: int, t: pb.Task, ctx: TaskContext, response: Any) -> None:
         if not isinstance(response, dict):
             self._fail(gen, t, pb.ERR_INTERNAL, f"{ctx.target}: handler returned no completion")
             return

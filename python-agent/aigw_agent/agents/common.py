@@ -6,10 +6,13 @@ import re
 import string
 from functools import lru_cache
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..client import completion_dict
 from ..errors import BadRequest
+
+if TYPE_CHECKING:
+    from ..worker import TaskContext
 
 # OpenAI parameters forwarded from the agent's request to its sub-calls.
 FORWARDED_PARAMS = ("temperature", "top_p", "max_tokens")
@@ -53,7 +56,7 @@ def forwarded(request: dict[str, Any]) -> dict[str, Any]:
     return {k: request[k] for k in FORWARDED_PARAMS if k in request}
 
 
-def sub_deadline(ctx: Any) -> int | None:
+def sub_deadline(ctx: TaskContext | None) -> int | None:
     """Deadline for a sub-job: what is left of this attempt's budget, minus a margin."""
     remaining = ctx.remaining_ms() if ctx is not None else None
     if remaining is None:
@@ -61,7 +64,7 @@ def sub_deadline(ctx: Any) -> int | None:
     return max(1, remaining - SUB_DEADLINE_MARGIN_MS)
 
 
-def answer(ctx: Any, content: str, agent_info: dict[str, Any],
+def answer(ctx: TaskContext, content: str, agent_info: dict[str, Any],
            usage: dict[str, int] | None = None) -> dict[str, Any]:
     """The agent's final OpenAI chat.completion, with its trace under "aigw_agent"."""
     extra: dict[str, Any] = {"aigw_agent": agent_info}
