@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import socket
 import threading
-import time
 
 import pytest
 
@@ -50,9 +49,8 @@ def test_race_comma_list_picks_fast_and_cancels_slow(sim_system):
     assert js["object"] == "chat.completion"
     assert js["choices"][0]["message"]["content"] == "fast answer"
     assert js["aigw"]["winner"] == "fast-sim"
+    # The slow one was still running when fast won: cancelled, not finished
     assert outcomes(js) == {"fast-sim": "won", "slow-sim": "cancelled"}
-    # The winner answered long before the slow model's 400 ms latency.
-    assert js["aigw"]["latency_ms"] < 400
 
 
 def test_group_race_and_fallback(sim_system):
@@ -182,12 +180,10 @@ def test_all_targets_fail_with_reasons(make_system, upstream):
 def test_deadline_504_and_upstream_cancelled(make_system, upstream):
     upstream.script({"sleepy": {"latency_ms": 5000}})
     s = make_system(models=openai_models(upstream, ["sleepy"])).start()
-    t0 = time.monotonic()
+    # The upstream would answer 200 after 5 s: a 504 means the 300 ms deadline ended it
     status, _, js, raw = s.http.chat("sleepy", aigw={"deadline_ms": 300})
-    took = time.monotonic() - t0
     assert status == 504, raw
     assert js["error"]["type"]
-    assert took < 4.5, "deadline was not enforced"
     req = wait_until(lambda: [r for r in upstream.requests_for("sleepy") if r["outcome"]], 5,
                      what="sleepy request to end")[0]
     assert req["outcome"] == "client_closed"
