@@ -29,6 +29,22 @@ int LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
             standard = false;
     //  ... and it reads a bad \u escape by ending the string there (so its "model" is
     //  not the literal the edge sees): such bodies are not standard JSON either
+    //  ... nor does JSON allow a raw control byte inside a string, and cJSON ends its
+    //  C string at a \u0000: neither is a literal the oracle can compare
+    bool in_str = false;
+    for (size_t i = 0; standard && i < size; i++) {
+        if (in_str && data[i] < 0x20)
+            standard = false;
+        else
+        if (in_str && data[i] == '\\') {
+            if (i + 5 < size && memcmp (data + i + 1, "u0000", 5) == 0)
+                standard = false;
+            i++;
+        }
+        else
+        if (data[i] == '"')
+            in_str = !in_str;
+    }
     for (size_t i = 0; standard && i + 1 < size; i++)
         if (data[i] == '\\') {
             if (data[i + 1] == 'u')
