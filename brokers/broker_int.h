@@ -13,7 +13,7 @@
 #include "bpub.h"
 #include "broker.h"
 #include "curve.h"
-#include "dispatch.h"
+#include "dsp.h"
 #include "health.h"
 #include "hist.h"
 #include "race.h"

@@ -1,5 +1,5 @@
 // Worker pools and credit-based dispatch with bounded per-model FIFO queues.
-#include "dispatch.h"
+#include "dsp.h"
 
 #include <czmq.h>
 #include <stdlib.h>

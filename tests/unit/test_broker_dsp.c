@@ -1,4 +1,4 @@
-// Unit tests for the broker's worker pools (brokers/dispatch.c): credits, the
+// Unit tests for the broker's worker pools (brokers/dsp.c): credits, the
 // most-free-credits choice, bounded queues, dequeue on credit return, unavailable
 // models and worker removal.
 #include <stdarg.h>
@@ -11,7 +11,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "dispatch.h"
+#include "dsp.h"
 
 static dsp_worker_t *s_add (dsp_t *d, const char *m1, const char *m2, uint32_t cap, void *user)
 {

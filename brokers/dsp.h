@@ -2,8 +2,8 @@
 // has one credit pool (capacity minus in flight) shared by every model it serves.
 // An attempt goes to the worker of its model with the most free credits, else into
 // the model's bounded FIFO queue. Pure logic: no sockets, no clock.
-#ifndef AIGW_DISPATCH_H
-#define AIGW_DISPATCH_H
+#ifndef AIGW_DSP_H
+#define AIGW_DSP_H
 
 #include <stdbool.h>
 #include <stddef.h>
