@@ -1,5 +1,6 @@
 // Per-job race state machine: pure logic over attempts, actions and timers.
 #include "race.h"
+#include "rng.h"
 
 #include <assert.h>
 #include <stdarg.h>
@@ -32,7 +33,7 @@ int race_init (race_t *self, const race_config_t *cfg)
         self->cfg.retries = RACE_RETRIES_MAX;
     if (self->cfg.retry_backoff_us < 0)
         self->cfg.retry_backoff_us = 0;
-    self->rng = cfg->seed ? cfg->seed : 0x9e3779b97f4a7c15ULL;
+    self->rng = cfg->seed;
     self->hedge_payer = -1;
     return 0;
 }
@@ -278,17 +279,6 @@ static void s_after_failure (race_t *self, int64_t now)
         s_finish_error (self, s_aggregate (self));
 }
 
-//  Next pseudo-random number (xorshift64*), for the backoff's jitter.
-static uint64_t s_rand (race_t *self)
-{
-    uint64_t x = self->rng;
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    self->rng = x;
-    return x * 0x2545f4914f6cdd1dULL;
-}
-
 //  Full jitter: uniform in [0, min(cap, base x 2^n)].
 static int64_t s_backoff (race_t *self, unsigned n)
 {
@@ -297,7 +287,7 @@ static int64_t s_backoff (race_t *self, unsigned n)
         top *= 2;
     if (top > RACE_BACKOFF_MAX_US)
         top = RACE_BACKOFF_MAX_US;
-    return top > 0 ? (int64_t) (s_rand (self) % (uint64_t) (top + 1)) : 0;
+    return top > 0 ? (int64_t) (rng_next (&self->rng) % (uint64_t) (top + 1)) : 0;
 }
 
 //  Schedule a retry of failed attempt i if its target has retries left, there is
@@ -521,6 +511,11 @@ int64_t race_next_timer (const race_t *self)
 bool race_finished (const race_t *self)
 {
     return self->finished;
+}
+
+int race_final_code (const race_t *self)
+{
+    return self->finished ? self->final_code : AIGW__ERROR_CODE__ERR_NONE;
 }
 
 int race_winner (const race_t *self)

@@ -131,7 +131,7 @@ typedef struct {
     bool hedge_suppressed;  // a hedge was not started: no budget
     bool hedge_blocked;     // the armed hedge was refused; the next regular start re-arms
     bool retry_suppressed;  // a retry was not started: no budget
-    uint64_t rng;           // xorshift64* state
+    uint64_t rng;           // jitter PRNG state (common/rng.h)
     race_action_t act[RACE_ACTIONS_MAX];
     uint8_t act_head, act_tail;
 } race_t;
@@ -183,6 +183,8 @@ bool race_next_action (race_t *self, race_action_t *action);
 int64_t race_next_timer (const race_t *self);
 
 bool race_finished (const race_t *self);
+//  Aigw__ErrorCode the job finished with (FINISH_ERROR), ERR_NONE otherwise.
+int race_final_code (const race_t *self);
 //  Winning attempt index or -1.
 int race_winner (const race_t *self);
 size_t race_attempts (const race_t *self);

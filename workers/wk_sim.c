@@ -1,7 +1,8 @@
-// The sim provider: seeded draws (splitmix64, Box-Muller lognormal), OpenAI-shaped
+// The sim provider: seeded draws (common/rng splitmix64, Box-Muller lognormal), OpenAI-shaped
 // replies, and its adapter ops (start arms a timer; on_done replies or streams the next
 // word and re-arms; cancel disarms).
 #include "wk_sim.h"
+#include "rng.h"
 #include "wk_compl.h"
 #include "wk_core.h"
 #include "wk_json.h"
@@ -16,26 +17,12 @@
 
 #define WK_SIM_MAX_REPLY (64 * 1024)
 
-uint64_t wk_sim_next (uint64_t *state)
-{
-    uint64_t z = (*state += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-
-double wk_sim_uniform (uint64_t *state)
-{
-    //  53 random bits, shifted by half a step so 0 and 1 never occur
-    return ((double) (wk_sim_next (state) >> 11) + 0.5) * (1.0 / 9007199254740992.0);
-}
-
 void wk_sim_draw (uint64_t *state, const cfg_model_t *m, wk_sim_draw_t *out)
 {
     //  Always three numbers per draw, so the sequence shape never depends on config
-    double u_fail = wk_sim_uniform (state);
-    double u1 = wk_sim_uniform (state);
-    double u2 = wk_sim_uniform (state);
+    double u_fail = rng_uniform (state);
+    double u1 = rng_uniform (state);
+    double u2 = rng_uniform (state);
     out->fail = u_fail < m->fail_rate;
     double latency = m->latency_ms;
     if (m->jitter > 0) {

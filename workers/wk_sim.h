@@ -17,11 +17,7 @@ typedef struct {
     bool fail;                  // inject a failure instead of a reply
 } wk_sim_draw_t;
 
-//  splitmix64: next 64-bit value of the sequence in *state.
-uint64_t wk_sim_next (uint64_t *state);
-
-//  Uniform double in the open interval (0, 1).
-double wk_sim_uniform (uint64_t *state);
+//  (Its draws use common/rng.h: rng_next, rng_uniform.)
 
 //  Draw the next attempt's fate for model m from the model's PRNG state.
 //  Same seed, same sequence of draws.

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "wk_sim.h"
+#include "rng.h"
 
 static cfg_model_t s_model (uint32_t latency, double jitter, double fail, uint64_t seed)
 {
@@ -103,7 +104,7 @@ static void test_uniform_open_interval (void **state)
 {
     uint64_t rng = 0;
     for (int i = 0; i < 100000; i++) {
-        double u = wk_sim_uniform (&rng);
+        double u = rng_uniform (&rng);
         assert_true (u > 0.0 && u < 1.0);
     }
 }
