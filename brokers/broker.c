@@ -477,8 +477,8 @@ static void s_attempt_cancel (broker_t *self, job_t *job, size_t index, int64_t 
 {
     attempt_t *a = job->att[index];
     const race_attempt_t *ra = race_attempt (&job->race, index);
-    bool deadline = race_finished (&job->race) && race_winner (&job->race) < 0
-                    && job->race.final_code == AIGW__ERROR_CODE__ERR_TIMEOUT;
+    bool deadline = race_winner (&job->race) < 0
+                    && race_final_code (&job->race) == AIGW__ERROR_CODE__ERR_TIMEOUT;
     if (ra->state == RACE_ATT_CANCELLED)
         self->c.attempts_cancelled++;
     else

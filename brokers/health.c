@@ -38,7 +38,10 @@ void health_init (health_t *self, const health_cfg_t *cfg)
 
 static int64_t s_slice_us (const health_t *self)
 {
-    return (int64_t) self->cfg.window_ms * 1000 / HEALTH_BUCKETS;
+    //  health_init keeps window_ms >= HEALTH_BUCKETS; a zeroed health_t (the metrics'
+    //  stand-in for a model without statistics) must not divide by zero either
+    int64_t us = (int64_t) self->cfg.window_ms * 1000 / HEALTH_BUCKETS;
+    return us > 0 ? us : 1;
 }
 
 static bool s_bucket_live (const health_t *self, size_t i, int64_t cur)

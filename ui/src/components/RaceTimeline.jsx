@@ -1,6 +1,6 @@
 // One job's race: a bar per attempt from start to finish on the job's shared time axis,
 // a tick at the first token, coloured by outcome, the winner starred. Skipped attempts
-// (the target was cooling down) are a grey hatched stub; hedges carry a "hedge" tag and
+// (the target was cooling down) are a short grey hatched bar; hedges carry a "hedge" tag and
 // retries a "↻ retry of #n" tag pointing at the lane they repeat (lanes are numbered then).
 import { timelineBars } from '../derive.js';
 import { fmtMs } from '../format.js';
