@@ -1449,7 +1449,10 @@ void broker_log_summary (const broker_t *self)
 //  ---------------------------------------------------------------------------
 //  Construction
 
-static void *s_bind (broker_t *self, int type, const char *ep, int64_t max_frame, bool router)
+//  Bind ep and replace it with the endpoint bound (a wildcard port "*" becomes the
+//  port the kernel chose), so logs and tests see the real one.
+static void *s_bind (broker_t *self, int type, char *ep, size_t eplen, int64_t max_frame,
+                     bool router)
 {
     void *s = zmq_socket (self->ctx, type);
     if (!s) {
@@ -1462,6 +1465,7 @@ static void *s_bind (broker_t *self, int type, const char *ep, int64_t max_frame
         zmq_close (s);
         return NULL;
     }
+    wire_bound_endpoint (s, ep, eplen);
     return s;
 }
 
@@ -1557,8 +1561,10 @@ broker_t *broker_new (const cfg_t *cfg, void *zmq_ctx)
         goto fail;
     if (cfg->fabric.curve && s_curve_start (self, cfg, zmq_ctx))
         goto fail;
-    self->frontend = s_bind (self, ZMQ_ROUTER, self->ep_front, cfg->broker.max_frame, true);
-    self->backend = s_bind (self, ZMQ_ROUTER, self->ep_back, cfg->broker.max_frame, true);
+    self->frontend = s_bind (self, ZMQ_ROUTER, self->ep_front, sizeof self->ep_front,
+                             cfg->broker.max_frame, true);
+    self->backend = s_bind (self, ZMQ_ROUTER, self->ep_back, sizeof self->ep_back,
+                            cfg->broker.max_frame, true);
     if (!self->frontend || !self->backend)
         goto fail;
     //  With CURVE the metrics PUB lives in a context whose ZAP handler lets in only
@@ -1568,6 +1574,7 @@ broker_t *broker_new (const cfg_t *cfg, void *zmq_ctx)
         log_error ("cannot bind %s: %s", self->ep_metrics, zmq_strerror (errno));
         goto fail;
     }
+    wire_bound_endpoint (self->pub.sock, self->ep_metrics, sizeof self->ep_metrics);
     if (self->curve && (s_monitor (self, self->ctx, self->frontend, 0)
                         || s_monitor (self, self->ctx, self->backend, 1)
                         || s_monitor (self, mctx, self->pub.sock, 2))) {

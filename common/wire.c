@@ -224,6 +224,17 @@ int wire_setup_socket (void *sock, bool router, int64_t max_frame)
     return 0;
 }
 
+int wire_bound_endpoint (void *sock, char *dst, size_t len)
+{
+    char ep[256];
+    size_t n = sizeof ep;
+    if (zmq_getsockopt (sock, ZMQ_LAST_ENDPOINT, ep, &n) || n == 0 || n > len)
+        return -1;
+    memcpy (dst, ep, n);
+    dst[n - 1] = '\0';
+    return 0;
+}
+
 const char *wire_cmd_name (wire_side_t side, uint8_t cmd)
 {
     if (side == WIRE_SIDE_CLIENT) {

@@ -86,6 +86,11 @@ int wire_send_bytes (void *sock, const uint8_t *id, size_t id_len, wire_side_t s
 //  send timeout 0; ROUTER sockets also get ROUTER_MANDATORY. Returns 0 / -1.
 int wire_setup_socket (void *sock, bool router, int64_t max_frame);
 
+//  The endpoint sock was last bound to, with the port the kernel chose for a
+//  wildcard ("tcp://127.0.0.1:*" -> "tcp://127.0.0.1:41234"), into dst. 0 / -1
+//  (dst unchanged).
+int wire_bound_endpoint (void *sock, char *dst, size_t len);
+
 //  Command name for logs ("SUBMIT", "TASK", ...), "?" if unknown.
 const char *wire_cmd_name (wire_side_t side, uint8_t cmd);
 

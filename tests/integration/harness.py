@@ -11,7 +11,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,10 +23,8 @@ BIN = BUILD / "bin"
 FAKEUP = ROOT / "tests" / "fakeup" / "fake_upstream.py"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+BOUND = re.compile(rb"frontend tcp://127\.0\.0\.1:(\d+), backend tcp://127\.0\.0\.1:(\d+), "
+                   rb"metrics tcp://127\.0\.0\.1:(\d+)")
 
 
 def wait_until(pred, timeout: float = 10.0, interval: float = 0.02, what: str = "condition"):
@@ -124,14 +121,16 @@ class System:
                  capacity: int = 16, heartbeat_ms: int = 200, liveness: int = 3,
                  extra_broker: str = "", extra_edge: str = ""):
         self.tmp = tmpdir
-        self.front, self.back, self.metrics = (free_port() for _ in range(3))
-        self.http_port = 0                  # the edge picks its own port: see start_edge
+        #  Ports: the broker binds "*" and reports what it got (see start_broker), as
+        #  the edge does for its HTTP port (see start_edge). No free-port race.
+        self.front = self.back = self.metrics = 0
+        self.http_port = 0
         self.cfg = tmpdir / "aigw.conf"
         self.cfg.write_text(
             "broker\n"
-            f"    frontend = tcp://127.0.0.1:{self.front}\n"
-            f"    backend = tcp://127.0.0.1:{self.back}\n"
-            f"    metrics = tcp://127.0.0.1:{self.metrics}\n"
+            "    frontend = tcp://127.0.0.1:*\n"
+            "    backend = tcp://127.0.0.1:*\n"
+            "    metrics = tcp://127.0.0.1:*\n"
             f"    heartbeat_ms = {heartbeat_ms}\n"
             f"    liveness = {liveness}\n"
             f"{extra_broker}"
@@ -153,7 +152,28 @@ class System:
         self.procs[name] = subprocess.Popen(argv, stdout=logf, stderr=subprocess.STDOUT)
 
     def start_broker(self):
+        """Start the broker. The first time, it binds wildcard ports and logs the ones
+        it got; they are then written into the config, so the workers, the edge, the
+        agent and a restarted broker all use them (as a deployment's fixed ports)."""
+        log = self.tmp / "broker.log"
+        offset = log.stat().st_size if log.exists() else 0
         self._start("broker", [str(BIN / "aigw-broker"), "--config", str(self.cfg)])
+        if self.front:
+            return
+
+        def bound():
+            self.check_alive()
+            with open(log, "rb") as f:
+                f.seek(offset)
+                return BOUND.search(f.read())
+        m = wait_until(bound, 20, what="the broker's bound endpoints")
+        self.front, self.back, self.metrics = (int(m.group(i)) for i in (1, 2, 3))
+        text = self.cfg.read_text()
+        for key, port in (("frontend", self.front), ("backend", self.back),
+                          ("metrics", self.metrics)):
+            text = text.replace(f"    {key} = tcp://127.0.0.1:*\n",
+                                f"    {key} = tcp://127.0.0.1:{port}\n", 1)
+        self.cfg.write_text(text)
 
     def start_worker(self, i: int, models: str | None = None):
         argv = [str(BIN / "aigw-worker"), "--config", str(self.cfg), "--id", f"w{i}"]
