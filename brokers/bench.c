@@ -8,7 +8,7 @@
 
 #include "aclock.h"
 #include "aigw.pb-c.h"
-#include "config.h"
+#include "cfg.h"
 #include "curve.h"
 #include "hist.h"
 #include "wire.h"

@@ -6,7 +6,7 @@
 
 #include <stdint.h>
 
-#include "config.h"
+#include "cfg.h"
 
 //  Every counter the broker keeps (name, then meaning). Only the loop thread writes them.
 #define BROKER_COUNTERS(X) \

@@ -11,7 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "config.h"
+#include "cfg.h"
 #include "curve.h"
 
 #define DEFAULT_CONFIG "config/aigw.conf"

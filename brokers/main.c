@@ -7,7 +7,7 @@
 #include <unistd.h>
 
 #include "broker.h"
-#include "config.h"
+#include "cfg.h"
 #include "log.h"
 
 #define DEFAULT_CONFIG "config/aigw.conf"

@@ -6,7 +6,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "config.h"
+#include "cfg.h"
 
 #define CURVE_KEY_TXT 41                // Z85 text of a 32-byte key, with its NUL
 

@@ -27,19 +27,19 @@ void snap_release (snap_t **self_p)
         self->free_fn (self);
 }
 
-void snapbox_init (snapbox_t *self)
+void snap_box_init (snap_box_t *self)
 {
     pthread_mutex_init (&self->lock, NULL);
     self->cur = NULL;
 }
 
-void snapbox_fini (snapbox_t *self)
+void snap_box_fini (snap_box_t *self)
 {
     snap_release (&self->cur);
     pthread_mutex_destroy (&self->lock);
 }
 
-void snapbox_set (snapbox_t *self, snap_t **snap_p)
+void snap_box_set (snap_box_t *self, snap_t **snap_p)
 {
     snap_t *snap = *snap_p;
     *snap_p = NULL;
@@ -50,7 +50,7 @@ void snapbox_set (snapbox_t *self, snap_t **snap_p)
     snap_release (&old);
 }
 
-snap_t *snapbox_get (snapbox_t *self)
+snap_t *snap_box_get (snap_box_t *self)
 {
     pthread_mutex_lock (&self->lock);
     snap_t *snap = snap_ref (self->cur);

@@ -1,6 +1,6 @@
 // Reference-counted immutable objects shared between threads, and a box holding the
 // latest one. An object embeds snap_t as its first member and names the function that
-// frees it; readers take a reference and never see it change. snapbox_t: one writer
+// frees it; readers take a reference and never see it change. snap_box_t: one writer
 // at a time swaps in a new object, readers take a reference under a mutex held for a
 // pointer copy only. The one home of this pattern (broker status, metrics snapshot,
 // fan-out messages).
@@ -28,14 +28,14 @@ void snap_release (snap_t **self_p);
 typedef struct {
     pthread_mutex_t lock;
     snap_t *cur;                        // may be NULL
-} snapbox_t;
+} snap_box_t;
 
-void snapbox_init (snapbox_t *self);
+void snap_box_init (snap_box_t *self);
 //  Release the held object.
-void snapbox_fini (snapbox_t *self);
+void snap_box_fini (snap_box_t *self);
 //  Replace the held object; takes the caller's reference from *snap_p and nulls it.
-void snapbox_set (snapbox_t *self, snap_t **snap_p);
+void snap_box_set (snap_box_t *self, snap_t **snap_p);
 //  A reference to the held object, or NULL; the caller releases it.
-snap_t *snapbox_get (snapbox_t *self);
+snap_t *snap_box_get (snap_box_t *self);
 
 #endif

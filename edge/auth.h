@@ -8,7 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "config.h"
+#include "cfg.h"
 #include "emetrics.h"
 #include "keys.h"
 #include "spend.h"

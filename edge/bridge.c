@@ -41,7 +41,7 @@ struct _bridge_t {
     bridge_up_fn *up;                   // broker link up? may be NULL
     void *up_arg;
     fanout_t *fanout;
-    snapbox_t snaps;                    // the latest bsnap_t (common/snap.h)
+    snap_box_t snaps;                    // the latest bsnap_t (common/snap.h)
     _Atomic bool stop;
     _Atomic uint64_t received, bad, relayed[S_TOPICS];
     //  Bridge thread only
@@ -156,7 +156,7 @@ static void s_set_snap (bridge_t *self, bsnap_t **snap_p)
 {
     snap_t *base = *snap_p ? &(*snap_p)->base : NULL;
     *snap_p = NULL;
-    snapbox_set (&self->snaps, &base);
+    snap_box_set (&self->snaps, &base);
 }
 
 #ifdef AIGW_HAVE_MSGPACK
@@ -333,7 +333,7 @@ bridge_t *bridge_new (const char *endpoint, int64_t max_frame, emetrics_t *em,
     self->box = box;
     self->up = up;
     self->up_arg = up_arg;
-    snapbox_init (&self->snaps);
+    snap_box_init (&self->snaps);
     buf_init (&self->json, BRIDGE_MSG_MAX);
     hist_reset (&self->dlat);
     hist_reset (&self->dovh);
@@ -364,7 +364,7 @@ void bridge_destroy (bridge_t **self_p)
     if (self->ctx)
         zmq_ctx_term (self->ctx);
     fanout_destroy (&self->fanout);
-    snapbox_fini (&self->snaps);
+    snap_box_fini (&self->snaps);
     buf_free (&self->json);
     curve_client_wipe (&self->curve);
     free (self);
@@ -382,7 +382,7 @@ fanout_t *bridge_fanout (bridge_t *self)
 
 bsnap_t *bridge_broker (bridge_t *self, int64_t max_age_ms, int64_t *age_ms)
 {
-    bsnap_t *snap = (bsnap_t *) snapbox_get (&self->snaps);   // base is the first member
+    bsnap_t *snap = (bsnap_t *) snap_box_get (&self->snaps);   // base is the first member
     int64_t age = snap ? aclock_now_ms () - snap->at_ms : -1;
     if (age_ms)
         *age_ms = age;

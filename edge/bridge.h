@@ -10,7 +10,7 @@
 #include <stdint.h>
 
 #include "bsnap.h"
-#include "config.h"
+#include "cfg.h"
 #include "buf.h"
 #include "emetrics.h"
 #include "fanout.h"

@@ -9,7 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "config.h"
+#include "cfg.h"
 #include "snap.h"
 
 #define BSNAP_COUNTERS_MAX 64           // broker counters kept; the rest are ignored

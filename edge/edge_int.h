@@ -11,7 +11,7 @@
 #include <sys/socket.h>
 
 #include "auth.h"
-#include "config.h"
+#include "cfg.h"
 #include "emetrics.h"
 #include "fanout.h"
 #include "link.h"

@@ -9,7 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "config.h"
+#include "cfg.h"
 #include "status.h"
 #include "aigw.pb-c.h"
 

@@ -3,7 +3,7 @@
 #include "server.h"
 #include "observe.h"
 #include "auth.h"
-#include "config.h"
+#include "cfg.h"
 #include "log.h"
 
 #include <czmq.h>

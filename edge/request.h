@@ -7,7 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "config.h"
+#include "cfg.h"
 #include "aigw.pb-c.h"
 
 #define EDGE_MODEL_FIELD_MAX (CFG_TARGETS_MAX * CFG_NAME_MAX)   // longest `model` accepted

@@ -8,7 +8,7 @@
 
 #include <cJSON.h>
 
-#include "config.h"
+#include "cfg.h"
 #include "status.h"
 #include "aigw.pb-c.h"
 

@@ -6,7 +6,7 @@
 
 #include <stdint.h>
 
-#include "config.h"
+#include "cfg.h"
 #include "link.h"
 
 typedef struct _edge_server_t edge_server_t;

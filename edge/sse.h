@@ -7,7 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "config.h"
+#include "cfg.h"
 #include "aigw.pb-c.h"
 
 #define SSE_HEADROOM 16                 // room before the text for an HTTP chunk-size line

@@ -91,14 +91,14 @@ bool edge_status_live (const edge_status_t *self, const char *name)
 }
 
 struct _edge_status_box_t {
-    snapbox_t box;
+    snap_box_t box;
 };
 
 edge_status_box_t *edge_status_box_new (void)
 {
     edge_status_box_t *self = calloc (1, sizeof *self);
     if (self)
-        snapbox_init (&self->box);
+        snap_box_init (&self->box);
     return self;
 }
 
@@ -108,7 +108,7 @@ void edge_status_box_destroy (edge_status_box_t **self_p)
         return;
     edge_status_box_t *self = *self_p;
     *self_p = NULL;
-    snapbox_fini (&self->box);
+    snap_box_fini (&self->box);
     free (self);
 }
 
@@ -116,10 +116,10 @@ void edge_status_box_set (edge_status_box_t *self, edge_status_t **st_p)
 {
     snap_t *base = *st_p ? &(*st_p)->base : NULL;
     *st_p = NULL;
-    snapbox_set (&self->box, &base);
+    snap_box_set (&self->box, &base);
 }
 
 edge_status_t *edge_status_box_get (edge_status_box_t *self)
 {
-    return (edge_status_t *) snapbox_get (&self->box);  // base is the first member
+    return (edge_status_t *) snap_box_get (&self->box);  // base is the first member
 }

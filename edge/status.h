@@ -8,7 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "config.h"
+#include "cfg.h"
 #include "snap.h"
 #include "aigw.pb-c.h"
 

@@ -9,7 +9,7 @@
 #include <curl/curl.h>
 
 #include "aigw.pb-c.h"
-#include "config.h"
+#include "cfg.h"
 #include "buf.h"
 #include "hmap.h"
 #include "theap.h"

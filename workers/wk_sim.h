@@ -7,7 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "config.h"
+#include "cfg.h"
 #include "buf.h"
 
 #define WK_SIM_MAX_LATENCY_MS 3600000u   // draws are clamped to one hour

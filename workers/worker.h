@@ -7,7 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "config.h"
+#include "cfg.h"
 
 #define WORKER_VERSION "0.1.0"
 #define WORKER_BACKOFF_MIN_MS 1000      // first reconnect delay while the broker is silent

@@ -20,7 +20,7 @@
 
 #include <cJSON.h>
 
-#include "config.h"
+#include "cfg.h"
 #include "fake_broker.h"
 #include "server.h"
 #include "utf8.h"

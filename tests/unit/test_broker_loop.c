@@ -18,7 +18,7 @@
 #include "aigw.pb-c.h"
 #include "broker.h"
 #include "broker_int.h"
-#include "config.h"
+#include "cfg.h"
 #include "wire.h"
 
 #define WAIT_MS 2000

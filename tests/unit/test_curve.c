@@ -11,7 +11,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
-#include "config.h"
+#include "cfg.h"
 #include "curve.h"
 #include "wire.h"
 

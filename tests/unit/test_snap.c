@@ -59,24 +59,24 @@ static void test_box (void **state)
 {
     (void) state;
     atomic_store (&s_freed, 0);
-    snapbox_t box;
-    snapbox_init (&box);
-    assert_null (snapbox_get (&box));
+    snap_box_t box;
+    snap_box_init (&box);
+    assert_null (snap_box_get (&box));
     snap_t *one = &s_obj (1)->base;
-    snapbox_set (&box, &one);
+    snap_box_set (&box, &one);
     assert_null (one);                  // the box took the reference
-    snap_t *got = snapbox_get (&box);
+    snap_t *got = snap_box_get (&box);
     assert_int_equal (((obj_t *) got)->value, 1);
     snap_t *two = &s_obj (2)->base;
-    snapbox_set (&box, &two);
+    snap_box_set (&box, &two);
     assert_int_equal (atomic_load (&s_freed), 0);   // a reader still holds one
     assert_int_equal (((obj_t *) got)->value, 1);
     snap_release (&got);
     assert_int_equal (atomic_load (&s_freed), 1);
-    got = snapbox_get (&box);
+    got = snap_box_get (&box);
     assert_int_equal (((obj_t *) got)->value, 2);
     snap_release (&got);
-    snapbox_fini (&box);
+    snap_box_fini (&box);
     assert_int_equal (atomic_load (&s_freed), 2);
 }
 
@@ -84,9 +84,9 @@ static void test_box (void **state)
 
 static void *s_reader (void *arg)
 {
-    snapbox_t *box = arg;
+    snap_box_t *box = arg;
     for (int i = 0; i < S_SETS; i++) {
-        snap_t *s = snapbox_get (box);
+        snap_t *s = snap_box_get (box);
         if (s && ((obj_t *) s)->value < 0)
             abort ();                   // read a freed object
         snap_release (&s);
@@ -99,18 +99,18 @@ static void test_box_threads (void **state)
 {
     (void) state;
     atomic_store (&s_freed, 0);
-    snapbox_t box;
-    snapbox_init (&box);
+    snap_box_t box;
+    snap_box_init (&box);
     pthread_t t[3];
     for (int i = 0; i < 3; i++)
         assert_int_equal (pthread_create (&t[i], NULL, s_reader, &box), 0);
     for (int i = 0; i < S_SETS; i++) {
         snap_t *s = &s_obj (i)->base;
-        snapbox_set (&box, &s);
+        snap_box_set (&box, &s);
     }
     for (int i = 0; i < 3; i++)
         pthread_join (t[i], NULL);
-    snapbox_fini (&box);
+    snap_box_fini (&box);
     assert_int_equal (atomic_load (&s_freed), S_SETS);
 }
 

@@ -1,5 +1,5 @@
 // aigw configuration: ZPL parsing via zconfig, strict validation, clear messages.
-#include "config.h"
+#include "cfg.h"
 
 #include <czmq.h>
 #include <ctype.h>

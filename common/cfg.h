@@ -1,7 +1,7 @@
 // aigw configuration: one ZPL file (CZMQ zconfig) read by broker, worker and edge.
 // Every key is validated; a bad file yields a message naming the key.
-#ifndef AIGW_CONFIG_H
-#define AIGW_CONFIG_H
+#ifndef AIGW_CFG_H
+#define AIGW_CFG_H
 
 #include <stdbool.h>
 #include <stddef.h>

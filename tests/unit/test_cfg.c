@@ -10,7 +10,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "config.h"
+#include "cfg.h"
 
 static const char *s_good =
     "# a comment\n"
