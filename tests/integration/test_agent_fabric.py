@@ -84,7 +84,9 @@ def test_client_cancel_sends_cancel(system, upstream):
     async def main():
         async with Client(front(system)) as c:
             task = asyncio.create_task(c.complete("hi", targets=["slow-sim"]))
-            await asyncio.sleep(0.05)
+            async with Client(front(system)) as probe:      # the broker holds the job
+                while (await probe.status())["jobs_in_flight"] != 1:
+                    assert not task.done(), task
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await task
