@@ -23,6 +23,10 @@ BIN = BUILD / "bin"
 FAKEUP = ROOT / "tests" / "fakeup" / "fake_upstream.py"
 
 
+#  Until the broker has started and reported its ports, the config names a port no
+#  broker binds (9, privileged, outside the ephemeral range): an edge started alone
+#  then sees no broker rather than some other test's.
+NO_BROKER = "tcp://127.0.0.1:9"
 BOUND = re.compile(rb"frontend tcp://127\.0\.0\.1:(\d+), backend tcp://127\.0\.0\.1:(\d+), "
                    rb"metrics tcp://127\.0\.0\.1:(\d+)")
 
@@ -128,9 +132,9 @@ class System:
         self.cfg = tmpdir / "aigw.conf"
         self.cfg.write_text(
             "broker\n"
-            "    frontend = tcp://127.0.0.1:*\n"
-            "    backend = tcp://127.0.0.1:*\n"
-            "    metrics = tcp://127.0.0.1:*\n"
+            f"    frontend = {NO_BROKER}\n"
+            f"    backend = {NO_BROKER}\n"
+            f"    metrics = {NO_BROKER}\n"
             f"    heartbeat_ms = {heartbeat_ms}\n"
             f"    liveness = {liveness}\n"
             f"{extra_broker}"
@@ -157,7 +161,11 @@ class System:
         agent and a restarted broker all use them (as a deployment's fixed ports)."""
         log = self.tmp / "broker.log"
         offset = log.stat().st_size if log.exists() else 0
-        self._start("broker", [str(BIN / "aigw-broker"), "--config", str(self.cfg)])
+        argv = [str(BIN / "aigw-broker"), "--config", str(self.cfg)]
+        if not self.front:
+            argv += ["--frontend", "tcp://127.0.0.1:*", "--backend", "tcp://127.0.0.1:*",
+                     "--metrics", "tcp://127.0.0.1:*"]
+        self._start("broker", argv)
         if self.front:
             return
 
@@ -171,7 +179,7 @@ class System:
         text = self.cfg.read_text()
         for key, port in (("frontend", self.front), ("backend", self.back),
                           ("metrics", self.metrics)):
-            text = text.replace(f"    {key} = tcp://127.0.0.1:*\n",
+            text = text.replace(f"    {key} = {NO_BROKER}\n",
                                 f"    {key} = tcp://127.0.0.1:{port}\n", 1)
         self.cfg.write_text(text)
 
