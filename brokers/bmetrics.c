@@ -1,11 +1,23 @@
-// The broker's metrics stream: `metrics` once a second, a `job` event per finished
-// job and `worker` events on join/leave, as msgpack maps (docs/metrics-stream.md).
+// The broker's metrics stream: encodes the views of bmetrics.h as msgpack maps
+// and publishes them (docs/metrics-stream.md).
 #define _GNU_SOURCE
+#include "bmetrics.h"
+
+#include <msgpack.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#include "broker_int.h"
+#include "bstats.h"
+#include "health.h"
+#include "hist.h"
+
+#define BMETRICS_STR_MAX 1024       // longest string packed (names and reasons from peers)
+
+struct bmetrics_t {
+    bpub_t *pub;                    // the metrics XPUB (borrowed)
+    msgpack_sbuffer sbuf;           // reused encode buffer
+};
 
 static const model_stats_t s_zero_stats;
 
@@ -41,7 +53,7 @@ static size_t s_utf8_len (const unsigned char *s, size_t n)
 static void s_str (msgpack_packer *pk, const char *str)
 {
     const unsigned char *s = (const unsigned char *) str;
-    size_t n = strnlen (str, BROKER_MSG_MAX);
+    size_t n = strnlen (str, BMETRICS_STR_MAX);
     size_t i = 0, len;
     while (i < n && (len = s_utf8_len (s + i, n - i)) > 0)
         i += len;
@@ -50,7 +62,7 @@ static void s_str (msgpack_packer *pk, const char *str)
         msgpack_pack_str_body (pk, str, n);
         return;
     }
-    char buf[BROKER_MSG_MAX];
+    char buf[BMETRICS_STR_MAX];
     size_t out = 0;
     for (i = 0; i < n;) {
         len = s_utf8_len (s + i, n - i);
@@ -135,69 +147,49 @@ static void s_kv_models (msgpack_packer *pk, const char *key, const dsp_worker_t
         s_str (pk, dsp_model_name (dsp_worker_model_at (dw, i)));
 }
 
-//  Start a message in the broker's reused buffer.
-static void s_begin (broker_t *self, msgpack_packer *pk)
+//  Start a message in the reused buffer.
+static void s_begin (bmetrics_t *self, msgpack_packer *pk)
 {
     msgpack_sbuffer_clear (&self->sbuf);
     msgpack_packer_init (pk, &self->sbuf, msgpack_sbuffer_write);
 }
 
-static void s_send (broker_t *self, const char *topic)
+static void s_send (bmetrics_t *self, const char *topic)
 {
-    bpub_send (&self->pub, topic, self->sbuf.data, self->sbuf.size);
+    bpub_send (self->pub, topic, self->sbuf.data, self->sbuf.size);
 }
 
 //  ---------------------------------------------------------------------------
-//  Cost (prices from the config's models)
+//  Construction
 
-cfg_t *bmetrics_prices (const cfg_t *cfg)
+bmetrics_t *bmetrics_new (bpub_t *pub)
 {
-    cfg_t *prices = calloc (1, sizeof *prices);
-    size_t n = cfg ? cfg->nmodels : 0;
-    if (prices)
-        prices->models = calloc (n ? n : 1, sizeof *prices->models);
-    if (!prices || !prices->models) {
-        cfg_destroy (&prices);
+    bmetrics_t *self = calloc (1, sizeof *self);
+    if (!self)
         return NULL;
-    }
-    if (n)
-        memcpy (prices->models, cfg->models, n * sizeof *prices->models);
-    prices->nmodels = n;
-    if (cfg)
-        prices->broker.health = cfg->broker.health;     // for cfg_model_health
-    return prices;
+    self->pub = pub;
+    msgpack_sbuffer_init (&self->sbuf);
+    return self;
 }
 
-double bmetrics_cost (broker_t *self, const char *model, const Aigw__Usage *u)
+void bmetrics_destroy (bmetrics_t **self_p)
 {
-    if (!u)
-        return 0.0;
-    return cfg_cost (self->prices, model, u->has_prompt_tokens ? u->prompt_tokens : 0,
-                     u->has_completion_tokens ? u->completion_tokens : 0);
+    if (!self_p || !*self_p)
+        return;
+    msgpack_sbuffer_destroy (&(*self_p)->sbuf);
+    free (*self_p);
+    *self_p = NULL;
 }
 
-void bmetrics_late_usage (broker_t *self, model_stats_t *st, const char *model,
-                          const Aigw__Usage *u)
+bool bmetrics_wants (const bmetrics_t *self, const char *topic)
 {
-    if (st)
-        st->cost_usd += bmetrics_cost (self, model, u);
+    return bpub_wants (self->pub, topic);
 }
 
 //  ---------------------------------------------------------------------------
 //  metrics (once a second): O(models + workers)
 
-void bmetrics_refresh_p95 (broker_t *self)
-{
-    for (size_t i = 0; i < dsp_model_count (self->dsp); i++) {
-        model_stats_t *st = dsp_model_user (dsp_model_at (self->dsp, i));
-        if (st && hist_count (&st->latency) != st->p95_n) {
-            st->p95_n = hist_count (&st->latency);
-            st->p95_us = hist_percentile (&st->latency, 95.0);
-        }
-    }
-}
-
-static void s_pack_counters (broker_t *self, msgpack_packer *pk)
+static void s_pack_counters (msgpack_packer *pk, const broker_counters_t *c)
 {
     size_t n = 0;
 #define BROKER_COUNT_ONE(name) n++;
@@ -205,7 +197,7 @@ static void s_pack_counters (broker_t *self, msgpack_packer *pk)
 #undef BROKER_COUNT_ONE
     s_str (pk, "counters");
     msgpack_pack_map (pk, n);
-#define BROKER_PACK_ONE(name) s_kv_u64 (pk, #name, self->c.name);
+#define BROKER_PACK_ONE(name) s_kv_u64 (pk, #name, c->name);
     BROKER_COUNTERS (BROKER_PACK_ONE)
 #undef BROKER_PACK_ONE
 }
@@ -252,29 +244,29 @@ static void s_pack_model (msgpack_packer *pk, const dsp_model_t *m, int64_t now)
     s_kv_u64 (pk, "samples", hist_count (&st->latency));
 }
 
-static void s_pack_worker (broker_t *self, msgpack_packer *pk, const worker_t *w, int64_t now)
+static void s_pack_worker (msgpack_packer *pk, const bmetrics_worker_t *w, int64_t now)
 {
     msgpack_pack_map (pk, 9);
     s_kv_str (pk, "id", w->name);
     s_kv_models (pk, "models", w->dw);
-    s_kv_bool (pk, "alive", !w->dead);
+    s_kv_bool (pk, "alive", w->alive);
     s_kv_u64 (pk, "in_flight", w->dw ? dsp_worker_in_flight (w->dw) : 0);
     s_kv_u64 (pk, "capacity", w->dw ? dsp_worker_capacity (w->dw) : 0);
-    int64_t seen = now - (w->expiry - self->expiry_us);
+    int64_t seen = now - w->last_seen;
     s_kv_u64 (pk, "last_seen_ms", seen > 0 ? (uint64_t) seen / 1000 : 0);
     s_kv_u64 (pk, "completed", w->completed);
     s_kv_u64 (pk, "failed", w->failed);
     s_kv_u64 (pk, "cancelled", w->cancelled);
 }
 
-void bmetrics_tick (broker_t *self, int64_t now)
+void bmetrics_tick (bmetrics_t *self, const bmetrics_tick_t *tick, int64_t now)
 {
-    if (!bpub_wants (&self->pub, "metrics"))
+    if (!bpub_wants (self->pub, "metrics"))
         return;
-    size_t nm = dsp_model_count (self->dsp);
+    size_t nm = dsp_model_count (tick->dsp);
     double cost = 0.0, saved = 0.0;
     for (size_t i = 0; i < nm; i++) {
-        const model_stats_t *st = dsp_model_user (dsp_model_at (self->dsp, i));
+        const model_stats_t *st = dsp_model_user (dsp_model_at (tick->dsp, i));
         cost += st ? st->cost_usd : 0.0;
         saved += st ? st->cost_saved_usd : 0.0;
     }
@@ -282,23 +274,20 @@ void bmetrics_tick (broker_t *self, int64_t now)
     s_begin (self, &pk);
     msgpack_pack_map (&pk, 9);
     s_kv_u64 (&pk, "ts_ms", s_wall_ms ());
-    s_kv_str (&pk, "broker_id", self->broker_id);
-    s_kv_u64 (&pk, "uptime_s", (uint64_t) (now - self->started) / 1000000);
-    s_kv_u64 (&pk, "jobs_in_flight", self->jobs.size);
+    s_kv_str (&pk, "broker_id", tick->broker_id);
+    s_kv_u64 (&pk, "uptime_s", (uint64_t) (now - tick->started) / 1000000);
+    s_kv_u64 (&pk, "jobs_in_flight", tick->jobs_in_flight);
     s_kv_usd (&pk, "cost_usd", cost);
     s_kv_usd (&pk, "cost_saved_usd", saved);
-    s_pack_counters (self, &pk);
+    s_pack_counters (&pk, tick->counters);
     s_str (&pk, "models");
     msgpack_pack_array (&pk, nm);
     for (size_t i = 0; i < nm; i++)
-        s_pack_model (&pk, dsp_model_at (self->dsp, i), now);
-    size_t nw = 0;
-    for (const worker_t *w = self->worker_list; w; w = w->next)
-        nw++;
+        s_pack_model (&pk, dsp_model_at (tick->dsp, i), now);
     s_str (&pk, "workers");
-    msgpack_pack_array (&pk, nw);
-    for (const worker_t *w = self->worker_list; w; w = w->next)
-        s_pack_worker (self, &pk, w, now);
+    msgpack_pack_array (&pk, tick->nworkers);
+    for (size_t i = 0; i < tick->nworkers; i++)
+        s_pack_worker (&pk, &tick->workers[i], now);
     s_send (self, "metrics");
 }
 
@@ -327,66 +316,21 @@ static const char *s_att_outcome (uint8_t state)
     return "running";
 }
 
-//  Tokens the winner produced: its usage.completion_tokens when it answered with
-//  one, else the chunks it streamed (0 for none, e.g. a failed non-stream job).
-static uint64_t s_winner_tokens (const job_t *job, bm_outcome_t outcome)
-{
-    int w = race_winner (&job->race);
-    if (w < 0)
-        return 0;
-    const Aigw__Result *res = job->result;
-    if (outcome == BM_JOB_WON && res && res->usage && res->usage->has_completion_tokens)
-        return res->usage->completion_tokens;
-    return race_attempt (&job->race, (size_t) w)->chunks;
-}
-
 //  Tokens attributed to one attempt in its `job` event.
-static uint64_t s_attempt_tokens (const job_t *job, size_t i, uint64_t winner_tokens)
+static uint64_t s_attempt_tokens (const bmetrics_job_t *job, size_t i)
 {
-    const race_attempt_t *a = race_attempt (&job->race, i);
-    return (int) i == race_winner (&job->race) ? winner_tokens : a->chunks;
+    const race_attempt_t *a = race_attempt (job->race, i);
+    return (int) i == race_winner (job->race) ? job->winner_tokens : a->chunks;
 }
 
-//  Add a finished job's attempts to their models' statistics; returns the job's
-//  tokens saved and wasted and the cost of its attempts with known usage.
-static void s_account (broker_t *self, const job_t *job, uint64_t winner_tokens,
-                       uint64_t *saved, uint64_t *wasted, double *cost)
+static void s_pack_attempt (msgpack_packer *pk, const bmetrics_job_t *job, size_t i)
 {
-    *saved = *wasted = 0;
-    *cost = 0.0;
-    for (size_t i = 0; i < race_attempts (&job->race); i++) {
-        const race_attempt_t *a = race_attempt (&job->race, i);
-        const char *target = job->req->targets[a->target];
-        model_stats_t *st = broker_stats (self, target);
-        uint64_t s = a->lost && winner_tokens > a->chunks ? winner_tokens - a->chunks : 0;
-        uint64_t w = a->lost ? a->chunks : 0;
-        double c = job->usage_known & (1u << i) ? bmetrics_cost (self, target, &job->att_usage[i])
-                                                : 0.0;
-        *saved += s;
-        *wasted += w;
-        *cost += c;
-        if (!st)
-            continue;
-        st->cost_usd += c;
-        if (s)
-            st->cost_saved_usd += cfg_cost (self->prices, target, 0, s);
-        st->wins += a->state == RACE_ATT_WON;
-        st->errors += a->state == RACE_ATT_FAILED;
-        st->cancelled += a->state == RACE_ATT_CANCELLED;
-        st->losses += a->lost;
-        st->tokens_saved += s;
-        st->tokens_wasted += w;
-    }
-}
-
-static void s_pack_attempt (msgpack_packer *pk, const job_t *job, size_t i, uint64_t winner_tokens)
-{
-    const race_attempt_t *a = race_attempt (&job->race, i);
+    const race_attempt_t *a = race_attempt (job->race, i);
     bool failed = a->state == RACE_ATT_FAILED || a->state == RACE_ATT_SKIPPED;
     msgpack_pack_map (pk, 13);
-    s_kv_u64 (pk, "attempt_id", job->att_id[i]);
-    s_kv_str (pk, "model", job->req->targets[a->target]);
-    s_kv_str (pk, "worker", job->att_worker[i][0] ? job->att_worker[i] : NULL);
+    s_kv_u64 (pk, "attempt_id", job->attempt_ids[i]);
+    s_kv_str (pk, "model", job->targets[a->target]);
+    s_kv_str (pk, "worker", job->workers[i]);
     s_kv_str (pk, "outcome", s_att_outcome (a->state));
     s_kv_bool (pk, "lost", a->lost);
     s_kv_ms (pk, "started_ms", a->started, job->accepted);
@@ -394,10 +338,10 @@ static void s_pack_attempt (msgpack_packer *pk, const job_t *job, size_t i, uint
     s_kv_ms (pk, "finished_ms", a->finished, job->accepted);
     s_kv_str (pk, "error", failed ? race_code_name (a->code) : NULL);
     s_kv_str (pk, "reason", failed ? a->reason : NULL);
-    s_kv_u64 (pk, "tokens", s_attempt_tokens (job, i, winner_tokens));
+    s_kv_u64 (pk, "tokens", s_attempt_tokens (job, i));
     s_str (pk, "retry_of");
     if (a->retry_of >= 0)
-        msgpack_pack_uint64 (pk, job->att_id[a->retry_of]);
+        msgpack_pack_uint64 (pk, job->attempt_ids[a->retry_of]);
     else
         msgpack_pack_nil (pk);
     s_kv_bool (pk, "hedge", a->kind == RACE_KIND_HEDGE);
@@ -423,17 +367,13 @@ static void s_pack_pending (msgpack_packer *pk, const char *model)
     s_kv_bool (pk, "hedge", false);
 }
 
-void bmetrics_job (broker_t *self, job_t *job, bm_outcome_t outcome, int code,
-                   const char *message, int64_t now)
+bool bmetrics_job (bmetrics_t *self, const bmetrics_job_t *job, int64_t now)
 {
-    uint64_t winner_tokens = s_winner_tokens (job, outcome);
-    uint64_t saved, wasted;
-    double cost;
-    s_account (self, job, winner_tokens, &saved, &wasted, &cost);
-    if (!bpub_wants (&self->pub, "job"))
-        return;
-    const race_t *r = &job->race;
+    if (!bpub_wants (self->pub, "job"))
+        return false;
+    const race_t *r = job->race;
     int w = race_winner (r);
+    bm_outcome_t outcome = job->outcome;
     msgpack_packer pk;
     s_begin (self, &pk);
     msgpack_pack_map (&pk, 16);
@@ -442,38 +382,38 @@ void bmetrics_job (broker_t *self, job_t *job, bm_outcome_t outcome, int code,
     s_kv_bool (&pk, "retry_suppressed", race_retry_suppressed (r));
     s_kv_u64 (&pk, "ts_ms", s_wall_ms ());
     s_str (&pk, "targets");
-    msgpack_pack_array (&pk, job->req->n_targets);
-    for (size_t t = 0; t < job->req->n_targets; t++)
-        s_str (&pk, job->req->targets[t]);
+    msgpack_pack_array (&pk, job->ntargets);
+    for (size_t t = 0; t < job->ntargets; t++)
+        s_str (&pk, job->targets[t]);
     s_kv_str (&pk, "policy", s_policy_name (r->cfg.policy));
     s_kv_bool (&pk, "stream", r->cfg.stream);
     s_kv_str (&pk, "outcome", s_outcome_name (outcome));
-    s_kv_str (&pk, "winner",
-              w >= 0 ? job->req->targets[race_attempt (r, (size_t) w)->target] : NULL);
-    s_kv_str (&pk, "error", outcome == BM_JOB_WON ? NULL : race_code_name (code));
-    s_kv_str (&pk, "message", outcome == BM_JOB_WON ? NULL : message);
+    s_kv_str (&pk, "winner", w >= 0 ? job->targets[race_attempt (r, (size_t) w)->target] : NULL);
+    s_kv_str (&pk, "error", outcome == BM_JOB_WON ? NULL : race_code_name (job->code));
+    s_kv_str (&pk, "message", outcome == BM_JOB_WON ? NULL : job->message);
     s_kv_ms (&pk, "latency_ms", now, job->accepted);
-    s_kv_u64 (&pk, "tokens_saved", saved);
-    s_kv_u64 (&pk, "tokens_wasted", wasted);
-    s_kv_usd (&pk, "cost_usd", cost);
+    s_kv_u64 (&pk, "tokens_saved", job->tokens_saved);
+    s_kv_u64 (&pk, "tokens_wasted", job->tokens_wasted);
+    s_kv_usd (&pk, "cost_usd", job->cost_usd);
     size_t started = race_targets_started (r);
     s_str (&pk, "attempts");
-    msgpack_pack_array (&pk, race_attempts (r) + (job->req->n_targets - started));
+    msgpack_pack_array (&pk, race_attempts (r) + (job->ntargets - started));
     for (size_t i = 0; i < race_attempts (r); i++)
-        s_pack_attempt (&pk, job, i, winner_tokens);
-    for (size_t t = started; t < job->req->n_targets; t++)
-        s_pack_pending (&pk, job->req->targets[t]);
+        s_pack_attempt (&pk, job, i);
+    for (size_t t = started; t < job->ntargets; t++)
+        s_pack_pending (&pk, job->targets[t]);
     s_send (self, "job");
-    self->c.events_published++;
+    return true;
 }
 
 //  ---------------------------------------------------------------------------
 //  worker (join and leave)
 
-void bmetrics_worker (broker_t *self, const worker_t *w, const char *event, const char *reason)
+bool bmetrics_worker (bmetrics_t *self, const bmetrics_worker_t *w, const char *event,
+                      const char *reason)
 {
-    if (!bpub_wants (&self->pub, "worker"))
-        return;
+    if (!bpub_wants (self->pub, "worker"))
+        return false;
     msgpack_packer pk;
     s_begin (self, &pk);
     msgpack_pack_map (&pk, 6);
@@ -484,5 +424,5 @@ void bmetrics_worker (broker_t *self, const worker_t *w, const char *event, cons
     s_kv_str (&pk, "reason", reason);
     s_kv_u64 (&pk, "ts_ms", s_wall_ms ());
     s_send (self, "worker");
-    self->c.events_published++;
+    return true;
 }
