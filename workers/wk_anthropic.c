@@ -1,7 +1,7 @@
 // The anthropic provider: OpenAI <-> Anthropic Messages translation (requests, replies,
 // stream events) and its dialect for the shared HTTP adapter.
 #include "wk_anthropic.h"
-#include "wk_core.h"
+#include "wk_attempt.h"
 #include "wk_errbody.h"
 #include "wk_upstream.h"
 

@@ -10,6 +10,7 @@
 #include "buf.h"
 #include "wk_compl.h"
 #include "wk_stream.h"
+#include "wk_attempt.h"
 
 #define WK_ANTHROPIC_VERSION "2023-06-01"
 
@@ -37,5 +38,8 @@ const char *wk_anthropic_finish (const char *stop_reason);
 //  text_delta and tool_use pieces become chunks, message_delta gives the
 //  finish chunk and usage, message_stop ends it, error fails it.
 int wk_anthropic_stream_event (wk_stream_t *s, const char *event, const char *data, size_t len);
+
+//  The Anthropic messages provider adapter (wk_provider_for).
+extern const wk_provider_t wk_anthropic_provider;
 
 #endif

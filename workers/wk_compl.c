@@ -287,8 +287,8 @@ static int s_delta_body (buf_t *out, const wk_delta_t *d)
     return rc;
 }
 
-int wk_chunk_render (buf_t *out, const char *id, const char *model, int64_t created,
-                     const wk_delta_t *d)
+int wk_compl_chunk_render (buf_t *out, const char *id, const char *model, int64_t created,
+                           const wk_delta_t *d)
 {
     char mid [96];
     snprintf (mid, sizeof mid, ",\"object\":\"chat.completion.chunk\",\"created\":%" PRId64

@@ -87,7 +87,7 @@ typedef struct {
 } wk_delta_t;
 
 //  Append a chat.completion.chunk with one choice. 0 / -1 (out's cap).
-int wk_chunk_render (buf_t *out, const char *id, const char *model, int64_t created,
-                     const wk_delta_t *d);
+int wk_compl_chunk_render (buf_t *out, const char *id, const char *model, int64_t created,
+                           const wk_delta_t *d);
 
 #endif

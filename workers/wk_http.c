@@ -1,11 +1,44 @@
-// HTTP transport for provider adapters: one easy handle per attempt on the loop's
-// curl multi handle (shared connection cache, HTTP/1.1, TCP_NODELAY); abort closes.
-#include "wk_core.h"
+// HTTP transport for provider adapters: one easy handle per attempt on one curl multi
+// handle (shared connection cache, HTTP/1.1, TCP_NODELAY); abort closes.
+#include "wk_http.h"
 #include "log.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+struct _wk_http_t {
+    CURLM *multi;
+    wk_http_done_fn *done;      // finished transfers go here
+    void *arg;                  // the done callback's
+};
+
+wk_http_t *wk_http_new (uint32_t max_connects, wk_http_done_fn *done, void *arg)
+{
+    wk_http_t *self = calloc (1, sizeof *self);
+    if (!self)
+        return NULL;
+    self->multi = curl_multi_init ();
+    if (!self->multi) {
+        free (self);
+        return NULL;
+    }
+    //  Keep an idle connection per slot so bursts reuse them
+    curl_multi_setopt (self->multi, CURLMOPT_MAXCONNECTS, (long) max_connects);
+    self->done = done;
+    self->arg = arg;
+    return self;
+}
+
+void wk_http_destroy (wk_http_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    curl_multi_cleanup ((*self_p)->multi);
+    free (*self_p);
+    *self_p = NULL;
+}
 
 static size_t s_write (char *ptr, size_t size, size_t nmemb, void *userdata)
 {
@@ -52,7 +85,7 @@ static CURLcode s_configure (CURL *e, wk_attempt_t *a, const wk_http_req_t *req)
     return rc;
 }
 
-int wk_http_start (worker_t *w, wk_attempt_t *a, const wk_http_req_t *req)
+int wk_http_start (wk_http_t *self, wk_attempt_t *a, const wk_http_req_t *req)
 {
     a->curl_err [0] = 0;
     a->retry = (wk_retry_t) { 0 };
@@ -66,7 +99,7 @@ int wk_http_start (worker_t *w, wk_attempt_t *a, const wk_http_req_t *req)
         curl_easy_cleanup (e);
         return -1;
     }
-    CURLMcode mrc = curl_multi_add_handle (wk_multi (w), e);
+    CURLMcode mrc = curl_multi_add_handle (self->multi, e);
     if (mrc != CURLM_OK) {
         snprintf (a->curl_err, sizeof a->curl_err, "%s", curl_multi_strerror (mrc));
         curl_easy_cleanup (e);
@@ -78,21 +111,20 @@ int wk_http_start (worker_t *w, wk_attempt_t *a, const wk_http_req_t *req)
 
 //  Removing an unfinished transfer makes libcurl close its HTTP/1.1 connection
 //  (it is never returned to the cache), so the upstream sees the client go away.
-void wk_http_abort (worker_t *w, wk_attempt_t *a)
+void wk_http_abort (wk_http_t *self, wk_attempt_t *a)
 {
     if (!a->easy)
         return;
-    curl_multi_remove_handle (wk_multi (w), a->easy);
+    curl_multi_remove_handle (self->multi, a->easy);
     curl_easy_cleanup (a->easy);
     a->easy = NULL;
 }
 
-void wk_http_collect (worker_t *w)
+static void s_collect (wk_http_t *self)
 {
-    CURLM *multi = wk_multi (w);
     CURLMsg *msg;
     int left = 0;
-    while ((msg = curl_multi_info_read (multi, &left))) {
+    while ((msg = curl_multi_info_read (self->multi, &left))) {
         if (msg->msg != CURLMSG_DONE)
             continue;
         wk_attempt_t *a = NULL;
@@ -106,7 +138,24 @@ void wk_http_collect (worker_t *w)
         wk_done_t done = {
             .curl_code = msg->data.result, .http_status = status, .curl_error = a->curl_err,
         };
-        a->model->prov->on_done (w, a, &done);
-        wk_attempt_end (w, a);
+        self->done (self->arg, a, &done);
     }
+}
+
+void wk_http_perform (wk_http_t *self)
+{
+    int running = 0;
+    curl_multi_perform (self->multi, &running);
+    s_collect (self);
+}
+
+void wk_http_poll (wk_http_t *self, int fd, int timeout_ms)
+{
+    struct curl_waitfd wfd = { .fd = fd, .events = CURL_WAIT_POLLIN, .revents = 0 };
+    curl_multi_poll (self->multi, fd >= 0 ? &wfd : NULL, fd >= 0 ? 1 : 0, timeout_ms, NULL);
+}
+
+void wk_http_wakeup (wk_http_t *self)
+{
+    curl_multi_wakeup (self->multi);
 }

@@ -1,7 +1,7 @@
 // The ollama provider: OpenAI <-> Ollama /api/chat translation (requests, replies, NDJSON
 // stream lines) and its dialect for the shared HTTP adapter.
 #include "wk_ollama.h"
-#include "wk_core.h"
+#include "wk_attempt.h"
 #include "wk_errbody.h"
 #include "wk_upstream.h"
 

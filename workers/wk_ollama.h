@@ -10,6 +10,7 @@
 #include "buf.h"
 #include "wk_compl.h"
 #include "wk_stream.h"
+#include "wk_attempt.h"
 
 //  Translate an OpenAI chat request into an Ollama /api/chat request in out:
 //  {model, messages (content as a string, data-URL images as images, tool
@@ -28,5 +29,8 @@ int wk_ollama_response (const char *body, size_t len, const char *id, int64_t cr
 //  tool calls become chunks, done:true gives the finish chunk and usage and
 //  ends it, an "error" fails it. The stream's compl.id must be set first.
 int wk_ollama_stream_event (wk_stream_t *s, const char *event, const char *data, size_t len);
+
+//  The Ollama /api/chat provider adapter (wk_provider_for).
+extern const wk_provider_t wk_ollama_provider;
 
 #endif

@@ -1,7 +1,7 @@
 // The openai provider: request rewriting (no re-serialisation), reply classification,
 // stream events (chunks forwarded as they are, assembled for the RESULT), and its dialect.
 #include "wk_openai.h"
-#include "wk_core.h"
+#include "wk_attempt.h"
 #include "wk_json.h"
 #include "wk_errbody.h"
 #include "wk_upstream.h"

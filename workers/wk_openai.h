@@ -11,6 +11,7 @@
 #include "buf.h"
 #include "wk_errbody.h"
 #include "wk_stream.h"
+#include "wk_attempt.h"
 
 
 //  Rewrite a chat request for the upstream into out: "model" becomes
@@ -35,6 +36,7 @@ int wk_openai_parse (long status, const char *body, size_t len, wk_errbody_reply
 //  "object":"error" chunk or an "error" event fails it.
 int wk_openai_stream_event (wk_stream_t *s, const char *event, const char *data, size_t len);
 
-
+//  The OpenAI chat/completions provider adapter (wk_provider_for).
+extern const wk_provider_t wk_openai_provider;
 
 #endif

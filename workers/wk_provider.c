@@ -1,5 +1,9 @@
 // Provider registry: maps a configured provider type to its adapter.
-#include "wk_core.h"
+#include "wk_provider.h"
+#include "wk_anthropic.h"
+#include "wk_ollama.h"
+#include "wk_openai.h"
+#include "wk_sim.h"
 
 const wk_provider_t *wk_provider_for (cfg_provider_t type)
 {

@@ -4,7 +4,7 @@
 #include "wk_sim.h"
 #include "rng.h"
 #include "wk_compl.h"
-#include "wk_core.h"
+#include "wk_attempt.h"
 #include "wk_json.h"
 #include "wk_usage.h"
 #include "aclock.h"
@@ -110,16 +110,16 @@ int wk_sim_build_chunk (buf_t *out, uint64_t attempt_id, const char *model, int6
     char id [48];
     snprintf (id, sizeof id, "chatcmpl-sim-%016" PRIx64, attempt_id);
     wk_delta_t d = { .role = role, .content = piece, .content_len = len, .finish = finish };
-    return wk_chunk_render (out, id, model, created, &d);
+    return wk_compl_chunk_render (out, id, model, created, &d);
 }
 
 //  ---- adapter ops
 
-static int s_start (worker_t *w, wk_attempt_t *a, const char *req, size_t req_len)
+static int s_start (wk_attempt_t *a, const char *req, size_t req_len)
 {
     if (wk_sim_prompt_tokens (req, req_len, &a->prompt_tokens)) {
-        wk_reply_error (w, a, AIGW__ERROR_CODE__ERR_BAD_REQUEST, 0,
-                        "request payload is not a JSON object");
+        wk_attempt_reply_error (a, AIGW__ERROR_CODE__ERR_BAD_REQUEST, 0,
+                                "request payload is not a JSON object");
         return -1;
     }
     //  The sim is its own upstream: its counts are exact, not estimates
@@ -136,10 +136,10 @@ static int s_start (worker_t *w, wk_attempt_t *a, const char *req, size_t req_le
         delay = a->deadline_ms;
     }
     a->sim_first_ms = a->started_us / 1000 + delay;
-    return wk_timer_arm (w, a, a->sim_first_ms);
+    return wk_attempt_timer_arm (a, a->sim_first_ms);
 }
 
-static void s_result (worker_t *w, wk_attempt_t *a)
+static void s_result (wk_attempt_t *a)
 {
     const cfg_model_t *m = a->model->cfg;
     buf_t buf;
@@ -147,7 +147,7 @@ static void s_result (worker_t *w, wk_attempt_t *a)
     uint32_t completion = wk_sim_count_words (m->text, strlen (m->text));
     if (wk_sim_build_response (&buf, a->attempt_id, m->name, m->text, a->created,
                                a->prompt_tokens, completion)) {
-        wk_reply_error (w, a, AIGW__ERROR_CODE__ERR_INTERNAL, 0, "sim: out of memory");
+        wk_attempt_reply_error (a, AIGW__ERROR_CODE__ERR_INTERNAL, 0, "sim: out of memory");
         buf_free (&buf);
         return;
     }
@@ -156,13 +156,13 @@ static void s_result (worker_t *w, wk_attempt_t *a)
     usage.prompt_tokens = a->prompt_tokens;
     usage.has_completion_tokens = true;
     usage.completion_tokens = completion;
-    wk_reply_result (w, a, buf.data, buf.len, &usage);
+    wk_attempt_reply_result (a, buf.data, buf.len, &usage);
     buf_free (&buf);
 }
 
 //  Send one CHUNK: text[from..to) or, with finish, the closing chunk. 0, or -1
 //  after replying ERROR.
-static int s_chunk (worker_t *w, wk_attempt_t *a, size_t from, size_t to, const char *finish)
+static int s_chunk (wk_attempt_t *a, size_t from, size_t to, const char *finish)
 {
     const cfg_model_t *m = a->model->cfg;
     buf_t buf;
@@ -170,16 +170,17 @@ static int s_chunk (worker_t *w, wk_attempt_t *a, size_t from, size_t to, const 
     int rc = wk_sim_build_chunk (&buf, a->attempt_id, m->name, a->created, a->chunk_seq == 0,
                                  finish ? NULL : m->text + from, to - from, finish);
     if (rc == 0)
-        rc = wk_reply_chunk (w, a, buf.data, buf.len);
+        rc = wk_attempt_reply_chunk (a, buf.data, buf.len);
     buf_free (&buf);
     if (rc)
-        wk_reply_error (w, a, AIGW__ERROR_CODE__ERR_INTERNAL, 0,
-                        "cannot send CHUNK %u to the broker (send queue full)", a->chunk_seq);
+        wk_attempt_reply_error (a, AIGW__ERROR_CODE__ERR_INTERNAL, 0,
+                                "cannot send CHUNK %u to the broker (send queue full)",
+                                a->chunk_seq);
     return rc;
 }
 
 //  Send every word that is due, then re-arm for the next one, or finish.
-static void s_stream_step (worker_t *w, wk_attempt_t *a)
+static void s_stream_step (wk_attempt_t *a)
 {
     const cfg_model_t *m = a->model->cfg;
     size_t len = strlen (m->text);
@@ -188,14 +189,14 @@ static void s_stream_step (worker_t *w, wk_attempt_t *a)
     for (;;) {
         size_t end = wk_sim_piece (m->text, len, a->sim_pos);
         if (end != a->sim_pos) {
-            if (s_chunk (w, a, a->sim_pos, end, NULL))
+            if (s_chunk (a, a->sim_pos, end, NULL))
                 return;
             a->sim_pos = (uint32_t) end;
             a->used.completion_tokens = ++a->sim_words;
         }
         if (wk_sim_piece (m->text, len, a->sim_pos) == a->sim_pos) {
-            if (s_chunk (w, a, 0, 0, "stop") == 0)
-                s_result (w, a);
+            if (s_chunk (a, 0, 0, "stop") == 0)
+                s_result (a);
             return;
         }
         if (!m->tokens_per_s)
@@ -203,41 +204,43 @@ static void s_stream_step (worker_t *w, wk_attempt_t *a)
         int64_t due = a->sim_first_ms + (int64_t) a->sim_words * 1000 / m->tokens_per_s;
         if (due > deadline) {
             a->sim_late = true;
-            wk_timer_arm (w, a, deadline);
+            wk_attempt_timer_arm (a, deadline);
             return;
         }
         if (due > now) {
-            wk_timer_arm (w, a, due);
+            wk_attempt_timer_arm (a, due);
             return;
         }
     }
 }
 
-static void s_on_done (worker_t *w, wk_attempt_t *a, const wk_done_t *done)
+static void s_on_done (wk_attempt_t *a, const wk_done_t *done)
 {
     if (a->sim_late) {
         if (a->chunk_seq)
-            wk_reply_error (w, a, AIGW__ERROR_CODE__ERR_TIMEOUT, 0, "sim: deadline of %" PRIu32
-                            " ms passed after %" PRIu32 " chunks", a->deadline_ms, a->chunk_seq);
+            wk_attempt_reply_error (a, AIGW__ERROR_CODE__ERR_TIMEOUT, 0,
+                                    "sim: deadline of %" PRIu32 " ms passed after %" PRIu32
+                                    " chunks", a->deadline_ms, a->chunk_seq);
         else
-            wk_reply_error (w, a, AIGW__ERROR_CODE__ERR_TIMEOUT, 0, "sim: deadline of %" PRIu32
-                            " ms passed before the reply", a->deadline_ms);
+            wk_attempt_reply_error (a, AIGW__ERROR_CODE__ERR_TIMEOUT, 0,
+                                    "sim: deadline of %" PRIu32 " ms passed before the reply",
+                                    a->deadline_ms);
         return;
     }
     if (a->sim_fail) {
         a->reached = false;     // like an upstream refusing: nothing consumed
-        wk_reply_error (w, a, AIGW__ERROR_CODE__ERR_UPSTREAM, 0, "sim: injected failure");
+        wk_attempt_reply_error (a, AIGW__ERROR_CODE__ERR_UPSTREAM, 0, "sim: injected failure");
         return;
     }
     if (a->stream)
-        s_stream_step (w, a);
+        s_stream_step (a);
     else
-        s_result (w, a);
+        s_result (a);
 }
 
-static void s_cancel (worker_t *w, wk_attempt_t *a)
+static void s_cancel (wk_attempt_t *a)
 {
-    wk_timer_disarm (w, a);
+    wk_attempt_timer_disarm (a);
 }
 
 static int s_model_init (wk_model_t *m)

@@ -9,6 +9,7 @@
 
 #include "cfg.h"
 #include "buf.h"
+#include "wk_attempt.h"
 
 #define WK_SIM_MAX_LATENCY_MS 3600000u   // draws are clamped to one hour
 
@@ -45,5 +46,8 @@ size_t wk_sim_piece (const char *text, size_t len, size_t pos);
 //  NULL) an empty delta with finish. role adds "role":"assistant". 0 / -1.
 int wk_sim_build_chunk (buf_t *out, uint64_t attempt_id, const char *model, int64_t created,
                         bool role, const char *piece, size_t len, const char *finish);
+
+//  The sim provider adapter (wk_provider_for).
+extern const wk_provider_t wk_sim_provider;
 
 #endif

@@ -114,7 +114,7 @@ int wk_stream_emit_delta (wk_stream_t *s, wk_delta_t *d)
 {
     d->role = !s->role_sent;
     buf_reset (&s->scratch);
-    if (wk_chunk_render (&s->scratch, s->compl.id, s->compl.model, s->compl.created, d))
+    if (wk_compl_chunk_render (&s->scratch, s->compl.id, s->compl.model, s->compl.created, d))
         return wk_stream_fail (s, "stream chunk larger than %zu bytes", s->scratch.max);
     s->role_sent = true;
     return wk_stream_emit (s, s->scratch.data, s->scratch.len);

@@ -3,7 +3,7 @@
 #ifndef AIGW_WK_TABLE_H
 #define AIGW_WK_TABLE_H
 
-#include "wk_core.h"
+#include "wk_attempt.h"
 
 typedef struct _wk_table_t wk_table_t;
 

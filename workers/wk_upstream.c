@@ -1,7 +1,8 @@
 // The HTTP provider adapter: builds the request through the model's dialect, runs it on
-// the loop's curl multi handle, and turns the reply (whole, or streamed) into the answer.
+// the loop's HTTP transport (wk_http), and turns the reply (whole, or streamed) into the answer.
 #include "wk_upstream.h"
 #include "wk_errbody.h"
+#include "wk_http.h"
 #include "wk_usage.h"
 #include "aclock.h"
 #include "log.h"
@@ -86,18 +87,18 @@ void wk_upstream_model_fini (wk_model_t *m)
 static int s_emit (void *arg, const char *json, size_t len)
 {
     wk_attempt_t *a = arg;
-    return wk_reply_chunk (a->worker, a, json, len);
+    return wk_attempt_reply_chunk (a, json, len);
 }
 
 //  The streamed reply's state comes first, so the dialect's build may set it up.
-static int s_prepare (worker_t *w, wk_attempt_t *a, const char *req, size_t req_len)
+static int s_prepare (wk_attempt_t *a, const char *req, size_t req_len)
 {
     const wk_dialect_t *d = a->model->dialect;
     const cfg_model_t *c = a->model->cfg;
     if (a->stream) {
         a->st = malloc (sizeof *a->st);
         if (!a->st) {
-            wk_reply_error (w, a, AIGW__ERROR_CODE__ERR_INTERNAL, 0, "out of memory");
+            wk_attempt_reply_error (a, AIGW__ERROR_CODE__ERR_INTERNAL, 0, "out of memory");
             return -1;
         }
         wk_stream_init (a->st, d->framing, d->event, c->max_response_bytes, a->created, s_emit, a);
@@ -108,7 +109,7 @@ static int s_prepare (worker_t *w, wk_attempt_t *a, const char *req, size_t req_
     char err [256] = "";
     if (d->build (a, req, req_len, &body, err, sizeof err)) {
         buf_free (&body);
-        wk_reply_error (w, a, AIGW__ERROR_CODE__ERR_BAD_REQUEST, 0, "%s", err);
+        wk_attempt_reply_error (a, AIGW__ERROR_CODE__ERR_BAD_REQUEST, 0, "%s", err);
         return -1;
     }
     a->req_body = body.data;        // the attempt owns it now
@@ -117,15 +118,15 @@ static int s_prepare (worker_t *w, wk_attempt_t *a, const char *req, size_t req_
     return 0;
 }
 
-int wk_upstream_start (worker_t *w, wk_attempt_t *a, const char *req, size_t req_len)
+int wk_upstream_start (wk_attempt_t *a, const char *req, size_t req_len)
 {
     const cfg_model_t *c = a->model->cfg;
     if (a->model->key_missing) {
-        wk_reply_error (w, a, AIGW__ERROR_CODE__ERR_UPSTREAM, 0,
-                        "API key env var %s is not set", c->api_key_env);
+        wk_attempt_reply_error (a, AIGW__ERROR_CODE__ERR_UPSTREAM, 0,
+                                "API key env var %s is not set", c->api_key_env);
         return -1;
     }
-    if (s_prepare (w, a, req, req_len))
+    if (s_prepare (a, req, req_len))
         return -1;
     a->prompt_est = wk_usage_prompt_estimate (req, req_len);
     wk_http_req_t hr = {
@@ -138,9 +139,9 @@ int wk_upstream_start (worker_t *w, wk_attempt_t *a, const char *req, size_t req
         hr.timeout_ms = a->deadline_ms;
         a->deadline_bound = true;
     }
-    if (wk_http_start (w, a, &hr)) {
-        wk_reply_error (w, a, AIGW__ERROR_CODE__ERR_INTERNAL, 0, "cannot start transfer: %s",
-                        a->curl_err [0] ? a->curl_err : "out of memory");
+    if (wk_http_start (a->loop->http, a, &hr)) {
+        wk_attempt_reply_error (a, AIGW__ERROR_CODE__ERR_INTERNAL, 0, "cannot start transfer: %s",
+                                a->curl_err [0] ? a->curl_err : "out of memory");
         return -1;
     }
     a->reached = true;          // until the upstream refuses it or it is never sent
@@ -187,31 +188,31 @@ int wk_upstream_on_data (wk_attempt_t *a, const char *data, size_t len)
         return -1;
     //  The end marker came: give the body a moment to close so the connection is reused
     if (a->st->ended && !ended)
-        wk_timer_arm (a->worker, a, aclock_now_ms () + WK_UPSTREAM_GRACE_MS);
+        wk_attempt_timer_arm (a, aclock_now_ms () + WK_UPSTREAM_GRACE_MS);
     return 0;
 }
 
 //  ---- replies
 
-static void s_reply_usage (worker_t *w, wk_attempt_t *a, const char *json, size_t len,
+static void s_reply_usage (wk_attempt_t *a, const char *json, size_t len,
                            const wk_usage_t *u)
 {
     Aigw__Usage usage = AIGW__USAGE__INIT;
     usage.has_prompt_tokens = usage.has_completion_tokens = u->has;
     usage.prompt_tokens = u->prompt_tokens;
     usage.completion_tokens = u->completion_tokens;
-    wk_reply_result (w, a, json, len, u->has ? &usage : NULL);
+    wk_attempt_reply_result (a, json, len, u->has ? &usage : NULL);
 }
 
-static void s_stream_result (worker_t *w, wk_attempt_t *a)
+static void s_stream_result (wk_attempt_t *a)
 {
     buf_t out;
     buf_init (&out, a->model->cfg->max_response_bytes + 64 * 1024);
     if (wk_stream_result (a->st, &out))
-        wk_reply_error (w, a, AIGW__ERROR_CODE__ERR_UPSTREAM, 0,
-                        "assembled reply larger than %zu bytes", out.max);
+        wk_attempt_reply_error (a, AIGW__ERROR_CODE__ERR_UPSTREAM, 0,
+                                "assembled reply larger than %zu bytes", out.max);
     else
-        s_reply_usage (w, a, out.data, out.len, &a->st->compl.usage);
+        s_reply_usage (a, out.data, out.len, &a->st->compl.usage);
     buf_free (&out);
 }
 
@@ -220,17 +221,17 @@ static uint32_t s_status (long status)
     return status > 0 && status < 1000 ? (uint32_t) status : 0;
 }
 
-static void s_curl_error (worker_t *w, wk_attempt_t *a, const wk_done_t *done, const char *what)
+static void s_curl_error (wk_attempt_t *a, const wk_done_t *done, const char *what)
 {
     Aigw__ErrorCode code = done->curl_code == CURLE_OPERATION_TIMEDOUT && a->deadline_bound
                          ? AIGW__ERROR_CODE__ERR_TIMEOUT : AIGW__ERROR_CODE__ERR_UPSTREAM;
     const char *detail = done->curl_error && *done->curl_error ? done->curl_error : "";
-    wk_reply_error (w, a, code, s_status (done->http_status), "upstream %s%s%s%s", what,
-                    curl_easy_strerror (done->curl_code), *detail ? ": " : "", detail);
+    wk_attempt_reply_error (a, code, s_status (done->http_status), "upstream %s%s%s%s", what,
+                            curl_easy_strerror (done->curl_code), *detail ? ": " : "", detail);
 }
 
 //  The streamed reply's transfer ended (or the grace after its end marker ran out).
-static void s_stream_done (worker_t *w, wk_attempt_t *a, const wk_done_t *done)
+static void s_stream_done (wk_attempt_t *a, const wk_done_t *done)
 {
     wk_stream_t *s = a->st;
     if (!done->timer && done->curl_code == CURLE_OK)
@@ -239,34 +240,35 @@ static void s_stream_done (worker_t *w, wk_attempt_t *a, const wk_done_t *done)
     if (s->failed) {
         Aigw__ErrorCode code = s->emit_failed ? AIGW__ERROR_CODE__ERR_INTERNAL
                                               : AIGW__ERROR_CODE__ERR_UPSTREAM;
-        wk_reply_error (w, a, code, s_status (a->status), "%s (after %" PRIu32 " chunks)",
-                        s->reason, s->chunks);
+        wk_attempt_reply_error (a, code, s_status (a->status), "%s (after %" PRIu32 " chunks)",
+                                s->reason, s->chunks);
         return;
     }
     if (wk_stream_complete (s)) {
-        s_stream_result (w, a);
+        s_stream_result (a);
         return;
     }
     char what [96];
     snprintf (what, sizeof what, "stream cut after %" PRIu32 " chunks: ", s->chunks);
     if (done->curl_code != CURLE_OK)
-        s_curl_error (w, a, done, what);
+        s_curl_error (a, done, what);
     else
-        wk_reply_error (w, a, AIGW__ERROR_CODE__ERR_UPSTREAM, s_status (a->status),
-                        "upstream stream cut after %" PRIu32 " chunks (no end marker)", s->chunks);
+        wk_attempt_reply_error (a, AIGW__ERROR_CODE__ERR_UPSTREAM, s_status (a->status),
+                                "upstream stream cut after %" PRIu32 " chunks (no end marker)",
+                                s->chunks);
 }
 
-static void s_whole_done (worker_t *w, wk_attempt_t *a, const wk_done_t *done)
+static void s_whole_done (wk_attempt_t *a, const wk_done_t *done)
 {
     wk_errbody_reply_t r;
     if (done->curl_code != CURLE_OK) {
-        s_curl_error (w, a, done, "");
+        s_curl_error (a, done, "");
         return;
     }
     if (!s_ok (done->http_status)) {
         wk_errbody_parse (done->http_status, a->resp.data, a->resp.len, &r);
         snprintf (a->upstream_code, sizeof a->upstream_code, "%s", r.upstream_code);
-        wk_reply_error (w, a, r.code, r.status, "%s", r.message);
+        wk_attempt_reply_error (a, r.code, r.status, "%s", r.message);
         return;
     }
     buf_t out;
@@ -277,14 +279,14 @@ static void s_whole_done (worker_t *w, wk_attempt_t *a, const wk_done_t *done)
     char err [320] = "";
     if (a->model->dialect->full (a, a->resp.data ? a->resp.data : "", a->resp.len, &out, &json,
                                  &json_len, &usage, err, sizeof err) == 0)
-        s_reply_usage (w, a, json, json_len, &usage);
+        s_reply_usage (a, json, json_len, &usage);
     else
-        wk_reply_error (w, a, AIGW__ERROR_CODE__ERR_UPSTREAM, s_status (done->http_status),
-                        "%s", err);
+        wk_attempt_reply_error (a, AIGW__ERROR_CODE__ERR_UPSTREAM, s_status (done->http_status),
+                                "%s", err);
     buf_free (&out);
 }
 
-void wk_upstream_on_done (worker_t *w, wk_attempt_t *a, const wk_done_t *done)
+void wk_upstream_on_done (wk_attempt_t *a, const wk_done_t *done)
 {
     if ((done->http_status && !s_ok (done->http_status)) || s_not_sent (done->curl_code))
         a->reached = false;
@@ -292,29 +294,29 @@ void wk_upstream_on_done (worker_t *w, wk_attempt_t *a, const wk_done_t *done)
         wk_errbody_reply_t r;
         wk_errbody_too_big (a->model->cfg->max_response_bytes, done->http_status, &r);
         if (a->st && a->st->chunks)
-            wk_reply_error (w, a, r.code, r.status, "%s (after %" PRIu32 " chunks)", r.message,
-                            a->st->chunks);
+            wk_attempt_reply_error (a, r.code, r.status, "%s (after %" PRIu32 " chunks)", r.message,
+                                    a->st->chunks);
         else
-            wk_reply_error (w, a, r.code, r.status, "%s", r.message);
+            wk_attempt_reply_error (a, r.code, r.status, "%s", r.message);
         return;
     }
     //  A streamed request whose reply is an error status is read as a whole body
     long status = done->timer ? a->status : done->http_status;
     if (a->st && s_ok (status))
-        s_stream_done (w, a, done);
+        s_stream_done (a, done);
     else
-        s_whole_done (w, a, done);
+        s_whole_done (a, done);
 }
 
-void wk_upstream_cancel (worker_t *w, wk_attempt_t *a)
+void wk_upstream_cancel (wk_attempt_t *a)
 {
-    wk_timer_disarm (w, a);
+    wk_attempt_timer_disarm (a);
     //  Cancelled before the request went out (still connecting): nothing consumed
     long sent = 0;
     if (a->easy && !a->replied && !a->status
     &&  curl_easy_getinfo (a->easy, CURLINFO_REQUEST_SIZE, &sent) == CURLE_OK && sent == 0)
         a->reached = false;
-    wk_http_abort (w, a);
+    wk_http_abort (a->loop->http, a);
     free (a->req_body);
     a->req_body = NULL;
     a->req_len = 0;
@@ -329,7 +331,7 @@ void wk_upstream_cancel (worker_t *w, wk_attempt_t *a)
 //  ---- shared reply translation (anthropic, ollama)
 
 int wk_upstream_translate (const char *body, size_t len, const char *id, int64_t created,
-                           wk_reply_reader_fn read, buf_t *out, wk_usage_t *usage,
+                           wk_upstream_reader_fn read, buf_t *out, wk_usage_t *usage,
                            char *err, size_t errlen)
 {
     cJSON *root = cJSON_ParseWithLength (body, len);

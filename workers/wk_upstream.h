@@ -3,7 +3,7 @@
 #ifndef AIGW_WK_UPSTREAM_H
 #define AIGW_WK_UPSTREAM_H
 
-#include "wk_core.h"
+#include "wk_attempt.h"
 #include "wk_compl.h"
 #include "wk_stream.h"
 
@@ -36,18 +36,18 @@ int wk_upstream_model_init (wk_model_t *m, const wk_dialect_t *d);
 
 //  Provider ops for the table in each dialect's file.
 void wk_upstream_model_fini (wk_model_t *m);
-int wk_upstream_start (worker_t *w, wk_attempt_t *a, const char *req, size_t req_len);
+int wk_upstream_start (wk_attempt_t *a, const char *req, size_t req_len);
 int wk_upstream_on_data (wk_attempt_t *a, const char *data, size_t len);
-void wk_upstream_on_done (worker_t *w, wk_attempt_t *a, const wk_done_t *done);
-void wk_upstream_cancel (worker_t *w, wk_attempt_t *a);
+void wk_upstream_on_done (wk_attempt_t *a, const wk_done_t *done);
+void wk_upstream_cancel (wk_attempt_t *a);
 
 //  Translate a 2xx non-streamed reply with a dialect's reader: parse body as a JSON
 //  object, refuse an "error" member, let read() fill a wk_compl_t from the root,
 //  render the chat.completion into out (id/created set on it). 0 with usage, or -1
 //  with a reason in err.
-typedef int (*wk_reply_reader_fn) (wk_compl_t *c, const cJSON *root, char *err, size_t errlen);
+typedef int (*wk_upstream_reader_fn) (wk_compl_t *c, const cJSON *root, char *err, size_t errlen);
 int wk_upstream_translate (const char *body, size_t len, const char *id, int64_t created,
-                           wk_reply_reader_fn read, buf_t *out, wk_usage_t *usage,
+                           wk_upstream_reader_fn read, buf_t *out, wk_usage_t *usage,
                            char *err, size_t errlen);
 
 //  Define the provider table `var` for an HTTP dialect (every op is the shared adapter's).

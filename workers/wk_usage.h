@@ -7,7 +7,7 @@
 #include <stdint.h>
 
 #include "aigw.pb-c.h"
-#include "wk_core.h"
+#include "wk_attempt.h"
 
 #define WK_USAGE_BYTES_PER_TOKEN 4
 

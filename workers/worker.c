@@ -1,7 +1,9 @@
-// aigw-worker event loop: drains the broker DEALER, drives curl multi transfers, fires
+// aigw-worker event loop: drains the broker DEALER, drives the HTTP transfers (wk_http), fires
 // attempt timers, heartbeats and reconnects, all on one thread; sleeps in curl_multi_poll.
 #include "worker.h"
-#include "wk_core.h"
+#include "wk_attempt.h"
+#include "wk_http.h"
+#include "wk_provider.h"
 #include "wk_table.h"
 #include "wk_usage.h"
 #include "aclock.h"
@@ -25,7 +27,10 @@
 #define WK_LINGER_MS 200        // time allowed to flush the final DISCONNECT
 #define WK_REASON_MAX 512
 
+#define s_container(ptr, type, member) ((type *) ((char *) (ptr) - offsetof (type, member)))
+
 struct _worker_t {
+    wk_loop_t loop;             // what the providers see: services (s_loop_ops), HTTP
     const cfg_t *cfg;
     char id [CFG_NAME_MAX + 80];
     char endpoint [CFG_STR_MAX];
@@ -35,7 +40,6 @@ struct _worker_t {
     char **model_names;         // for READY (point into cfg)
     zhashx_t *by_name;          // name -> wk_model_t (borrowed)
     wk_table_t *table;
-    CURLM *multi;
     void *ctx;
     void *sock;                 // DEALER to the broker; NULL while backing off
     curve_client_t curve;       // worker/cert keys (fabric/curve), applied to each DEALER
@@ -51,6 +55,9 @@ struct _worker_t {
     atomic_bool stop;
     worker_stats_t stats;
 };
+
+static const wk_loop_ops_t s_loop_ops;
+static void s_transfer_done (void *arg, wk_attempt_t *a, const wk_done_t *done);
 
 //  ---- construction
 
@@ -139,15 +146,14 @@ static int s_init (worker_t *self, const worker_opts_t *opts, char *err, size_t 
     self->model_names = calloc (cfg->nmodels ? cfg->nmodels : 1, sizeof *self->model_names);
     self->by_name = zhashx_new ();
     self->table = wk_table_new (self->capacity);
-    self->multi = curl_multi_init ();
+    self->loop.ops = &s_loop_ops;
+    self->loop.http = wk_http_new (self->capacity, s_transfer_done, self);
     self->ctx = zmq_ctx_new ();
     if (!self->models || !self->model_names || !self->by_name || !self->table
-    ||  !self->multi || !self->ctx) {
+    ||  !self->loop.http || !self->ctx) {
         snprintf (err, errlen, "out of memory");
         return -1;
     }
-    //  Keep an idle connection per slot so bursts reuse them
-    curl_multi_setopt (self->multi, CURLMOPT_MAXCONNECTS, (long) self->capacity);
     if (s_select_models (self, opts->models, err, errlen))
         return -1;
     if (self->nmodels == 0) {
@@ -187,7 +193,7 @@ static uint32_t s_abort_all (worker_t *self)
         wk_attempt_t *a = wk_table_slot (self->table, i);
         if (!a->live)
             continue;
-        a->model->prov->cancel (self, a);
+        a->model->prov->cancel (a);
         wk_table_remove (self->table, a);
         n++;
     }
@@ -204,8 +210,7 @@ void worker_destroy (worker_t **self_p)
         if (self->models [i].prov->model_fini)
             self->models [i].prov->model_fini (&self->models [i]);
     wk_table_destroy (&self->table);
-    if (self->multi)
-        curl_multi_cleanup (self->multi);
+    wk_http_destroy (&self->loop.http);
     if (self->sock)
         zmq_close (self->sock);
     if (self->ctx)
@@ -282,16 +287,17 @@ static void s_send_heartbeat (worker_t *self)
         self->stats.heartbeats++;
 }
 
-//  ---- services for providers
+//  ---- services for providers (s_loop_ops, reached through wk_attempt_*)
 
-CURLM *wk_multi (worker_t *w)
+static worker_t *s_worker (const wk_attempt_t *a)
 {
-    return w->multi;
+    return s_container (a->loop, worker_t, loop);
 }
 
-int wk_reply_result (worker_t *w, wk_attempt_t *a, const char *json, size_t len,
-                     const Aigw__Usage *usage)
+static int s_reply_result (wk_attempt_t *a, const char *json, size_t len,
+                           const Aigw__Usage *usage)
 {
+    worker_t *w = s_worker (a);
     Aigw__Result r = AIGW__RESULT__INIT;
     r.job_id = a->job_id;
     r.has_attempt_id = true;
@@ -315,8 +321,9 @@ int wk_reply_result (worker_t *w, wk_attempt_t *a, const char *json, size_t len,
     return s_send (w, WIRE_W_RESULT, &r.base);
 }
 
-int wk_reply_chunk (worker_t *w, wk_attempt_t *a, const char *json, size_t len)
+static int s_reply_chunk (wk_attempt_t *a, const char *json, size_t len)
 {
+    worker_t *w = s_worker (a);
     Aigw__Chunk c = AIGW__CHUNK__INIT;
     c.job_id = a->job_id;
     c.has_attempt_id = true;
@@ -335,14 +342,10 @@ int wk_reply_chunk (worker_t *w, wk_attempt_t *a, const char *json, size_t len)
     return 0;
 }
 
-int wk_reply_error (worker_t *w, wk_attempt_t *a, Aigw__ErrorCode code, uint32_t upstream_status,
-                    const char *fmt, ...)
+static int s_reply_error (wk_attempt_t *a, Aigw__ErrorCode code, uint32_t upstream_status,
+                          const char *reason)
 {
-    char reason [WK_REASON_MAX];
-    va_list ap;
-    va_start (ap, fmt);
-    vsnprintf (reason, sizeof reason, fmt, ap);
-    va_end (ap);
+    worker_t *w = s_worker (a);
     a->replied = true;
     if (code == AIGW__ERROR_CODE__ERR_CANCELLED)
         w->stats.cancelled++;
@@ -356,26 +359,44 @@ int wk_reply_error (worker_t *w, wk_attempt_t *a, Aigw__ErrorCode code, uint32_t
     return s_send_error (w, a->job_id, a->attempt_id, code, upstream_status, reason, &u, a);
 }
 
-int wk_timer_arm (worker_t *w, wk_attempt_t *a, int64_t due_ms)
+static int s_timer_arm (wk_attempt_t *a, int64_t due_ms)
 {
-    wk_table_timer_set (w->table, a, due_ms);
+    wk_table_timer_set (s_worker (a)->table, a, due_ms);
     return 0;
 }
 
-void wk_timer_disarm (worker_t *w, wk_attempt_t *a)
+static void s_timer_disarm (wk_attempt_t *a)
 {
-    wk_table_timer_clear (w->table, a);
+    wk_table_timer_clear (s_worker (a)->table, a);
 }
 
-void wk_attempt_end (worker_t *w, wk_attempt_t *a)
+static const wk_loop_ops_t s_loop_ops = {
+    .reply_result = s_reply_result,
+    .reply_chunk = s_reply_chunk,
+    .reply_error = s_reply_error,
+    .timer_arm = s_timer_arm,
+    .timer_disarm = s_timer_disarm,
+};
+
+//  End an attempt: make sure a reply went out (ERR_INTERNAL if the provider
+//  gave none), release provider resources and free the slot.
+static void s_attempt_end (worker_t *self, wk_attempt_t *a)
 {
     if (!a->live)
         return;
     if (!a->replied)
-        wk_reply_error (w, a, AIGW__ERROR_CODE__ERR_INTERNAL, 0, "provider %s gave no reply",
-                        a->model->prov->name);
-    a->model->prov->cancel (w, a);
-    wk_table_remove (w->table, a);
+        wk_attempt_reply_error (a, AIGW__ERROR_CODE__ERR_INTERNAL, 0, "provider %s gave no reply",
+                                a->model->prov->name);
+    a->model->prov->cancel (a);
+    wk_table_remove (self->table, a);
+}
+
+//  A transfer finished (wk_http_perform): the provider replies, the attempt ends.
+static void s_transfer_done (void *arg, wk_attempt_t *a, const wk_done_t *done)
+{
+    worker_t *self = arg;
+    a->model->prov->on_done (a, done);
+    s_attempt_end (self, a);
 }
 
 //  ---- broker link
@@ -478,7 +499,7 @@ static void s_start_task (worker_t *self, const Aigw__Task *t, zmq_msg_t *payloa
     }
     a->job_id = t->job_id;
     a->model = m;
-    a->worker = self;
+    a->loop = &self->loop;
     a->deadline_ms = t->has_deadline_ms ? t->deadline_ms : 0;
     a->started_us = aclock_now_us ();
     a->created = (int64_t) time (NULL);
@@ -486,8 +507,8 @@ static void s_start_task (worker_t *self, const Aigw__Task *t, zmq_msg_t *payloa
     self->stats.tasks++;
     self->stats.streams += a->stream;
     m->started++;
-    if (m->prov->start (self, a, zmq_msg_data (payload), zmq_msg_size (payload)))
-        wk_attempt_end (self, a);
+    if (m->prov->start (a, zmq_msg_data (payload), zmq_msg_size (payload)))
+        s_attempt_end (self, a);
 }
 
 static void s_on_task (worker_t *self, wire_msg_t *msg)
@@ -511,9 +532,9 @@ static void s_on_cancel (worker_t *self, wire_msg_t *msg)
     }
     wk_attempt_t *a = wk_table_find (self->table, ref->attempt_id);
     if (a) {
-        a->model->prov->cancel (self, a);       // abort the upstream call first
-        wk_reply_error (self, a, AIGW__ERROR_CODE__ERR_CANCELLED, 0, "cancelled by broker");
-        wk_attempt_end (self, a);
+        a->model->prov->cancel (a);             // abort the upstream call first
+        wk_attempt_reply_error (a, AIGW__ERROR_CODE__ERR_CANCELLED, 0, "cancelled by broker");
+        s_attempt_end (self, a);
     }
     else {
         self->stats.unknown_cancels++;
@@ -574,10 +595,10 @@ static void s_fire_timers (worker_t *self, int64_t now)
     while ((a = wk_table_timer_first (self->table)) && a->timer.when <= now) {
         wk_table_timer_clear (self->table, a);
         wk_done_t done = { .timer = true, .curl_code = CURLE_OK };
-        a->model->prov->on_done (self, a, &done);
+        a->model->prov->on_done (a, &done);
         //  A provider may re-arm (streaming); otherwise the attempt is over
         if (a->replied || (a->timer.idx == THEAP_NONE && !a->easy))
-            wk_attempt_end (self, a);
+            s_attempt_end (self, a);
     }
 }
 
@@ -634,9 +655,7 @@ static bool s_zmq_readable (worker_t *self)
 
 static void s_wait (worker_t *self, int64_t now)
 {
-    struct curl_waitfd wfd = { .fd = self->sock_fd, .events = CURL_WAIT_POLLIN, .revents = 0 };
-    int timeout = s_next_wait (self, now);
-    curl_multi_poll (self->multi, self->sock ? &wfd : NULL, self->sock ? 1 : 0, timeout, NULL);
+    wk_http_poll (self->loop.http, self->sock ? self->sock_fd : -1, s_next_wait (self, now));
     self->stats.loops++;
 }
 
@@ -661,9 +680,7 @@ int worker_run (worker_t *self)
               self->capacity, self->endpoint);
     while (!atomic_load (&self->stop)) {
         s_drain (self);
-        int running = 0;
-        curl_multi_perform (self->multi, &running);
-        wk_http_collect (self);
+        wk_http_perform (self->loop.http);
         int64_t now = aclock_now_ms ();
         s_fire_timers (self, now);
         s_tick (self, now);
@@ -682,8 +699,8 @@ void worker_stop (worker_t *self)
     if (!self)
         return;
     atomic_store (&self->stop, true);
-    if (self->multi)
-        curl_multi_wakeup (self->multi);
+    if (self->loop.http)
+        wk_http_wakeup (self->loop.http);
 }
 
 void worker_stats (worker_t *self, worker_stats_t *out)

@@ -243,14 +243,14 @@ static void test_chunk_render (void **state)
     buf_t out;
     buf_init (&out, 4096);
     wk_delta_t d = { .role = true, .content = "hi\t", .content_len = 3 };
-    assert_int_equal (wk_chunk_render (&out, "c1", "m", 7, &d), 0);
+    assert_int_equal (wk_compl_chunk_render (&out, "c1", "m", 7, &d), 0);
     assert_string_equal (out.data, "{\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"created\":7,"
                          "\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\","
                          "\"content\":\"hi\\t\"},\"logprobs\":null,\"finish_reason\":null}]}");
     buf_reset (&out);
     wk_delta_t t = { .tool = true, .tool_index = 2, .tool_id = "x", .tool_name = "f",
                      .tool_args = "{\"a\"", .tool_args_len = 4 };
-    assert_int_equal (wk_chunk_render (&out, "c1", "m", 7, &t), 0);
+    assert_int_equal (wk_compl_chunk_render (&out, "c1", "m", 7, &t), 0);
     assert_non_null (strstr (out.data, "\"delta\":{\"content\":null,\"tool_calls\":[{\"index\":2,"
                              "\"id\":\"x\",\"type\":\"function\",\"function\":{\"name\":\"f\","
                              "\"arguments\":\"{\\\"a\\\"\"}}]}"));
@@ -259,7 +259,7 @@ static void test_chunk_render (void **state)
     cJSON_Delete (root);
     buf_reset (&out);
     wk_delta_t f = { .finish = "length" };
-    assert_int_equal (wk_chunk_render (&out, "c1", "m", 7, &f), 0);
+    assert_int_equal (wk_compl_chunk_render (&out, "c1", "m", 7, &f), 0);
     assert_non_null (strstr (out.data, "\"delta\":{},\"logprobs\":null,\"finish_reason\":\"length\"}]}"));
     buf_free (&out);
 }

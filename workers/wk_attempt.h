@@ -1,7 +1,8 @@
-// Worker internals shared by the event loop, the HTTP transport and the provider
-// adapters: attempts, served models, the provider interface and the loop's services.
-#ifndef AIGW_WK_CORE_H
-#define AIGW_WK_CORE_H
+// One attempt as its provider sees it: the attempt and model records, the provider
+// interface, and what a provider may do with an attempt (reply, arm its timer) through
+// the loop running it, which supplies those services as wk_loop_ops_t (worker.c).
+#ifndef AIGW_WK_ATTEMPT_H
+#define AIGW_WK_ATTEMPT_H
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -17,12 +18,14 @@
 #include "wk_retry.h"
 
 #define WK_UPSTREAM_CODE_MAX 64     // provider error code kept, incl. NUL
+#define WK_ATTEMPT_REASON_MAX 512   // ERROR reason, incl. NUL
 
-typedef struct _worker_t worker_t;
 typedef struct wk_attempt wk_attempt_t;
 typedef struct wk_model wk_model_t;
+typedef struct wk_loop wk_loop_t;
 typedef struct wk_stream wk_stream_t;
 typedef struct wk_dialect wk_dialect_t;
+typedef struct _wk_http_t wk_http_t;
 
 //  How an attempt's transport finished (passed to on_done).
 typedef struct {
@@ -41,16 +44,16 @@ typedef struct {
     void (*model_fini) (wk_model_t *m);
     //  Start an attempt on the request JSON (borrowed for the call only).
     //  Returns 0 when running (it ends through on_done), or -1 after having
-    //  replied ERROR with wk_reply_error.
-    int (*start) (worker_t *w, wk_attempt_t *a, const char *req, size_t req_len);
-    //  Response bytes from the transport (a->worker is the loop). 0 to go on,
-    //  -1 to abort the transfer.
+    //  replied ERROR with wk_attempt_reply_error.
+    int (*start) (wk_attempt_t *a, const char *req, size_t req_len);
+    //  Response bytes from the transport. 0 to go on, -1 to abort the transfer.
     int (*on_data) (wk_attempt_t *a, const char *data, size_t len);
-    //  The transport finished: reply with wk_reply_result or wk_reply_error.
-    void (*on_done) (worker_t *w, wk_attempt_t *a, const wk_done_t *done);
+    //  The transport finished: reply with wk_attempt_reply_result or
+    //  wk_attempt_reply_error.
+    void (*on_done) (wk_attempt_t *a, const wk_done_t *done);
     //  Abort any I/O at once and release what the attempt holds. No reply.
     //  Idempotent.
-    void (*cancel) (worker_t *w, wk_attempt_t *a);
+    void (*cancel) (wk_attempt_t *a);
 } wk_provider_t;
 
 //  A model this worker serves.
@@ -71,7 +74,7 @@ struct wk_attempt {
     uint64_t job_id;
     uint64_t attempt_id;
     wk_model_t *model;
-    worker_t *worker;           // the loop running it
+    wk_loop_t *loop;            // the loop running it
     uint32_t deadline_ms;       // remaining budget given by the broker, 0 = none
     int64_t started_us;
     int64_t created;            // unix seconds at start ("created" in replies)
@@ -110,65 +113,46 @@ struct wk_attempt {
     char upstream_code [WK_UPSTREAM_CODE_MAX]; // provider's error code for the ERROR, "" = none
 };
 
-//  An HTTP request for wk_http_start. All pointers must stay valid until the
-//  transfer ends or is aborted (the attempt or model owns them).
+//  What a loop does for the providers of its attempts (see the wk_attempt_*
+//  functions below, which call these). The loop that runs attempts fills one table.
 typedef struct {
-    const char *url;
-    struct curl_slist *headers;
-    const char *body;
-    size_t body_len;
-    uint32_t connect_timeout_ms;
-    uint32_t timeout_ms;        // whole transfer
-    uint64_t max_bytes;         // refuse a declared Content-Length above this
-} wk_http_req_t;
+    int (*reply_result) (wk_attempt_t *a, const char *json, size_t len,
+                         const Aigw__Usage *usage);
+    int (*reply_chunk) (wk_attempt_t *a, const char *json, size_t len);
+    int (*reply_error) (wk_attempt_t *a, Aigw__ErrorCode code, uint32_t upstream_status,
+                        const char *reason);
+    int (*timer_arm) (wk_attempt_t *a, int64_t due_ms);
+    void (*timer_disarm) (wk_attempt_t *a);
+} wk_loop_ops_t;
 
-//  ---- Loop services for providers (worker.c, wk_http.c)
+//  The loop running attempts, as providers see it (worker.c embeds and fills one).
+struct wk_loop {
+    const wk_loop_ops_t *ops;
+    wk_http_t *http;            // the loop's HTTP transport (wk_http.h)
+};
+
+//  ---- What a provider may do with its attempt (through a->loop)
 
 //  Send RESULT for the attempt (response_json copied). usage: what the upstream
 //  reported (NULL: nothing); missing counts are estimated (wk_usage_fill), so a
 //  RESULT always carries usage. 0 / -1 (send failed).
-int wk_reply_result (worker_t *w, wk_attempt_t *a, const char *json, size_t len,
-                     const Aigw__Usage *usage);
+int wk_attempt_reply_result (wk_attempt_t *self, const char *json, size_t len,
+                             const Aigw__Usage *usage);
 
 //  Send CHUNK(seq = next) with a chat.completion.chunk JSON (copied). Never
 //  blocks: -1 when the socket refused it (queue full, no broker).
-int wk_reply_chunk (worker_t *w, wk_attempt_t *a, const char *json, size_t len);
+int wk_attempt_reply_chunk (wk_attempt_t *self, const char *json, size_t len);
 
-//  Send ERROR for the attempt with a printf-style reason and the usage it consumed
-//  so far (wk_usage_fill). upstream_status 0 = none. a->upstream_code (if set) goes
-//  in upstream_code; a->retry goes in retry_after_ms when the status is 429 or 503.
-int wk_reply_error (worker_t *w, wk_attempt_t *a, Aigw__ErrorCode code, uint32_t upstream_status,
-                    const char *fmt, ...) __attribute__ ((format (printf, 5, 6)));
+//  Send ERROR for the attempt with a printf-style reason (cut at
+//  WK_ATTEMPT_REASON_MAX) and the usage it consumed so far (wk_usage_fill).
+//  upstream_status 0 = none. self->upstream_code (if set) goes in upstream_code;
+//  self->retry goes in retry_after_ms when the status is 429 or 503.
+int wk_attempt_reply_error (wk_attempt_t *self, Aigw__ErrorCode code, uint32_t upstream_status,
+                            const char *fmt, ...) __attribute__ ((format (printf, 4, 5)));
 
 //  Arm (or re-arm) the attempt's timer for the monotonic time due_ms; when it
 //  fires the loop calls on_done with done->timer set. 0 / -1.
-int wk_timer_arm (worker_t *w, wk_attempt_t *a, int64_t due_ms);
-void wk_timer_disarm (worker_t *w, wk_attempt_t *a);
-
-//  Start an HTTP POST for the attempt on the loop's curl multi handle. Bytes
-//  go to prov->on_data; completion to prov->on_done. 0 / -1 (a->curl_err says why).
-int wk_http_start (worker_t *w, wk_attempt_t *a, const wk_http_req_t *req);
-
-//  Abort the attempt's transfer at once: the connection is closed, not reused.
-void wk_http_abort (worker_t *w, wk_attempt_t *a);
-
-//  The loop's curl multi handle (for the HTTP transport).
-CURLM *wk_multi (worker_t *w);
-
-//  End an attempt: make sure a reply went out (ERR_INTERNAL if the provider
-//  gave none), release provider resources and free the slot.
-void wk_attempt_end (worker_t *w, wk_attempt_t *a);
-
-//  Read finished transfers off the multi handle; for each, call on_done and
-//  end the attempt. (wk_http.c, called by the loop.)
-void wk_http_collect (worker_t *w);
-
-//  The provider for a configured provider type; NULL for a type with no adapter.
-const wk_provider_t *wk_provider_for (cfg_provider_t type);
-
-extern const wk_provider_t wk_sim_provider;
-extern const wk_provider_t wk_openai_provider;
-extern const wk_provider_t wk_anthropic_provider;
-extern const wk_provider_t wk_ollama_provider;
+int wk_attempt_timer_arm (wk_attempt_t *self, int64_t due_ms);
+void wk_attempt_timer_disarm (wk_attempt_t *self);
 
 #endif
