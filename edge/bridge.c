@@ -141,12 +141,12 @@ static void s_tick (bridge_t *self)
     edge_status_release (&st);
     buf_free (&self->json);
     if (bridge_edge_json (&self->json, &e) == 0) {
-        fmsg_t *msg = fmsg_new ("edge", self->json.data, self->json.len);
+        fmsg_t *msg = fanout_msg_new ("edge", self->json.data, self->json.len);
         if (msg) {
             fanout_publish (self->fanout, msg, false);
             atomic_fetch_add (&self->relayed[S_T_EDGE], 1);
         }
-        fmsg_release (&msg);
+        fanout_msg_release (&msg);
     }
 }
 
@@ -184,12 +184,12 @@ static int s_relay (bridge_t *self, int topic, const void *data, size_t len)
         goto done;                      // nobody listens; `metrics` is kept for joiners
     buf_free (&self->json);
     rc = mpack_to_json (&up.data, &self->json);
-    fmsg_t *msg = rc ? NULL : fmsg_new (s_topics[topic], self->json.data, self->json.len);
+    fmsg_t *msg = rc ? NULL : fanout_msg_new (s_topics[topic], self->json.data, self->json.len);
     if (msg) {
         fanout_publish (self->fanout, msg, topic == S_T_METRICS);
         atomic_fetch_add (&self->relayed[topic], 1);
     }
-    fmsg_release (&msg);
+    fanout_msg_release (&msg);
 done:
     msgpack_unpacked_destroy (&up);
     return rc;

@@ -1,5 +1,7 @@
-// Internals shared by the edge's server modules (server.c, http.c, stream.c, observe.c):
-// the event loop, the per-connection and per-request state. Not a public API.
+// Internals shared by the edge's server modules: the per-connection, per-request and
+// per-loop state (server.c owns the loops). Types only; each module declares its own
+// functions (http.h, stream.h, req.h, respond.h, timer.h, shared.h, observe.h).
+// Not a public API.
 #ifndef AIGW_EDGE_INT_H
 #define AIGW_EDGE_INT_H
 
@@ -10,32 +12,24 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
-#include "auth.h"
 #include "cfg.h"
 #include "emetrics.h"
 #include "fanout.h"
+#include "keys.h"
 #include "link.h"
-#include "request.h"
-#include "server.h"
 #include "sse.h"
-#include "status.h"
 #include "theap.h"
+#include "timer.h"
 
 typedef struct _edge_loop_t edge_loop_t;
 typedef struct _edge_req_t edge_req_t;
 typedef struct _edge_conn_t edge_conn_t;
-typedef struct _observe_t observe_t;
+typedef struct _edge_server_t edge_server_t;   // server.h
+typedef struct _edge_shared_t edge_shared_t;   // shared.h
 
 #define EDGE_GRACE_MS 2000              // wait past the job deadline before answering 504
 #define EDGE_EVENTS_PING_MS 15000       // event stream comment after this much silence
 #define EDGE_SSE_BLOCK 1024             // MHD's reader buffer (HTTP/1.0 bodies; 1 KiB each)
-
-//  A timer in the loop's heap; fire is called on the loop thread when it is due.
-typedef struct {
-    theap_node_t node;                  // first: the heap hands back this pointer
-    void (*fire) (void *owner, int64_t now_ms);
-    void *owner;
-} edge_timer_t;
 
 //  One TCP (or TLS) connection, MHD's socket context.
 struct _edge_conn_t {
@@ -107,7 +101,8 @@ struct _edge_req_t {
 };
 
 struct _edge_loop_t {
-    edge_server_t *srv;
+    edge_server_t *srv;                 // for server.c
+    edge_shared_t *sh;                  // what the loops share
     int index;
     pthread_t thread;
     bool started;
@@ -123,92 +118,5 @@ struct _edge_loop_t {
     _Atomic bool fail;                  // answer every waiting job now (shutdown)
     _Atomic bool idle;                  // no job waiting (for the drain)
 };
-
-//  ----------------------------------------------------------------- server.c
-
-const cfg_t *edge_server_cfg (edge_server_t *srv);
-observe_t *edge_server_observe (edge_server_t *srv);
-edge_status_box_t *edge_server_box (edge_server_t *srv);
-auth_t *edge_server_auth (edge_server_t *srv);
-bool edge_server_draining (edge_server_t *srv);
-uint64_t edge_server_job_id (edge_server_t *srv);
-//  Take a job slot (max_jobs); false when full. Release with edge_server_job_done.
-bool edge_server_job_start (edge_server_t *srv);
-void edge_server_job_done (edge_server_t *srv);
-void edge_server_count (edge_server_t *srv, int status, bool stream, bool timeout, bool gone);
-//  True when every loop's broker link is up (ready to serve on any connection).
-bool edge_server_link_up (edge_server_t *srv);
-void edge_server_count_framing (edge_server_t *srv);
-void edge_server_count_overflow (edge_server_t *srv);
-
-//  Timers and the hang-up watch of a loop.
-void edge_timer_init (edge_timer_t *t, void (*fire) (void *, int64_t), void *owner);
-void edge_timer_set (edge_loop_t *loop, edge_timer_t *t, int64_t when_ms);
-void edge_timer_clear (edge_loop_t *loop, edge_timer_t *t);
-//  A waiting or streaming request learns of its client's hang-up (edge_http_gone).
-//  Returns -1 when the client is already gone.
-int edge_watch (edge_req_t *r);
-void edge_unwatch (edge_req_t *r);
-//  Resume a suspended request (no-op if not suspended).
-void edge_req_resume (edge_req_t *r);
-void edge_req_suspend (edge_req_t *r);
-
-//  ----------------------------------------------------------------- http.c
-
-enum MHD_Result edge_http_access (void *cls, struct MHD_Connection *mc, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload, size_t *upload_size, void **con_cls);
-//  A link answer for a request (link callback).
-void edge_http_answer (void *req, edge_answer_t *a, void *arg);
-//  A request's timer fired (deadline, stream keep-alive, event stream ping).
-void edge_http_timer (void *owner, int64_t now_ms);
-//  The request ended (MHD completion); frees it.
-void edge_http_completed (edge_req_t *r);
-//  The client of a waiting or streaming request hung up.
-void edge_http_gone (edge_req_t *r);
-
-//  Queue a response with the common headers (Cache-Control, CORS, extra lines
-//  "Name: value\n"). Takes ownership of body (malloc'd, may be NULL with len 0).
-enum MHD_Result edge_http_send (edge_req_t *r, int status, const char *type, char *body,
-                                size_t len, const char *extra);
-//  Queue an OpenAI error body with an explicit type (401/403/429 of the key checks).
-enum MHD_Result edge_http_error_typed (edge_req_t *r, int status, const char *type,
-                                       const char *code, const char *message,
-                                       const char *extra);
-//  Charge a final answer's attempts to the request's key (spend.h).
-void edge_http_settle (edge_req_t *r, Aigw__AttemptInfo *const *att, size_t n,
-                       const char *winner, const Aigw__Usage *usage);
-//  Queue an OpenAI error body the edge decided.
-enum MHD_Result edge_http_error (edge_req_t *r, int status, const char *code,
-                                 const char *message, const char *extra);
-//  Queue the 200 Server-Sent Events response whose body reader is reader (cls = r).
-enum MHD_Result edge_http_sse (edge_req_t *r, MHD_ContentReaderCallback reader);
-//  Move up to max bytes of r->out into buf (a reader's copy-out). Returns the count.
-size_t edge_req_take_out (edge_req_t *r, char *buf, size_t max);
-//  Add the CORS headers a request's Origin earns (none when not allowed).
-void edge_http_cors (edge_req_t *r, struct MHD_Response *resp);
-
-//  ----------------------------------------------------------------- stream.c
-
-//  Start the SSE answer of a submitted streaming chat job.
-enum MHD_Result edge_stream_start (edge_req_t *r);
-void edge_stream_answer (edge_req_t *r, edge_answer_t *a);
-void edge_stream_timer (edge_req_t *r, int64_t now_ms);
-//  End a stream with an error event the edge decided (cancels the job).
-void edge_stream_fail (edge_req_t *r, int status, const char *code, const char *message);
-
-//  ----------------------------------------------------------------- observe.c
-
-observe_t *observe_new (edge_server_t *srv);
-void observe_destroy (observe_t **self_p);
-void observe_close (observe_t *self);
-emetrics_t *observe_metrics (observe_t *self);
-enum MHD_Result observe_metrics_route (edge_req_t *r);
-enum MHD_Result observe_events_route (edge_req_t *r);
-enum MHD_Result observe_static_route (edge_req_t *r, const char *url, const char *method);
-//  The loop's wake fd fired: resume event streams with news.
-void observe_events_wake (edge_loop_t *loop);
-void observe_events_timer (edge_req_t *r, int64_t now_ms);
-void observe_events_leave (edge_req_t *r);
 
 #endif

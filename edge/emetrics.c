@@ -22,7 +22,7 @@ static const char *s_route_names[EM_ROUTES] = {
     "/v1/aigw/events", "/v1/aigw/keys", "/v1/*", "/*"
 };
 
-void em_hist_init (em_hist_t *h, const uint64_t *bounds_us, size_t nbounds)
+void emetrics_hist_init (em_hist_t *h, const uint64_t *bounds_us, size_t nbounds)
 {
     h->bounds_us = bounds_us;
     h->nbounds = nbounds < EM_BOUNDS_MAX ? nbounds : EM_BOUNDS_MAX;
@@ -31,7 +31,7 @@ void em_hist_init (em_hist_t *h, const uint64_t *bounds_us, size_t nbounds)
     hist_reset (&h->hist);
 }
 
-void em_hist_record (em_hist_t *h, uint64_t value_us)
+void emetrics_hist_record (em_hist_t *h, uint64_t value_us)
 {
     size_t lo = 0, hi = h->nbounds;         // first bound >= value (binary search)
     while (lo < hi) {
@@ -51,8 +51,9 @@ emetrics_t *emetrics_new (void)
     if (!self)
         return NULL;
     for (int r = 0; r < EM_ROUTES; r++)
-        em_hist_init (&self->duration[r], emetrics_duration_bounds, emetrics_duration_nbounds);
-    em_hist_init (&self->overhead, emetrics_overhead_bounds, emetrics_overhead_nbounds);
+        emetrics_hist_init (&self->duration[r], emetrics_duration_bounds,
+                            emetrics_duration_nbounds);
+    emetrics_hist_init (&self->overhead, emetrics_overhead_bounds, emetrics_overhead_nbounds);
     return self;
 }
 
@@ -101,14 +102,14 @@ void emetrics_request_done (emetrics_t *self, em_route_t route, int status,
     if (route == EM_ROUTE_EVENTS)
         return;
     atomic_fetch_sub_explicit (&self->in_flight, 1, memory_order_relaxed);
-    em_hist_record (&self->duration[route], latency_us);
+    emetrics_hist_record (&self->duration[route], latency_us);
     if (route != EM_ROUTE_CHAT)
         return;
     atomic_fetch_add_explicit (&self->chat_requests, 1, memory_order_relaxed);
     if (status >= 500)
         atomic_fetch_add_explicit (&self->chat_errors, 1, memory_order_relaxed);
     if (overhead_us >= 0)
-        em_hist_record (&self->overhead, (uint64_t) overhead_us);
+        emetrics_hist_record (&self->overhead, (uint64_t) overhead_us);
 }
 
 int64_t emetrics_upstream_us (const Aigw__Result *res)

@@ -90,7 +90,7 @@ void emetrics_request_done (emetrics_t *self, em_route_t route, int status,
 int64_t emetrics_upstream_us (const Aigw__Result *res);
 
 //  Record into an em_hist_t (exposed for tests).
-void em_hist_init (em_hist_t *h, const uint64_t *bounds_us, size_t nbounds);
-void em_hist_record (em_hist_t *h, uint64_t value_us);
+void emetrics_hist_init (em_hist_t *h, const uint64_t *bounds_us, size_t nbounds);
+void emetrics_hist_record (em_hist_t *h, uint64_t value_us);
 
 #endif

@@ -39,7 +39,7 @@ static void s_fmsg_free (snap_t *base)
     free (base);                        // base is the first member
 }
 
-fmsg_t *fmsg_new (const char *topic, const char *json, size_t json_len)
+fmsg_t *fanout_msg_new (const char *topic, const char *json, size_t json_len)
 {
     size_t tlen = strlen (topic);
     size_t len = 7 + tlen + 7 + json_len + 2;      // "event: " t "\ndata: " json "\n\n"
@@ -57,13 +57,13 @@ fmsg_t *fmsg_new (const char *topic, const char *json, size_t json_len)
     return self;
 }
 
-fmsg_t *fmsg_ref (fmsg_t *self)
+fmsg_t *fanout_msg_ref (fmsg_t *self)
 {
     snap_ref (self ? &self->base : NULL);
     return self;
 }
 
-void fmsg_release (fmsg_t **self_p)
+void fanout_msg_release (fmsg_t **self_p)
 {
     snap_t *base = self_p && *self_p ? &(*self_p)->base : NULL;
     snap_release (&base);
@@ -99,7 +99,7 @@ static fanout_client_t *s_client_new (size_t max_msgs, int notify_fd)
 static void s_client_flush (fanout_client_t *c)
 {
     while (c->count) {
-        fmsg_release (&c->ring[c->head]);
+        fanout_msg_release (&c->ring[c->head]);
         c->head = (c->head + 1) % c->cap;
         c->count--;
     }
@@ -117,7 +117,7 @@ static bool s_client_push (fanout_t *self, fanout_client_t *c, fmsg_t *msg)
         c->dropped = true;
         return false;
     }
-    c->ring[(c->head + c->count) % c->cap] = fmsg_ref (msg);
+    c->ring[(c->head + c->count) % c->cap] = fanout_msg_ref (msg);
     c->count++;
     c->bytes += msg->len;
     return true;
@@ -150,7 +150,7 @@ void fanout_destroy (fanout_t **self_p)
         return;
     fanout_t *self = *self_p;
     *self_p = NULL;
-    fmsg_release (&self->latest);
+    fanout_msg_release (&self->latest);
     free (self->clients);
     pthread_mutex_destroy (&self->lock);
     free (self);
@@ -222,8 +222,8 @@ void fanout_publish (fanout_t *self, fmsg_t *msg, bool latest)
 {
     pthread_mutex_lock (&self->lock);
     if (latest) {
-        fmsg_release (&self->latest);
-        self->latest = fmsg_ref (msg);
+        fanout_msg_release (&self->latest);
+        self->latest = fanout_msg_ref (msg);
     }
     for (size_t i = 0; i < self->max_clients; i++) {
         fanout_client_t *c = self->clients[i];

@@ -31,9 +31,9 @@ typedef struct {
 
 //  Build a frame for topic and json (json must not contain newlines). NULL on OOM.
 //  Caller owns one reference.
-fmsg_t *fmsg_new (const char *topic, const char *json, size_t json_len);
-fmsg_t *fmsg_ref (fmsg_t *self);
-void fmsg_release (fmsg_t **self_p);
+fmsg_t *fanout_msg_new (const char *topic, const char *json, size_t json_len);
+fmsg_t *fanout_msg_ref (fmsg_t *self);
+void fanout_msg_release (fmsg_t **self_p);
 
 //  At most max_clients clients, each holding at most max_msgs messages and max_bytes
 //  bytes queued (one message is always accepted into an empty queue). NULL on failure.

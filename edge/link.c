@@ -152,7 +152,7 @@ static void s_answer (edge_link_t *self, wire_msg_t *m)
     edge_answer_t a;
     uint64_t job_id = s_decode (m, &a);
     if (!job_id) {
-        edge_answer_reset (&a);
+        edge_link_answer_reset (&a);
         s_count (self, S_BAD);
         return;
     }
@@ -165,7 +165,7 @@ static void s_answer (edge_link_t *self, wire_msg_t *m)
     else
         r = edge_jobmap_get (self->jobs, job_id);
     if (!r) {
-        edge_answer_reset (&a);
+        edge_link_answer_reset (&a);
         s_count (self, S_UNROUTED);
         return;
     }
@@ -358,7 +358,7 @@ void edge_link_stats (edge_link_t *self, edge_link_stats_t *out)
         dst[i] = atomic_load_explicit (&self->stats[i], memory_order_relaxed);
 }
 
-void edge_answer_reset (edge_answer_t *a)
+void edge_link_answer_reset (edge_answer_t *a)
 {
     if (!a)
         return;

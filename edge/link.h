@@ -39,7 +39,7 @@ typedef struct {
 } edge_answer_t;
 
 //  An answer for the request req. RESULT and ERROR are final: the route is gone
-//  before the call. The callee owns the answer (release with edge_answer_reset) and
+//  before the call. The callee owns the answer (release with edge_link_answer_reset) and
 //  may call any link function.
 typedef void (edge_link_fn) (void *req, edge_answer_t *answer, void *arg);
 
@@ -94,6 +94,6 @@ size_t edge_link_waiting (edge_link_t *self);
 //  Copy the counters. Any thread.
 void edge_link_stats (edge_link_t *self, edge_link_stats_t *out);
 
-void edge_answer_reset (edge_answer_t *answer);
+void edge_link_answer_reset (edge_answer_t *answer);
 
 #endif

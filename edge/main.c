@@ -1,7 +1,6 @@
 // aigw-edge: the REST front door. Parses options, starts the broker link and the
 // HTTP server, waits for SIGINT/SIGTERM, then shuts both down cleanly.
 #include "server.h"
-#include "observe.h"
 #include "auth.h"
 #include "cfg.h"
 #include "log.h"

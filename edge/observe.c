@@ -1,9 +1,10 @@
 // Observability routes: /metrics, the SSE bridge endpoint, the dashboard and static
 // files. Handlers here never touch the chat path.
-#include "edge_int.h"
 #include "observe.h"
 #include "bridge.h"
 #include "prom.h"
+#include "req.h"
+#include "respond.h"
 #include "aclock.h"
 #include "log.h"
 
@@ -21,7 +22,7 @@
 #define S_FILE_MAX ((off_t) 256 << 20)  // largest static file served
 
 struct _observe_t {
-    edge_server_t *srv;
+    edge_shared_t *sh;
     const cfg_t *cfg;
     emetrics_t *em;
     bridge_t *bridge;
@@ -42,24 +43,25 @@ static const char s_not_built[] =
 
 static void s_fill_edge (observe_t *self, prom_edge_t *e, int64_t age)
 {
+    edge_shared_t *sh = self->sh;
     prom_edge_from (e, self->em);
     edge_link_stats_t ls;
-    edge_server_link_stats (self->srv, &ls);
-    e->link_up = edge_server_link_up (self->srv);
+    edge_shared_link_stats (sh, &ls);
+    e->link_up = edge_shared_link_up (sh);
     e->link_submitted = ls.submitted;
     e->link_reconnects = ls.reconnects;
     e->link_unrouted = ls.unrouted;
     e->link_bad = ls.bad_messages;
-    edge_server_stats_t ss;
-    edge_server_stats (self->srv, &ss);
-    e->connections = ss.connections;
-    e->conn_refused = ss.conn_refused;
-    e->conn_over_limit = ss.conn_over_limit;
-    e->header_timeouts = ss.header_timeouts;
-    e->jobs_in_flight = ss.jobs_in_flight;
-    e->jobs_refused = ss.jobs_refused;
-    e->bad_framing = ss.bad_framing;
-    e->stream_overflow = ss.stream_overflow;
+    int64_t conns = edge_shared_connections (sh);
+    int64_t jobs = edge_shared_jobs (sh);
+    e->connections = conns > 0 ? (uint64_t) conns : 0;
+    e->conn_refused = edge_shared_stat (sh, EDGE_STAT_CONN_REFUSED);
+    e->conn_over_limit = edge_shared_stat (sh, EDGE_STAT_CONN_OVER);
+    e->header_timeouts = edge_shared_stat (sh, EDGE_STAT_HEADER_TIMEOUTS);
+    e->jobs_in_flight = jobs > 0 ? (uint64_t) jobs : 0;
+    e->jobs_refused = edge_shared_stat (sh, EDGE_STAT_JOBS_REFUSED);
+    e->bad_framing = edge_shared_stat (sh, EDGE_STAT_BAD_FRAMING);
+    e->stream_overflow = edge_shared_stat (sh, EDGE_STAT_STREAM_OVERFLOW);
     fanout_stats_t fs;
     fanout_stats (bridge_fanout (self->bridge), &fs);
     bridge_stats_t bs;
@@ -80,7 +82,7 @@ static void s_fill_edge (observe_t *self, prom_edge_t *e, int64_t age)
     e->late_charges = sp.late_charges;
     e->link_spends = ls.spends;
     auth_stats_t as;
-    auth_stats (edge_server_auth (self->srv), &as);
+    auth_stats (sh->auth, &as);
     e->auth_admitted = as.admitted;
     for (int i = 0; i < PROM_AUTH_REASONS; i++)
         e->auth_refused[i] = as.refused[i + 1];
@@ -88,12 +90,11 @@ static void s_fill_edge (observe_t *self, prom_edge_t *e, int64_t age)
     e->admin_calls = as.admin_calls;
 }
 
-enum MHD_Result observe_metrics_route (edge_req_t *r)
+enum MHD_Result observe_metrics_route (observe_t *self, edge_req_t *r)
 {
-    observe_t *self = edge_server_observe (r->loop->srv);
     prom_edge_t *e = calloc (1, sizeof *e);
     if (!e)
-        return edge_http_error (r, 500, "internal_error", "out of memory", NULL);
+        return edge_respond_error (r, 500, "internal_error", "out of memory", NULL);
     int64_t age;
     bsnap_t *broker = bridge_broker (self->bridge, OBSERVE_STALE_MS, &age);
     s_fill_edge (self, e, age);
@@ -104,10 +105,11 @@ enum MHD_Result observe_metrics_route (edge_req_t *r)
         char *text = out.data;
         size_t len = out.len;
         out.data = NULL;
-        rc = edge_http_send (r, 200, "text/plain; version=0.0.4; charset=utf-8", text, len, NULL);
+        rc = edge_respond_send (r, 200, "text/plain; version=0.0.4; charset=utf-8", text, len,
+                                NULL);
     }
     else
-        rc = edge_http_error (r, 500, "internal_error", "metrics too large", NULL);
+        rc = edge_respond_error (r, 500, "internal_error", "metrics too large", NULL);
     buf_free (&out);
     bsnap_release (&broker);
     free (e);
@@ -130,7 +132,7 @@ static int s_take (edge_req_t *r)
     for (int i = 0; i < n; i++) {
         if (sse_append (&r->out, msgs[i]->data, msgs[i]->len) != SSE_OK)
             n = -1;
-        fmsg_release (&msgs[i]);
+        fanout_msg_release (&msgs[i]);
     }
     if (n > 0)
         r->ping_at_ms = aclock_now_ms () + EDGE_EVENTS_PING_MS;
@@ -148,14 +150,13 @@ static ssize_t s_events_reader (void *cls, uint64_t pos, char *buf, size_t max)
     return 0;
 }
 
-enum MHD_Result observe_events_route (edge_req_t *r)
+enum MHD_Result observe_events_route (observe_t *self, edge_req_t *r)
 {
-    observe_t *self = edge_server_observe (r->loop->srv);
     edge_loop_t *loop = r->loop;
     r->fc = fanout_join_notify (bridge_fanout (self->bridge), loop->wake_fd);
     if (!r->fc)
-        return edge_http_error (r, 503, "unavailable", "too many event stream clients",
-                                "Retry-After: 5\n");
+        return edge_respond_error (r, 503, "unavailable", "too many event stream clients",
+                                   "Retry-After: 5\n");
     r->state = EDGE_REQ_EVENTS;
     r->status = 200;
     r->ev_next = loop->events;
@@ -164,8 +165,8 @@ enum MHD_Result observe_events_route (edge_req_t *r)
     loop->events = r;
     sse_append (&r->out, "retry: 2000\n\n", 13);
     r->ping_at_ms = aclock_now_ms () + EDGE_EVENTS_PING_MS;
-    edge_timer_set (loop, &r->timer, r->ping_at_ms);
-    return edge_http_sse (r, s_events_reader);
+    edge_timer_set (&loop->timers, &r->timer, r->ping_at_ms);
+    return edge_respond_sse (r, s_events_reader);
 }
 
 void observe_events_wake (edge_loop_t *loop)
@@ -182,10 +183,10 @@ void observe_events_timer (edge_req_t *r, int64_t now)
         r->ping_at_ms = now + EDGE_EVENTS_PING_MS;
         edge_req_resume (r);
     }
-    edge_timer_set (r->loop, &r->timer, r->ping_at_ms);
+    edge_timer_set (&r->loop->timers, &r->timer, r->ping_at_ms);
 }
 
-void observe_events_leave (edge_req_t *r)
+void observe_events_leave (observe_t *self, edge_req_t *r)
 {
     edge_loop_t *loop = r->loop;
     if (r->ev_prev)
@@ -196,7 +197,7 @@ void observe_events_leave (edge_req_t *r)
     if (r->ev_next)
         r->ev_next->ev_prev = r->ev_prev;
     r->ev_prev = r->ev_next = NULL;
-    fanout_leave (bridge_fanout (edge_server_observe (loop->srv)->bridge), &r->fc);
+    fanout_leave (bridge_fanout (self->bridge), &r->fc);
 }
 
 //  --------------------------------------------------------------- static files
@@ -241,36 +242,31 @@ static int s_open_file (const char *root, const char *url, off_t *size)
     return fd;
 }
 
-enum MHD_Result observe_static_route (edge_req_t *r, const char *url, const char *method)
+enum MHD_Result observe_static_route (observe_t *self, edge_req_t *r, const char *url,
+                                      const char *method)
 {
-    observe_t *self = edge_server_observe (r->loop->srv);
     if (strcmp (method, "GET") != 0 && strcmp (method, "HEAD") != 0) {
         if (!self->root[0])
-            return edge_http_error (r, 404, "not_found", "no such route", NULL);
-        return edge_http_error (r, 405, "method_not_allowed", "use GET", "Allow: GET\n");
+            return edge_respond_error (r, 404, "not_found", "no such route", NULL);
+        return edge_respond_error (r, 405, "method_not_allowed", "use GET", "Allow: GET\n");
     }
     bool index = strcmp (url, "/") == 0;
     off_t size = 0;
     int fd = self->root[0] ? s_open_file (self->root, index ? "/index.html" : url, &size) : -1;
     if (fd < 0 && index && self->root[0]) {
         char *page = strdup (s_not_built);
-        return edge_http_send (r, 404, "text/html; charset=utf-8", page,
-                               page ? sizeof s_not_built - 1 : 0, NULL);
+        return edge_respond_send (r, 404, "text/html; charset=utf-8", page,
+                                  page ? sizeof s_not_built - 1 : 0, NULL);
     }
     if (fd < 0)
-        return edge_http_error (r, 404, "not_found", "no such route", NULL);
+        return edge_respond_error (r, 404, "not_found", "no such route", NULL);
     struct MHD_Response *resp = MHD_create_response_from_fd ((size_t) size, fd);
     if (!resp) {
         close (fd);
         return MHD_NO;
     }
-    MHD_add_response_header (resp, "Content-Type", s_mime (index ? "index.html" : url));
-    MHD_add_response_header (resp, "Cache-Control", "no-cache");
-    MHD_add_response_header (resp, "X-Content-Type-Options", "nosniff");
-    edge_http_cors (r, resp);
-    enum MHD_Result rc = MHD_queue_response (r->mc, 200, resp);
-    MHD_destroy_response (resp);
-    r->status = 200;
+    enum MHD_Result rc = edge_respond_queue (r, 200, resp, s_mime (index ? "index.html" : url),
+                                             "no-cache", "X-Content-Type-Options: nosniff\n");
     r->state = EDGE_REQ_DONE;
     return rc;
 }
@@ -279,23 +275,23 @@ enum MHD_Result observe_static_route (edge_req_t *r, const char *url, const char
 
 static bool s_up (void *arg)
 {
-    return edge_server_link_up (arg);
+    return edge_shared_link_up (arg);
 }
 
-observe_t *observe_new (edge_server_t *srv)
+observe_t *observe_new (edge_shared_t *sh)
 {
     observe_t *self = calloc (1, sizeof *self);
     if (!self)
         return NULL;
-    self->srv = srv;
-    self->cfg = edge_server_cfg (srv);
+    self->sh = sh;
+    self->cfg = sh->cfg;
     const char *root = self->cfg->edge.document_root;
     if (root[0] && !realpath (root, self->root))
         snprintf (self->root, sizeof self->root, "%s", root);
     self->em = emetrics_new ();
     if (self->em)
         self->bridge = bridge_new (self->cfg->broker.metrics, self->cfg->broker.max_frame,
-                                   self->em, edge_server_box (srv), s_up, srv,
+                                   self->em, sh->box, s_up, sh,
                                    OBSERVE_CLIENTS_MAX, self->cfg);
     if (!self->bridge) {
         observe_destroy (&self);

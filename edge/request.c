@@ -16,7 +16,12 @@
 #define S_NAME_SHOWN     32     // bytes of an over-long model name quoted in a message
 #define S_KEY_SHOWN      64     // bytes of an unknown "aigw" key quoted in a message
 
-int edge_err_set (edge_err_t *err, int status, const char *code, const char *fmt, ...)
+//  Fill err with a status, static code and formatted message; bytes of the message
+//  that are not valid UTF-8 become U+FFFD (it goes into JSON bodies). Returns -1.
+static int s_err_set (edge_err_t *err, int status, const char *code, const char *fmt, ...)
+    __attribute__ ((format (printf, 4, 5)));
+
+static int s_err_set (edge_err_t *err, int status, const char *code, const char *fmt, ...)
 {
     err->status = status;
     err->code = code;
@@ -30,7 +35,7 @@ int edge_err_set (edge_err_t *err, int status, const char *code, const char *fmt
     return -1;
 }
 
-void edge_job_reset (edge_job_t *job)
+void edge_request_reset (edge_job_t *job)
 {
     if (!job)
         return;
@@ -46,10 +51,10 @@ static bool s_is_model (const cfg_t *cfg, const char *name, edge_live_fn *live, 
 static int s_add_target (edge_job_t *job, const char *name, size_t len, edge_err_t *err)
 {
     if (job->ntargets == CFG_TARGETS_MAX)
-        return edge_err_set (err, 400, S_CODE_INVALID, "too many targets (at most %d)",
+        return s_err_set (err, 400, S_CODE_INVALID, "too many targets (at most %d)",
                              CFG_TARGETS_MAX);
     if (len >= CFG_NAME_MAX)
-        return edge_err_set (err, 404, S_CODE_NOMODEL, "The model '%.*s...' does not exist",
+        return s_err_set (err, 404, S_CODE_NOMODEL, "The model '%.*s...' does not exist",
                              (int) utf8_cut (name, len, S_NAME_SHOWN), name);
     memcpy (job->targets[job->ntargets], name, len);
     job->targets[job->ntargets][len] = 0;
@@ -66,7 +71,7 @@ static int s_add_model (const cfg_t *cfg, edge_job_t *job, const char *name, siz
     const char *t = job->targets[job->ntargets - 1];
     if (!s_is_model (cfg, t, live, arg)) {
         job->ntargets--;
-        return edge_err_set (err, 404, S_CODE_NOMODEL, "The model '%s' does not exist", t);
+        return s_err_set (err, 404, S_CODE_NOMODEL, "The model '%s' does not exist", t);
     }
     return 0;
 }
@@ -109,7 +114,7 @@ static int s_resolve_list (const cfg_t *cfg, edge_job_t *job, edge_live_fn *live
         while (name_len > 0 && (p[name_len - 1] == ' ' || p[name_len - 1] == '\t'))
             name_len--;
         if (name_len == 0)
-            return edge_err_set (err, 400, S_CODE_INVALID,
+            return s_err_set (err, 400, S_CODE_INVALID,
                                  "model: empty name in the list '%s'", job->model);
         if (s_add_model (cfg, job, p, name_len, live, arg, err))
             return -1;
@@ -143,16 +148,16 @@ static int s_check_messages (const cJSON *root, edge_err_t *err)
 {
     const cJSON *msgs = cJSON_GetObjectItemCaseSensitive (root, "messages");
     if (!msgs)
-        return edge_err_set (err, 400, S_CODE_INVALID, "messages: required");
+        return s_err_set (err, 400, S_CODE_INVALID, "messages: required");
     if (!cJSON_IsArray (msgs) || !msgs->child)
-        return edge_err_set (err, 400, S_CODE_INVALID, "messages: must be a non-empty array");
+        return s_err_set (err, 400, S_CODE_INVALID, "messages: must be a non-empty array");
     int i = 0;
     for (const cJSON *m = msgs->child; m; m = m->next, i++) {
         if (!cJSON_IsObject (m))
-            return edge_err_set (err, 400, S_CODE_INVALID, "messages[%d]: must be an object", i);
+            return s_err_set (err, 400, S_CODE_INVALID, "messages[%d]: must be an object", i);
         const cJSON *role = cJSON_GetObjectItemCaseSensitive (m, "role");
         if (!cJSON_IsString (role))
-            return edge_err_set (err, 400, S_CODE_INVALID, "messages[%d].role: must be a string", i);
+            return s_err_set (err, 400, S_CODE_INVALID, "messages[%d].role: must be a string", i);
     }
     return 0;
 }
@@ -169,7 +174,7 @@ static int s_check_unique (const cJSON *root, edge_err_t *err)
             if (strcmp (v->string, fields[i]))
                 continue;
             if (seen & (1u << i))
-                return edge_err_set (err, 400, S_CODE_INVALID, "%s: given more than once",
+                return s_err_set (err, 400, S_CODE_INVALID, "%s: given more than once",
                                      fields[i]);
             seen |= 1u << i;
         }
@@ -180,12 +185,12 @@ static int s_check_model (const cJSON *root, edge_job_t *job, edge_err_t *err)
 {
     const cJSON *model = cJSON_GetObjectItemCaseSensitive (root, "model");
     if (!model)
-        return edge_err_set (err, 400, S_CODE_INVALID, "model: required");
+        return s_err_set (err, 400, S_CODE_INVALID, "model: required");
     if (!cJSON_IsString (model) || !model->valuestring[0])
-        return edge_err_set (err, 400, S_CODE_INVALID, "model: must be a non-empty string");
+        return s_err_set (err, 400, S_CODE_INVALID, "model: must be a non-empty string");
     size_t len = strlen (model->valuestring);
     if (len >= sizeof job->model)
-        return edge_err_set (err, 400, S_CODE_INVALID, "model: longer than %zu bytes",
+        return s_err_set (err, 400, S_CODE_INVALID, "model: longer than %zu bytes",
                              sizeof job->model - 1);
     memcpy (job->model, model->valuestring, len + 1);
     return 0;
@@ -197,16 +202,16 @@ static int s_check_stream (const cJSON *root, edge_job_t *job, edge_err_t *err)
 {
     const cJSON *stream = cJSON_GetObjectItemCaseSensitive (root, "stream");
     if (stream && !cJSON_IsNull (stream) && !cJSON_IsBool (stream))
-        return edge_err_set (err, 400, S_CODE_INVALID, "stream: must be a boolean");
+        return s_err_set (err, 400, S_CODE_INVALID, "stream: must be a boolean");
     job->stream = cJSON_IsTrue (stream);
     const cJSON *opts = cJSON_GetObjectItemCaseSensitive (root, "stream_options");
     if (!opts || cJSON_IsNull (opts))
         return 0;
     if (!cJSON_IsObject (opts))
-        return edge_err_set (err, 400, S_CODE_INVALID, "stream_options: must be an object");
+        return s_err_set (err, 400, S_CODE_INVALID, "stream_options: must be an object");
     const cJSON *usage = cJSON_GetObjectItemCaseSensitive (opts, "include_usage");
     if (usage && !cJSON_IsNull (usage) && !cJSON_IsBool (usage))
-        return edge_err_set (err, 400, S_CODE_INVALID,
+        return s_err_set (err, 400, S_CODE_INVALID,
                              "stream_options.include_usage: must be a boolean");
     job->include_usage = job->stream && cJSON_IsTrue (usage);
     return 0;
@@ -231,13 +236,13 @@ static int s_override_targets (const cfg_t *cfg, const cJSON *v, edge_job_t *job
                                edge_live_fn *live, void *arg, edge_err_t *err)
 {
     if (!cJSON_IsArray (v) || !v->child)
-        return edge_err_set (err, 400, S_CODE_INVALID,
+        return s_err_set (err, 400, S_CODE_INVALID,
                              "aigw.targets: must be a non-empty array of model names");
     job->ntargets = 0;
     int i = 0;
     for (const cJSON *t = v->child; t; t = t->next, i++) {
         if (!cJSON_IsString (t) || !t->valuestring[0])
-            return edge_err_set (err, 400, S_CODE_INVALID,
+            return s_err_set (err, 400, S_CODE_INVALID,
                                  "aigw.targets[%d]: must be a non-empty string", i);
         if (s_add_model (cfg, job, t->valuestring, strlen (t->valuestring), live, arg, err))
             return -1;
@@ -253,7 +258,7 @@ static int s_override_hedge (const cJSON *v, edge_job_t *job, edge_err_t *err)
         return 0;
     }
     if (s_uint32 (v, 0, &job->hedge_delay_ms))
-        return edge_err_set (err, 400, S_CODE_INVALID,
+        return s_err_set (err, 400, S_CODE_INVALID,
                              "aigw.hedge_delay_ms: must be \"auto\" or an integer >= 0 (milliseconds)");
     job->hedge_set = true;
     return 0;
@@ -265,7 +270,7 @@ static int s_override_one (const cfg_t *cfg, const cJSON *v, edge_job_t *job,
     const char *k = v->string;
     if (strcmp (k, "policy") == 0) {
         if (!cJSON_IsString (v) || cfg_policy_parse (v->valuestring, &job->policy))
-            return edge_err_set (err, 400, S_CODE_INVALID,
+            return s_err_set (err, 400, S_CODE_INVALID,
                                  "aigw.policy: must be \"race\", \"hedge\" or \"fallback\"");
         return 0;
     }
@@ -275,32 +280,32 @@ static int s_override_one (const cfg_t *cfg, const cJSON *v, edge_job_t *job,
         return s_override_hedge (v, job, err);
     if (strcmp (k, "deadline_ms") == 0) {
         if (s_uint32 (v, 1, &job->deadline_ms) || job->deadline_ms > cfg->broker.max_deadline_ms)
-            return edge_err_set (err, 400, S_CODE_INVALID,
+            return s_err_set (err, 400, S_CODE_INVALID,
                                  "aigw.deadline_ms: must be an integer from 1 to %u (milliseconds)",
                                  cfg->broker.max_deadline_ms);
         return 0;
     }
     if (strcmp (k, "ttft_timeout_ms") == 0) {
         if (s_uint32 (v, 1, &job->ttft_timeout_ms))
-            return edge_err_set (err, 400, S_CODE_INVALID,
+            return s_err_set (err, 400, S_CODE_INVALID,
                                  "aigw.ttft_timeout_ms: must be a positive integer (milliseconds)");
         return 0;
     }
     if (strcmp (k, "retries") == 0) {
         if (s_uint32 (v, 0, &job->retries) || job->retries > CFG_RETRIES_MAX)
-            return edge_err_set (err, 400, S_CODE_INVALID,
+            return s_err_set (err, 400, S_CODE_INVALID,
                                  "aigw.retries: must be an integer from 0 to %d", CFG_RETRIES_MAX);
         job->retries_set = true;
         return 0;
     }
     if (strcmp (k, "retry_backoff_ms") == 0) {
         if (s_uint32 (v, 0, &job->retry_backoff_ms) || job->retry_backoff_ms > 60000)
-            return edge_err_set (err, 400, S_CODE_INVALID,
+            return s_err_set (err, 400, S_CODE_INVALID,
                                  "aigw.retry_backoff_ms: must be an integer from 0 to 60000 "
                                  "(milliseconds)");
         return 0;
     }
-    return edge_err_set (err, 400, S_CODE_INVALID, "aigw.%.*s: unknown field",
+    return s_err_set (err, 400, S_CODE_INVALID, "aigw.%.*s: unknown field",
                          (int) utf8_cut (k, strlen (k), S_KEY_SHOWN), k);
 }
 
@@ -309,7 +314,7 @@ static int s_overrides (const cfg_t *cfg, const cJSON *aigw, edge_job_t *job,
                         edge_live_fn *live, void *arg, edge_err_t *err)
 {
     if (!cJSON_IsObject (aigw))
-        return edge_err_set (err, 400, S_CODE_INVALID, "aigw: must be an object");
+        return s_err_set (err, 400, S_CODE_INVALID, "aigw: must be an object");
     for (const cJSON *v = aigw->child; v; v = v->next)
         if (s_override_one (cfg, v, job, live, arg, err))
             return -1;
@@ -352,7 +357,7 @@ static bool s_only_space (const char *p, const char *end)
 static cJSON *s_parse_json (const char *body, size_t len, unsigned max_depth, edge_err_t *err)
 {
     if (jdepth_check (body, len, max_depth)) {
-        edge_err_set (err, 400, S_CODE_DEPTH,
+        s_err_set (err, 400, S_CODE_DEPTH,
                       "request body nests arrays and objects deeper than %u levels", max_depth);
         return NULL;
     }
@@ -360,12 +365,12 @@ static cJSON *s_parse_json (const char *body, size_t len, unsigned max_depth, ed
     cJSON *root = len ? cJSON_ParseWithLengthOpts (body, len, &end, false) : NULL;
     if (!root || (end && !s_only_space (end, body + len))) {
         cJSON_Delete (root);
-        edge_err_set (err, 400, S_CODE_JSON, "request body is not valid JSON");
+        s_err_set (err, 400, S_CODE_JSON, "request body is not valid JSON");
         return NULL;
     }
     if (!cJSON_IsObject (root)) {
         cJSON_Delete (root);
-        edge_err_set (err, 400, S_CODE_JSON, "request body must be a JSON object");
+        s_err_set (err, 400, S_CODE_JSON, "request body must be a JSON object");
         return NULL;
     }
     return root;
@@ -389,7 +394,7 @@ static int s_payload (cJSON *root, const char *body, size_t len, edge_job_t *job
         }
     }
     if (!job->payload)
-        return edge_err_set (err, 500, "internal_error", "out of memory");
+        return s_err_set (err, 500, "internal_error", "out of memory");
     return 0;
 }
 
@@ -400,7 +405,7 @@ int edge_request_parse (const cfg_t *cfg, const char *body, size_t len,
     memset (job, 0, sizeof *job);
     memset (err, 0, sizeof *err);
     if (len > cfg->edge.max_body)
-        return edge_err_set (err, 413, "request_too_large",
+        return s_err_set (err, 413, "request_too_large",
                              "request body is larger than %llu bytes",
                              (unsigned long long) cfg->edge.max_body);
     cJSON *root = s_parse_json (body, len, cfg->edge.max_json_depth, err);
@@ -417,11 +422,11 @@ int edge_request_parse (const cfg_t *cfg, const char *body, size_t len,
 cleanup:
     cJSON_Delete (root);
     if (rc)
-        edge_job_reset (job);
+        edge_request_reset (job);
     return rc;
 }
 
-void edge_job_to_pb (edge_job_t *job, uint64_t job_id, Aigw__Job *pb)
+void edge_request_to_pb (edge_job_t *job, uint64_t job_id, Aigw__Job *pb)
 {
     aigw__job__init (pb);
     for (size_t i = 0; i < job->ntargets; i++)

@@ -43,22 +43,17 @@ typedef struct {
 
 //  Parse and validate a request body of len bytes against cfg. live may be NULL
 //  (only config names are known then). Returns 0 and fills job (release it with
-//  edge_job_reset), or -1 and fills err. Never reads past len; a body nested deeper
+//  edge_request_reset), or -1 and fills err. Never reads past len; a body nested deeper
 //  than cfg->edge.max_json_depth is refused (400 json_too_deep) before cJSON sees it.
 int edge_request_parse (const cfg_t *cfg, const char *body, size_t len,
                         edge_live_fn *live, void *live_arg,
                         edge_job_t *job, edge_err_t *err);
 
 //  Free what a parsed job owns; safe on a zeroed or already reset job.
-void edge_job_reset (edge_job_t *job);
+void edge_request_reset (edge_job_t *job);
 
 //  Fill a SUBMIT body from a parsed job. pb keeps pointers into job (no copies);
 //  job must outlive pb.
-void edge_job_to_pb (edge_job_t *job, uint64_t job_id, Aigw__Job *pb);
-
-//  Fill err with a status, static code and formatted message; bytes of the message
-//  that are not valid UTF-8 become U+FFFD (it goes into JSON bodies). Returns -1.
-int edge_err_set (edge_err_t *err, int status, const char *code, const char *fmt, ...)
-    __attribute__ ((format (printf, 4, 5)));
+void edge_request_to_pb (edge_job_t *job, uint64_t job_id, Aigw__Job *pb);
 
 #endif

@@ -1,9 +1,16 @@
 // The edge's HTTP server: event loops on libmicrohttpd (external epoll), one MHD
 // daemon, listening socket, broker link, timer heap and hang-up watch per loop.
-// Everything a loop owns is touched by its thread only; the server holds what the
-// loops share (limits, counters, the broker status, the metrics).
+// Everything a loop owns is touched by its thread only; the server owns what the
+// loops share (shared.h: limits, counters, the broker status, the metrics) and the
+// per-IP table. The server calls down into the modules, never the other way.
+#include "server.h"
 #include "edge_int.h"
+#include "http.h"
 #include "observe.h"
+#include "req.h"
+#include "respond.h"
+#include "shared.h"
+#include "timer.h"
 #include "aclock.h"
 #include "log.h"
 #include "wire.h"
@@ -30,12 +37,9 @@
 #define S_IP_SLOTS_MIN 1024             // per-IP table slots (power of two, grows)
 #define S_TLS_FILE_MAX (1u << 20)
 
-#define S_STAT_COUNT (sizeof (edge_server_stats_t) / sizeof (uint64_t))
-enum {
-    S_REQUESTS, S_2XX, S_4XX, S_5XX, S_TIMEOUTS, S_STREAMS, S_GONE, S_CONN_REFUSED,
-    S_CONN_OVER, S_IP_REFUSED, S_HEADER_TIMEOUTS, S_JOBS_REFUSED, S_BAD_FRAMING,
-    S_STREAM_OVERFLOW
-};
+//  The snapshot is the shared counters in order, then the two gauges
+_Static_assert (sizeof (edge_server_stats_t) == (EDGE_STATS + 2) * sizeof (uint64_t),
+                "edge_server_stats_t and edge_stat_t disagree");
 
 //  Open connections per client address: open addressing, counts never below 1 for a
 //  present key (a key whose count falls to 0 is removed with backward shift).
@@ -48,27 +52,15 @@ typedef struct {
 struct _edge_server_t {
     const cfg_t *cfg;
     void *zctx;
-    edge_status_box_t *box;
-    observe_t *obs;
-    auth_t *auth;                       // keys, admin key, spend
+    edge_shared_t sh;                   // the box, auth and obs in it are owned here
     edge_loop_t loops[S_LOOPS_MAX];
     int nloops;
     int port;
     char *tls_cert, *tls_key;           // PEM text for MHD (owned)
-    _Atomic bool draining;
-    _Atomic uint64_t next_job_id;
-    _Atomic int64_t jobs;               // chat jobs in flight
-    _Atomic int64_t connections;        // open connections
-    _Atomic uint64_t stats[S_STAT_COUNT];
     pthread_mutex_t ip_lock;
     s_ip_slot_t *ips;
     size_t ip_cap, ip_size;
 };
-
-static void s_count (edge_server_t *self, int slot)
-{
-    atomic_fetch_add_explicit (&self->stats[slot], 1, memory_order_relaxed);
-}
 
 //  --------------------------------------------------------------- per-IP counts
 
@@ -175,35 +167,7 @@ static size_t s_ip_key (const struct sockaddr *sa, uint8_t key[16])
     return 0;
 }
 
-//  --------------------------------------------------------------- timers and watch
-
-void edge_timer_init (edge_timer_t *t, void (*fire) (void *, int64_t), void *owner)
-{
-    theap_node_init (&t->node);
-    t->fire = fire;
-    t->owner = owner;
-}
-
-void edge_timer_set (edge_loop_t *loop, edge_timer_t *t, int64_t when_ms)
-{
-    if (theap_set (&loop->timers, &t->node, when_ms))
-        log_error ("out of memory arming a timer");
-}
-
-void edge_timer_clear (edge_loop_t *loop, edge_timer_t *t)
-{
-    theap_remove (&loop->timers, &t->node);
-}
-
-static void s_run_timers (edge_loop_t *loop, int64_t now)
-{
-    theap_node_t *n;
-    while ((n = theap_top (&loop->timers)) && n->when <= now) {
-        edge_timer_t *t = (edge_timer_t *) n;
-        theap_remove (&loop->timers, n);
-        t->fire (t->owner, now);
-    }
-}
+//  --------------------------------------------------------------- hang-up watch
 
 //  Every connection's fd sits in the loop's hang-up set from accept to close
 //  (EPOLLRDHUP, edge-triggered): one epoll_ctl each way per connection, none per request.
@@ -212,25 +176,6 @@ static void s_watch_conn (edge_conn_t *c)
     struct epoll_event ev = { .events = EPOLLRDHUP | EPOLLET, .data.ptr = c };
     if (c->fd >= 0 && epoll_ctl (c->loop->watch_fd, EPOLL_CTL_ADD, c->fd, &ev) == 0)
         c->watched = true;
-}
-
-int edge_watch (edge_req_t *r)
-{
-    edge_conn_t *c = r->conn;
-    if (!c)
-        return 0;
-    if (c->hup)
-        return -1;
-    c->watcher = r;
-    r->watched = true;
-    return 0;
-}
-
-void edge_unwatch (edge_req_t *r)
-{
-    if (r->watched && r->conn && r->conn->watcher == r)
-        r->conn->watcher = NULL;
-    r->watched = false;
 }
 
 static void s_check_watch (edge_loop_t *loop)
@@ -243,29 +188,13 @@ static void s_check_watch (edge_loop_t *loop)
             c->hup = true;
             edge_req_t *r = c->watcher;
             if (r) {
-                edge_unwatch (r);
-                edge_http_gone (r);
+                edge_req_unwatch (r);
+                edge_req_gone (r);
             }
         }
         if (n < S_WATCH_BATCH)
             break;
     }
-}
-
-void edge_req_resume (edge_req_t *r)
-{
-    if (!r->suspended)
-        return;
-    r->suspended = false;
-    MHD_resume_connection (r->mc);
-}
-
-void edge_req_suspend (edge_req_t *r)
-{
-    if (r->suspended)
-        return;
-    r->suspended = true;
-    MHD_suspend_connection (r->mc);
 }
 
 //  --------------------------------------------------------------- connections
@@ -275,19 +204,12 @@ void edge_req_suspend (edge_req_t *r)
 static void s_header_timeout (void *owner, int64_t now)
 {
     edge_conn_t *c = owner;
-    static const char body[] =
-        "{\"error\":{\"message\":\"the request headers did not arrive in time\","
-        "\"type\":\"invalid_request_error\",\"code\":\"request_timeout\"}}";
-    char msg[320];
-    int n = snprintf (msg, sizeof msg,
-                      "HTTP/1.1 408 Request Timeout\r\nContent-Type: application/json\r\n"
-                      "Content-Length: %zu\r\nConnection: close\r\n\r\n%s",
-                      sizeof body - 1, body);
     //  Not on an idle keep-alive connection, and not over TLS (plain bytes would
     //  break the TLS stream; the connection is closed all the same)
     bool answer = (c->line_seen || c->requests == 0) && !c->loop->srv->tls_cert;
-    if (answer && n > 0 && send (c->fd, msg, (size_t) n, MSG_DONTWAIT | MSG_NOSIGNAL) > 0)
-        s_count (c->loop->srv, S_HEADER_TIMEOUTS);
+    if (answer && edge_respond_raw (c->fd, 408, "request_timeout",
+                                    "the request headers did not arrive in time"))
+        edge_shared_count (c->loop->sh, EDGE_STAT_HEADER_TIMEOUTS);
     shutdown (c->fd, SHUT_RDWR);        // MHD sees the end and closes the connection
 }
 
@@ -299,7 +221,7 @@ static void s_arm_headers (edge_conn_t *c, bool first)
     c->line_seen = false;
     const cfg_t *cfg = c->loop->srv->cfg;
     uint32_t ms = first ? cfg->edge.header_timeout_ms : cfg->edge.idle_timeout_ms;
-    edge_timer_set (c->loop, &c->header_timer, aclock_now_ms () + ms);
+    edge_timer_set (&c->loop->timers, &c->header_timer, aclock_now_ms () + ms);
 }
 
 static enum MHD_Result s_accept_policy (void *cls, const struct sockaddr *addr, socklen_t len)
@@ -307,17 +229,17 @@ static enum MHD_Result s_accept_policy (void *cls, const struct sockaddr *addr, 
     edge_loop_t *loop = cls;
     edge_server_t *srv = loop->srv;
     const cfg_t *cfg = srv->cfg;
-    int64_t open = atomic_load (&srv->connections);
+    int64_t open = edge_shared_connections (&srv->sh);
     int64_t hard = (int64_t) cfg->edge.max_connections + cfg->edge.max_connections / 8 + 16;
     if (open >= hard) {
-        s_count (srv, S_CONN_REFUSED);
+        edge_shared_count (&srv->sh, EDGE_STAT_CONN_REFUSED);
         return MHD_NO;
     }
     uint8_t key[16];
     size_t klen = s_ip_key (addr, key);
     if (klen && s_ip_get (srv, key, klen) >= cfg->edge.max_per_ip) {
-        s_count (srv, S_CONN_REFUSED);
-        s_count (srv, S_IP_REFUSED);
+        edge_shared_count (&srv->sh, EDGE_STAT_CONN_REFUSED);
+        edge_shared_count (&srv->sh, EDGE_STAT_IP_REFUSED);
         return MHD_NO;
     }
     return MHD_YES;
@@ -337,10 +259,10 @@ static void s_conn_started (edge_loop_t *loop, struct MHD_Connection *mc, void *
     size_t klen = s_ip_key (ai ? ai->client_addr : NULL, c->ip);
     if (klen && s_ip_add (srv, c->ip, klen) == 0)
         c->ip_len = (uint8_t) klen;
-    int64_t open = atomic_fetch_add (&srv->connections, 1) + 1;
+    int64_t open = edge_shared_conn_open (&srv->sh);
     if (open > (int64_t) srv->cfg->edge.max_connections) {
         c->over_limit = true;
-        s_count (srv, S_CONN_OVER);
+        edge_shared_count (&srv->sh, EDGE_STAT_CONN_OVER);
     }
     if (c->fd >= 0) {
         int one = 1;
@@ -355,14 +277,14 @@ static void s_conn_closed (edge_loop_t *loop, edge_conn_t *c)
 {
     if (!c)
         return;
-    edge_timer_clear (loop, &c->header_timer);
+    edge_timer_clear (&loop->timers, &c->header_timer);
     if (c->watched)
         epoll_ctl (loop->watch_fd, EPOLL_CTL_DEL, c->fd, NULL);
     if (c->watcher)
         c->watcher->watched = false;
     if (c->ip_len)
         s_ip_del (loop->srv, c->ip, c->ip_len);
-    atomic_fetch_sub (&loop->srv->connections, 1);
+    edge_shared_conn_close (loop->sh);
     free (c);
 }
 
@@ -390,7 +312,7 @@ static void *s_uri_log (void *cls, const char *uri, struct MHD_Connection *mc)
         c->line_seen = true;
         int64_t by = aclock_now_ms () + loop->srv->cfg->edge.header_timeout_ms;
         if (c->header_timer.node.idx == THEAP_NONE || c->header_timer.node.when > by)
-            edge_timer_set (loop, &c->header_timer, by);
+            edge_timer_set (&loop->timers, &c->header_timer, by);
     }
     if (!r)
         return NULL;
@@ -410,7 +332,7 @@ static void *s_uri_log (void *cls, const char *uri, struct MHD_Connection *mc)
     if (loop->reqs)
         loop->reqs->all_prev = r;
     loop->reqs = r;
-    emetrics_request_begin (observe_metrics (loop->srv->obs), r->route);
+    emetrics_request_begin (observe_metrics (loop->sh->obs), r->route);
     return r;
 }
 
@@ -493,13 +415,13 @@ static void *s_loop_run (void *arg)
             s_check_watch (loop);
         if (items[2].revents)
             s_on_wake (loop);
-        s_run_timers (loop, aclock_now_ms ());
+        edge_timer_run (&loop->timers, aclock_now_ms ());
         MHD_run (loop->mhd);
         atomic_store (&loop->idle, edge_link_waiting (loop->link) == 0);
     }
     //  MHD may not stop with suspended connections: end every request still open
     for (edge_req_t *r = loop->reqs; r; r = r->all_next)
-        edge_http_gone (r);
+        edge_req_gone (r);
     edge_link_fail_all (loop->link, "the edge is shutting down");
     return NULL;
 }
@@ -617,17 +539,18 @@ static int s_loop_init (edge_server_t *srv, int i)
 {
     edge_loop_t *loop = &srv->loops[i];
     loop->srv = srv;
+    loop->sh = &srv->sh;
     loop->index = i;
     loop->listen_fd = -1;
     theap_init (&loop->timers);
     atomic_init (&loop->idle, true);
     loop->watch_fd = epoll_create1 (EPOLL_CLOEXEC);
     loop->wake_fd = eventfd (0, EFD_NONBLOCK | EFD_CLOEXEC);
-    loop->link = edge_link_new (srv->cfg, srv->zctx, srv->box, edge_http_answer, loop);
+    loop->link = edge_link_new (srv->cfg, srv->zctx, srv->sh.box, edge_http_answer, loop);
     if (loop->watch_fd < 0 || loop->wake_fd < 0 || !loop->link)
         return -1;
     edge_link_set_quiet (loop->link, i > 0);
-    edge_link_on_spend (loop->link, s_on_spend, srv);
+    edge_link_on_spend (loop->link, s_on_spend, &srv->sh);
     loop->listen_fd = s_listen_socket (srv->cfg->edge.listen, true, srv->port, &srv->port);
     if (loop->listen_fd < 0 || s_start_mhd (loop)) {
         log_error ("cannot start the HTTP server on %s", srv->cfg->edge.listen);
@@ -707,20 +630,22 @@ edge_server_t *edge_server_new (const cfg_t *cfg)
         return NULL;
     self->cfg = cfg;
     pthread_mutex_init (&self->ip_lock, NULL);
-    atomic_init (&self->next_job_id, 1);
+    edge_shared_t *sh = &self->sh;
+    edge_shared_init (sh, cfg);
+    sh->loops = self->loops;
     s_raise_fd_limit (cfg);
     self->zctx = zmq_ctx_new ();
-    self->box = edge_status_box_new ();
+    sh->box = edge_status_box_new ();
     if (self->zctx)
         zmq_ctx_set (self->zctx, ZMQ_BLOCKY, 0);
-    if (!self->zctx || !self->box || s_load_tls (self))
+    if (!self->zctx || !sh->box || s_load_tls (self))
         goto failed;
-    self->obs = observe_new (self);
-    if (!self->obs)
+    sh->obs = observe_new (sh);
+    if (!sh->obs)
         goto failed;
     char err[512] = "";
-    self->auth = auth_new (cfg, observe_metrics (self->obs), err, sizeof err);
-    if (!self->auth) {
+    sh->auth = auth_new (cfg, observe_metrics (sh->obs), err, sizeof err);
+    if (!sh->auth) {
         log_error ("%s", err);
         goto failed;
     }
@@ -732,6 +657,7 @@ edge_server_t *edge_server_new (const cfg_t *cfg)
         goto failed;
     close (probe);
     self->nloops = s_nloops (cfg);
+    sh->nloops = self->nloops;
     for (int i = 0; i < self->nloops; i++)
         if (s_loop_init (self, i))
             goto failed;
@@ -747,15 +673,15 @@ void edge_server_destroy (edge_server_t **self_p)
         return;
     edge_server_t *self = *self_p;
     *self_p = NULL;
-    if (self->obs)
-        observe_close (self->obs);
+    if (self->sh.obs)
+        observe_close (self->sh.obs);
     for (int i = 0; i < self->nloops; i++)
         s_loop_fini (&self->loops[i]);
-    observe_destroy (&self->obs);
-    auth_destroy (&self->auth);
+    observe_destroy (&self->sh.obs);
+    auth_destroy (&self->sh.auth);
     if (self->zctx)
         zmq_ctx_term (self->zctx);
-    edge_status_box_destroy (&self->box);
+    edge_status_box_destroy (&self->sh.box);
     free (self->ips);
     free (self->tls_cert);
     free (self->tls_key);
@@ -765,12 +691,12 @@ void edge_server_destroy (edge_server_t **self_p)
 
 void edge_server_drain (edge_server_t *self)
 {
-    atomic_store (&self->draining, true);
+    edge_shared_drain (&self->sh);
 }
 
 int edge_server_in_flight (edge_server_t *self)
 {
-    return (int) atomic_load (&self->jobs);
+    return (int) edge_shared_jobs (&self->sh);
 }
 
 void edge_server_fail_all (edge_server_t *self)
@@ -789,108 +715,22 @@ int edge_server_port (edge_server_t *self)
 void edge_server_stats (edge_server_t *self, edge_server_stats_t *out)
 {
     uint64_t *dst = (uint64_t *) out;
-    for (size_t i = 0; i < S_STAT_COUNT; i++)
-        dst[i] = atomic_load_explicit (&self->stats[i], memory_order_relaxed);
-    int64_t conns = atomic_load (&self->connections);
-    int64_t jobs = atomic_load (&self->jobs);
+    for (int i = 0; i < EDGE_STATS; i++)
+        dst[i] = edge_shared_stat (&self->sh, (edge_stat_t) i);
+    int64_t conns = edge_shared_connections (&self->sh);
+    int64_t jobs = edge_shared_jobs (&self->sh);
     out->connections = conns > 0 ? (uint64_t) conns : 0;
     out->jobs_in_flight = jobs > 0 ? (uint64_t) jobs : 0;
 }
 
 void edge_server_link_stats (edge_server_t *self, edge_link_stats_t *out)
 {
-    memset (out, 0, sizeof *out);
-    for (int i = 0; i < self->nloops; i++) {
-        edge_link_stats_t one;
-        if (!self->loops[i].link)
-            continue;
-        edge_link_stats (self->loops[i].link, &one);
-        uint64_t *dst = (uint64_t *) out;
-        const uint64_t *src = (const uint64_t *) &one;
-        for (size_t k = 0; k < sizeof one / sizeof (uint64_t); k++)
-            dst[k] += src[k];
-    }
-}
-
-//  --------------------------------------------------------------- for the modules
-
-const cfg_t *edge_server_cfg (edge_server_t *srv)
-{
-    return srv->cfg;
-}
-
-observe_t *edge_server_observe (edge_server_t *srv)
-{
-    return srv->obs;
-}
-
-edge_status_box_t *edge_server_box (edge_server_t *srv)
-{
-    return srv->box;
-}
-
-auth_t *edge_server_auth (edge_server_t *srv)
-{
-    return srv->auth;
+    edge_shared_link_stats (&self->sh, out);
 }
 
 //  A cancelled loser's usage, after its job's answer: charge it (any loop's thread).
 static void s_on_spend (const Aigw__Spend *sp, void *arg)
 {
-    edge_server_t *srv = arg;
-    spend_late (auth_spend (srv->auth), sp, aclock_wall_ms ());
-}
-
-bool edge_server_draining (edge_server_t *srv)
-{
-    return atomic_load (&srv->draining);
-}
-
-uint64_t edge_server_job_id (edge_server_t *srv)
-{
-    return atomic_fetch_add (&srv->next_job_id, 1);
-}
-
-bool edge_server_job_start (edge_server_t *srv)
-{
-    if (atomic_fetch_add (&srv->jobs, 1) < (int64_t) srv->cfg->edge.max_jobs)
-        return true;
-    atomic_fetch_sub (&srv->jobs, 1);
-    s_count (srv, S_JOBS_REFUSED);
-    return false;
-}
-
-void edge_server_job_done (edge_server_t *srv)
-{
-    atomic_fetch_sub (&srv->jobs, 1);
-}
-
-void edge_server_count (edge_server_t *srv, int status, bool stream, bool timeout, bool gone)
-{
-    s_count (srv, S_REQUESTS);
-    s_count (srv, status < 300 ? S_2XX : status < 500 ? S_4XX : S_5XX);
-    if (stream)
-        s_count (srv, S_STREAMS);
-    if (timeout)
-        s_count (srv, S_TIMEOUTS);
-    if (gone)
-        s_count (srv, S_GONE);
-}
-
-void edge_server_count_framing (edge_server_t *srv)
-{
-    s_count (srv, S_BAD_FRAMING);
-}
-
-void edge_server_count_overflow (edge_server_t *srv)
-{
-    s_count (srv, S_STREAM_OVERFLOW);
-}
-
-bool edge_server_link_up (edge_server_t *srv)
-{
-    for (int i = 0; i < srv->nloops; i++)
-        if (!srv->loops[i].link || !edge_link_up (srv->loops[i].link))
-            return false;
-    return srv->nloops > 0;
+    edge_shared_t *sh = arg;
+    spend_late (auth_spend (sh->auth), sp, aclock_wall_ms ());
 }

@@ -2,7 +2,7 @@
 // the loops never take a lock for them; keys_charge has its own.
 #include "spend.h"
 #include "keys.h"
-#include "response.h"
+#include "price.h"
 
 #include <math.h>
 #include <stdatomic.h>
@@ -53,7 +53,7 @@ static uint64_t s_tokens (const Aigw__Usage *u)
 static void s_charge (spend_t *self, const char *account, const char *target,
                       const Aigw__Usage *u, bool loser, int64_t wall_ms, double *sum)
 {
-    double usd = edge_usage_cost (self->cfg, target, u);
+    double usd = edge_price_cost (self->cfg, target, u);
     atomic_fetch_add (&self->em->cost_nusd, s_nusd (usd));
     if (loser)
         atomic_fetch_add (&self->em->loser_cost_nusd, s_nusd (usd));
@@ -74,7 +74,7 @@ double spend_answer (spend_t *self, const char *account, Aigw__AttemptInfo *cons
         const Aigw__AttemptInfo *a = att[i];
         if (!a)
             continue;
-        const Aigw__Usage *u = edge_attempt_usage (a, winner, winner_usage);
+        const Aigw__Usage *u = edge_price_usage (a, winner, winner_usage);
         bool loser = a->outcome == AIGW__OUTCOME__OUTCOME_CANCELLED;
         if (u)
             s_charge (self, account, a->target, u, loser, wall_ms, &sum);

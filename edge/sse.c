@@ -1,14 +1,12 @@
 // Server-Sent Events formatting for streamed chat completions (pure logic, no I/O).
 #include "sse.h"
-#include "response.h"
+#include "reply.h"
 
 #include <cJSON.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static const char s_last_chunk[] = "0\r\n\r\n";
 
 void sse_state_init (sse_state_t *st, uint64_t job_id, int64_t created_s, cfg_policy_t policy,
                      bool include_usage)
@@ -217,12 +215,12 @@ sse_rc_t sse_done (sse_state_t *st, const Aigw__Result *res, sse_buf_t *out)
     size_t start = out->len;
     const char *winner = res->model && res->model[0] ? res->model : st->winner;
     cJSON *summary = s_closing_chunk (st, winner);
-    cJSON *aigw = summary ? edge_aigw_json (winner, st->policy, res->has_latency_us,
-                                            res->latency_us, res->attempts, res->n_attempts,
-                                            st->cfg, res->usage)
+    cJSON *aigw = summary ? edge_reply_aigw_json (winner, st->policy, res->has_latency_us,
+                                                  res->latency_us, res->attempts,
+                                                  res->n_attempts, st->cfg, res->usage)
                           : NULL;
-    edge_aigw_budget (aigw, res->has_hedge_suppressed && res->hedge_suppressed,
-                      res->has_retry_suppressed && res->retry_suppressed);
+    edge_reply_aigw_budget (aigw, res->has_hedge_suppressed && res->hedge_suppressed,
+                            res->has_retry_suppressed && res->retry_suppressed);
     if (summary && !aigw) {
         cJSON_Delete (summary);
         summary = NULL;
@@ -251,15 +249,15 @@ sse_rc_t sse_done (sse_state_t *st, const Aigw__Result *res, sse_buf_t *out)
 sse_rc_t sse_error (sse_state_t *st, const Aigw__Error *e, sse_buf_t *out)
 {
     int status = 0;
-    cJSON *root = edge_error_json (e, st->policy, st->winner[0] ? st->winner : NULL, &status,
-                                   st->cfg);
+    cJSON *root = edge_reply_error_json (e, st->policy, st->winner[0] ? st->winner : NULL,
+                                         &status, st->cfg);
     return s_event (out, "event: error\ndata: ", root);
 }
 
 sse_rc_t sse_error_simple (sse_state_t *st, int status, const char *code, const char *message,
                            sse_buf_t *out)
 {
-    cJSON *root = edge_error_simple_json (status, code, message);
+    cJSON *root = edge_reply_simple_json (status, code, message);
     if (root && st->winner[0]) {
         cJSON *aigw = cJSON_AddObjectToObject (root, "aigw");
         if (aigw) {
@@ -268,27 +266,4 @@ sse_rc_t sse_error_simple (sse_state_t *st, int status, const char *code, const 
         }
     }
     return s_event (out, "event: error\ndata: ", root);
-}
-
-const char *sse_frame (sse_buf_t *b, bool chunked, bool last, size_t *len)
-{
-    *len = 0;
-    if (!b->len) {
-        if (!chunked || !last)
-            return NULL;
-        *len = sizeof s_last_chunk - 1;
-        return s_last_chunk;
-    }
-    char *text = b->mem + SSE_HEADROOM;
-    if (!chunked) {
-        *len = b->len;
-        return text;
-    }
-    char head[SSE_HEADROOM + 1];
-    int n = snprintf (head, sizeof head, "%zx\r\n", b->len);
-    char *start = text - n;
-    memcpy (start, head, (size_t) n);
-    memcpy (text + b->len, last ? "\r\n0\r\n\r\n" : "\r\n", last ? 7 : 2);
-    *len = (size_t) n + b->len + (last ? 7 : 2);
-    return start;
 }

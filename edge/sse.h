@@ -1,5 +1,6 @@
 // Server-Sent Events for streamed chat completions (pure): OpenAI chat.completion.chunk
-// events with the aigw additions, the closing events, error events and HTTP chunk framing.
+// events with the aigw additions, the closing events and error events. SSE text only:
+// the HTTP framing around it is chunked.h's (or libmicrohttpd's).
 #ifndef AIGW_EDGE_SSE_H
 #define AIGW_EDGE_SSE_H
 
@@ -10,12 +11,12 @@
 #include "cfg.h"
 #include "aigw.pb-c.h"
 
-#define SSE_HEADROOM 16                 // room before the text for an HTTP chunk-size line
-#define SSE_TAIL 8                      // room after it for "\r\n0\r\n\r\n"
+#define SSE_HEADROOM 16                 // room kept before the text (chunked.h uses it)
+#define SSE_TAIL 8                      // room kept after it
 #define SSE_TEXT_MAX (64u << 20)        // hard limit on one write's SSE text
 #define SSE_ID_MAX 128
 
-//  Event text with room around it for HTTP/1.1 chunk framing, reused across events.
+//  Event text with room around it for a framing layer, reused across events.
 typedef struct {
     char *mem;                          // SSE_HEADROOM + cap + SSE_TAIL bytes; owned
     size_t len;                         // text bytes at mem + SSE_HEADROOM
@@ -69,10 +70,5 @@ sse_rc_t sse_error (sse_state_t *st, const Aigw__Error *e, sse_buf_t *out);
 //  Append an error event the edge decided (edge deadline, lost chunks, bad chunk).
 sse_rc_t sse_error_simple (sse_state_t *st, int status, const char *code, const char *message,
                            sse_buf_t *out);
-
-//  The bytes to write for the buffered text: as is, or as one HTTP/1.1 chunk (chunked);
-//  last (chunked only) also ends the chunked body. Sets *len; NULL when there is
-//  nothing to write. The buffer must not change until the bytes are written.
-const char *sse_frame (sse_buf_t *b, bool chunked, bool last, size_t *len);
 
 #endif

@@ -3,8 +3,11 @@
 // event. The content reader suspends the connection when it has nothing to send;
 // a broker answer or a timer resumes it. Each client holds at most edge/stream_buffer
 // bytes unsent: past that it is dropped and its job cancelled.
-#include "edge_int.h"
-#include "response.h"
+#include "stream.h"
+#include "reply.h"
+#include "req.h"
+#include "respond.h"
+#include "shared.h"
 #include "aclock.h"
 #include "log.h"
 #include "wire.h"
@@ -22,21 +25,21 @@ static size_t s_pending (edge_req_t *r)
 static void s_arm (edge_req_t *r)
 {
     if (r->ended)
-        edge_timer_clear (r->loop, &r->timer);
+        edge_timer_clear (&r->loop->timers, &r->timer);
     else
-        edge_timer_set (r->loop, &r->timer, r->ping_at_ms < r->deadline_ms ? r->ping_at_ms
-                                                                         : r->deadline_ms);
+        edge_timer_set (&r->loop->timers, &r->timer, r->ping_at_ms < r->deadline_ms
+                                                     ? r->ping_at_ms : r->deadline_ms);
 }
 
 //  New output is in the buffer: push it out, or drop a client that does not read.
 static void s_wrote (edge_req_t *r)
 {
     r->ping_at_ms = aclock_now_ms () + S_PING_MS;
-    if (s_pending (r) > edge_server_cfg (r->loop->srv)->edge.stream_buffer && !r->gone) {
+    if (s_pending (r) > r->loop->sh->cfg->edge.stream_buffer && !r->gone) {
         log_debug ("stream job %llu: client not reading, %zu bytes unsent; dropped",
                    (unsigned long long) r->job_id, s_pending (r));
-        edge_server_count_overflow (r->loop->srv);
-        edge_http_gone (r);
+        edge_shared_count (r->loop->sh, EDGE_STAT_STREAM_OVERFLOW);
+        edge_req_gone (r);
         return;
     }
     s_arm (r);
@@ -48,10 +51,11 @@ static void s_job_over (edge_req_t *r)
     if (!r->job_live)
         return;
     r->job_live = false;
-    edge_server_job_done (r->loop->srv);
+    edge_shared_job_done (r->loop->sh);
 }
 
-void edge_stream_fail (edge_req_t *r, int status, const char *code, const char *message)
+//  End a stream with an error event the edge decided (cancels the job).
+static void s_fail (edge_req_t *r, int status, const char *code, const char *message)
 {
     if (r->job_live)
         edge_link_cancel (r->loop->link, r->job_id);
@@ -68,24 +72,24 @@ static void s_bad_chunk (edge_req_t *r, sse_rc_t rc)
     char msg[160];
     if (rc == SSE_ERR_GAP) {
         snprintf (msg, sizeof msg, "the stream lost chunks after chunk %u", r->sse.sent);
-        edge_stream_fail (r, 502, "stream_interrupted", msg);
+        s_fail (r, 502, "stream_interrupted", msg);
     }
     else
     if (rc == SSE_ERR_CHUNK)
-        edge_stream_fail (r, 502, "bad_upstream_response", "a stream chunk is not a JSON object");
+        s_fail (r, 502, "bad_upstream_response", "a stream chunk is not a JSON object");
     else
-        edge_stream_fail (r, 500, "internal_error", "out of memory formatting the stream");
+        s_fail (r, 500, "internal_error", "out of memory formatting the stream");
 }
 
 void edge_stream_answer (edge_req_t *r, edge_answer_t *a)
 {
     if (r->ended || r->gone) {
-        edge_answer_reset (a);
+        edge_link_answer_reset (a);
         return;
     }
     if (a->chunk) {
         sse_rc_t rc = sse_chunk (&r->sse, a->chunk, &r->out);
-        edge_answer_reset (a);
+        edge_link_answer_reset (a);
         if (rc != SSE_OK)
             s_bad_chunk (r, rc);
         else
@@ -95,22 +99,22 @@ void edge_stream_answer (edge_req_t *r, edge_answer_t *a)
     s_job_over (r);                     // RESULT or ERROR: the route is already gone
     if (a->result) {
         const Aigw__Result *res = a->result;
-        edge_http_settle (r, res->attempts, res->n_attempts, res->model, res->usage);
+        edge_req_settle (r, res->attempts, res->n_attempts, res->model, res->usage);
         r->upstream_us = emetrics_upstream_us (a->result);
         if (sse_done (&r->sse, a->result, &r->out) != SSE_OK) {
-            edge_answer_reset (a);
-            edge_stream_fail (r, 500, "internal_error", "out of memory ending the stream");
+            edge_link_answer_reset (a);
+            s_fail (r, 500, "internal_error", "out of memory ending the stream");
             return;
         }
     }
     else {
         if (a->error)
-            edge_http_settle (r, a->error->attempts, a->error->n_attempts, NULL, NULL);
-        r->status = a->error ? edge_status_of (a->error->code) : 500;
+            edge_req_settle (r, a->error->attempts, a->error->n_attempts, NULL, NULL);
+        r->status = a->error ? edge_reply_status (a->error->code) : 500;
         if (!a->error || sse_error (&r->sse, a->error, &r->out) != SSE_OK)
             sse_error_simple (&r->sse, 500, "internal_error", "out of memory", &r->out);
     }
-    edge_answer_reset (a);
+    edge_link_answer_reset (a);
     r->ended = true;
     s_wrote (r);
 }
@@ -121,7 +125,7 @@ void edge_stream_timer (edge_req_t *r, int64_t now)
         return;
     if (now >= r->deadline_ms) {
         r->timed_out = true;
-        edge_stream_fail (r, 504, "timeout", "no answer before the deadline");
+        s_fail (r, 504, "timeout", "no answer before the deadline");
         return;
     }
     if (now >= r->ping_at_ms && s_pending (r) == 0) {
@@ -153,8 +157,8 @@ enum MHD_Result edge_stream_start (edge_req_t *r)
     r->status = 200;
     sse_state_init (&r->sse, r->job_id, (int64_t) time (NULL), r->policy,
                     r->include_usage);
-    r->sse.cfg = edge_server_cfg (r->loop->srv);
+    r->sse.cfg = r->loop->sh->cfg;
     r->ping_at_ms = aclock_now_ms () + S_PING_MS;
     s_arm (r);
-    return edge_http_sse (r, s_reader);
+    return edge_respond_sse (r, s_reader);
 }

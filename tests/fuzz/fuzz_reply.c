@@ -1,4 +1,4 @@
-// libFuzzer target: the edge's success body from an upstream answer (edge/response.c
+// libFuzzer target: the edge's success body from an upstream answer (edge/reply.c
 // edge_reply_result): the "aigw" splice and the one-scan rename of the top-level
 // "model". Whenever the input is a JSON object, the output must be one too, with
 // "model" (when the input had a top-level string "model") equal to the winner's name.
@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "response.h"
+#include "reply.h"
 
 int LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
 {

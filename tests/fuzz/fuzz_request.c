@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "request.h"
-#include "response.h"
+#include "reply.h"
 #include "utf8.h"
 
 static const char *s_conf =
@@ -72,7 +72,7 @@ static void s_accepted (edge_job_t *job)
         if (!cfg_model (s_cfg, job->targets[i]) && !s_live (NULL, job->targets[i]))
             abort ();
     Aigw__Job pb;
-    edge_job_to_pb (job, 1, &pb);
+    edge_request_to_pb (job, 1, &pb);
     size_t size = aigw__job__get_packed_size (&pb);
     uint8_t *buf = malloc (size ? size : 1);
     if (!buf)
@@ -109,6 +109,6 @@ int LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
         s_accepted (&job);
     else
         s_refused (&err);
-    edge_job_reset (&job);
+    edge_request_reset (&job);
     return 0;
 }

@@ -2,7 +2,7 @@
 
 A `System` writes a config file into a temp dir, starts the broker, a pool of
 workers and the edge, waits for /readyz, and can kill or restart any process.
-`FakeUpstream` runs tests/fakeup/fake_upstream.py and reads its connection log.
+`FakeUpstream` runs tests/fakes/fake_upstream.py and reads its connection log.
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 BUILD = Path(os.environ.get("AIGW_BUILD_DIR", ROOT / "build"))
 BIN = BUILD / "bin"
-FAKEUP = ROOT / "tests" / "fakeup" / "fake_upstream.py"
+FAKEUP = ROOT / "tests" / "fakes" / "fake_upstream.py"
 
 
 #  Until the broker has started and reported its ports, the config names a port no
@@ -107,6 +107,17 @@ class FakeUpstream:
 
     def requests_for(self, model: str) -> list[dict]:
         return [r for r in self.log()["requests"] if r["model"] == model]
+
+    def wait(self, timeout: float = 10.0, **at_least: int) -> dict:
+        """Wait until every counter of the log ("requests", "connections",
+        "closed_connections", or an outcome such as "stalled_closed") is at least its
+        value: the fake answers when its log changes. Returns the counters."""
+        status, _, js, raw = self.http.request(
+            "POST", "/_control/wait", {"at_least": at_least, "timeout_ms": timeout * 1000})
+        assert status == 200, raw
+        if not js["ok"]:
+            raise TimeoutError(f"fake upstream counters {js['stats']} never reached {at_least}")
+        return js["stats"]
 
     def stop(self):
         self.http.close()

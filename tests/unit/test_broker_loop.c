@@ -19,6 +19,7 @@
 #include "broker.h"
 #include "broker_int.h"
 #include "cfg.h"
+#include "fake_peer.h"
 #include "wire.h"
 
 #define WAIT_MS 2000
@@ -127,20 +128,35 @@ static void *s_dealer (fx_t *fx, const char *ep)
     return s;
 }
 
-//  Receive one message within timeout_ms; returns 0 or -1.
+//  Receive one message within timeout_ms (malformed ones are dropped); returns 0 or -1.
 static int s_recv (void *s, int timeout_ms, wire_msg_t *m)
 {
     int64_t until = aclock_now_ms () + timeout_ms;
-    for (;;) {
-        int rc = wire_recv (s, false, m);
-        if (rc == 0)
-            return 0;
-        int64_t left = until - aclock_now_ms ();
-        if (left <= 0)
-            return -1;
-        zmq_pollitem_t it = { s, 0, ZMQ_POLLIN, 0 };
-        zmq_poll (&it, 1, (long) left);
-    }
+    int rc;
+    do
+        rc = fake_peer_recv (s, false, (int) (until - aclock_now_ms ()), m);
+    while (rc == -2);
+    return rc;
+}
+
+//  The next message to client c must be cmd: returns its body decoded with desc (caller
+//  frees).
+static void *s_expect (void *c, uint8_t cmd, const ProtobufCMessageDescriptor *desc)
+{
+    void *body = fake_peer_expect (c, false, WIRE_SIDE_CLIENT, cmd, desc, WAIT_MS, NULL);
+    if (!body)
+        fail_msg ("%s", fake_peer_why ());
+    return body;
+}
+
+//  m, which a fake worker received, must be cmd: returns its body decoded with desc
+//  (caller frees).
+static void *s_decode (wire_msg_t *m, uint8_t cmd, const ProtobufCMessageDescriptor *desc)
+{
+    void *body = fake_peer_decode (m, WIRE_SIDE_WORKER, cmd, desc);
+    if (!body)
+        fail_msg ("%s", fake_peer_why ());
+    return body;
 }
 
 //  Next non-heartbeat message for a worker; sends heartbeats while waiting.
@@ -200,12 +216,9 @@ static Aigw__Task *s_expect_task (void *w)
 {
     wire_msg_t m;
     assert_int_equal (s_worker_recv (w, WAIT_MS, &m), 0);
-    if (m.cmd != WIRE_W_TASK)
-        fail_msg ("expected TASK, got %s", wire_cmd_name (WIRE_SIDE_WORKER, m.cmd));
+    Aigw__Task *t = s_decode (&m, WIRE_W_TASK, &aigw__task__descriptor);
     assert_true (m.has_payload);
     assert_int_equal (zmq_msg_size (&m.payload), strlen ("{\"messages\":[]}"));
-    Aigw__Task *t = (Aigw__Task *) wire_unpack (&aigw__task__descriptor, &m.body);
-    assert_non_null (t);
     wire_msg_close (&m);
     return t;
 }
@@ -214,9 +227,7 @@ static uint64_t s_expect_cancel (void *w)
 {
     wire_msg_t m;
     assert_int_equal (s_worker_recv (w, WAIT_MS, &m), 0);
-    assert_int_equal (m.cmd, WIRE_W_CANCEL);
-    Aigw__AttemptRef *r = (Aigw__AttemptRef *) wire_unpack (&aigw__attempt_ref__descriptor, &m.body);
-    assert_non_null (r);
+    Aigw__AttemptRef *r = s_decode (&m, WIRE_W_CANCEL, &aigw__attempt_ref__descriptor);
     uint64_t id = r->attempt_id;
     protobuf_c_message_free_unpacked (&r->base, NULL);
     wire_msg_close (&m);
@@ -259,14 +270,7 @@ static void s_chunk (void *w, const Aigw__Task *t, const char *delta)
 //  Next message to the client must be a CHUNK; caller frees it.
 static Aigw__Chunk *s_expect_chunk (void *c)
 {
-    wire_msg_t m;
-    assert_int_equal (s_recv (c, WAIT_MS, &m), 0);
-    if (m.cmd != WIRE_C_CHUNK)
-        fail_msg ("expected CHUNK, got %s", wire_cmd_name (WIRE_SIDE_CLIENT, m.cmd));
-    Aigw__Chunk *ch = (Aigw__Chunk *) wire_unpack (&aigw__chunk__descriptor, &m.body);
-    assert_non_null (ch);
-    wire_msg_close (&m);
-    return ch;
+    return s_expect (c, WIRE_C_CHUNK, &aigw__chunk__descriptor);
 }
 
 static void s_error (void *w, uint64_t job_id, uint64_t attempt_id, int code, const char *msg)
@@ -282,49 +286,31 @@ static void s_error (void *w, uint64_t job_id, uint64_t attempt_id, int code, co
 
 static Aigw__Result *s_expect_result (void *c)
 {
-    wire_msg_t m;
-    assert_int_equal (s_recv (c, WAIT_MS, &m), 0);
-    assert_int_equal (m.cmd, WIRE_C_RESULT);
-    Aigw__Result *r = (Aigw__Result *) wire_unpack (&aigw__result__descriptor, &m.body);
-    assert_non_null (r);
-    wire_msg_close (&m);
-    return r;
+    return s_expect (c, WIRE_C_RESULT, &aigw__result__descriptor);
 }
 
 static Aigw__Error *s_expect_error (void *c)
 {
-    wire_msg_t m;
-    assert_int_equal (s_recv (c, WAIT_MS, &m), 0);
-    assert_int_equal (m.cmd, WIRE_C_ERROR);
-    Aigw__Error *e = (Aigw__Error *) wire_unpack (&aigw__error__descriptor, &m.body);
-    assert_non_null (e);
-    wire_msg_close (&m);
-    return e;
+    return s_expect (c, WIRE_C_ERROR, &aigw__error__descriptor);
 }
 
 static Aigw__BrokerStatus *s_ping (void *c)
 {
     assert_int_equal (wire_send (c, NULL, 0, WIRE_SIDE_CLIENT, WIRE_C_PING, NULL, NULL), 0);
-    wire_msg_t m;
-    assert_int_equal (s_recv (c, WAIT_MS, &m), 0);
-    assert_int_equal (m.cmd, WIRE_C_PONG);
-    Aigw__BrokerStatus *st = (Aigw__BrokerStatus *) wire_unpack (&aigw__broker_status__descriptor,
-                                                                 &m.body);
-    assert_non_null (st);
-    wire_msg_close (&m);
-    return st;
+    return s_expect (c, WIRE_C_PONG, &aigw__broker_status__descriptor);
 }
 
-//  Wait until the broker reports n workers (READY is on another socket than PING).
+//  Wait until the broker reports n workers (READY is on another socket than PING): each
+//  PONG says how many it has seen so far.
 static void s_wait_workers (void *c, uint32_t n)
 {
-    for (int i = 0; i < 200; i++) {
+    int64_t until = aclock_now_ms () + WAIT_MS;
+    while (aclock_now_ms () < until) {
         Aigw__BrokerStatus *st = s_ping (c);
         uint32_t have = st->workers;
         protobuf_c_message_free_unpacked (&st->base, NULL);
         if (have == n)
             return;
-        zmq_poll (NULL, 0, 5);
     }
     fail_msg ("broker never saw %u workers", n);
 }
@@ -1303,14 +1289,7 @@ static void s_error_usage (void *w, const Aigw__Task *t, int code, uint32_t prom
 
 static Aigw__Spend *s_expect_spend (void *c)
 {
-    wire_msg_t m;
-    assert_int_equal (s_recv (c, WAIT_MS, &m), 0);
-    if (m.cmd != WIRE_C_SPEND)
-        fail_msg ("expected SPEND, got %s", wire_cmd_name (WIRE_SIDE_CLIENT, m.cmd));
-    Aigw__Spend *sp = (Aigw__Spend *) wire_unpack (&aigw__spend__descriptor, &m.body);
-    assert_non_null (sp);
-    wire_msg_close (&m);
-    return sp;
+    return s_expect (c, WIRE_C_SPEND, &aigw__spend__descriptor);
 }
 
 //  A job for "a" alone that w answers at once: its RESULT reaching the client proves

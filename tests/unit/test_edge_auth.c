@@ -13,7 +13,7 @@
 
 #include "auth.h"
 #include "spend.h"
-#include "response.h"
+#include "price.h"
 
 #define S_ADMIN "0123456789abcdef-admin"
 
@@ -228,10 +228,10 @@ static void test_spend (void **state)
     own.has_completion_tokens = true;
     own.completion_tokens = 10;
     a0.usage = &own;
-    assert_ptr_equal (edge_attempt_usage (&a0, "cheap", &won), &own);
+    assert_ptr_equal (edge_price_usage (&a0, "cheap", &won), &own);
     a0.usage = NULL;
-    assert_ptr_equal (edge_attempt_usage (&a0, "cheap", &won), &won);
-    assert_null (edge_attempt_usage (&a1, "cheap", &won));   // a loser never borrows it
+    assert_ptr_equal (edge_price_usage (&a0, "cheap", &won), &won);
+    assert_null (edge_price_usage (&a1, "cheap", &won));     // a loser never borrows it
     spend_destroy (&sp);
     emetrics_destroy (&em);
     cfg_destroy (&cfg);

@@ -16,7 +16,7 @@ static fmsg_t *s_msg (const char *topic, int seq)
 {
     char json[64];
     int n = snprintf (json, sizeof json, "{\"seq\":%d}", seq);
-    fmsg_t *m = fmsg_new (topic, json, (size_t) n);
+    fmsg_t *m = fanout_msg_new (topic, json, (size_t) n);
     assert_non_null (m);
     return m;
 }
@@ -32,19 +32,19 @@ static void s_publish (fanout_t *f, const char *topic, int seq, bool latest)
 {
     fmsg_t *m = s_msg (topic, seq);
     fanout_publish (f, m, latest);
-    fmsg_release (&m);
+    fanout_msg_release (&m);
 }
 
 static void test_frame (void **state)
 {
-    fmsg_t *m = fmsg_new ("job", "{\"a\":1}", 7);
+    fmsg_t *m = fanout_msg_new ("job", "{\"a\":1}", 7);
     assert_string_equal (m->data, "event: job\ndata: {\"a\":1}\n\n");
     assert_int_equal (m->len, strlen (m->data));
-    fmsg_t *r = fmsg_ref (m);
-    fmsg_release (&m);
+    fmsg_t *r = fanout_msg_ref (m);
+    fanout_msg_release (&m);
     assert_null (m);
-    fmsg_release (&r);
-    fmsg_release (&r);                          // NULL is fine
+    fanout_msg_release (&r);
+    fanout_msg_release (&r);                    // NULL is fine
 }
 
 static void test_order_and_latest (void **state)
@@ -65,7 +65,7 @@ static void test_order_and_latest (void **state)
     assert_int_equal (s_seq (got[1]), 4);
     assert_int_equal (s_seq (got[2]), 5);
     for (int i = 0; i < n; i++)
-        fmsg_release (&got[i]);
+        fanout_msg_release (&got[i]);
     assert_int_equal (fanout_take (c, got, 8, 10), 0);      // timeout: nothing queued
     fanout_stats_t st;
     fanout_stats (f, &st);
@@ -89,19 +89,19 @@ static void test_overflow_drops_only_slow_client (void **state)
         s_publish (f, "job", i, false);
     assert_int_equal (fanout_take (fast, got, 8, 0), 4);
     for (int i = 0; i < 4; i++)
-        fmsg_release (&got[i]);
+        fanout_msg_release (&got[i]);
     //  The fifth message overflows the slow client's queue of 4
     fmsg_t *m = s_msg ("job", 4);
     fanout_publish (f, m, false);
     assert_int_equal (atomic_load (&m->base.refs), 2);          // only the fast queue holds it
-    fmsg_release (&m);
+    fanout_msg_release (&m);
     fanout_stats_t st;
     fanout_stats (f, &st);
     assert_int_equal (st.dropped, 1);
     assert_int_equal (fanout_take (slow, got, 8, 0), -1);  // its handler must close
     assert_int_equal (fanout_take (fast, got, 8, 0), 1);
     assert_int_equal (s_seq (got[0]), 4);
-    fmsg_release (&got[0]);
+    fanout_msg_release (&got[0]);
     //  Publishing on goes on for the others; the dropped client is not counted twice
     s_publish (f, "job", 5, false);
     fanout_stats (f, &st);
@@ -115,13 +115,13 @@ static void test_byte_limit (void **state)
 {
     fanout_t *f = fanout_new (2, 1000, 100);    // about 3 messages of 30 bytes
     fanout_client_t *c = fanout_join (f);
-    fmsg_t *big = fmsg_new ("job", "0123456789012345678901234567890123456789012345678901234567890123456789"
+    fmsg_t *big = fanout_msg_new ("job", "0123456789012345678901234567890123456789012345678901234567890123456789"
                                    "012345678901234567890123456789", 100);
     fanout_publish (f, big, false);             // larger than the limit, but the queue is empty
-    fmsg_release (&big);
+    fanout_msg_release (&big);
     fmsg_t *got[4];
     assert_int_equal (fanout_take (c, got, 4, 0), 1);
-    fmsg_release (&got[0]);
+    fanout_msg_release (&got[0]);
     int i = 0;
     fanout_stats_t st;
     do {
@@ -201,7 +201,7 @@ static void *s_reader (void *arg)
                 r->in_order = false;
             r->last = seq;
             r->received++;
-            fmsg_release (&got[i]);
+            fanout_msg_release (&got[i]);
         }
         if (r->last == 49999)
             break;

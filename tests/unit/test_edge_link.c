@@ -1,5 +1,5 @@
 // Unit tests for the edge's broker link (one loop's DEALER, driven by the test thread)
-// against the fake broker, or a raw ROUTER the test scripts, on tcp loopback: routing
+// against the fake broker, scripted or driven by the test, on tcp loopback: routing
 // by job_id, CHUNKs, final answers, cancel, PING/PONG status, liveness, fail_all,
 // malformed input. The routing table itself: test_edge_jobmap.c.
 #include <stdarg.h>
@@ -34,10 +34,9 @@ typedef struct {
     size_t waiting;                     // edge_link_waiting during the call
 } s_got_t;
 
-//  A ROUTER the test plays broker on: answers PING with PONG, notes SUBMITs.
+//  The fake broker driven by the test: answers PING with PONG, notes SUBMITs.
 typedef struct {
-    void *router;
-    char endpoint[256];
+    fake_broker_t *fb;                  // driven, the client side
     uint8_t id[WIRE_ID_MAX];            // the link's routing id (from its first message)
     size_t id_len;
     uint64_t submitted[64];             // job ids in SUBMIT order
@@ -88,7 +87,7 @@ static void s_on_answer (void *req, edge_answer_t *a, void *arg)
         g->seq = a->chunk->seq;
         snprintf (g->model, sizeof g->model, "%s", a->chunk->model ? a->chunk->model : "");
     }
-    edge_answer_reset (a);
+    edge_link_answer_reset (a);
     if (f->resubmit && g->cmd == WIRE_C_ERROR) {
         //  fn may use the link: submit from inside fail_all
         f->resubmit = false;
@@ -109,7 +108,7 @@ static void s_raw_handle (s_raw_t *raw, wire_msg_t *m)
         st.has_workers = true;
         st.workers = 1;
         st.broker_id = "raw-broker";
-        wire_send (raw->router, m->id, m->id_len, WIRE_SIDE_CLIENT, WIRE_C_PONG, &st.base, NULL);
+        fake_broker_send (raw->fb, WIRE_C_PONG, &st.base, NULL, 0);
     }
     else
     if (m->cmd == WIRE_C_SUBMIT) {
@@ -125,7 +124,7 @@ static void s_raw_service (s_raw_t *raw)
 {
     wire_msg_t m;
     int rc;
-    while ((rc = wire_recv (raw->router, true, &m)) != -1) {
+    while ((rc = fake_broker_recv (raw->fb, 0, &m)) != -1) {
         if (rc == -2)
             continue;
         if (raw->id_len && (m.id_len != raw->id_len || memcmp (m.id, raw->id, m.id_len)))
@@ -147,7 +146,7 @@ static void s_pump (s_fix_t *f)
         f->next_tick = edge_link_tick (f->link, now);
     zmq_pollitem_t items[2] = {
         { edge_link_socket (f->link), 0, ZMQ_POLLIN, 0 },
-        { f->raw ? f->raw->router : NULL, 0, ZMQ_POLLIN, 0 },
+        { f->raw ? fake_broker_socket (f->raw->fb) : NULL, 0, ZMQ_POLLIN, 0 },
     };
     int n = items[0].socket ? 1 : 0;
     if (f->raw)
@@ -220,8 +219,7 @@ static cfg_t *s_cfg (const char *broker)
     return cfg;
 }
 
-//  A link in a fresh context to endpoint, or (endpoint NULL) to a raw ROUTER bound
-//  in that context.
+//  A link in a fresh context to endpoint, or (endpoint NULL) to a driven fake broker.
 static s_fix_t *s_fix_new (const char *endpoint)
 {
     s_fix_t *f = calloc (1, sizeof *f);
@@ -233,13 +231,9 @@ static s_fix_t *s_fix_new (const char *endpoint)
     if (!endpoint) {
         f->raw = calloc (1, sizeof *f->raw);
         assert_non_null (f->raw);
-        f->raw->router = zmq_socket (f->zctx, ZMQ_ROUTER);
-        size_t len = sizeof f->raw->endpoint;
-        assert_int_equal (wire_setup_socket (f->raw->router, true, 0), 0);
-        assert_int_equal (zmq_bind (f->raw->router, "tcp://127.0.0.1:*"), 0);
-        assert_int_equal (zmq_getsockopt (f->raw->router, ZMQ_LAST_ENDPOINT, f->raw->endpoint,
-                                          &len), 0);
-        endpoint = f->raw->endpoint;
+        f->raw->fb = fake_broker_new_driven ("tcp://127.0.0.1:*", WIRE_SIDE_CLIENT);
+        assert_non_null (f->raw->fb);
+        endpoint = fake_broker_endpoint (f->raw->fb);
     }
     f->cfg = s_cfg (endpoint);
     f->link = edge_link_new (f->cfg, f->zctx, f->box, s_on_answer, f);
@@ -254,7 +248,7 @@ static void s_fix_destroy (s_fix_t **f_p)
     edge_link_destroy (&f->link);
     assert_null (f->link);
     if (f->raw) {
-        zmq_close (f->raw->router);
+        fake_broker_destroy (&f->raw->fb);
         free (f->raw);
     }
     zmq_ctx_term (f->zctx);
@@ -297,17 +291,12 @@ static int s_teardown (void **state)
 //  Send a message from the raw broker frame by frame (NULL data = empty frame).
 static void s_raw_frames (s_fix_t *f, int n, const void *const *data, const size_t *len)
 {
-    s_raw_t *raw = f->raw;
-    assert_int_equal (zmq_send (raw->router, raw->id, raw->id_len, ZMQ_SNDMORE), (int) raw->id_len);
-    for (int i = 0; i < n; i++)
-        assert_int_equal (zmq_send (raw->router, data[i] ? data[i] : "", len[i],
-                                    i + 1 < n ? ZMQ_SNDMORE : 0), (int) len[i]);
+    assert_int_equal (fake_broker_send_frames (f->raw->fb, n, data, len), 0);
 }
 
 static void s_raw_send (s_fix_t *f, uint8_t cmd, const ProtobufCMessage *body)
 {
-    assert_int_equal (wire_send (f->raw->router, f->raw->id, f->raw->id_len, WIRE_SIDE_CLIENT, cmd,
-                                 body, NULL), 0);
+    assert_int_equal (fake_broker_send (f->raw->fb, cmd, body, NULL, 0), 0);
 }
 
 static void s_raw_result (s_fix_t *f, uint64_t job_id)
@@ -619,7 +608,7 @@ static void test_not_connected (void **state)
     log_init ("edge-link-test", LOG_LVL_WARN);
 }
 
-//  --------------------------------------------------------------- against a raw ROUTER
+//  --------------------------------------------------------------- driven fake broker
 
 static void test_final_answers (void **state)
 {

@@ -11,7 +11,7 @@
 #include <cmocka.h>
 
 #include "request.h"
-#include "response.h"
+#include "reply.h"
 #include "utf8.h"
 
 static const char *s_conf =
@@ -93,8 +93,8 @@ static void test_good_request (void **state)
     //  Without an "aigw" object the payload is the body byte for byte
     assert_int_equal (job.payload_len, strlen (body));
     assert_string_equal (job.payload, body);
-    edge_job_reset (&job);
-    edge_job_reset (&job);      // safe twice
+    edge_request_reset (&job);
+    edge_request_reset (&job);  // safe twice
 }
 
 static void test_stream_request (void **state)
@@ -109,25 +109,25 @@ static void test_stream_request (void **state)
     //  The body goes upstream as sent (the worker sets its own stream_options)
     assert_string_equal (job.payload, body);
     Aigw__Job pb;
-    edge_job_to_pb (&job, 5, &pb);
+    edge_request_to_pb (&job, 5, &pb);
     assert_true (pb.has_stream && pb.stream);
-    edge_job_reset (&job);
+    edge_request_reset (&job);
     //  Without include_usage, and with null stream / stream_options
     assert_int_equal (s_parse (state, "{\"model\":\"fast-sim\",\"messages\":[{\"role\":\"user\"}],"
                                       "\"stream\":true}", &job, &err), 0);
     assert_true (job.stream);
     assert_false (job.include_usage);
-    edge_job_reset (&job);
+    edge_request_reset (&job);
     assert_int_equal (s_parse (state, "{\"model\":\"fast-sim\",\"messages\":[{\"role\":\"user\"}],"
                                       "\"stream\":null,\"stream_options\":null}", &job, &err), 0);
     assert_false (job.stream);
-    edge_job_reset (&job);
+    edge_request_reset (&job);
     //  stream_options without streaming is accepted and has no effect
     assert_int_equal (s_parse (state, "{\"model\":\"fast-sim\",\"messages\":[{\"role\":\"user\"}],"
                                       "\"stream_options\":{\"include_usage\":true}}", &job, &err), 0);
     assert_false (job.stream);
     assert_false (job.include_usage);
-    edge_job_reset (&job);
+    edge_request_reset (&job);
 }
 
 static void test_group_resolution (void **state)
@@ -140,13 +140,13 @@ static void test_group_resolution (void **state)
     assert_string_equal (job.targets[0], "fast-sim");
     assert_string_equal (job.targets[1], "slow-sim");
     assert_int_equal (job.policy, CFG_POLICY_RACE);
-    edge_job_reset (&job);
+    edge_request_reset (&job);
 
     assert_int_equal (s_parse (state, "{\"model\":\"steady\",\"messages\":[{\"role\":\"user\"}]}",
                                &job, &err), 0);
     assert_int_equal (job.policy, CFG_POLICY_HEDGE);
     assert_false (job.hedge_set);                  // auto: left to the broker
-    edge_job_reset (&job);
+    edge_request_reset (&job);
 
     assert_int_equal (s_parse (state, "{\"model\":\"careful\",\"messages\":[{\"role\":\"user\"}]}",
                                &job, &err), 0);
@@ -157,7 +157,7 @@ static void test_group_resolution (void **state)
     assert_int_equal (job.ttft_timeout_ms, 800);
     assert_string_equal (job.targets[0], "flaky-sim");
     assert_string_equal (job.targets[1], "slow-sim");
-    edge_job_reset (&job);
+    edge_request_reset (&job);
 }
 
 //  Retries: from the model or the group, else left to the broker; aigw.* overrides.
@@ -179,7 +179,7 @@ static void test_retries (void **state)
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         if (s_parse (state, cases[i][0], &job, &err))
             fail_msg ("case %zu: %s", i, err.message);
-        edge_job_to_pb (&job, 1, &pb);
+        edge_request_to_pb (&job, 1, &pb);
         char got[32];
         if (pb.has_retries)
             snprintf (got, sizeof got, "%u/%u", pb.retries,
@@ -187,7 +187,7 @@ static void test_retries (void **state)
         else
             snprintf (got, sizeof got, "unset");
         assert_string_equal (got, cases[i][1]);
-        edge_job_reset (&job);
+        edge_request_reset (&job);
     }
     const char *bad[] = {
         "{\"model\":\"fast-sim\",\"messages\":[{\"role\":\"user\"}],\"aigw\":{\"retries\":6}}",
@@ -200,7 +200,7 @@ static void test_retries (void **state)
         assert_int_equal (s_parse (state, bad[i], &job, &err), -1);
         assert_int_equal (err.status, 400);
         assert_non_null (strstr (err.message, "aigw.retr"));
-        edge_job_reset (&job);
+        edge_request_reset (&job);
     }
 }
 
@@ -211,7 +211,7 @@ static void test_live_model (void **state)
     edge_err_t err;
     assert_int_equal (s_parse (state, body, &job, &err), 0);
     assert_string_equal (job.targets[0], "agent/deliberate");
-    edge_job_reset (&job);
+    edge_request_reset (&job);
     //  Without the broker's status only config names are known
     assert_int_equal (edge_request_parse (*state, body, strlen (body), NULL, NULL, &job, &err), -1);
     assert_int_equal (err.status, 404);
@@ -229,7 +229,7 @@ static void test_comma_list (void **state)
     assert_string_equal (job.targets[1], "slow-sim");
     assert_string_equal (job.targets[2], "agent/deliberate");
     assert_int_equal (job.policy, CFG_POLICY_RACE);
-    edge_job_reset (&job);
+    edge_request_reset (&job);
 
     assert_int_equal (s_parse (state, "{\"model\":\"fast-sim,nope\",\"messages\":[{\"role\":\"user\"}]}",
                                &job, &err), -1);
@@ -272,7 +272,7 @@ static void test_aigw_overrides (void **state)
     assert_non_null (strstr (job.payload, "\"model\":\"quick\""));
     assert_non_null (strstr (job.payload, "\"max_tokens\":10"));
     assert_non_null (strstr (job.payload, "\"messages\""));
-    edge_job_reset (&job);
+    edge_request_reset (&job);
 
     //  "auto" overrides a group's fixed hedge delay; group timings stay otherwise
     assert_int_equal (s_parse (state, "{\"model\":\"careful\",\"messages\":[{\"role\":\"user\"}],"
@@ -280,14 +280,14 @@ static void test_aigw_overrides (void **state)
     assert_false (job.hedge_set);
     assert_int_equal (job.deadline_ms, 5000);
     assert_int_equal (job.policy, CFG_POLICY_FALLBACK);
-    edge_job_reset (&job);
+    edge_request_reset (&job);
 
     //  With aigw.targets, `model` need not name anything known
     assert_int_equal (s_parse (state, "{\"model\":\"anything\",\"messages\":[{\"role\":\"user\"}],"
                                       "\"aigw\":{\"targets\":[\"fast-sim\"]}}", &job, &err), 0);
     assert_int_equal (job.ntargets, 1);
     assert_int_equal (job.policy, CFG_POLICY_RACE);
-    edge_job_reset (&job);
+    edge_request_reset (&job);
 }
 
 typedef struct {
@@ -389,7 +389,7 @@ static void test_job_to_pb (void **state)
     assert_int_equal (s_parse (state, "{\"model\":\"careful\",\"messages\":[{\"role\":\"user\"}]}",
                                &job, &err), 0);
     Aigw__Job pb;
-    edge_job_to_pb (&job, 77, &pb);
+    edge_request_to_pb (&job, 77, &pb);
     assert_int_equal (pb.job_id, 77);
     assert_int_equal (pb.n_targets, 2);
     assert_string_equal (pb.targets[1], "slow-sim");
@@ -408,16 +408,16 @@ static void test_job_to_pb (void **state)
     assert_int_equal (back->n_targets, 2);
     assert_string_equal (back->targets[0], "flaky-sim");
     aigw__job__free_unpacked (back, NULL);
-    edge_job_reset (&job);
+    edge_request_reset (&job);
 
     //  Steady (hedge auto) leaves hedge_delay_ms unset so the broker uses its p95
     assert_int_equal (s_parse (state, "{\"model\":\"steady\",\"messages\":[{\"role\":\"user\"}]}",
                                &job, &err), 0);
-    edge_job_to_pb (&job, 78, &pb);
+    edge_request_to_pb (&job, 78, &pb);
     assert_int_equal (pb.policy, AIGW__POLICY__POLICY_HEDGE);
     assert_false (pb.has_hedge_delay_ms);
     assert_false (pb.has_deadline_ms);
-    edge_job_reset (&job);
+    edge_request_reset (&job);
 }
 
 //  depth levels of nesting in total: the body object, messages, one message, and
@@ -464,7 +464,7 @@ static void *s_small_run (void *arg)
     s_small_t *t = arg;
     edge_job_t job;
     t->rc = edge_request_parse (t->cfg, t->body, t->len, NULL, NULL, &job, &t->err);
-    edge_job_reset (&job);
+    edge_request_reset (&job);
     return NULL;
 }
 
@@ -514,7 +514,7 @@ static void test_depth_limit (void **state)
     char *body = s_nested_body (64);
     assert_int_equal (s_parse (state, body, &job, &err), 0);
     assert_string_equal (job.payload, body);
-    edge_job_reset (&job);
+    edge_request_reset (&job);
     free (body);
     //  With an "aigw" object the payload is reprinted by cJSON: still 64 levels
     body = s_nested_body (64);
@@ -525,7 +525,7 @@ static void test_depth_limit (void **state)
     assert_int_equal (s_parse (state, with_aigw, &job, &err), 0);
     assert_null (strstr (job.payload, "aigw"));
     assert_non_null (strstr (job.payload, "[[[[1]]]]"));
-    edge_job_reset (&job);
+    edge_request_reset (&job);
     free (with_aigw);
     free (body);
     //  65 levels: refused, brackets in strings do not count
@@ -535,7 +535,7 @@ static void test_depth_limit (void **state)
     const char *in_string = "{\"model\":\"fast-sim\",\"messages\":[{\"role\":\"user\","
                             "\"content\":\"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[\"}]}";
     assert_int_equal (s_parse (state, in_string, &job, &err), 0);
-    edge_job_reset (&job);
+    edge_request_reset (&job);
 }
 
 static cfg_t *s_depth_cfg (const char *depth)
@@ -557,7 +557,7 @@ static void test_depth_from_config (void **state)
     cfg_t *cfg = s_depth_cfg ("5");
     char *body = s_nested_body (5);
     assert_int_equal (edge_request_parse (cfg, body, strlen (body), NULL, NULL, &job, &err), 0);
-    edge_job_reset (&job);
+    edge_request_reset (&job);
     free (body);
     body = s_nested_body (6);
     s_expect_too_deep (cfg, body, strlen (body), "5");
@@ -573,7 +573,7 @@ static void test_depth_from_config (void **state)
     body = s_nested_body (900);
     assert_int_equal (edge_request_parse (cfg, body, strlen (body), NULL, NULL, &job, &err), 0);
     assert_int_equal (job.payload_len, strlen (body));
-    edge_job_reset (&job);
+    edge_request_reset (&job);
     free (body);
     cfg_destroy (&cfg);
 }

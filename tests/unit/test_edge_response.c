@@ -10,7 +10,7 @@
 #include <cmocka.h>
 #include <cJSON.h>
 
-#include "response.h"
+#include "reply.h"
 
 static const char *s_upstream =
     "{\"id\":\"chatcmpl-1\",\"object\":\"chat.completion\",\"model\":\"fast-sim\","
@@ -56,23 +56,23 @@ static const char *s_str (const cJSON *o, const char *key)
 static void test_status_mapping (void **state)
 {
     (void) state;
-    assert_int_equal (edge_status_of (AIGW__ERROR_CODE__ERR_BAD_REQUEST), 400);
-    assert_int_equal (edge_status_of (AIGW__ERROR_CODE__ERR_UNKNOWN_MODEL), 404);
-    assert_int_equal (edge_status_of (AIGW__ERROR_CODE__ERR_OVERLOADED), 429);
-    assert_int_equal (edge_status_of (AIGW__ERROR_CODE__ERR_UPSTREAM), 502);
-    assert_int_equal (edge_status_of (AIGW__ERROR_CODE__ERR_WORKER_LOST), 502);
-    assert_int_equal (edge_status_of (AIGW__ERROR_CODE__ERR_TTFT), 502);
-    assert_int_equal (edge_status_of (AIGW__ERROR_CODE__ERR_UNAVAILABLE), 503);
-    assert_int_equal (edge_status_of (AIGW__ERROR_CODE__ERR_TIMEOUT), 504);
-    assert_int_equal (edge_status_of (AIGW__ERROR_CODE__ERR_INTERNAL), 500);
-    assert_int_equal (edge_status_of (AIGW__ERROR_CODE__ERR_CANCELLED), 499);
-    assert_int_equal (edge_status_of ((Aigw__ErrorCode) 99), 500);
-    assert_string_equal (edge_error_type (400), "invalid_request_error");
-    assert_string_equal (edge_error_type (404), "invalid_request_error");
-    assert_string_equal (edge_error_type (429), "rate_limit_error");
-    assert_string_equal (edge_error_type (502), "upstream_error");
-    assert_string_equal (edge_error_type (503), "service_unavailable");
-    assert_string_equal (edge_error_type (504), "timeout_error");
+    assert_int_equal (edge_reply_status (AIGW__ERROR_CODE__ERR_BAD_REQUEST), 400);
+    assert_int_equal (edge_reply_status (AIGW__ERROR_CODE__ERR_UNKNOWN_MODEL), 404);
+    assert_int_equal (edge_reply_status (AIGW__ERROR_CODE__ERR_OVERLOADED), 429);
+    assert_int_equal (edge_reply_status (AIGW__ERROR_CODE__ERR_UPSTREAM), 502);
+    assert_int_equal (edge_reply_status (AIGW__ERROR_CODE__ERR_WORKER_LOST), 502);
+    assert_int_equal (edge_reply_status (AIGW__ERROR_CODE__ERR_TTFT), 502);
+    assert_int_equal (edge_reply_status (AIGW__ERROR_CODE__ERR_UNAVAILABLE), 503);
+    assert_int_equal (edge_reply_status (AIGW__ERROR_CODE__ERR_TIMEOUT), 504);
+    assert_int_equal (edge_reply_status (AIGW__ERROR_CODE__ERR_INTERNAL), 500);
+    assert_int_equal (edge_reply_status (AIGW__ERROR_CODE__ERR_CANCELLED), 499);
+    assert_int_equal (edge_reply_status ((Aigw__ErrorCode) 99), 500);
+    assert_string_equal (edge_reply_error_type (400), "invalid_request_error");
+    assert_string_equal (edge_reply_error_type (404), "invalid_request_error");
+    assert_string_equal (edge_reply_error_type (429), "rate_limit_error");
+    assert_string_equal (edge_reply_error_type (502), "upstream_error");
+    assert_string_equal (edge_reply_error_type (503), "service_unavailable");
+    assert_string_equal (edge_reply_error_type (504), "timeout_error");
 }
 
 static void test_success_body (void **state)
@@ -529,7 +529,7 @@ static void test_ms_format (void **state)
         { 18446744073709551615ULL, "18446744073709551.615" },
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        cJSON *a = edge_aigw_json ("m", CFG_POLICY_RACE, true, cases[i].us, NULL, 0, NULL, NULL);
+        cJSON *a = edge_reply_aigw_json ("m", CFG_POLICY_RACE, true, cases[i].us, NULL, 0, NULL, NULL);
         assert_non_null (a);
         char *text = cJSON_PrintUnformatted (a);
         char want[96];
@@ -542,7 +542,7 @@ static void test_ms_format (void **state)
         free (text);
         cJSON_Delete (a);
     }
-    cJSON *a = edge_aigw_json ("m", CFG_POLICY_RACE, false, 0, NULL, 0, NULL, NULL);
+    cJSON *a = edge_reply_aigw_json ("m", CFG_POLICY_RACE, false, 0, NULL, 0, NULL, NULL);
     char *text = cJSON_PrintUnformatted (a);
     assert_non_null (strstr (text, "\"latency_ms\":null"));
     free (text);

@@ -11,6 +11,7 @@
 #include <cJSON.h>
 
 #include "sse.h"
+#include "chunked.h"
 
 static const char *s_chunk1 =
     "{\"id\":\"chatcmpl-up-1\",\"object\":\"chat.completion.chunk\",\"created\":1700000000,"
@@ -364,19 +365,19 @@ static void test_frame (void **state)
 {
     sse_buf_t buf = { 0 };
     size_t len = 0;
-    assert_null (sse_frame (&buf, false, false, &len));
-    assert_null (sse_frame (&buf, true, false, &len));
-    const char *end = sse_frame (&buf, true, true, &len);
+    assert_null (chunked_frame (&buf, false, false, &len));
+    assert_null (chunked_frame (&buf, true, false, &len));
+    const char *end = chunked_frame (&buf, true, true, &len);
     assert_int_equal (len, 5);
     assert_memory_equal (end, "0\r\n\r\n", 5);
     assert_int_equal (sse_append (&buf, ": keep-alive\n\n", 14), SSE_OK);
-    const char *out = sse_frame (&buf, false, false, &len);
+    const char *out = chunked_frame (&buf, false, false, &len);
     assert_int_equal (len, 14);
     assert_memory_equal (out, ": keep-alive\n\n", 14);
-    out = sse_frame (&buf, true, false, &len);
+    out = chunked_frame (&buf, true, false, &len);
     assert_int_equal (len, 19);
     assert_memory_equal (out, "e\r\n: keep-alive\n\n\r\n", 19);
-    out = sse_frame (&buf, true, true, &len);
+    out = chunked_frame (&buf, true, true, &len);
     assert_int_equal (len, 24);
     assert_memory_equal (out, "e\r\n: keep-alive\n\n\r\n0\r\n\r\n", 24);
     //  A big event grows the buffer; the size line is hex
@@ -384,7 +385,7 @@ static void test_frame (void **state)
     char *big = malloc (100000);
     memset (big, 'x', 100000);
     assert_int_equal (sse_append (&buf, big, 100000), SSE_OK);
-    out = sse_frame (&buf, true, false, &len);
+    out = chunked_frame (&buf, true, false, &len);
     assert_memory_equal (out, "186a0\r\n", 7);
     assert_int_equal (len, 7 + 100000 + 2);
     free (big);

@@ -1,5 +1,6 @@
 // HTTP reply bodies for the edge: success, OpenAI errors, models list (pure logic).
-#include "response.h"
+#include "reply.h"
+#include "price.h"
 #include "utf8.h"
 
 #include <cJSON.h>
@@ -15,7 +16,7 @@ typedef struct {
     const Aigw__Usage *winner_usage;
 } s_price_t;
 
-int edge_status_of (Aigw__ErrorCode code)
+int edge_reply_status (Aigw__ErrorCode code)
 {
     switch (code) {
         case AIGW__ERROR_CODE__ERR_BAD_REQUEST:   return 400;
@@ -34,7 +35,7 @@ int edge_status_of (Aigw__ErrorCode code)
     }
 }
 
-const char *edge_error_type (int status)
+const char *edge_reply_error_type (int status)
 {
     switch (status) {
         case 429: return "rate_limit_error";
@@ -47,7 +48,7 @@ const char *edge_error_type (int status)
     return status >= 500 ? "server_error" : "invalid_request_error";
 }
 
-const char *edge_error_code_name (Aigw__ErrorCode code)
+const char *edge_reply_code_name (Aigw__ErrorCode code)
 {
     switch (code) {
         case AIGW__ERROR_CODE__ERR_NONE:          return "none";
@@ -139,38 +140,15 @@ static const char *s_attempt_error (const Aigw__AttemptInfo *a)
     if (a->reason && a->reason[0])
         return a->reason;
     if (a->has_error && a->error != AIGW__ERROR_CODE__ERR_NONE)
-        return edge_error_code_name (a->error);
+        return edge_reply_code_name (a->error);
     return NULL;
-}
-
-static bool s_usage_known (const Aigw__Usage *u)
-{
-    return u && (u->has_prompt_tokens || u->has_completion_tokens);
-}
-
-const Aigw__Usage *edge_attempt_usage (const Aigw__AttemptInfo *a, const char *winner,
-                                       const Aigw__Usage *winner_usage)
-{
-    if (s_usage_known (a->usage))
-        return a->usage;
-    bool won = a->outcome == AIGW__OUTCOME__OUTCOME_WON && winner && a->target
-               && strcmp (a->target, winner) == 0;
-    return won && s_usage_known (winner_usage) ? winner_usage : NULL;
-}
-
-double edge_usage_cost (const cfg_t *cfg, const char *target, const Aigw__Usage *u)
-{
-    if (!u)
-        return 0.0;
-    return cfg_cost (cfg, target, u->has_prompt_tokens ? u->prompt_tokens : 0,
-                     u->has_completion_tokens ? u->completion_tokens : 0);
 }
 
 //  "usage" and "cost_usd" of an attempt (null when not known yet); adds its cost to *sum.
 static void s_attempt_cost (cJSON *o, const Aigw__AttemptInfo *a, const s_price_t *p,
                             double *sum, bool *pending)
 {
-    const Aigw__Usage *u = edge_attempt_usage (a, p->winner, p->winner_usage);
+    const Aigw__Usage *u = edge_price_usage (a, p->winner, p->winner_usage);
     if (!u) {
         cJSON_AddNullToObject (o, "usage");
         cJSON_AddNullToObject (o, "cost_usd");
@@ -185,7 +163,7 @@ static void s_attempt_cost (cJSON *o, const Aigw__AttemptInfo *a, const s_price_
         cJSON_AddNumberToObject (uo, "completion_tokens",
                                  u->has_completion_tokens ? u->completion_tokens : 0);
     }
-    double usd = edge_usage_cost (p->cfg, a->target, u);
+    double usd = edge_price_cost (p->cfg, a->target, u);
     cJSON_AddNumberToObject (o, "cost_usd", usd);
     *sum += usd;
 }
@@ -219,7 +197,7 @@ static cJSON *s_attempt_json (const Aigw__AttemptInfo *a, const s_price_t *p, do
     if (a->has_retry_after_ms)
         cJSON_AddNumberToObject (o, "retry_after_ms", a->retry_after_ms);
     if (a->has_error && a->error != AIGW__ERROR_CODE__ERR_NONE)
-        s_add_str (o, "error_code", edge_error_code_name (a->error));
+        s_add_str (o, "error_code", edge_reply_code_name (a->error));
     if (a->has_hedge && a->hedge)
         cJSON_AddBoolToObject (o, "hedge", true);
     if (p && p->cfg)
@@ -227,9 +205,9 @@ static cJSON *s_attempt_json (const Aigw__AttemptInfo *a, const s_price_t *p, do
     return o;
 }
 
-cJSON *edge_aigw_json (const char *winner, cfg_policy_t policy, bool has_latency,
-                       uint64_t latency_us, Aigw__AttemptInfo **attempts, size_t n,
-                       const cfg_t *cfg, const Aigw__Usage *winner_usage)
+cJSON *edge_reply_aigw_json (const char *winner, cfg_policy_t policy, bool has_latency,
+                             uint64_t latency_us, Aigw__AttemptInfo **attempts, size_t n,
+                             const cfg_t *cfg, const Aigw__Usage *winner_usage)
 {
     s_price_t price = { cfg, winner, winner_usage };
     double sum = 0.0;
@@ -261,7 +239,7 @@ cJSON *edge_aigw_json (const char *winner, cfg_policy_t policy, bool has_latency
     return o;
 }
 
-void edge_aigw_budget (cJSON *aigw, bool hedge_suppressed, bool retry_suppressed)
+void edge_reply_aigw_budget (cJSON *aigw, bool hedge_suppressed, bool retry_suppressed)
 {
     if (!aigw)
         return;
@@ -293,7 +271,7 @@ static cJSON *s_error_root (int status, const char *code, const char *message)
         return NULL;
     }
     s_add_text (e, "message", message ? message : "");
-    cJSON_AddStringToObject (e, "type", edge_error_type (status));
+    cJSON_AddStringToObject (e, "type", edge_reply_error_type (status));
     cJSON_AddStringToObject (e, "code", code ? code : "error");
     return root;
 }
@@ -478,10 +456,10 @@ int edge_reply_result (edge_reply_t *reply, const Aigw__Result *res, cfg_policy_
     if (!json || s_object_span (json, len, &close, &empty))
         return edge_reply_simple (reply, 502, "bad_upstream_response",
                                   "the winning upstream answer is not a JSON object");
-    cJSON *aigw = edge_aigw_json (res->model, policy, res->has_latency_us, res->latency_us,
-                                  res->attempts, res->n_attempts, cfg, res->usage);
-    edge_aigw_budget (aigw, res->has_hedge_suppressed && res->hedge_suppressed,
-                      res->has_retry_suppressed && res->retry_suppressed);
+    cJSON *aigw = edge_reply_aigw_json (res->model, policy, res->has_latency_us, res->latency_us,
+                                        res->attempts, res->n_attempts, cfg, res->usage);
+    edge_reply_aigw_budget (aigw, res->has_hedge_suppressed && res->hedge_suppressed,
+                            res->has_retry_suppressed && res->retry_suppressed);
     //  One name per model: "model" is the configured name that won (the one a client can
     //  call again); the provider's own string moves to aigw.upstream_model.
     size_t vs = 0, ve = 0;
@@ -541,13 +519,13 @@ static void s_error_message (char *buf, size_t size, const Aigw__Error *e)
     }
 }
 
-cJSON *edge_error_json (const Aigw__Error *e, cfg_policy_t policy, const char *winner,
-                        int *status, const cfg_t *cfg)
+cJSON *edge_reply_error_json (const Aigw__Error *e, cfg_policy_t policy, const char *winner,
+                              int *status, const cfg_t *cfg)
 {
-    *status = edge_status_of (e->code);
+    *status = edge_reply_status (e->code);
     char message[S_MESSAGE_MAX];
     s_error_message (message, sizeof message, e);
-    const char *code = edge_error_code_name (e->code);
+    const char *code = edge_reply_code_name (e->code);
     //  A request every provider refused keeps the provider's own code (e.g.
     //  context_length_exceeded), as OpenAI's SDKs and clients expect
     for (size_t i = 0; e->code == AIGW__ERROR_CODE__ERR_BAD_REQUEST && i < e->n_attempts; i++) {
@@ -565,22 +543,22 @@ cJSON *edge_error_json (const Aigw__Error *e, cfg_policy_t policy, const char *w
         cJSON_AddNumberToObject (cJSON_GetObjectItemCaseSensitive (root, "error"),
                                  "upstream_status", e->upstream_status);
     if (e->n_attempts > 0 || winner) {
-        cJSON *aigw = edge_aigw_json (winner, policy, false, 0, e->attempts, e->n_attempts,
-                                      cfg, NULL);
-        edge_aigw_budget (aigw, e->has_hedge_suppressed && e->hedge_suppressed,
-                          e->has_retry_suppressed && e->retry_suppressed);
+        cJSON *aigw = edge_reply_aigw_json (winner, policy, false, 0, e->attempts, e->n_attempts,
+                                            cfg, NULL);
+        edge_reply_aigw_budget (aigw, e->has_hedge_suppressed && e->hedge_suppressed,
+                                e->has_retry_suppressed && e->retry_suppressed);
         if (aigw)
             cJSON_AddItemToObject (root, "aigw", aigw);
     }
     return root;
 }
 
-cJSON *edge_error_simple_json (int status, const char *code, const char *message)
+cJSON *edge_reply_simple_json (int status, const char *code, const char *message)
 {
     return s_error_root (status, code, message);
 }
 
-uint32_t edge_error_retry_after (const Aigw__Error *e)
+uint32_t edge_reply_retry_after (const Aigw__Error *e)
 {
     //  Every target cooling: the broker gives the shortest cooldown left
     if (e->code == AIGW__ERROR_CODE__ERR_COOLDOWN)
@@ -604,12 +582,12 @@ int edge_reply_error (edge_reply_t *reply, const Aigw__Error *e, cfg_policy_t po
 {
     memset (reply, 0, sizeof *reply);
     int status = 500;
-    cJSON *root = edge_error_json (e, policy, NULL, &status, cfg);
+    cJSON *root = edge_reply_error_json (e, policy, NULL, &status, cfg);
     if (!root)
         return -1;
     int rc = s_finish (reply, status, root);
     if (status == 429 || status == 503)
-        reply->retry_after_s = edge_error_retry_after (e);
+        reply->retry_after_s = edge_reply_retry_after (e);
     return rc;
 }
 

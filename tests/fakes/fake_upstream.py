@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import collections
 import json
+import os
 import re
 import signal
 import sys
@@ -65,7 +66,22 @@ SCRIPT_FIELDS = {
     "stall": bool, "cut_after_chunks": int, "stall_after_chunks": int,
     "garbage": bool, "body_bytes": int, "headers": dict, "error_message": str,
     "error_type": str, "error_code": str, "retry_after": str, "fail_first": int,
+    "body": str, "stream_body": list, "close_delimited": bool, "stall_after_bytes": int,
 }
+
+# Counters that POST /_control/wait can wait for (outcomes as in the request log).
+OUTCOMES = ("completed", "client_closed", "cut", "stalled_closed", "aborted")
+COUNTERS = ("connections", "closed_connections", "requests") + OUTCOMES
+
+# Futures of the /_control/wait requests in progress: notify() wakes them all whenever
+# a connection or request record changes, and each checks its condition again.
+WAITERS = set()
+
+
+def notify():
+    for f in WAITERS:
+        if not f.done():
+            f.set_result(None)
 
 
 def check_script(table, allow_null=False):
@@ -97,6 +113,12 @@ def check_script(table, allow_null=False):
                 raise ValueError("entry %r: fail_first must be >= 1" % model)
             if st is None or st == 200:
                 raise ValueError("entry %r: fail_first needs a status to fail with" % model)
+        sb = e.get("stream_body")
+        if sb is not None and not all(isinstance(p, str) and p for p in sb):
+            raise ValueError("entry %r: stream_body must be a list of non-empty strings" % model)
+        sab = e.get("stall_after_bytes")
+        if sab is not None and sab < 0:
+            raise ValueError("entry %r: stall_after_bytes must be >= 0" % model)
 
 
 class HttpError(Exception):
@@ -176,11 +198,12 @@ def chunk(b):
 
 
 def head_bytes(status, ctype, length, keep, extra=None):
+    """A response head. length None: chunked; -1: no length, the body ends at the close."""
     h = "HTTP/1.1 %d %s\r\nServer: fakeup\r\nContent-Type: %s\r\n" % (
         status, REASONS.get(status, "Status"), ctype)
     if length is None:
         h += "Transfer-Encoding: chunked\r\nCache-Control: no-cache\r\n"
-    else:
+    elif length >= 0:
         h += "Content-Length: %d\r\n" % length
     if not keep:
         h += "Connection: close\r\n"
@@ -210,6 +233,7 @@ class Conn:
                     "closed_by": None, "peer": peer}
         state.next_conn += 1
         state.conns.append(self.rec)
+        notify()
 
     # ---- reading -----------------------------------------------------------
 
@@ -218,6 +242,7 @@ class Conn:
         if self.rec["closed_ns"] is None:
             self.rec["closed_ns"] = mono()
             self.rec["closed_by"] = "client"
+            notify()
 
     async def fill(self):
         """Read more bytes into buf. False on EOF / reset."""
@@ -280,7 +305,7 @@ class Conn:
             self.buf += data
 
     async def read_request(self):
-        """Return (method, path, headers, body, keep) or None on clean EOF."""
+        """Return (method, path, headers, body, keep, head) or None on clean EOF."""
         buf = self.buf
         while True:
             # tolerate stray CRLFs between requests
@@ -336,7 +361,7 @@ class Conn:
             body = bytes(buf[:n])
             del buf[:n]
         path = target.decode("latin-1").split("?", 1)[0]
-        return method.decode("latin-1"), path, headers, body, keep
+        return method.decode("latin-1"), path, headers, body, keep, head
 
     async def _read_chunked(self):
         buf = self.buf
@@ -411,6 +436,7 @@ class Conn:
         if self.rec["closed_ns"] is None:
             self.rec["closed_ns"] = mono()
             self.rec["closed_by"] = by
+            notify()
         t = self.read_task
         if t is not None:
             self.read_task = None
@@ -554,6 +580,7 @@ def finish(rec, outcome, status):
     rec["finished_ns"] = mono()
     rec["outcome"] = outcome
     rec["status"] = status
+    notify()
 
 
 def send(conn, rec, data):
@@ -562,21 +589,22 @@ def send(conn, rec, data):
     conn.writer.write(data)
 
 
-async def serve_llm(conn, api, method, headers, body, keep):
+async def serve_llm(conn, api, method, headers, body, keep, head):
     """Serve one LLM request. Returns True if the connection may be reused."""
     state = conn.state
     rec = {"id": state.next_req, "conn_id": conn.rec["id"], "api": api, "model": None,
            "stream": False, "started_ns": mono(), "first_byte_ns": None,
            "first_chunk_ns": None, "finished_ns": None, "outcome": None, "status": None,
            "auth": "authorization" in headers, "xkey": "x-api-key" in headers,
-           "body": None}
-    # NB: records hold only atomic values (raw body bytes, not the parsed
+           "body": body, "head": head}
+    # NB: records hold only atomic values (raw head and body bytes, not the parsed
     # dict) so CPython's GC untracks them: a long log then costs no GC time.
     state.next_req += 1
     state.reqs.append(rec)
     conn.cur = rec
     if state.ctl_conns:
         state.ctl_conns.discard(rec["conn_id"])
+    notify()
     writer = conn.writer
 
     def simple(status, payload, ctype="application/json", extra=None):
@@ -594,7 +622,6 @@ async def serve_llm(conn, api, method, headers, body, keep):
     except (ValueError, UnicodeDecodeError) as e:
         simple(400, error_body(api, 400, "invalid JSON body: %s" % e))
         return keep
-    rec["body"] = body
     model = data.get("model")
     rec["model"] = model
     if api == "ollama":
@@ -631,26 +658,30 @@ async def serve_llm(conn, api, method, headers, body, keep):
         if latency and await conn.wait(latency):
             finish(rec, "client_closed", None)
             return False
-        if status != 200:
+        ctype = "application/json"
+        if e.get("body") is not None:
+            payload = e["body"]
+        elif status != 200:
             msg = e.get("error_message") or "scripted error %d from fake upstream" % status
-            simple(status, error_body(api, status, msg, e.get("error_type"), e.get("error_code")),
-                   extra=extra)
+            payload = error_body(api, status, msg, e.get("error_type"), e.get("error_code"))
         elif e.get("garbage"):
-            simple(200, GARBAGE, "text/event-stream" if stream else "application/json",
-                   extra)
+            payload = GARBAGE
+            ctype = "text/event-stream" if stream else "application/json"
         else:
             text = _reply_text(e, model_s)
             r = Reply(api, rec["id"], model_s, text, count_prompt_tokens(data), False)
-            simple(200, r.full(), extra=extra)
-        await writer.drain()
-        return keep
+            payload = r.full()
+        return await _reply_whole(conn, rec, e, status, ctype, payload, keep, extra)
 
     # ---- streaming ----
     text = _reply_text(e, model_s)
     opts = data.get("stream_options")
     include_usage = isinstance(opts, dict) and opts.get("include_usage") is True
     r = Reply(api, rec["id"], model_s, text, count_prompt_tokens(data), include_usage)
-    pieces, tail = r.stream_parts()
+    if e.get("stream_body") is not None:
+        pieces, tail = list(e["stream_body"]), None     # verbatim: no generated tail
+    else:
+        pieces, tail = r.stream_parts()
     send(conn, rec, head_bytes(200, r.ctype(), None, keep, extra))
     await writer.drain()
     if latency and await conn.wait(latency):
@@ -682,19 +713,45 @@ async def serve_llm(conn, api, method, headers, body, keep):
             if conn.eof:
                 finish(rec, "client_closed", 200)
                 return False
-    if cut is not None and int(cut) < len(pieces):
+    # A verbatim stream_body has no tail: a cut or a stall after all of it still
+    # happens (instead of the terminator)
+    if cut is not None and (int(cut) < len(pieces) or tail is None):
         await writer.drain()
         finish(rec, "cut", 200)
         conn.close("server")
         return False
-    if stall_after is not None and int(stall_after) < len(pieces):
+    if stall_after is not None and (int(stall_after) < len(pieces) or tail is None):
         await writer.drain()
         await conn.wait(None)
         finish(rec, "stalled_closed", 200)
         return False
-    writer.write(chunk(tail.encode()) + b"0\r\n\r\n")
+    writer.write((chunk(tail.encode()) if tail else b"") + b"0\r\n\r\n")
     await writer.drain()
     finish(rec, "completed", 200)
+    return keep
+
+
+async def _reply_whole(conn, rec, e, status, ctype, payload, keep, extra):
+    """A whole (not chunked) reply; close_delimited and stall_after_bytes shape it.
+    Returns True if the connection may be reused."""
+    b = payload.encode() if isinstance(payload, str) else payload
+    writer = conn.writer
+    if e.get("close_delimited"):
+        send(conn, rec, head_bytes(status, ctype, -1, False, extra) + b)
+        await writer.drain()
+        finish(rec, "completed", status)
+        conn.close("server")
+        return False
+    sab = e.get("stall_after_bytes")
+    if sab is not None:
+        send(conn, rec, head_bytes(status, ctype, len(b), keep, extra) + b[:sab])
+        await writer.drain()
+        await conn.wait(None)
+        finish(rec, "stalled_closed", status)
+        return False
+    send(conn, rec, head_bytes(status, ctype, len(b), keep, extra) + b)
+    finish(rec, "completed", status)
+    await writer.drain()
     return keep
 
 
@@ -709,13 +766,83 @@ def _reply_text(e, model):
 def log_view(r):
     d = dict(r)
     d["headers_seen"] = {"authorization": d.pop("auth"), "x-api-key": d.pop("xkey")}
+    d["head"] = d["head"].decode("latin-1")
     b = d["body"]
-    if b is not None:
-        try:
-            d["body"] = json.loads(b)
-        except ValueError:
-            d["body"] = None
+    d["body_text"] = b.decode("utf-8", "replace")
+    try:
+        d["body"] = json.loads(b)
+    except ValueError:
+        d["body"] = None
     return d
+
+
+def stats(state):
+    """The counters of the log: connections (not control-only) and those of them that
+    are closed, requests, and requests per outcome."""
+    ctl = state.ctl_conns
+    out = dict.fromkeys(COUNTERS, 0)
+    for c in state.conns:
+        if c["id"] not in ctl:
+            out["connections"] += 1
+            out["closed_connections"] += c["closed_ns"] is not None
+    out["requests"] = len(state.reqs)
+    for r in state.reqs:
+        o = r["outcome"]
+        if o is not None:
+            out[o] = out.get(o, 0) + 1
+    return out
+
+
+def _wait_spec(body):
+    """The body of POST /_control/wait -> (at_least dict, timeout seconds)."""
+    req = json.loads(body) if body else {}
+    if not isinstance(req, dict):
+        raise ValueError("the body must be an object")
+    want = req.get("at_least") or {}
+    tmo = req.get("timeout_ms", 5000)
+    if not isinstance(want, dict) or not isinstance(tmo, _NUM) or isinstance(tmo, bool):
+        raise ValueError("at_least must be an object, timeout_ms a number")
+    for k, v in want.items():
+        if k not in COUNTERS:
+            raise ValueError("unknown counter %r (known: %s)" % (k, ", ".join(COUNTERS)))
+        if not isinstance(v, int) or isinstance(v, bool):
+            raise ValueError("counter %r: the value must be an integer" % k)
+    return want, max(float(tmo), 0.0) / 1000.0
+
+
+async def serve_wait(conn, body, keep):
+    """POST /_control/wait: answer once every counter in at_least has reached its
+    value, or when timeout_ms has passed; {"ok": reached, "stats": counters}."""
+    state = conn.state
+    if conn.cur is None:
+        state.ctl_conns.add(conn.rec["id"])
+    status = 200
+    try:
+        want, tmo = _wait_spec(body)
+    except (ValueError, UnicodeDecodeError) as ex:
+        status, out = 400, {"error": {"message": str(ex), "type": "invalid_request_error"}}
+    else:
+        loop = asyncio.get_running_loop()
+        end = loop.time() + tmo
+        while True:
+            st = stats(state)
+            ok = all(st[k] >= v for k, v in want.items())
+            rem = end - loop.time()
+            if ok or rem <= 0:
+                break
+            fut = loop.create_future()
+            WAITERS.add(fut)
+            try:
+                await asyncio.wait_for(fut, rem)
+            except asyncio.TimeoutError:
+                pass
+            finally:
+                WAITERS.discard(fut)
+        out = {"ok": ok, "stats": st}
+    b = dumps(out).encode()
+    conn.writer.write(head_bytes(status, "application/json", len(b), keep) + b)
+    await conn.writer.drain()
+    return keep
 
 
 def serve_control(conn, method, path, body, keep):
@@ -750,12 +877,15 @@ def serve_control(conn, method, path, body, keep):
                 state.fail_counts.clear()
             state.script = table
             out = {"ok": True, "script": table}
+    elif path == "/_control/stats" and method == "GET":
+        out = stats(state)
     elif path == "/_control/reset" and method == "POST":
         open_conns = [c for c in state.conns if c["closed_ns"] is None]
         state.conns.clear()
         state.conns.extend(open_conns)
         state.ctl_conns = {c["id"] for c in open_conns} & state.ctl_conns
         state.reqs.clear()
+        notify()
         out = {"ok": True}
     elif path == "/_control/health":
         out = {"ok": True}
@@ -785,16 +915,18 @@ async def handle(state, reader, writer):
                 break
             if req is None:
                 break
-            method, path, headers, body, keep = req
-            if path.startswith("/_control/"):
+            method, path, headers, body, keep, head = req
+            if path == "/_control/wait" and method == "POST":
+                keep = await serve_wait(conn, body, keep)
+            elif path.startswith("/_control/"):
                 keep = serve_control(conn, method, path, body, keep)
                 await writer.drain()
             elif path in OPENAI_PATHS:
-                keep = await serve_llm(conn, "openai", method, headers, body, keep)
+                keep = await serve_llm(conn, "openai", method, headers, body, keep, head)
             elif path in ANTHROPIC_PATHS:
-                keep = await serve_llm(conn, "anthropic", method, headers, body, keep)
+                keep = await serve_llm(conn, "anthropic", method, headers, body, keep, head)
             elif path in OLLAMA_PATHS:
-                keep = await serve_llm(conn, "ollama", method, headers, body, keep)
+                keep = await serve_llm(conn, "ollama", method, headers, body, keep, head)
             elif path == "/v1/models" and method == "GET":
                 data = [{"id": k, "object": "model", "created": 0, "owned_by": "fakeup"}
                         for k in state.script if k != "*"]
@@ -841,6 +973,14 @@ async def amain(args):
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    if args.exit_on_stdin_eof:
+        fd = sys.stdin.fileno()
+
+        def on_stdin():
+            if not os.read(fd, 4096):
+                loop.remove_reader(fd)
+                stop.set()
+        loop.add_reader(fd, on_stdin)
     await stop.wait()
     server.close()
     tasks = list(state.tasks)
@@ -860,6 +1000,8 @@ def main(argv=None):
                         "(Anthropic)")
     p.add_argument("--log-max", type=int, default=100000,
                    help="keep at most this many connection and request records")
+    p.add_argument("--exit-on-stdin-eof", action="store_true",
+                   help="exit when stdin reaches EOF (the parent that holds the pipe died)")
     args = p.parse_args(argv)
     try:
         asyncio.run(amain(args))

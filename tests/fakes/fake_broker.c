@@ -1,9 +1,10 @@
-// Scripted fake broker (frontend side only) for edge tests: answers PING, SUBMIT, CANCEL.
+// A fake broker for tests: the scripted client side (answers PING, SUBMIT, CANCEL from
+// its own thread) and the driven mode (either side, read and answered by the test).
 #include "fake_broker.h"
-#include "wire.h"
 #include "aclock.h"
 #include "aigw.pb-c.h"
 
+#include <assert.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -14,6 +15,8 @@
 #define S_HELD_MAX 1024
 #define S_TICK_MS 5
 #define S_FLOOD_TEXT 2048               // bytes of text in each flood* chunk
+#define S_MAX_FRAME (8 << 20)
+#define S_UNBIND_MS 5000                // how long a restart waits for the old listener
 
 typedef struct {
     uint8_t id[WIRE_ID_MAX];
@@ -29,8 +32,13 @@ typedef struct {
 struct _fake_broker_t {
     void *ctx;
     void *router;
-    pthread_t thread;
     char endpoint[256];
+    bool driven;                        // no thread: the test reads and answers
+    wire_side_t side;                   // driven: what the ROUTER speaks
+    uint8_t peer[WIRE_ID_MAX];          // driven: the routing id of the last sender
+    size_t peer_len;
+    unsigned restarts;                  // driven: names each restart's socket monitor
+    pthread_t thread;                   // scripted mode from here on
     char models[1024];
     uint32_t workers;
     _Atomic bool stop;
@@ -409,11 +417,11 @@ static void *s_run (void *arg)
     fake_broker_t *self = arg;
     bool flooding = false;
     while (!atomic_load (&self->stop)) {
-        zmq_pollitem_t item = { self->router, 0, ZMQ_POLLIN, 0 };
-        zmq_poll (&item, 1, flooding ? 1 : S_TICK_MS);
         wire_msg_t m;
         int rc;
-        while ((rc = wire_recv (self->router, true, &m)) != -1) {
+        int wait_ms = flooding ? 1 : S_TICK_MS;
+        while ((rc = fake_peer_recv (self->router, true, wait_ms, &m)) != -1) {
+            wait_ms = 0;
             if (rc == -2)
                 continue;
             if (!atomic_load (&self->silent)) {
@@ -434,27 +442,59 @@ static void *s_run (void *arg)
     return NULL;
 }
 
-fake_broker_t *fake_broker_new (const char *endpoint, const char *models, uint32_t workers)
+//  A new ROUTER bound on endpoint; self->endpoint gets the real port. 0 / -1.
+static int s_bind (fake_broker_t *self, const char *endpoint)
+{
+    self->router = zmq_socket (self->ctx, ZMQ_ROUTER);
+    if (self->router && !wire_setup_socket (self->router, true, S_MAX_FRAME)
+        && !zmq_bind (self->router, endpoint)
+        && !wire_bound_endpoint (self->router, self->endpoint, sizeof self->endpoint))
+        return 0;
+    if (self->router)
+        zmq_close (self->router);
+    self->router = NULL;
+    return -1;
+}
+
+//  The part both modes share: a context and a ROUTER bound on endpoint.
+static fake_broker_t *s_new (const char *endpoint)
 {
     fake_broker_t *self = calloc (1, sizeof *self);
     if (!self)
         return NULL;
     pthread_mutex_init (&self->lock, NULL);
-    snprintf (self->models, sizeof self->models, "%s", models ? models : "");
-    self->workers = workers;
     atomic_init (&self->slow_ms, 200);
     self->ctx = zmq_ctx_new ();
-    self->router = zmq_socket (self->ctx, ZMQ_ROUTER);
-    wire_setup_socket (self->router, true, 8 << 20);
-    size_t len = sizeof self->endpoint;
-    if (zmq_bind (self->router, endpoint)
-        || zmq_getsockopt (self->router, ZMQ_LAST_ENDPOINT, self->endpoint, &len)
-        || pthread_create (&self->thread, NULL, s_run, self)) {
-        zmq_close (self->router);
+    if (self->ctx && s_bind (self, endpoint) == 0)
+        return self;
+    if (self->ctx)
         zmq_ctx_term (self->ctx);
-        pthread_mutex_destroy (&self->lock);
-        free (self);
+    pthread_mutex_destroy (&self->lock);
+    free (self);
+    return NULL;
+}
+
+fake_broker_t *fake_broker_new (const char *endpoint, const char *models, uint32_t workers)
+{
+    fake_broker_t *self = s_new (endpoint);
+    if (!self)
         return NULL;
+    snprintf (self->models, sizeof self->models, "%s", models ? models : "");
+    self->workers = workers;
+    self->side = WIRE_SIDE_CLIENT;
+    if (pthread_create (&self->thread, NULL, s_run, self)) {
+        self->driven = true;            // no thread to join
+        fake_broker_destroy (&self);
+    }
+    return self;
+}
+
+fake_broker_t *fake_broker_new_driven (const char *endpoint, wire_side_t side)
+{
+    fake_broker_t *self = s_new (endpoint);
+    if (self) {
+        self->driven = true;
+        self->side = side;
     }
     return self;
 }
@@ -465,9 +505,12 @@ void fake_broker_destroy (fake_broker_t **self_p)
         return;
     fake_broker_t *self = *self_p;
     *self_p = NULL;
-    atomic_store (&self->stop, true);
-    pthread_join (self->thread, NULL);
-    zmq_close (self->router);
+    if (!self->driven) {
+        atomic_store (&self->stop, true);
+        pthread_join (self->thread, NULL);
+    }
+    if (self->router)
+        zmq_close (self->router);
     zmq_ctx_term (self->ctx);
     pthread_mutex_destroy (&self->lock);
     free (self);
@@ -505,4 +548,156 @@ void fake_broker_last_job (fake_broker_t *self, fake_broker_job_t *out)
     pthread_mutex_lock (&self->lock);
     *out = self->last;
     pthread_mutex_unlock (&self->lock);
+}
+
+//  ---------------------------------------------------------------- driven mode
+
+void *fake_broker_socket (fake_broker_t *self)
+{
+    return self->router;
+}
+
+int fake_broker_recv (fake_broker_t *self, int timeout_ms, wire_msg_t *m)
+{
+    assert (self->driven);
+    int rc = fake_peer_recv (self->router, true, timeout_ms, m);
+    if (rc == 0) {
+        memcpy (self->peer, m->id, m->id_len);
+        self->peer_len = m->id_len;
+    }
+    return rc;
+}
+
+int fake_broker_next (fake_broker_t *self, int timeout_ms, wire_msg_t *m)
+{
+    int64_t until = aclock_now_ms () + timeout_ms;
+    for (;;) {
+        int64_t left = until - aclock_now_ms ();
+        int rc = fake_broker_recv (self, left > 0 ? (int) left : 0, m);
+        if (rc || self->side != WIRE_SIDE_WORKER || m->cmd != WIRE_W_HEARTBEAT)
+            return rc;
+        wire_msg_close (m);
+    }
+}
+
+void *fake_broker_expect (fake_broker_t *self, uint8_t cmd, const ProtobufCMessageDescriptor *desc,
+                          int timeout_ms)
+{
+    wire_msg_t m;
+    int rc = fake_broker_next (self, timeout_ms, &m);
+    if (rc == -1)
+        return fake_peer_fail ("no %s within %d ms", wire_cmd_name (self->side, cmd), timeout_ms);
+    if (rc == -2)
+        return fake_peer_fail ("a malformed message instead of %s: %s",
+                               wire_cmd_name (self->side, cmd), m.error ? m.error : "?");
+    void *body = fake_peer_decode (&m, self->side, cmd, desc);
+    wire_msg_close (&m);
+    return body;
+}
+
+const uint8_t *fake_broker_peer (fake_broker_t *self, size_t *len)
+{
+    *len = self->peer_len;
+    return self->peer;
+}
+
+int fake_broker_send (fake_broker_t *self, uint8_t cmd, const ProtobufCMessage *body,
+                      const void *payload, size_t payload_len)
+{
+    if (payload)
+        return wire_send_bytes (self->router, self->peer, self->peer_len, self->side, cmd, body,
+                                payload, payload_len);
+    return wire_send (self->router, self->peer, self->peer_len, self->side, cmd, body, NULL);
+}
+
+int fake_broker_send_frames (fake_broker_t *self, int n, const void *const *data,
+                             const size_t *len)
+{
+    if (zmq_send (self->router, self->peer, self->peer_len, n ? ZMQ_SNDMORE : 0)
+        != (int) self->peer_len)
+        return -1;
+    for (int i = 0; i < n; i++)
+        if (zmq_send (self->router, data[i] ? data[i] : "", len[i], i + 1 < n ? ZMQ_SNDMORE : 0)
+            != (int) len[i])
+            return -1;
+    return 0;
+}
+
+int fake_broker_task (fake_broker_t *self, uint64_t job_id, uint64_t attempt_id, const char *target,
+                      const char *payload, uint32_t deadline_ms, bool stream)
+{
+    Aigw__Task t = AIGW__TASK__INIT;
+    t.job_id = job_id;
+    t.attempt_id = attempt_id;
+    t.target = (char *) target;
+    t.has_deadline_ms = deadline_ms > 0;
+    t.deadline_ms = deadline_ms;
+    t.has_stream = stream;
+    t.stream = stream;
+    return fake_broker_send (self, WIRE_W_TASK, &t.base, payload, payload ? strlen (payload) : 0);
+}
+
+int fake_broker_cancel (fake_broker_t *self, uint64_t attempt_id)
+{
+    Aigw__AttemptRef r = AIGW__ATTEMPT_REF__INIT;
+    r.attempt_id = attempt_id;
+    return fake_broker_send (self, WIRE_W_CANCEL, &r.base, NULL, 0);
+}
+
+//  Wait on a socket monitor for event within timeout_ms. 0 / -1.
+static int s_wait_event (void *mon, uint16_t event, int timeout_ms)
+{
+    int64_t until = aclock_now_ms () + timeout_ms;
+    for (;;) {
+        int64_t left = until - aclock_now_ms ();
+        zmq_pollitem_t item = { mon, 0, ZMQ_POLLIN, 0 };
+        if (left <= 0 || zmq_poll (&item, 1, (long) left) <= 0)
+            return -1;
+        zmq_msg_t frame;
+        zmq_msg_init (&frame);
+        if (zmq_msg_recv (&frame, mon, 0) < 6) {
+            zmq_msg_close (&frame);
+            return -1;
+        }
+        uint16_t got;
+        memcpy (&got, zmq_msg_data (&frame), sizeof got);
+        bool more = zmq_msg_more (&frame);
+        zmq_msg_close (&frame);
+        if (more) {                     // the endpoint frame
+            zmq_msg_init (&frame);
+            zmq_msg_recv (&frame, mon, 0);
+            zmq_msg_close (&frame);
+        }
+        if (got == event)
+            return 0;
+    }
+}
+
+int fake_broker_restart (fake_broker_t *self)
+{
+    assert (self->driven);
+    char monitor[64];
+    snprintf (monitor, sizeof monitor, "inproc://fake-broker-monitor-%u", self->restarts++);
+    if (zmq_socket_monitor (self->router, monitor, ZMQ_EVENT_CLOSED))
+        return -1;
+    int rc = -1;
+    void *mon = zmq_socket (self->ctx, ZMQ_PAIR);
+    if (!mon || zmq_connect (mon, monitor))
+        goto done;
+    //  The listener's CLOSED event: its port is free again
+    if (zmq_unbind (self->router, self->endpoint) || s_wait_event (mon, ZMQ_EVENT_CLOSED,
+                                                                   S_UNBIND_MS))
+        goto done;
+    zmq_close (self->router);
+    self->router = NULL;
+    self->peer_len = 0;
+    char endpoint[sizeof self->endpoint];
+    snprintf (endpoint, sizeof endpoint, "%s", self->endpoint);
+    rc = s_bind (self, endpoint);
+done:
+    if (self->router)
+        zmq_socket_monitor (self->router, NULL, 0);
+    if (mon)
+        zmq_close (mon);
+    return rc;
 }

@@ -1,7 +1,7 @@
 // HTTP reply bodies: the success body (upstream JSON plus an "aigw" object), OpenAI
 // error bodies, the /v1/models list, and the ErrorCode -> HTTP status mapping.
-#ifndef AIGW_EDGE_RESPONSE_H
-#define AIGW_EDGE_RESPONSE_H
+#ifndef AIGW_EDGE_REPLY_H
+#define AIGW_EDGE_REPLY_H
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -21,17 +21,17 @@ typedef struct {
 } edge_reply_t;
 
 //  HTTP status for a broker error code (docs/protocol.md); 500 for unknown codes.
-int edge_status_of (Aigw__ErrorCode code);
+int edge_reply_status (Aigw__ErrorCode code);
 
 //  OpenAI error "type" for an HTTP status, e.g. "invalid_request_error".
-const char *edge_error_type (int status);
+const char *edge_reply_error_type (int status);
 
 //  Short name of an error code for bodies and logs ("timeout", "upstream_error", ...).
-const char *edge_error_code_name (Aigw__ErrorCode code);
+const char *edge_reply_code_name (Aigw__ErrorCode code);
 
 //  Retry-After for a failed job, in seconds (rounded up): the smallest the providers
 //  gave among the rate-limited attempts; 0 = none.
-uint32_t edge_error_retry_after (const Aigw__Error *e);
+uint32_t edge_reply_retry_after (const Aigw__Error *e);
 
 //  Build the 200 reply from a RESULT: response_json with an "aigw" object added.
 //  A response_json that is not a JSON object yields a 502 reply instead.
@@ -48,30 +48,22 @@ int edge_reply_error (edge_reply_t *reply, const Aigw__Error *err, cfg_policy_t 
 //  be NULL (null). With cfg (prices), each attempt gets "usage" and "cost_usd" and the
 //  object "cost_usd" and "cost_final"; winner_usage stands in for the winner's own.
 //  Caller owns the result; NULL when out of memory.
-cJSON *edge_aigw_json (const char *winner, cfg_policy_t policy, bool has_latency,
-                       uint64_t latency_us, Aigw__AttemptInfo **attempts, size_t n,
-                       const cfg_t *cfg, const Aigw__Usage *winner_usage);
+cJSON *edge_reply_aigw_json (const char *winner, cfg_policy_t policy, bool has_latency,
+                             uint64_t latency_us, Aigw__AttemptInfo **attempts, size_t n,
+                             const cfg_t *cfg, const Aigw__Usage *winner_usage);
 
 //  Add "hedge_suppressed": true / "retry_suppressed": true to an "aigw" object (NULL
 //  is fine) when the broker's hedge budget kept the job from hedging or retrying.
-void edge_aigw_budget (cJSON *aigw, bool hedge_suppressed, bool retry_suppressed);
-
-//  The usage an attempt reports: its own, or for the winner the answer's usage when
-//  the broker gave none per attempt. NULL when unknown.
-const Aigw__Usage *edge_attempt_usage (const Aigw__AttemptInfo *a, const char *winner,
-                                       const Aigw__Usage *winner_usage);
-
-//  USD of usage u at target's prices (0 for NULL or an unknown model).
-double edge_usage_cost (const cfg_t *cfg, const char *target, const Aigw__Usage *u);
+void edge_reply_aigw_budget (cJSON *aigw, bool hedge_suppressed, bool retry_suppressed);
 
 //  The OpenAI error object for a broker ERROR: {"error": {...}, "aigw": {...}} (aigw
 //  when there are attempts or a winner). Sets *status. Caller owns; NULL on OOM.
 //  The mapping of what the providers said is in docs/errors.md.
-cJSON *edge_error_json (const Aigw__Error *e, cfg_policy_t policy, const char *winner,
-                        int *status, const cfg_t *cfg);
+cJSON *edge_reply_error_json (const Aigw__Error *e, cfg_policy_t policy, const char *winner,
+                              int *status, const cfg_t *cfg);
 
 //  {"error": {"message", "type", "code"}} for an error the edge decided. Caller owns.
-cJSON *edge_error_simple_json (int status, const char *code, const char *message);
+cJSON *edge_reply_simple_json (int status, const char *code, const char *message);
 
 //  Build an OpenAI error reply decided by the edge itself (no attempts).
 int edge_reply_simple (edge_reply_t *reply, int status, const char *code, const char *message);
