@@ -325,7 +325,7 @@ static bool s_is_outcome_counter (const char *name)
     return strcmp (name, "jobs") == 0 || strcmp (name, "attempts") == 0;
 }
 
-//  Help text of the broker counters we know (brokers/broker.h); others get a generic one.
+//  Help text of the broker counters we know (brokers/broker_counters.h); others get a generic one.
 static const struct {
     const char *key;
     const char *help;
