@@ -737,18 +737,6 @@ static const msgpack_object *s_mp_item (const msgpack_object *map, const char *k
     return NULL;
 }
 
-//  A SUB on the broker's metrics stream, subscribed to everything.
-static void *s_sub (fx_t *fx)
-{
-    void *sub = zmq_socket (fx->ctx, ZMQ_SUB);
-    assert_non_null (sub);
-    fx->socks[fx->nsocks++] = sub;
-    assert_int_equal (zmq_setsockopt (sub, ZMQ_SUBSCRIBE, "", 0), 0);
-    assert_int_equal (zmq_connect (sub, fx->mx), 0);
-    zmq_poll (NULL, 0, 100);        // let the broker's XPUB see the subscription
-    return sub;
-}
-
 //  Next message on topic within timeout_ms (others are skipped); unpacks into up.
 static bool s_sub_next (void *sub, const char *topic, int timeout_ms, msgpack_unpacked *up)
 {
@@ -787,6 +775,22 @@ static bool s_sub_next (void *sub, const char *topic, int timeout_ms, msgpack_un
         if (match)
             return true;
     }
+}
+
+//  A SUB on the broker's metrics stream, subscribed to everything.
+static void *s_sub (fx_t *fx)
+{
+    void *sub = zmq_socket (fx->ctx, ZMQ_SUB);
+    assert_non_null (sub);
+    fx->socks[fx->nsocks++] = sub;
+    assert_int_equal (zmq_setsockopt (sub, ZMQ_SUBSCRIBE, "", 0), 0);
+    assert_int_equal (zmq_connect (sub, fx->mx), 0);
+    //  The first message proves the broker's XPUB has the subscription (the metrics
+    //  message goes out once a second), so no event after this is missed
+    msgpack_unpacked up;
+    assert_true (s_sub_next (sub, "metrics", 3000, &up));
+    msgpack_unpacked_destroy (&up);
+    return sub;
 }
 
 static void test_metrics_pub (void **state)
