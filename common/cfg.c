@@ -121,6 +121,21 @@ static int s_endpoint (s_ctx_t *ctx, const char *path, zconfig_t *item, char *ds
     return 0;
 }
 
+static int s_list (s_ctx_t *ctx, const char *path, zconfig_t *item, char *dst, size_t len,
+                   bool (*ok) (const char *), const char *what);
+
+//  A comma list of 1..CFG_BROKERS_MAX zmq endpoints (edge/broker, worker/broker).
+static int s_endpoints (s_ctx_t *ctx, const char *path, zconfig_t *item, char *dst, size_t len)
+{
+    if (s_list (ctx, path, item, dst, len, s_endpoint_ok,
+                "a zmq endpoint like tcp://127.0.0.1:5555"))
+        return -1;
+    char eps[CFG_BROKERS_MAX + 1][CFG_STR_MAX];
+    if (cfg_endpoints (dst, eps, CFG_BROKERS_MAX + 1) > CFG_BROKERS_MAX)
+        return s_fail (ctx, "%s: more than %d brokers", path, CFG_BROKERS_MAX);
+    return 0;
+}
+
 static bool s_is (zconfig_t *item, const char *name)
 {
     return streq (zconfig_name (item), name);
@@ -225,11 +240,18 @@ static int s_fabric (s_ctx_t *ctx, zconfig_t *sec, cfg_t *cfg)
                          s_cert_name_ok, "a certificate name");
         else if (s_is (k, "workers"))
             rc = s_fabric_workers (ctx, k, cfg);
+        else if (s_is (k, "ping_ms"))
+            rc = s_u32 (ctx, path, k, &cfg->fabric.ping_ms);
+        else if (s_is (k, "ping_timeout_ms"))
+            rc = s_u32 (ctx, path, k, &cfg->fabric.ping_timeout_ms);
         else
             rc = s_fail (ctx, "%s: unknown key", path);
         if (rc)
             return rc;
     }
+    if (cfg->fabric.ping_ms && cfg->fabric.ping_timeout_ms <= cfg->fabric.ping_ms)
+        return s_fail (ctx, "fabric/ping_timeout_ms: must be larger than fabric/ping_ms "
+                       "(or ping_ms = 0 to turn pings off)");
     if (cfg->fabric.curve && !cfg->fabric.cert_dir[0])
         return s_fail (ctx, "fabric/cert_dir: required when fabric/curve = on");
     return 0;
@@ -376,7 +398,7 @@ static int s_edge (s_ctx_t *ctx, zconfig_t *sec, cfg_t *cfg)
         if (s_is (k, "listen"))
             rc = s_str (ctx, path, k, cfg->edge.listen, sizeof cfg->edge.listen);
         else if (s_is (k, "broker"))
-            rc = s_endpoint (ctx, path, k, cfg->edge.broker, sizeof cfg->edge.broker);
+            rc = s_endpoints (ctx, path, k, cfg->edge.broker, sizeof cfg->edge.broker);
         else if (s_is (k, "max_body"))
             rc = s_u64 (ctx, path, k, (uint64_t) 1 << 30, &cfg->edge.max_body);
         else if (s_is (k, "document_root"))
@@ -421,7 +443,7 @@ static int s_worker (s_ctx_t *ctx, zconfig_t *sec, cfg_t *cfg)
         snprintf (path, sizeof path, "worker/%s", zconfig_name (k));
         int rc;
         if (s_is (k, "broker"))
-            rc = s_endpoint (ctx, path, k, cfg->worker.broker, sizeof cfg->worker.broker);
+            rc = s_endpoints (ctx, path, k, cfg->worker.broker, sizeof cfg->worker.broker);
         else if (s_is (k, "capacity"))
             rc = s_pos32 (ctx, path, k, &cfg->worker.capacity);
         else if (s_is (k, "cert"))
@@ -675,6 +697,8 @@ static void s_set_defaults (cfg_t *cfg)
     snprintf (cfg->broker.metrics, sizeof cfg->broker.metrics, "tcp://127.0.0.1:5557");
     cfg->broker.heartbeat_ms = 1000;
     cfg->broker.liveness = 3;
+    cfg->fabric.ping_ms = 250;
+    cfg->fabric.ping_timeout_ms = 1000;
     cfg->broker.queue_limit = 1024;
     cfg->broker.deadline_ms = 120000;
     cfg->broker.max_deadline_ms = 600000;
@@ -864,6 +888,23 @@ int cfg_resolve_path (char *path, size_t cap, const char *config_path)
         return -1;
     memmove (path, result, strlen (result) + 1);
     return 0;
+}
+
+size_t cfg_endpoints (const char *list, char (*out)[CFG_STR_MAX], size_t max)
+{
+    size_t n = 0;
+    const char *p = list;
+    while (*p) {
+        p += strspn (p, ", \t");
+        size_t len = strcspn (p, ", \t");
+        if (len == 0)
+            break;
+        if (n < max)
+            snprintf (out[n], CFG_STR_MAX, "%.*s", (int) len, p);
+        n++;
+        p += len;
+    }
+    return n;
 }
 
 bool cfg_is_loopback (const char *ep)

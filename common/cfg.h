@@ -12,6 +12,7 @@
 #define CFG_TARGETS_MAX 16
 #define CFG_CERT_NAME_MAX 64            // certificate names (fabric), incl. NUL
 #define CFG_FABRIC_WORKERS_MAX 32       // entries in fabric/workers
+#define CFG_BROKERS_MAX 8               // endpoints in edge/broker, worker/broker
 
 typedef enum {
     CFG_PROVIDER_SIM = 0,
@@ -92,6 +93,10 @@ typedef struct {
     char clients[CFG_STR_MAX];          // certificates that may SUBMIT/PING, default "edge, agent"
     cfg_fabric_worker_t workers[CFG_FABRIC_WORKERS_MAX];   // default worker=*, agent=agent/*
     size_t nworkers;
+    uint32_t ping_ms;                   // ZMTP ping on every fabric connection, default 250
+                                        // (0 = off)
+    uint32_t ping_timeout_ms;           // a connection silent this long is dropped and
+                                        // its peer's work settled, default 1000
 } cfg_fabric_t;
 
 typedef struct {
@@ -113,7 +118,8 @@ typedef struct {
     } broker;
     struct {
         char listen[CFG_STR_MAX];       // default 127.0.0.1:8080
-        char broker[CFG_STR_MAX];       // default = broker.frontend
+        char broker[CFG_STR_MAX];       // comma list of broker frontends, default =
+                                        // broker.frontend
         uint32_t threads;               // event-loop threads, default 0 = one per core
         uint64_t max_body;              // bytes, default 1 MiB
         char document_root[CFG_STR_MAX];// default "" (no static files)
@@ -136,7 +142,8 @@ typedef struct {
         char cert[CFG_CERT_NAME_MAX];   // own certificate (fabric), default "edge"
     } edge;
     struct {
-        char broker[CFG_STR_MAX];       // default = broker.backend
+        char broker[CFG_STR_MAX];       // comma list of broker backends, default =
+                                        // broker.backend
         uint32_t capacity;              // default 64
         char cert[CFG_CERT_NAME_MAX];   // own certificate (fabric), default "worker"
     } worker;
@@ -176,6 +183,10 @@ int cfg_resolve_path (char *path, size_t cap, const char *config_path);
 
 //  True when a listen address ("HOST:PORT", "tcp://HOST:PORT", "[::1]:PORT", "ipc://...")
 //  stays on this machine: loopback IPv4/IPv6, "localhost", or ipc/inproc.
+//  Split a comma list of endpoints (edge/broker, worker/broker) into out[0..max-1].
+//  Returns how many the list holds (may be more than max; only max are written).
+size_t cfg_endpoints (const char *list, char (*out)[CFG_STR_MAX], size_t max);
+
 bool cfg_is_loopback (const char *endpoint);
 
 const char *cfg_provider_name (cfg_provider_t p);

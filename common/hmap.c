@@ -132,3 +132,10 @@ hmap_node_t *hmap_any (const hmap_t *self)
             return self->slots[i];
     return NULL;
 }
+
+void hmap_each (const hmap_t *self, void (*fn) (hmap_node_t *node, void *arg), void *arg)
+{
+    for (size_t i = 0; i < self->nslots; i++)
+        for (hmap_node_t *n = self->slots[i]; n; n = n->next)
+            fn (n, arg);
+}

@@ -40,6 +40,10 @@ hmap_node_t *hmap_pop (hmap_t *self, size_t *cursor);
 //  Any node of the table, or NULL if empty (for draining at shutdown).
 hmap_node_t *hmap_any (const hmap_t *self);
 
+//  Call fn for every node; fn may change the nodes' payloads but must not insert or
+//  remove.
+void hmap_each (const hmap_t *self, void (*fn) (hmap_node_t *node, void *arg), void *arg);
+
 //  Seeded hashes. Set the process-wide seed once at startup (0 keeps the default).
 void hmap_seed (uint64_t seed);
 uint64_t hmap_bytes (const void *data, size_t len);

@@ -172,6 +172,18 @@ static int s_send_body (void *sock, const ProtobufCMessage *body, bool more)
     return rc;
 }
 
+static int s_send_ref (void *sock, zmq_msg_t *msg, int flags)
+{
+    zmq_msg_t copy;
+    zmq_msg_init (&copy);
+    zmq_msg_copy (&copy, msg);
+    if (zmq_msg_send (&copy, sock, flags | ZMQ_DONTWAIT) < 0) {
+        zmq_msg_close (&copy);
+        return -1;
+    }
+    return 0;
+}
+
 int wire_send (void *sock, const uint8_t *id, size_t id_len, wire_side_t side, uint8_t cmd,
                const ProtobufCMessage *body, zmq_msg_t *payload)
 {
@@ -179,15 +191,25 @@ int wire_send (void *sock, const uint8_t *id, size_t id_len, wire_side_t side, u
         return -1;
     if (s_send_body (sock, body, payload != NULL))
         return -1;
-    if (!payload)
-        return 0;
-    zmq_msg_t copy;
-    zmq_msg_init (&copy);
-    zmq_msg_copy (&copy, payload);
-    if (zmq_msg_send (&copy, sock, ZMQ_DONTWAIT) < 0) {
-        zmq_msg_close (&copy);
+    return payload ? s_send_ref (sock, payload, 0) : 0;
+}
+
+int wire_send_msgs (void *sock, const uint8_t *id, size_t id_len, wire_side_t side,
+                    uint8_t cmd, zmq_msg_t *body, zmq_msg_t *payload)
+{
+    if (s_send_head (sock, id, id_len, side, cmd))
         return -1;
-    }
+    if (s_send_ref (sock, body, payload ? ZMQ_SNDMORE : 0))
+        return -1;
+    return payload ? s_send_ref (sock, payload, 0) : 0;
+}
+
+int wire_pack (const ProtobufCMessage *body, zmq_msg_t *out)
+{
+    size_t len = protobuf_c_message_get_packed_size (body);
+    if (zmq_msg_init_size (out, len))
+        return -1;
+    protobuf_c_message_pack (body, (uint8_t *) zmq_msg_data (out));
     return 0;
 }
 
@@ -294,4 +316,15 @@ ProtobufCMessage *wire_unpack (const ProtobufCMessageDescriptor *desc, zmq_msg_t
 {
     return protobuf_c_message_unpack (desc, NULL, zmq_msg_size (frame),
                                       (const uint8_t *) zmq_msg_data (frame));
+}
+
+int wire_heartbeat (void *sock, int ivl_ms, int timeout_ms)
+{
+    //  TTL (in deciseconds on the wire) tells the peer to drop us too after timeout_ms
+    int ttl = timeout_ms;
+    if (zmq_setsockopt (sock, ZMQ_HEARTBEAT_IVL, &ivl_ms, sizeof ivl_ms)
+        || zmq_setsockopt (sock, ZMQ_HEARTBEAT_TIMEOUT, &timeout_ms, sizeof timeout_ms)
+        || zmq_setsockopt (sock, ZMQ_HEARTBEAT_TTL, &ttl, sizeof ttl))
+        return -1;
+    return 0;
 }

@@ -32,7 +32,7 @@ enum {
 //  Worker side (header AIGWW1)
 enum {
     WIRE_W_READY      = 0x01, // WorkerHello
-    WIRE_W_HEARTBEAT  = 0x02, // WorkerStats (worker->broker) or empty (broker->worker)
+    WIRE_W_HEARTBEAT  = 0x02, // WorkerStats (worker->broker) or BrokerBeat (broker->worker)
     WIRE_W_CHUNK      = 0x03, // Chunk
     WIRE_W_RESULT     = 0x04, // Result
     WIRE_W_ERROR      = 0x05, // Error (code ERR_CANCELLED acknowledges a CANCEL)
@@ -82,9 +82,24 @@ int wire_send_bytes (void *sock, const uint8_t *id, size_t id_len, wire_side_t s
                      uint8_t cmd, const ProtobufCMessage *body,
                      const void *payload, size_t payload_len);
 
+//  As wire_send, with the body already packed: body and payload (may be NULL) are both
+//  shared by reference (zmq_msg_copy), so a message can be sent again later (a
+//  resubmission) without packing or copying. The caller keeps its references.
+int wire_send_msgs (void *sock, const uint8_t *id, size_t id_len, wire_side_t side,
+                    uint8_t cmd, zmq_msg_t *body, zmq_msg_t *payload);
+
+//  Pack body into a new frame *out (the caller closes it). 0, or -1 out of memory.
+int wire_pack (const ProtobufCMessage *body, zmq_msg_t *out);
+
 //  Apply the socket options every aigw socket uses: linger 0, max message size,
 //  send timeout 0; ROUTER sockets also get ROUTER_MANDATORY. Returns 0 / -1.
 int wire_setup_socket (void *sock, bool router, int64_t max_frame);
+
+//  ZMTP heartbeats on sock (ZMQ_HEARTBEAT_IVL/TIMEOUT/TTL): a PING every ivl_ms, and
+//  the connection is dropped (a DISCONNECTED monitor event, then a reconnect) when
+//  nothing arrives for timeout_ms, so a peer that vanished without closing its TCP
+//  connection (a host cut off) is noticed in timeout_ms. Set before connect/bind. 0 / -1.
+int wire_heartbeat (void *sock, int ivl_ms, int timeout_ms);
 
 //  The endpoint sock was last bound to, with the port the kernel chose for a
 //  wildcard ("tcp://127.0.0.1:*" -> "tcp://127.0.0.1:41234"), into dst. 0 / -1

@@ -76,10 +76,13 @@ int edge_jobmap_put (edge_jobmap_t *self, uint64_t job_id, void *req, int64_t si
     }
     e->route.req = req;
     e->route.since_ms = since_ms;
+    e->route.held = NULL;
+    e->route.lost_ms = 0;
+    e->route.broker = 0;
     return 0;
 }
 
-const edge_route_t *edge_jobmap_get (const edge_jobmap_t *self, uint64_t job_id)
+edge_route_t *edge_jobmap_get (const edge_jobmap_t *self, uint64_t job_id)
 {
     s_entry_t *e = s_find (self, job_id);
     return e ? &e->route : NULL;
@@ -127,4 +130,22 @@ void edge_jobmap_drain (edge_jobmap_t *self, void (*fn) (const edge_route_t *r, 
     for (size_t i = 0; i < k; i++)
         fn (&copy[i], arg);
     free (copy);
+}
+
+typedef struct {
+    void (*fn) (edge_route_t *r, void *arg);
+    void *arg;
+} s_each_t;
+
+static void s_each (hmap_node_t *node, void *arg)
+{
+    s_each_t *e = arg;
+    e->fn (&s_container (node, s_entry_t, node)->route, e->arg);
+}
+
+void edge_jobmap_each (const edge_jobmap_t *self, void (*fn) (edge_route_t *r, void *arg),
+                       void *arg)
+{
+    s_each_t e = { fn, arg };
+    hmap_each (&self->map, s_each, &e);
 }

@@ -1,13 +1,27 @@
-// Broker link of one event loop: the loop's own DEALER to the broker frontend, the
-// job_id -> request routes, PING/PONG liveness. No thread of its own: the loop polls
-// edge_link_socket and calls edge_link_recv and edge_link_tick. Every call but
-// edge_link_up and edge_link_stats belongs to the loop's thread.
+// Broker links of one event loop: the loop's own DEALER to each broker of edge/broker
+// (a comma list), the job_id -> request routes, PING/PONG liveness. No thread of its
+// own: the loop polls edge_link_poll_items and calls edge_link_recv and edge_link_tick.
+// Every call but edge_link_up, edge_link_brokers and edge_link_stats belongs to the
+// loop's thread.
+//
+// A job goes to the live broker holding the fewest of the loop's jobs, and lives there.
+// A broker is lost when its connection drops (socket monitor; ZMTP pings drop a
+// connection to a vanished host after fabric/ping_timeout_ms), when its PONG shows
+// another instance (it restarted), or after heartbeat * liveness of silence. Its jobs
+// are settled at once: one that has sent nothing to the client yet (no CHUNK) is
+// resubmitted once, with the same job id and the SUBMIT's own frames, to a live broker
+// that has workers, waiting up to heartbeat * liveness for one; the others get
+// ERROR(ERR_UNAVAILABLE, "lost the connection to the broker"). Answers from any broker
+// but the one holding the job are dropped (counted as unrouted), so a request never
+// gets two.
 #ifndef AIGW_EDGE_LINK_H
 #define AIGW_EDGE_LINK_H
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include <zmq.h>
 
 #include "cfg.h"
 #include "status.h"
@@ -29,6 +43,9 @@ typedef struct {
     uint64_t reconnects;                // broker sockets recreated after silence
     uint64_t failed_on_down;            // jobs failed because the broker went silent
     uint64_t spends;                    // SPEND messages (late usage of cancelled losers)
+    uint64_t resubmitted;               // jobs sent again after their broker was lost
+    uint64_t brokers_lost;              // brokers lost (disconnect, restart or silence)
+    uint64_t restarts;                  // brokers seen with a new instance id
 } edge_link_stats_t;
 
 typedef struct {
@@ -47,8 +64,8 @@ typedef void (edge_link_fn) (void *req, edge_answer_t *answer, void *arg);
 //  The message is freed after the call.
 typedef void (edge_spend_fn) (const Aigw__Spend *spend, void *arg);
 
-//  Connect a DEALER in zctx to cfg->edge.broker. Uses broker.heartbeat_ms,
-//  broker.liveness, broker.max_frame. box (may be NULL) receives each PONG's status.
+//  Connect a DEALER in zctx to each broker of cfg->edge.broker. Uses broker.heartbeat_ms,
+//  broker.liveness, broker.max_frame, fabric.ping_ms and fabric.ping_timeout_ms. box (may be NULL) receives each PONG's status.
 //  cfg, zctx and box must outlive the link. NULL on failure.
 edge_link_t *edge_link_new (const cfg_t *cfg, void *zctx, edge_status_box_t *box,
                             edge_link_fn *fn, void *arg);
@@ -63,18 +80,20 @@ void edge_link_on_spend (edge_link_t *self, edge_spend_fn *fn, void *arg);
 //  Leave out the "link up"/"link down" log lines (the loops share one broker).
 void edge_link_set_quiet (edge_link_t *self, bool quiet);
 
-//  The DEALER to poll for input (changes after a reconnect), or NULL.
-void *edge_link_socket (edge_link_t *self);
+//  The sockets to poll for ZMQ_POLLIN (each broker's DEALER and its monitor) into
+//  items[0..cap-1]; returns how many. They change after a reconnect: ask every turn.
+size_t edge_link_poll_items (edge_link_t *self, zmq_pollitem_t *items, size_t cap);
 
-//  Read every waiting broker message and route it.
+//  Read every waiting broker message and monitor event and act on it. Call
+//  edge_link_tick after it (a new connection wants a PING at once).
 void edge_link_recv (edge_link_t *self);
 
-//  Ping and check liveness (a silent broker fails every waiting job and the socket
-//  is recreated). Returns the time (aclock ms) of the next tick.
+//  Ping, check liveness (a silent broker is lost and its socket recreated) and
+//  resubmit jobs waiting for a broker. Returns the time (aclock ms) of the next tick.
 int64_t edge_link_tick (edge_link_t *self, int64_t now_ms);
 
-//  SUBMIT job (with the request JSON) and route its answers to req. 0, or -1 when
-//  the broker is not connected or out of memory (nothing registered).
+//  SUBMIT job (with the request JSON) to a live broker and route its answers to req.
+//  0, or -1 when no broker is live or out of memory (nothing registered).
 int edge_link_submit (edge_link_t *self, const Aigw__Job *job, const void *payload,
                       size_t len, void *req);
 
@@ -85,8 +104,11 @@ void edge_link_cancel (edge_link_t *self, uint64_t job_id);
 //  broker (shutdown).
 void edge_link_fail_all (edge_link_t *self, const char *why);
 
-//  True if the broker answered within heartbeat_ms * liveness. Any thread.
+//  True if a broker answered within heartbeat_ms * liveness. Any thread.
 bool edge_link_up (edge_link_t *self);
+
+//  How many brokers the link has; *live (may be NULL) gets how many are up. Any thread.
+size_t edge_link_brokers (edge_link_t *self, size_t *live);
 
 //  Jobs waiting for their final answer.
 size_t edge_link_waiting (edge_link_t *self);

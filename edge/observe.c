@@ -52,6 +52,13 @@ static void s_fill_edge (observe_t *self, prom_edge_t *e, int64_t age)
     e->link_reconnects = ls.reconnects;
     e->link_unrouted = ls.unrouted;
     e->link_bad = ls.bad_messages;
+    e->link_resubmitted = ls.resubmitted;
+    e->link_brokers_lost = ls.brokers_lost;
+    e->link_restarts = ls.restarts;
+    e->link_failed_on_down = ls.failed_on_down;
+    size_t live = 0;
+    e->brokers = (uint32_t) edge_shared_brokers (sh, &live);
+    e->brokers_up = (uint32_t) live;
     int64_t conns = edge_shared_connections (sh);
     int64_t jobs = edge_shared_jobs (sh);
     e->connections = conns > 0 ? (uint64_t) conns : 0;

@@ -196,7 +196,26 @@ static int s_edge_link (buf_t *out, const prom_edge_t *e)
                      "Broker sockets recreated after the broker went silent.",
                      (double) e->link_reconnects)
         || s_single (out, "aigw_edge_link_unrouted_total", "counter",
-                     "Broker answers for jobs nobody waited for.", (double) e->link_unrouted)
+                     "Broker answers for jobs nobody waited for (or from a broker that no "
+                     "longer holds the job).", (double) e->link_unrouted)
+        || s_single (out, "aigw_edge_brokers", "gauge",
+                     "Brokers in edge/broker.", (double) e->brokers)
+        || s_single (out, "aigw_edge_brokers_up", "gauge",
+                     "Brokers that answered within heartbeat_ms x liveness.",
+                     (double) e->brokers_up)
+        || s_single (out, "aigw_edge_link_brokers_lost_total", "counter",
+                     "Brokers lost: connection dropped, restarted or silent.",
+                     (double) e->link_brokers_lost)
+        || s_single (out, "aigw_edge_link_broker_restarts_total", "counter",
+                     "Brokers seen answering with a new instance id.",
+                     (double) e->link_restarts)
+        || s_single (out, "aigw_edge_link_resubmitted_total", "counter",
+                     "Jobs sent again to a live broker after theirs was lost, before any "
+                     "output reached the client.", (double) e->link_resubmitted)
+        || s_single (out, "aigw_edge_link_failed_on_down_total", "counter",
+                     "Jobs failed because their broker was lost (output already sent, "
+                     "already resubmitted once, or no broker came back in time).",
+                     (double) e->link_failed_on_down)
         || s_single (out, "aigw_edge_connections", "gauge",
                      "HTTP connections open.", (double) e->connections)
         || s_single (out, "aigw_edge_connections_refused_total", "counter",

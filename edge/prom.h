@@ -29,6 +29,8 @@ typedef struct {
     prom_hist_t overhead;
     bool link_up;                       // broker answered within heartbeat x liveness
     uint64_t link_submitted, link_reconnects, link_unrouted, link_bad;
+    uint64_t link_resubmitted, link_brokers_lost, link_restarts, link_failed_on_down;
+    uint32_t brokers, brokers_up;       // in edge/broker; answering (the first loop's view)
     uint64_t connections;               // open now
     uint64_t conn_refused;              // closed at accept: connection or per-IP limit
     uint64_t conn_over_limit;           // answered 503 (max_connections)

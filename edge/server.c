@@ -400,17 +400,21 @@ static void *s_loop_run (void *arg)
         int64_t now = aclock_now_ms ();
         if (now >= link_at)
             link_at = edge_link_tick (loop->link, now);
-        zmq_pollitem_t items[] = {
+        zmq_pollitem_t items[3 + 2 * CFG_BROKERS_MAX] = {
             { NULL, mhd_fd, ZMQ_POLLIN, 0 },
             { NULL, loop->watch_fd, ZMQ_POLLIN, 0 },
             { NULL, loop->wake_fd, ZMQ_POLLIN, 0 },
-            { edge_link_socket (loop->link), 0, ZMQ_POLLIN, 0 },
         };
-        int n = items[3].socket ? 4 : 3;
-        if (zmq_poll (items, n, s_poll_timeout (loop, now, link_at)) < 0 && errno != EINTR)
+        size_t n = 3 + edge_link_poll_items (loop->link, items + 3, 2 * CFG_BROKERS_MAX);
+        if (zmq_poll (items, (int) n, s_poll_timeout (loop, now, link_at)) < 0 && errno != EINTR)
             log_warn ("loop %d: poll failed: %s", loop->index, zmq_strerror (errno));
-        if (n == 4 && (items[3].revents & ZMQ_POLLIN))
+        bool link_in = false;
+        for (size_t i = 3; i < n; i++)
+            link_in |= (items[i].revents & ZMQ_POLLIN) != 0;
+        if (link_in) {
             edge_link_recv (loop->link);
+            link_at = edge_link_tick (loop->link, aclock_now_ms ());
+        }
         if (items[1].revents)
             s_check_watch (loop);
         if (items[2].revents)

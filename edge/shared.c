@@ -97,6 +97,13 @@ bool edge_shared_link_up (edge_shared_t *self)
     return self->nloops > 0;
 }
 
+size_t edge_shared_brokers (edge_shared_t *self, size_t *live)
+{
+    *live = 0;
+    return self->nloops > 0 && self->loops[0].link
+           ? edge_link_brokers (self->loops[0].link, live) : 0;
+}
+
 void edge_shared_link_stats (edge_shared_t *self, edge_link_stats_t *out)
 {
     memset (out, 0, sizeof *out);

@@ -70,6 +70,9 @@ bool edge_shared_draining (edge_shared_t *self);
 bool edge_shared_link_up (edge_shared_t *self);
 
 //  The loops' broker link counters, summed.
+//  Brokers in edge/broker, and (*live) how many answer, as the first loop sees them.
+size_t edge_shared_brokers (edge_shared_t *self, size_t *live);
+
 void edge_shared_link_stats (edge_shared_t *self, edge_link_stats_t *out);
 
 #endif

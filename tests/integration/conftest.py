@@ -13,6 +13,22 @@ def pytest_runtest_makereport(item, call):
     setattr(item, "rep_" + rep.when, rep)
 
 
+#  Figures the tests measure (recovery times, counts), printed at the end of the run.
+FIGURES: list[str] = []
+
+
+@pytest.fixture
+def figures():
+    return FIGURES.append
+
+
+def pytest_terminal_summary(terminalreporter):
+    if FIGURES:
+        terminalreporter.section("aigw figures")
+        for line in FIGURES:
+            terminalreporter.write_line(line)
+
+
 @pytest.fixture
 def upstream(tmp_path):
     up = FakeUpstream(tmp_path)

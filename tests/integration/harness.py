@@ -159,6 +159,7 @@ class System:
             + (f"groups\n{groups}" if groups else ""))
         self.procs: dict[str, subprocess.Popen] = {}
         self.nworkers = workers
+        self.extra_ports: dict[int, tuple[int, int, int]] = {}
         self.http = None
         self.auth_headers: dict[str, str] = {}  # sent by the readiness probes (edge/auth = on)
 
@@ -193,6 +194,53 @@ class System:
             text = text.replace(f"    {key} = {NO_BROKER}\n",
                                 f"    {key} = tcp://127.0.0.1:{port}\n", 1)
         self.cfg.write_text(text)
+
+    def start_extra_broker(self, i: int):
+        """Start broker number i (1, 2, ...) besides the first, on ports of its own:
+        wildcards the first time (read from its log), the same ports after a restart.
+        Call add_brokers_to_config once they are up so the edge and workers use all."""
+        name = f"broker{i}"
+        log = self.tmp / f"{name}.log"
+        offset = log.stat().st_size if log.exists() else 0
+        ports = self.extra_ports.get(i)
+        eps = [f"tcp://127.0.0.1:{p}" for p in ports] if ports else ["tcp://127.0.0.1:*"] * 3
+        self._start(name, [str(BIN / "aigw-broker"), "--config", str(self.cfg),
+                           "--frontend", eps[0], "--backend", eps[1], "--metrics", eps[2]])
+        if ports:
+            return
+
+        def bound():
+            self.check_alive()
+            with open(log, "rb") as f:
+                f.seek(offset)
+                return BOUND.search(f.read())
+        m = wait_until(bound, 20, what=f"{name}'s bound endpoints")
+        self.extra_ports[i] = tuple(int(m.group(k)) for k in (1, 2, 3))
+
+    def add_brokers_to_config(self):
+        """edge/broker and worker/broker list every broker started so far."""
+        fronts = [self.front] + [p[0] for _, p in sorted(self.extra_ports.items())]
+        backs = [self.back] + [p[1] for _, p in sorted(self.extra_ports.items())]
+        text = self.cfg.read_text()
+        text = re.sub(r"(?m)^    broker = .*\n", "", text)
+        for section, ports in (("edge", fronts), ("worker", backs)):
+            eps = ", ".join(f"tcp://127.0.0.1:{p}" for p in ports)
+            text = re.sub(rf"(?m)^{section}\n", f"{section}\n    broker = {eps}\n", text,
+                          count=1)
+        self.cfg.write_text(text)
+
+    def edge_metrics(self) -> dict[str, float]:
+        """The edge's /metrics samples without labels, by name."""
+        c = Http("127.0.0.1", self.http_port, timeout=5)
+        status, _, _, raw = c.request("GET", "/metrics", headers=self.auth_headers)
+        c.close()
+        assert status == 200, raw
+        out = {}
+        for line in raw.decode().splitlines():
+            parts = line.split()
+            if len(parts) == 2 and not line.startswith("#") and "{" not in parts[0]:
+                out[parts[0]] = float(parts[1])
+        return out
 
     def start_worker(self, i: int, models: str | None = None):
         argv = [str(BIN / "aigw-worker"), "--config", str(self.cfg), "--id", f"w{i}"]

@@ -43,11 +43,15 @@ typedef struct {
     size_t nsubmitted;
     bool silent;                        // read everything, answer nothing
     bool new_peer;                      // a message came from another routing id
+    uint64_t instance;                  // BrokerStatus.instance in PONGs (0: not set)
+    uint32_t workers;                   // BrokerStatus.workers in PONGs
 } s_raw_t;
 
 typedef struct {
     fake_broker_t *fb;
     s_raw_t *raw;                       // instead of fb (malformed-input tests)
+    s_raw_t *raw2;                      // a second broker (edge/broker lists both)
+    s_raw_t *to;                        // the raw broker s_raw_* answer from (NULL: raw)
     cfg_t *cfg;
     void *zctx;
     edge_status_box_t *box;
@@ -106,8 +110,10 @@ static void s_raw_handle (s_raw_t *raw, wire_msg_t *m)
     if (m->cmd == WIRE_C_PING) {
         Aigw__BrokerStatus st = AIGW__BROKER_STATUS__INIT;
         st.has_workers = true;
-        st.workers = 1;
+        st.workers = raw->workers;
         st.broker_id = "raw-broker";
+        st.has_instance = raw->instance != 0;
+        st.instance = raw->instance;
         fake_broker_send (raw->fb, WIRE_C_PONG, &st.base, NULL, 0);
     }
     else
@@ -144,18 +150,25 @@ static void s_pump (s_fix_t *f)
     int64_t now = aclock_now_ms ();
     if (now >= f->next_tick)
         f->next_tick = edge_link_tick (f->link, now);
-    zmq_pollitem_t items[2] = {
-        { edge_link_socket (f->link), 0, ZMQ_POLLIN, 0 },
-        { f->raw ? fake_broker_socket (f->raw->fb) : NULL, 0, ZMQ_POLLIN, 0 },
-    };
-    int n = items[0].socket ? 1 : 0;
+    zmq_pollitem_t items[2 * CFG_BROKERS_MAX + 1];
+    size_t n = edge_link_poll_items (f->link, items, 2 * CFG_BROKERS_MAX);
     if (f->raw)
-        items[n++] = items[1];
+        items[n++] = (zmq_pollitem_t) { fake_broker_socket (f->raw->fb), 0, ZMQ_POLLIN, 0 };
     int64_t wait = f->next_tick - now;
-    zmq_poll (items, n, wait < 0 ? 0 : wait > 5 ? 5 : (long) wait);
+    zmq_poll (items, (int) n, wait < 0 ? 0 : wait > 5 ? 5 : (long) wait);
     if (f->raw)
         s_raw_service (f->raw);
+    if (f->raw2)
+        s_raw_service (f->raw2);
     edge_link_recv (f->link);
+    f->next_tick = edge_link_tick (f->link, aclock_now_ms ());
+}
+
+//  How many sockets the link asks the loop to poll.
+static size_t s_nitems (s_fix_t *f)
+{
+    zmq_pollitem_t items[2 * CFG_BROKERS_MAX];
+    return edge_link_poll_items (f->link, items, 2 * CFG_BROKERS_MAX);
 }
 
 //  Drive the link until cond holds or S_WAIT_MS passed (then the assert after fails).
@@ -219,6 +232,25 @@ static cfg_t *s_cfg (const char *broker)
     return cfg;
 }
 
+static s_raw_t *s_raw_new (void)
+{
+    s_raw_t *raw = calloc (1, sizeof *raw);
+    assert_non_null (raw);
+    raw->fb = fake_broker_new_driven ("tcp://127.0.0.1:*", WIRE_SIDE_CLIENT);
+    assert_non_null (raw->fb);
+    raw->workers = 1;
+    return raw;
+}
+
+static void s_raw_destroy (s_raw_t **raw_p)
+{
+    if (!*raw_p)
+        return;
+    fake_broker_destroy (&(*raw_p)->fb);
+    free (*raw_p);
+    *raw_p = NULL;
+}
+
 //  A link in a fresh context to endpoint, or (endpoint NULL) to a driven fake broker.
 static s_fix_t *s_fix_new (const char *endpoint)
 {
@@ -229,10 +261,7 @@ static s_fix_t *s_fix_new (const char *endpoint)
     assert_non_null (f->zctx);
     assert_non_null (f->box);
     if (!endpoint) {
-        f->raw = calloc (1, sizeof *f->raw);
-        assert_non_null (f->raw);
-        f->raw->fb = fake_broker_new_driven ("tcp://127.0.0.1:*", WIRE_SIDE_CLIENT);
-        assert_non_null (f->raw->fb);
+        f->raw = s_raw_new ();
         endpoint = fake_broker_endpoint (f->raw->fb);
     }
     f->cfg = s_cfg (endpoint);
@@ -247,10 +276,8 @@ static void s_fix_destroy (s_fix_t **f_p)
     edge_link_destroy (&f->link);
     edge_link_destroy (&f->link);
     assert_null (f->link);
-    if (f->raw) {
-        fake_broker_destroy (&f->raw->fb);
-        free (f->raw);
-    }
+    s_raw_destroy (&f->raw);
+    s_raw_destroy (&f->raw2);
     zmq_ctx_term (f->zctx);
     edge_status_box_destroy (&f->box);
     fake_broker_destroy (&f->fb);
@@ -281,6 +308,24 @@ static int s_setup_raw (void **state)
     return edge_link_up (f->link) ? 0 : -1;
 }
 
+//  Two driven brokers, both in edge/broker.
+static int s_setup_two (void **state)
+{
+    log_init ("edge-link-test", LOG_LVL_ERROR);
+    s_raw_t *a = s_raw_new (), *b = s_raw_new ();
+    char list[600];
+    snprintf (list, sizeof list, "%s, %s", fake_broker_endpoint (a->fb),
+              fake_broker_endpoint (b->fb));
+    s_fix_t *f = s_fix_new (list);
+    f->raw = a;
+    f->raw2 = b;
+    *state = f;
+    size_t live = 0;
+    S_PUMP_UNTIL (f, edge_link_brokers (f->link, &live) == 2 && live == 2 && a->id_len
+                     && b->id_len);
+    return live == 2 ? 0 : -1;
+}
+
 static int s_teardown (void **state)
 {
     s_fix_t *f = *state;
@@ -296,7 +341,7 @@ static void s_raw_frames (s_fix_t *f, int n, const void *const *data, const size
 
 static void s_raw_send (s_fix_t *f, uint8_t cmd, const ProtobufCMessage *body)
 {
-    assert_int_equal (fake_broker_send (f->raw->fb, cmd, body, NULL, 0), 0);
+    assert_int_equal (fake_broker_send ((f->to ? f->to : f->raw)->fb, cmd, body, NULL, 0), 0);
 }
 
 static void s_raw_result (s_fix_t *f, uint64_t job_id)
@@ -586,7 +631,7 @@ static void test_not_connected (void **state)
     fake_broker_destroy (&gone);
     s_fix_t *f = s_fix_new (endpoint);
     assert_false (edge_link_up (f->link));
-    assert_non_null (edge_link_socket (f->link));
+    assert_int_equal (s_nitems (f), 2);     // the DEALER and its monitor
     s_pump (f);
     //  ZMQ_IMMEDIATE: a SUBMIT fails at once and registers nothing
     int rc;
@@ -600,7 +645,7 @@ static void test_not_connected (void **state)
     //  Never up: no status, and the socket is recreated after heartbeat * liveness
     S_PUMP_UNTIL (f, s_stats (f).reconnects >= 1);
     assert_true (s_stats (f).reconnects >= 1);
-    assert_non_null (edge_link_socket (f->link));
+    assert_int_equal (s_nitems (f), 2);     // the DEALER and its monitor
     assert_false (edge_link_up (f->link));
     assert_null (edge_status_box_get (f->box));
     assert_int_equal (f->ngot, 0);
@@ -728,6 +773,124 @@ static void test_malformed (void **state)
     assert_int_equal (s_stats (f).bad_messages, N_BAD);
 }
 
+//  --------------------------------------------------------------- lost brokers
+
+//  A broker restart drops the connection: the job that sent nothing yet is resubmitted
+//  (same id) to the broker once it is back with workers; the stream that already sent a
+//  CHUNK fails at once. The client gets exactly one final answer for each.
+static void test_restart_resubmits (void **state)
+{
+    s_fix_t *f = *state;
+    log_init ("edge-link-test", LOG_LVL_ERROR);
+    uint64_t a = s_submit (f, "any", false, &s_req[0]);
+    uint64_t b = s_submit (f, "any", true, &s_req[1]);
+    S_PUMP_UNTIL (f, f->raw->nsubmitted == 2);
+    assert_int_equal (f->raw->nsubmitted, 2);
+    s_raw_chunk (f, b, 0);
+    S_PUMP_UNTIL (f, f->ngot == 1);
+    assert_int_equal (f->got[0].cmd, WIRE_C_CHUNK);
+    //  Back without workers first: a waits for them
+    f->raw->workers = 0;
+    assert_int_equal (fake_broker_restart (f->raw->fb), 0);
+    S_PUMP_UNTIL (f, s_got (f, b, 1) != NULL);
+    const s_got_t *gb = s_got (f, b, 1);
+    assert_non_null (gb);
+    assert_int_equal (gb->cmd, WIRE_C_ERROR);
+    assert_int_equal (gb->code, AIGW__ERROR_CODE__ERR_UNAVAILABLE);
+    assert_string_equal (gb->message, "lost the connection to the broker");
+    assert_null (s_got (f, a, 0));
+    assert_int_equal (edge_link_waiting (f->link), 1);
+    S_PUMP_UNTIL (f, s_stats (f).pongs >= 2 && edge_link_up (f->link));
+    assert_int_equal (f->raw->nsubmitted, 2);       // no workers: not yet
+    f->raw->workers = 1;
+    S_PUMP_UNTIL (f, f->raw->nsubmitted == 3);
+    assert_int_equal (f->raw->nsubmitted, 3);
+    assert_int_equal (f->raw->submitted[2], a);
+    s_raw_result (f, a);
+    s_raw_result (f, a);                            // a second answer finds no route
+    S_PUMP_UNTIL (f, s_stats (f).unrouted == 1);
+    const s_got_t *ga = s_got (f, a, 0);
+    assert_non_null (ga);
+    assert_int_equal (ga->cmd, WIRE_C_RESULT);
+    assert_ptr_equal (ga->req, &s_req[0]);
+    assert_null (s_got (f, a, 1));
+    edge_link_stats_t st = s_stats (f);
+    assert_int_equal (st.resubmitted, 1);
+    assert_true (st.brokers_lost >= 1);
+    assert_int_equal (st.failed_on_down, 1);
+    assert_int_equal (edge_link_waiting (f->link), 0);
+    log_init ("edge-link-test", LOG_LVL_WARN);
+}
+
+//  A PONG from another instance (no disconnect seen) means the broker restarted: its
+//  jobs are resubmitted. A resubmitted job lost again is not resubmitted twice.
+static void test_instance_change (void **state)
+{
+    s_fix_t *f = *state;
+    log_init ("edge-link-test", LOG_LVL_ERROR);
+    f->raw->instance = 11;
+    S_PUMP_UNTIL (f, s_stats (f).pongs >= 3);
+    uint64_t a = s_submit (f, "any", false, &s_req[0]);
+    S_PUMP_UNTIL (f, f->raw->nsubmitted == 1);
+    f->raw->instance = 12;
+    S_PUMP_UNTIL (f, f->raw->nsubmitted == 2);
+    assert_int_equal (f->raw->submitted[1], a);
+    edge_link_stats_t st = s_stats (f);
+    assert_int_equal (st.restarts, 1);
+    assert_int_equal (st.resubmitted, 1);
+    assert_int_equal (f->ngot, 0);
+    //  Once only: the next restart fails it
+    f->raw->instance = 13;
+    S_PUMP_UNTIL (f, f->ngot == 1);
+    assert_int_equal (f->got[0].job_id, a);
+    assert_int_equal (f->got[0].code, AIGW__ERROR_CODE__ERR_UNAVAILABLE);
+    assert_int_equal (s_stats (f).restarts, 2);
+    assert_int_equal (s_stats (f).resubmitted, 1);
+    assert_int_equal (f->raw->nsubmitted, 2);
+    log_init ("edge-link-test", LOG_LVL_WARN);
+}
+
+//  Two brokers: jobs spread by outstanding count; an answer from the broker that does
+//  not hold the job is dropped; when one broker goes, its jobs move to the other.
+static void test_two_brokers (void **state)
+{
+    s_fix_t *f = *state;
+    uint64_t ids[4];
+    for (int i = 0; i < 4; i++)
+        ids[i] = s_submit (f, "any", false, &s_req[i]);
+    S_PUMP_UNTIL (f, f->raw->nsubmitted == 2 && f->raw2->nsubmitted == 2);
+    assert_int_equal (f->raw->nsubmitted, 2);
+    assert_int_equal (f->raw2->nsubmitted, 2);
+    //  The second broker answers a job the first one holds: dropped
+    f->to = f->raw2;
+    s_raw_result (f, f->raw->submitted[0]);
+    S_PUMP_UNTIL (f, s_stats (f).unrouted == 1);
+    assert_int_equal (s_stats (f).unrouted, 1);
+    assert_int_equal (f->ngot, 0);
+    //  The second broker dies: its two jobs go to the first at once
+    s_raw_destroy (&f->raw2);
+    f->to = NULL;
+    S_PUMP_UNTIL (f, f->raw->nsubmitted == 4);
+    assert_int_equal (f->raw->nsubmitted, 4);
+    size_t live = 0;
+    assert_int_equal (edge_link_brokers (f->link, &live), 2);
+    assert_int_equal (live, 1);
+    for (int i = 0; i < 4; i++)
+        s_raw_result (f, f->raw->submitted[i]);
+    S_PUMP_UNTIL (f, f->ngot == 4);
+    assert_int_equal (f->ngot, 4);
+    for (int i = 0; i < 4; i++) {
+        const s_got_t *g = s_got (f, ids[i], 0);
+        assert_non_null (g);
+        assert_int_equal (g->cmd, WIRE_C_RESULT);
+        assert_ptr_equal (g->req, &s_req[i]);
+    }
+    edge_link_stats_t st = s_stats (f);
+    assert_int_equal (st.resubmitted, 2);
+    assert_int_equal (st.failed_on_down, 0);
+    assert_int_equal (edge_link_waiting (f->link), 0);
+}
+
 int main (void)
 {
     const struct CMUnitTest tests[] = {
@@ -742,6 +905,9 @@ int main (void)
         cmocka_unit_test_setup_teardown (test_final_answers, s_setup_raw, s_teardown),
         cmocka_unit_test_setup_teardown (test_reconnect_new_socket, s_setup_raw, s_teardown),
         cmocka_unit_test_setup_teardown (test_malformed, s_setup_raw, s_teardown),
+        cmocka_unit_test_setup_teardown (test_restart_resubmits, s_setup_raw, s_teardown),
+        cmocka_unit_test_setup_teardown (test_instance_change, s_setup_raw, s_teardown),
+        cmocka_unit_test_setup_teardown (test_two_brokers, s_setup_two, s_teardown),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }
