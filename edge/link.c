@@ -602,12 +602,16 @@ edge_link_t *edge_link_new (const cfg_t *cfg, void *zctx, edge_status_box_t *box
         return NULL;
     }
     char err[1024];
-    //  The CURVE keys are checked against the first endpoint; every broker shares them
-    if (curve_client_load (&self->curve, cfg, cfg->edge.cert, "edge/cert", eps[0], err,
-                           sizeof err)) {
-        log_error ("%s", err);
-        free (self);
-        return NULL;
+    //  Every endpoint passes protected mode; the keys (loaded again each time) are the
+    //  same for every broker
+    for (size_t i = 0; i < self->nbrokers; i++) {
+        curve_client_wipe (&self->curve);
+        if (curve_client_load (&self->curve, cfg, cfg->edge.cert, "edge/cert", eps[i], err,
+                               sizeof err)) {
+            log_error ("%s", err);
+            free (self);
+            return NULL;
+        }
     }
     self->jobs = edge_jobmap_new ();
     if (!self->jobs) {

@@ -773,6 +773,27 @@ static void test_malformed (void **state)
     assert_int_equal (s_stats (f).bad_messages, N_BAD);
 }
 
+//  Protected mode holds for every broker of the list, not just the first.
+static void test_protected_mode_every_broker (void **state)
+{
+    (void) state;
+    log_init ("edge-link-test", LOG_LVL_ERROR);
+    void *zctx = zmq_ctx_new ();
+    edge_status_box_t *box = edge_status_box_new ();
+    cfg_t *cfg = s_cfg ("tcp://127.0.0.1:5555, tcp://10.0.0.2:5555");
+    s_fix_t dummy = { 0 };
+    assert_null (edge_link_new (cfg, zctx, box, s_on_answer, &dummy));
+    cfg->fabric.insecure = true;
+    edge_link_t *link = edge_link_new (cfg, zctx, box, s_on_answer, &dummy);
+    assert_non_null (link);
+    assert_int_equal (edge_link_brokers (link, NULL), 2);
+    edge_link_destroy (&link);
+    cfg_destroy (&cfg);
+    edge_status_box_destroy (&box);
+    zmq_ctx_term (zctx);
+    log_init ("edge-link-test", LOG_LVL_WARN);
+}
+
 //  --------------------------------------------------------------- lost brokers
 
 //  A broker restart drops the connection: the job that sent nothing yet is resubmitted
@@ -908,6 +929,7 @@ int main (void)
         cmocka_unit_test_setup_teardown (test_restart_resubmits, s_setup_raw, s_teardown),
         cmocka_unit_test_setup_teardown (test_instance_change, s_setup_raw, s_teardown),
         cmocka_unit_test_setup_teardown (test_two_brokers, s_setup_two, s_teardown),
+        cmocka_unit_test (test_protected_mode_every_broker),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }
