@@ -49,6 +49,7 @@ typedef struct attempt_t {
     uint64_t id;
     job_t *job;
     uint8_t index;                  // race attempt index
+    uint8_t bounces;                // times full workers sent it back (ERR_OVERLOADED)
     struct attempt_t *free_next;
 } attempt_t;
 

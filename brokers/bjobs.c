@@ -14,6 +14,7 @@
 #include "log.h"
 
 #define BJOBS_POOL_MAX 4096         // free jobs/attempts kept for reuse
+#define BJOBS_BOUNCES_MAX 3         // times full workers may send one attempt back
 
 #define s_container(ptr, type, member) ((type *) ((char *) (ptr) - offsetof (type, member)))
 
@@ -521,6 +522,47 @@ void bjobs_result (bjobs_t *self, worker_t *w, wire_msg_t *msg, int64_t now)
     protobuf_c_message_free_unpacked (&res->base, NULL);
 }
 
+//  Worker w sent attempt a back: it is full (ERR_OVERLOADED; its capacity went to
+//  other brokers). Place it again on another worker, or at the head of its model's
+//  queue, as the same race attempt: no verdict on its target, no re-dispatch used.
+//  Sent back more than BJOBS_BOUNCES_MAX times, it fails with ERR_OVERLOADED.
+static void s_attempt_bounce (bjobs_t *self, attempt_t *a, worker_t *w, const char *message,
+                              int64_t now)
+{
+    job_t *job = a->job;
+    size_t index = a->index;
+    const char *model = job->req->targets[race_attempt (&job->race, index)->target];
+    dsp_worker_t *from = dsp_done (self->env->dsp, &a->item);  // no pull: it is full
+    self->env->c->attempts_bounced++;
+    log_debug ("attempt %" PRIu64 " sent back by worker %s (full): placed again",
+               a->id, breg_worker_name (w));
+    dsp_status_t st = ++a->bounces > BJOBS_BOUNCES_MAX
+                    ? DSP_OVERLOADED : dsp_resubmit (self->env->dsp, &a->item, model, from);
+    if (st == DSP_ASSIGNED) {
+        s_attempt_send_task (self, a, now);
+        return;
+    }
+    if (st == DSP_QUEUED)
+        return;
+    char why[RACE_REASON_MAX];
+    int code = st == DSP_UNAVAILABLE ? AIGW__ERROR_CODE__ERR_UNAVAILABLE
+                                     : AIGW__ERROR_CODE__ERR_OVERLOADED;
+    if (st == DSP_UNAVAILABLE)
+        snprintf (why, sizeof why, "no worker serves model %s", model);
+    else
+    if (a->bounces > BJOBS_BOUNCES_MAX)
+        snprintf (why, sizeof why, "sent back %u times by full workers (last %s: %s)",
+                  (unsigned) a->bounces, breg_worker_name (w), message ? message : "full");
+    else
+        snprintf (why, sizeof why, "queue for model %s is full", model);
+    s_attempt_free (self, a);
+    bjob_verdict (job, index, BJOB_NONE, now);
+    if (race_attempt_fail (&job->race, index, code, why, 0, 0, now) == RACE_EV_OK) {
+        self->env->c->attempts_failed++;
+        s_job_apply (self, job, now);
+    }
+}
+
 void bjobs_error (bjobs_t *self, worker_t *w, wire_msg_t *msg, int64_t now)
 {
     Aigw__Error *err = (Aigw__Error *) wire_unpack (&aigw__error__descriptor, &msg->body);
@@ -531,6 +573,10 @@ void bjobs_error (bjobs_t *self, worker_t *w, wire_msg_t *msg, int64_t now)
     }
     bool ack = err->code == AIGW__ERROR_CODE__ERR_CANCELLED;
     attempt_t *a = s_reply_attempt (self, w, err->has_attempt_id, err->attempt_id, ack);
+    if (a && err->code == AIGW__ERROR_CODE__ERR_OVERLOADED
+        && race_attempt (&a->job->race, a->index)->first_token < 0)
+        s_attempt_bounce (self, a, w, err->message, now);
+    else
     if (a) {
         job_t *job = a->job;
         size_t index = a->index;

@@ -29,6 +29,8 @@ void bjobs_set_stopping (bjobs_t *self, bool stopping);
 void bjobs_submit (bjobs_t *self, wire_msg_t *msg, int64_t now);
 void bjobs_cancel (bjobs_t *self, wire_msg_t *msg, int64_t now);
 //  From worker w (registered, alive): RESULT, ERROR, CHUNK of one of its attempts.
+//  An ERROR ERR_OVERLOADED before any token means w is full: the attempt is placed
+//  again (another worker, or its queue's head), at most a few times, then fails.
 void bjobs_result (bjobs_t *self, worker_t *w, wire_msg_t *msg, int64_t now);
 void bjobs_error (bjobs_t *self, worker_t *w, wire_msg_t *msg, int64_t now);
 void bjobs_chunk (bjobs_t *self, worker_t *w, wire_msg_t *msg, int64_t now);

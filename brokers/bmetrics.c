@@ -3,7 +3,9 @@
 #define _GNU_SOURCE
 #include "bmetrics.h"
 
+#include <inttypes.h>
 #include <msgpack.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -272,9 +274,12 @@ void bmetrics_tick (bmetrics_t *self, const bmetrics_tick_t *tick, int64_t now)
     }
     msgpack_packer pk;
     s_begin (self, &pk);
-    msgpack_pack_map (&pk, 9);
+    char instance[17];
+    snprintf (instance, sizeof instance, "%016" PRIx64, tick->instance);
+    msgpack_pack_map (&pk, 10);
     s_kv_u64 (&pk, "ts_ms", s_wall_ms ());
     s_kv_str (&pk, "broker_id", tick->broker_id);
+    s_kv_str (&pk, "instance", instance);
     s_kv_u64 (&pk, "uptime_s", (uint64_t) (now - tick->started) / 1000000);
     s_kv_u64 (&pk, "jobs_in_flight", tick->jobs_in_flight);
     s_kv_usd (&pk, "cost_usd", cost);

@@ -28,6 +28,7 @@ typedef struct {
 //  What the once-a-second `metrics` message shows.
 typedef struct {
     const char *broker_id;
+    uint64_t instance;              // random at start: shown as 16 hex digits
     int64_t started;                // when the loop began (µs)
     uint64_t jobs_in_flight;
     const broker_counters_t *counters;

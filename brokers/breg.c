@@ -23,6 +23,8 @@ struct worker_t {
     dsp_worker_t *dw;               // NULL once dead
     bool dead;                      // killed; freed at the next reap
     char key[WIRE_USER_ID_MAX];     // CURVE public key that registered it ("" without CURVE)
+    int fd;                         // connection its messages arrive on, -1 unknown
+    uint32_t fd_gen;                // that fd's generation then (bconn.h)
     uint64_t completed, failed, cancelled;  // from the worker's last HEARTBEAT
     struct worker_t *prev, *next;   // live list, or graveyard (next only)
 };
@@ -36,6 +38,7 @@ struct breg_t {
     bmetrics_t *metrics;
     broker_counters_t *c;
     int64_t expiry_us;
+    uint64_t instance;
     breg_hooks_t hooks;
     hmap_t workers;
     worker_t *worker_list, *graveyard;
@@ -106,6 +109,7 @@ breg_t *breg_new (const breg_env_t *env)
     self->metrics = env->metrics;
     self->c = env->c;
     self->expiry_us = env->expiry_us;
+    self->instance = env->instance;
     if (hmap_init (&self->workers, s_worker_eq)) {
         free (self);
         return NULL;
@@ -292,6 +296,7 @@ worker_t *breg_ready (breg_t *self, wire_msg_t *msg, int64_t now)
     memcpy (w->rid, msg->id, msg->id_len);
     w->rid_len = msg->id_len;
     memcpy (w->key, msg->user_id, sizeof w->key);
+    w->fd = -1;
     s_printable (w->name, sizeof w->name, h->worker_id);
     w->expiry = now + self->expiry_us;
     w->dw = dsp_worker_add (self->dsp, allowed, nallowed, h->capacity, w);
@@ -362,20 +367,55 @@ void breg_heartbeat (breg_t *self, worker_t *w, wire_msg_t *msg)
     w->completed = st->has_completed ? st->completed : w->completed;
     w->failed = st->has_failed ? st->failed : w->failed;
     w->cancelled = st->has_cancelled ? st->cancelled : w->cancelled;
+    if (st->has_capacity && w->dw && st->capacity != dsp_worker_capacity (w->dw)) {
+        log_debug ("worker %s: capacity %u -> %u", w->name, dsp_worker_capacity (w->dw),
+                   st->capacity);
+        dsp_worker_set_capacity (self->dsp, w->dw, st->capacity);
+    }
     protobuf_c_message_free_unpacked (&st->base, NULL);
 }
 
 void breg_tick (breg_t *self, int64_t now)
 {
+    Aigw__BrokerBeat beat = AIGW__BROKER_BEAT__INIT;
+    beat.has_instance = true;
+    beat.instance = self->instance;
     worker_t *w = self->worker_list;
     while (w) {
         worker_t *next = w->next;
         if (now >= w->expiry)
             breg_kill (self, w, "heartbeat expired");
         else
-            breg_send (self, w, WIRE_W_HEARTBEAT, NULL, NULL);
+            breg_send (self, w, WIRE_W_HEARTBEAT, &beat.base, NULL);
         w = next;
     }
+}
+
+void breg_worker_set_conn (worker_t *w, int fd, uint32_t gen)
+{
+    w->fd = fd;
+    w->fd_gen = gen;
+}
+
+int breg_worker_fd (const worker_t *w)
+{
+    return w->fd;
+}
+
+size_t breg_conn_closed (breg_t *self, int fd, uint32_t gen)
+{
+    size_t n = 0;
+    worker_t *w = self->worker_list;
+    while (w) {
+        worker_t *next = w->next;
+        if (fd >= 0 && w->fd == fd && w->fd_gen == gen) {
+            self->c->workers_disconnected++;
+            breg_kill (self, w, "its connection closed");
+            n++;
+        }
+        w = next;
+    }
+    return n;
 }
 
 //  ---------------------------------------------------------------------------

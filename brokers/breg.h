@@ -31,6 +31,7 @@ typedef struct {
     bmetrics_t *metrics;            // `worker` events
     broker_counters_t *c;
     int64_t expiry_us;              // a worker silent this long is dead
+    uint64_t instance;              // the broker's instance id, in every HEARTBEAT it sends
 } breg_env_t;
 
 //  Upward notifications: a worker taken out of service leaves attempts behind.
@@ -58,10 +59,17 @@ worker_t *breg_ready (breg_t *self, wire_msg_t *msg, int64_t now);
 //  none (counted as unknown_worker, sent DISCONNECT unless it said DISCONNECT), or if
 //  its routing id came back with another certificate (then it is killed).
 worker_t *breg_sender (breg_t *self, const wire_msg_t *msg, int64_t now);
-//  A HEARTBEAT from w: keep the counters its body carries.
+//  A HEARTBEAT from w: keep the counters its body carries; a capacity in it is w's
+//  new capacity here (0: send it nothing now). The caller hands w queued work after.
 void breg_heartbeat (breg_t *self, worker_t *w, wire_msg_t *msg);
-//  Every heartbeat interval: expire silent workers, heartbeat the rest.
+//  Every heartbeat interval: expire silent workers, heartbeat the rest (BrokerBeat).
 void breg_tick (breg_t *self, int64_t now);
+//  The connection (fd, generation: bconn.h) w's messages arrive on; fd -1: unknown.
+void breg_worker_set_conn (worker_t *w, int fd, uint32_t gen);
+int breg_worker_fd (const worker_t *w);
+//  The connection (fd, gen) closed: kill the workers recorded on it (counted as
+//  workers_disconnected). Returns how many.
+size_t breg_conn_closed (breg_t *self, int fd, uint32_t gen);
 
 //  Send to a worker. A send refused because the worker's pipe is full (EAGAIN)
 //  returns -1 with errno EAGAIN and leaves the worker alone; any other failure

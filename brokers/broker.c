@@ -1,18 +1,20 @@
-// aigw broker event loop: sockets, bind, poll, timers, drain, shutdown and the
-// CURVE monitors. It reads each message, checks its header and sender, and hands it
-// to the jobs (bjobs.c) or the worker registry (breg.c); the metrics stream
-// (bmetrics.c) gets what it shows from here.
+// aigw broker event loop: sockets, bind, poll, timers, drain, shutdown and the socket
+// monitors (workers' connections closing, refused CURVE handshakes). It reads each
+// message, checks its header and sender, and hands it to the jobs (bjobs.c) or the
+// worker registry (breg.c); the metrics stream (bmetrics.c) gets what it shows from here.
 #define _GNU_SOURCE
 #include "broker.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <unistd.h>
 #include <czmq.h>
 #include <zmq.h>
@@ -36,6 +38,89 @@ static void s_seed (void)
         close (fd);
     }
     hmap_seed (seed ^ (uint64_t) aclock_now_us () ^ ((uint64_t) getpid () << 32));
+}
+
+//  A random non-zero instance id: getrandom (2), else /dev/urandom, else the clock.
+static uint64_t s_instance (void)
+{
+    uint64_t id = 0;
+    if (getrandom (&id, sizeof id, GRND_NONBLOCK) != (ssize_t) sizeof id) {
+        int fd = open ("/dev/urandom", O_RDONLY | O_CLOEXEC);
+        if (fd < 0 || read (fd, &id, sizeof id) != (ssize_t) sizeof id)
+            id = (uint64_t) aclock_now_us () * 0x9e3779b97f4a7c15ULL ^ (uint64_t) getpid ();
+        if (fd >= 0)
+            close (fd);
+    }
+    return id ? id : 1;
+}
+
+//  ---------------------------------------------------------------------------
+//  Socket monitors
+
+#define S_HANDSHAKE_FAILED (ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL \
+                            | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH)
+
+//  A refused handshake (CURVE only): counted, and logged at the 1st, 2nd, 4th, 8th...
+//  refusal so a scanning peer cannot flood the log.
+static void s_refused (broker_t *self, size_t slot, uint16_t event)
+{
+    static const char *const sides[] = { "frontend", "backend", "metrics" };
+    uint64_t n = ++self->c.denied_handshakes;
+    if ((n & (n - 1)) == 0)
+        log_warn ("%s: refused a connection at the CURVE handshake (%s); %" PRIu64
+                  " refused so far", sides[slot],
+                  event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH ? "certificate not authorized"
+                  : "no CURVE or bad handshake", n);
+}
+
+//  Read up to max events of monitor slot. The backend's ACCEPTED and DISCONNECTED move
+//  its connections' generations on; a closed one waits for s_conns_closed.
+static void s_read_monitor (broker_t *self, size_t slot, int max)
+{
+    zmon_event_t ev;
+    for (int i = 0; i < max && zmon_next (&self->mon[slot], &ev) == 0; i++) {
+        bool backend = slot == BROKER_MON_BACKEND;
+        if (backend && ev.event == ZMQ_EVENT_ACCEPTED)
+            bconn_accepted (&self->conns, (int) ev.value);
+        else
+        if (backend && ev.event == ZMQ_EVENT_DISCONNECTED) {
+            if (bconn_disconnected (&self->conns, (int) ev.value))
+                log_debug ("backend: connection fd %u closed, not tracked (its workers "
+                           "are left to heartbeat expiry)", ev.value);
+        }
+        else
+        if (ev.event & S_HANDSHAKE_FAILED)
+            s_refused (self, slot, ev.event);
+    }
+}
+
+//  The workers of backend connections that closed are lost now, as if their
+//  heartbeat had expired.
+static void s_conns_closed (broker_t *self)
+{
+    bconn_closed_t c;
+    while (bconn_take (&self->conns, &c))
+        breg_conn_closed (self->reg, (int) c.fd, c.gen);
+}
+
+//  Record the connection (fd, generation) w's message came on, so that its close names
+//  w. A new or changed fd: read the backend monitor first, so that an earlier
+//  connection's DISCONNECTED on the same fd is taken before, not mistaken for this one's.
+static void s_track_conn (broker_t *self, worker_t *w, wire_msg_t *msg)
+{
+    int fd = zmq_msg_get (&msg->body, ZMQ_SRCFD);
+    if (fd < 0)
+        return;         // inproc, or no body frame to tell: keep what we know
+    if (!bconn_track (&self->conns, fd)) {
+        breg_worker_set_conn (w, -1, 0);        // not tracked: heartbeat backstop
+        return;
+    }
+    if (breg_worker_fd (w) != fd)
+        s_read_monitor (self, BROKER_MON_BACKEND, INT_MAX);
+    else
+    if (bconn_closing (&self->conns, fd))
+        return;         // its last messages before the close: keep the closed generation
+    breg_worker_set_conn (w, fd, bconn_gen (&self->conns, fd));
 }
 
 //  ---------------------------------------------------------------------------
@@ -68,6 +153,8 @@ static void s_on_ping (broker_t *self, wire_msg_t *msg)
     st.workers = (uint32_t) dsp_worker_count (self->dsp);
     st.jobs_in_flight = bjobs_count (self->jobs);
     st.broker_id = self->broker_id;
+    st.has_instance = true;
+    st.instance = self->instance;
     if (wire_send (self->frontend, msg->id, msg->id_len, WIRE_SIDE_CLIENT, WIRE_C_PONG, &st.base,
                    NULL))
         self->c.send_failures++;
@@ -116,13 +203,16 @@ static void s_on_worker (broker_t *self, wire_msg_t *msg, int64_t now)
     }
     if (msg->cmd == WIRE_W_READY) {
         worker_t *w = breg_ready (self->reg, msg, now);
-        if (w)
+        if (w) {
+            s_track_conn (self, w, msg);
             bjobs_pull (self->jobs, w, now);    // hand it queued work
+        }
         return;
     }
     worker_t *w = breg_sender (self->reg, msg, now);
     if (!w)
         return;
+    s_track_conn (self, w, msg);
     if (msg->cmd == WIRE_W_RESULT)
         bjobs_result (self->jobs, w, msg, now);
     else
@@ -135,8 +225,9 @@ static void s_on_worker (broker_t *self, wire_msg_t *msg, int64_t now)
     if (msg->cmd == WIRE_W_DISCONNECT)
         breg_kill (self->reg, w, "sent DISCONNECT");
     else {
-        //  HEARTBEAT: keep the worker's own counters; hand it queued work if it has
-        //  credit (a TASK refused earlier because its pipe was full is retried this way)
+        //  HEARTBEAT: keep the worker's own counters and capacity; hand it queued work
+        //  if it has credit (a TASK refused earlier because its pipe was full, or work
+        //  queued while its capacity was used up, goes out this way)
         breg_heartbeat (self->reg, w, msg);
         bjobs_pull (self->jobs, w, now);
     }
@@ -148,36 +239,42 @@ void broker_log_summary (const broker_t *self)
     log_info ("summary: jobs accepted=%" PRIu64 " rejected=%" PRIu64 " won=%" PRIu64
               " failed=%" PRIu64 " timeout=%" PRIu64 " cancelled=%" PRIu64 " in_flight=%zu;"
               " attempts started=%" PRIu64 " won=%" PRIu64 " cancelled=%" PRIu64
-              " failed=%" PRIu64 " redispatched=%" PRIu64 " late=%" PRIu64 " cancel_acks=%" PRIu64
+              " failed=%" PRIu64 " redispatched=%" PRIu64 " bounced=%" PRIu64 " late=%" PRIu64
+              " cancel_acks=%" PRIu64
               "; malformed=%" PRIu64 " unknown_worker=%" PRIu64 "; denied clients=%" PRIu64
               " models=%" PRIu64 " readys=%" PRIu64 " handshakes=%" PRIu64
-              "; workers joined=%" PRIu64
-              " lost=%" PRIu64 " live=%zu; send_failures=%" PRIu64 " (pipe full %" PRIu64 ")",
+              "; workers joined=%" PRIu64 " lost=%" PRIu64 " (disconnected %" PRIu64 ") live=%zu"
+              "; send_failures=%" PRIu64 " (pipe full %" PRIu64 ")",
               c->jobs_accepted, c->jobs_rejected, c->jobs_won, c->jobs_failed, c->jobs_timeout,
               c->jobs_cancelled, bjobs_count (self->jobs), c->attempts_started, c->attempts_won,
               c->attempts_cancelled, c->attempts_failed, c->attempts_redispatched,
-              c->late_replies, c->cancel_acks, c->malformed, c->unknown_worker,
-              c->denied_clients, c->denied_models, c->denied_readys, c->denied_handshakes,
-              c->workers_joined, c->workers_lost, dsp_worker_count (self->dsp),
-              c->send_failures, c->send_full);
+              c->attempts_bounced, c->late_replies, c->cancel_acks, c->malformed,
+              c->unknown_worker, c->denied_clients, c->denied_models, c->denied_readys,
+              c->denied_handshakes, c->workers_joined, c->workers_lost, c->workers_disconnected,
+              dsp_worker_count (self->dsp), c->send_failures, c->send_full);
 }
 
 //  ---------------------------------------------------------------------------
 //  Construction
 
-//  Bind ep and replace it with the endpoint bound (a wildcard port "*" becomes the
-//  port the kernel chose), so logs and tests see the real one.
-static void *s_bind (broker_t *self, int type, char *ep, size_t eplen, int64_t max_frame,
-                     bool router)
+//  A ROUTER with the fabric's options (ZMTP pings, CURVE), watched by mon for events
+//  (0: not watched) from before it binds ep. ep becomes the endpoint bound (a wildcard
+//  port "*" becomes the port the kernel chose), so logs and tests see the real one.
+static void *s_bind (broker_t *self, const cfg_t *cfg, char *ep, size_t eplen, zmon_t *mon,
+                     int events)
 {
-    void *s = zmq_socket (self->ctx, type);
+    void *s = zmq_socket (self->ctx, ZMQ_ROUTER);
     if (!s) {
         log_error ("cannot create socket: %s", zmq_strerror (errno));
         return NULL;
     }
-    if (wire_setup_socket (s, router, max_frame)
-        || (self->curve && curve_server_apply (self->curve, s)) || zmq_bind (s, ep)) {
+    int ping_ms = (int) cfg->fabric.ping_ms, ping_timeout_ms = (int) cfg->fabric.ping_timeout_ms;
+    if (wire_setup_socket (s, true, cfg->broker.max_frame)
+        || (ping_ms > 0 && wire_heartbeat (s, ping_ms, ping_timeout_ms))
+        || (self->curve && curve_server_apply (self->curve, s))
+        || (events && zmon_open (mon, self->ctx, s, events)) || zmq_bind (s, ep)) {
         log_error ("cannot bind %s: %s", ep, zmq_strerror (errno));
+        zmon_close (mon);
         zmq_close (s);
         return NULL;
     }
@@ -202,25 +299,6 @@ static int s_protected (const cfg_t *cfg)
             if (!cfg_is_loopback (eps[i]))
                 log_warn ("fabric/insecure = true: %s = %s accepts anyone, in clear text",
                           keys[i], eps[i]);
-    return 0;
-}
-
-//  Watch a CURVE socket's refused handshakes (zmq monitor -> PAIR in ctx, the
-//  socket's own context). 0 / -1.
-static int s_monitor (broker_t *self, void *ctx, void *sock, size_t slot)
-{
-    char ep[96];
-    snprintf (ep, sizeof ep, "inproc://aigw-broker-%p-mon-%zu", (void *) self, slot);
-    int events = ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL
-               | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH;
-    if (zmq_socket_monitor (sock, ep, events))
-        return -1;
-    self->monitor[slot] = zmq_socket (ctx, ZMQ_PAIR);
-    int zero = 0;
-    if (!self->monitor[slot]
-        || zmq_setsockopt (self->monitor[slot], ZMQ_LINGER, &zero, sizeof zero)
-        || zmq_connect (self->monitor[slot], ep))
-        return -1;
     return 0;
 }
 
@@ -258,7 +336,7 @@ static int s_modules_new (broker_t *self, const cfg_t *cfg)
     breg_env_t renv = {
         .backend = self->backend, .dsp = self->dsp, .prices = self->prices,
         .curve = self->curve, .peers = &self->peers, .metrics = self->metrics, .c = &self->c,
-        .expiry_us = self->expiry_us,
+        .expiry_us = self->expiry_us, .instance = self->instance,
     };
     self->reg = breg_new (&renv);
     self->jobs = self->reg ? bjobs_new (&self->env, self->reg, &self->peers) : NULL;
@@ -279,6 +357,8 @@ broker_t *broker_new (const cfg_t *cfg, void *zmq_ctx)
     snprintf (self->ep_front, sizeof self->ep_front, "%s", cfg->broker.frontend);
     snprintf (self->ep_back, sizeof self->ep_back, "%s", cfg->broker.backend);
     snprintf (self->ep_metrics, sizeof self->ep_metrics, "%s", cfg->broker.metrics);
+    self->instance = s_instance ();
+    bconn_init (&self->conns);
     self->heartbeat_us = (int64_t) cfg->broker.heartbeat_ms * 1000;
     self->expiry_us = self->heartbeat_us * cfg->broker.liveness;
     char host[64] = "";
@@ -293,10 +373,12 @@ broker_t *broker_new (const cfg_t *cfg, void *zmq_ctx)
         goto fail;
     if (cfg->fabric.curve && s_curve_start (self, cfg, zmq_ctx))
         goto fail;
-    self->frontend = s_bind (self, ZMQ_ROUTER, self->ep_front, sizeof self->ep_front,
-                             cfg->broker.max_frame, true);
-    self->backend = s_bind (self, ZMQ_ROUTER, self->ep_back, sizeof self->ep_back,
-                            cfg->broker.max_frame, true);
+    int refused = self->curve ? S_HANDSHAKE_FAILED : 0;
+    self->frontend = s_bind (self, cfg, self->ep_front, sizeof self->ep_front,
+                             &self->mon[BROKER_MON_FRONTEND], refused);
+    self->backend = s_bind (self, cfg, self->ep_back, sizeof self->ep_back,
+                            &self->mon[BROKER_MON_BACKEND],
+                            ZMQ_EVENT_ACCEPTED | ZMQ_EVENT_DISCONNECTED | refused);
     if (!self->frontend || !self->backend)
         goto fail;
     //  With CURVE the metrics PUB lives in a context whose ZAP handler lets in only
@@ -307,10 +389,9 @@ broker_t *broker_new (const cfg_t *cfg, void *zmq_ctx)
         goto fail;
     }
     wire_bound_endpoint (self->pub.sock, self->ep_metrics, sizeof self->ep_metrics);
-    if (self->curve && (s_monitor (self, self->ctx, self->frontend, 0)
-                        || s_monitor (self, self->ctx, self->backend, 1)
-                        || s_monitor (self, mctx, self->pub.sock, 2))) {
-        log_error ("cannot monitor the broker's sockets: %s", zmq_strerror (errno));
+    if (self->curve && zmon_open (&self->mon[BROKER_MON_METRICS], mctx, self->pub.sock,
+                                  refused)) {
+        log_error ("cannot monitor %s: %s", self->ep_metrics, zmq_strerror (errno));
         goto fail;
     }
     if (s_modules_new (self, cfg))
@@ -331,9 +412,9 @@ void broker_destroy (broker_t **self_p)
     bstats_free_all (self->dsp);
     dsp_destroy (&self->dsp);
     cfg_destroy (&self->prices);
-    for (size_t i = 0; i < 3; i++)
-        if (self->monitor[i])
-            zmq_close (self->monitor[i]);
+    for (size_t i = 0; i < BROKER_MONS; i++)
+        zmon_close (&self->mon[i]);         // before the sockets they watch
+    bconn_fini (&self->conns);
     if (self->frontend)
         zmq_close (self->frontend);
     if (self->backend)
@@ -431,7 +512,7 @@ static void s_publish (broker_t *self, int64_t now)
     if (!bmetrics_wants (self->metrics, "metrics"))
         return;
     bmetrics_tick_t tick = {
-        .broker_id = self->broker_id, .started = self->env.started,
+        .broker_id = self->broker_id, .instance = self->instance, .started = self->env.started,
         .jobs_in_flight = bjobs_count (self->jobs), .counters = &self->c, .dsp = self->dsp,
     };
     tick.workers = breg_views (self->reg, &tick.nworkers);
@@ -473,41 +554,27 @@ static void s_shutdown (broker_t *self, int64_t now)
     s_reap (self, now);
 }
 
-//  Read refused-handshake events of socket slot (CURVE only): counted, and logged at
-//  the 1st, 2nd, 4th, 8th... refusal so a scanning peer cannot flood the log.
-static void s_read_monitor (broker_t *self, size_t slot)
+//  Poll items: frontend, backend, wake pipe, metrics XPUB, then the open monitors
+//  (slots[i] names item 4 + i's monitor). Returns how many.
+static int s_poll_items (broker_t *self, zmq_pollitem_t *items, size_t *slots)
 {
-    static const char *const sides[] = { "frontend", "backend", "metrics" };
-    for (int i = 0; i < BROKER_DRAIN_MAX; i++) {
-        zmq_msg_t ev, addr;
-        zmq_msg_init (&ev);
-        zmq_msg_init (&addr);
-        int rc = zmq_msg_recv (&ev, self->monitor[slot], ZMQ_DONTWAIT);
-        if (rc >= 0 && zmq_msg_more (&ev))
-            zmq_msg_recv (&addr, self->monitor[slot], ZMQ_DONTWAIT);
-        uint16_t event = 0;
-        if (rc >= 6)
-            memcpy (&event, zmq_msg_data (&ev), sizeof event);
-        zmq_msg_close (&ev);
-        zmq_msg_close (&addr);
-        if (rc < 0)
-            return;
-        if (!(event & (ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL
-                       | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH)))
-            continue;
-        uint64_t n = ++self->c.denied_handshakes;
-        if ((n & (n - 1)) == 0)
-            log_warn ("%s: refused a connection at the CURVE handshake (%s); %" PRIu64
-                      " refused so far", sides[slot],
-                      event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH ? "certificate not authorized"
-                      : "no CURVE or bad handshake", n);
-    }
+    items[0] = (zmq_pollitem_t) { self->frontend, 0, ZMQ_POLLIN, 0 };
+    items[1] = (zmq_pollitem_t) { self->backend, 0, ZMQ_POLLIN, 0 };
+    items[2] = (zmq_pollitem_t) { NULL, self->wake[0], ZMQ_POLLIN, 0 };
+    items[3] = (zmq_pollitem_t) { self->pub.sock, 0, ZMQ_POLLIN, 0 };
+    int n = 4;
+    for (size_t i = 0; i < BROKER_MONS; i++)
+        if (zmon_socket (&self->mon[i])) {
+            slots[n - 4] = i;
+            items[n++] = (zmq_pollitem_t) { zmon_socket (&self->mon[i]), 0, ZMQ_POLLIN, 0 };
+        }
+    return n;
 }
 
 int broker_run (broker_t *self)
 {
-    log_info ("frontend %s, backend %s, metrics %s", self->ep_front, self->ep_back,
-              self->ep_metrics);
+    log_info ("instance %016" PRIx64 ": frontend %s, backend %s, metrics %s", self->instance,
+              self->ep_front, self->ep_back, self->ep_metrics);
     int64_t now = aclock_now_us ();
     self->env.started = now;
     self->next_heartbeat = now + self->heartbeat_us;
@@ -516,16 +583,9 @@ int broker_run (broker_t *self)
     bjobs_set_stopping (self->jobs, false);
     int rc = 0;
     while (!self->stopping) {
-        zmq_pollitem_t items[] = {
-            { self->frontend, 0, ZMQ_POLLIN, 0 },
-            { self->backend, 0, ZMQ_POLLIN, 0 },
-            { NULL, self->wake[0], ZMQ_POLLIN, 0 },
-            { self->pub.sock, 0, ZMQ_POLLIN, 0 },
-            { self->monitor[0], 0, ZMQ_POLLIN, 0 },
-            { self->monitor[1], 0, ZMQ_POLLIN, 0 },
-            { self->monitor[2], 0, ZMQ_POLLIN, 0 },
-        };
-        int nitems = self->curve ? 7 : 4;
+        zmq_pollitem_t items[4 + BROKER_MONS];
+        size_t slots[BROKER_MONS];
+        int nitems = s_poll_items (self, items, slots);
         if (zmq_poll (items, nitems, s_poll_timeout_ms (self, aclock_now_us ())) < 0) {
             if (errno == EINTR)
                 continue;
@@ -537,13 +597,17 @@ int broker_run (broker_t *self)
             s_read_wake (self);
         if (items[3].revents & ZMQ_POLLIN)
             bpub_read (&self->pub);
+        //  Connection events before messages (s_track_conn reads again where it matters)
         for (int i = 4; i < nitems; i++)
-            if (items[i].revents & ZMQ_POLLIN)
-                s_read_monitor (self, (size_t) (i - 4));
+            if ((items[i].revents & ZMQ_POLLIN) || slots[i - 4] == BROKER_MON_BACKEND)
+                s_read_monitor (self, slots[i - 4], BROKER_DRAIN_MAX);
         if ((items[1].revents & ZMQ_POLLIN) && s_drain (self, self->backend, false)) {
             rc = -1;
             break;
         }
+        //  After the backend, so a closed connection's last messages are read first
+        s_conns_closed (self);
+        s_reap (self, aclock_now_us ());
         if ((items[0].revents & ZMQ_POLLIN) && s_drain (self, self->frontend, true)) {
             rc = -1;
             break;

@@ -18,6 +18,7 @@
     X (attempts_cancelled)    /* losers and attempts of ended jobs */ \
     X (attempts_failed) \
     X (attempts_redispatched) /* worker lost, started again */ \
+    X (attempts_bounced)      /* sent back by a full worker (ERR_OVERLOADED), placed again */ \
     X (attempts_retried)      /* retries started after a retryable failure */ \
     X (attempts_hedged)       /* backups started by the hedge timer */ \
     X (attempts_skipped)      /* targets not started: cooling down */ \
@@ -35,6 +36,7 @@
     X (denied_handshakes)     /* connections refused at the CURVE handshake */ \
     X (workers_joined) \
     X (workers_lost) \
+    X (workers_disconnected)  /* of which lost because their connection closed */ \
     X (send_failures)         /* sends that failed (peer gone or pipe full) */ \
     X (send_full)             /* of which refused because a worker's pipe was full */ \
     X (spend_sent)            /* SPENDs sent: a cancelled attempt's usage after its answer */ \

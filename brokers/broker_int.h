@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "bconn.h"
 #include "bjob.h"
 #include "bjobs.h"
 #include "bmetrics.h"
@@ -16,9 +17,13 @@
 #include "cfg.h"
 #include "curve.h"
 #include "dsp.h"
+#include "zmon.h"
 
 #define BROKER_DRAIN_MAX 512        // messages per socket per wake-up (fairness)
 #define BROKER_METRICS_US 1000000   // metrics publish interval
+
+//  The sockets the loop monitors (broker_t.mon)
+enum { BROKER_MON_FRONTEND = 0, BROKER_MON_BACKEND, BROKER_MON_METRICS, BROKER_MONS };
 
 struct broker_t {
     void *ctx;
@@ -26,13 +31,16 @@ struct broker_t {
     void *frontend, *backend;
     bpub_t pub;                     // metrics stream (XPUB)
     curve_server_t *curve;          // NULL: fabric/curve off
-    void *monitor[3];               // PAIRs reading handshake failures (CURVE only)
+    zmon_t mon[BROKER_MONS];        // backend: connections (and refused handshakes with
+                                    // CURVE); frontend, metrics: refused handshakes (CURVE)
+    bconn_t conns;                  // the backend's connection generations
     int wake[2];                    // pipe: 'q' stop, 'u' summary
     bool stopping;
     //  config
     char ep_front[CFG_STR_MAX], ep_back[CFG_STR_MAX], ep_metrics[CFG_STR_MAX];
     int64_t heartbeat_us, expiry_us;
     char broker_id[96];
+    uint64_t instance;              // random, non-zero, drawn at start
     //  state
     dsp_t *dsp;                     // worker pools; each model's model_stats_t (freed here)
     cfg_t *prices;                  // the config's models, for cfg_cost (owned)

@@ -248,36 +248,83 @@ static void s_assign (dsp_worker_t *w, dsp_model_t *m, dsp_item_t *item)
     m->in_flight++;
 }
 
+//  The model's worker with the most free credits, other than avoid; NULL if none has one.
+static dsp_worker_t *s_best (const dsp_model_t *m, const dsp_worker_t *avoid)
+{
+    dsp_worker_t *best = NULL;
+    for (size_t i = 0; i < m->nworkers; i++) {
+        dsp_worker_t *w = m->workers[i];
+        if (w != avoid && w->in_flight < w->capacity
+            && (!best || w->capacity - w->in_flight > best->capacity - best->in_flight))
+            best = w;
+    }
+    return best;
+}
+
+//  Queue an item of m (at its tail, or at its head), or refuse: the queue is full.
+static dsp_status_t s_enqueue (dsp_t *self, dsp_model_t *m, dsp_item_t *item, bool head)
+{
+    if (m->nqueued >= self->queue_limit)
+        return DSP_OVERLOADED;
+    item->model = m;
+    item->queued = true;
+    if (head) {
+        item->next = m->qhead;
+        if (m->qhead)
+            m->qhead->prev = item;
+        else
+            m->qtail = item;
+        m->qhead = item;
+    }
+    else {
+        item->prev = m->qtail;
+        if (m->qtail)
+            m->qtail->next = item;
+        else
+            m->qhead = item;
+        m->qtail = item;
+    }
+    m->nqueued++;
+    return DSP_QUEUED;
+}
+
 dsp_status_t dsp_submit (dsp_t *self, dsp_item_t *item, const char *model)
 {
     s_detach (item);
     dsp_model_t *m = model ? dsp_model (self, model) : NULL;
     if (!m || m->nworkers == 0)
         return DSP_UNAVAILABLE;
-    dsp_worker_t *best = NULL;
-    for (size_t i = 0; i < m->nworkers; i++) {
-        dsp_worker_t *w = m->workers[i];
-        if (w->in_flight < w->capacity
-            && (!best || w->capacity - w->in_flight > best->capacity - best->in_flight))
-            best = w;
-    }
+    item->seq = ++self->seq;
+    dsp_worker_t *best = s_best (m, NULL);
     if (best) {
         s_assign (best, m, item);
         return DSP_ASSIGNED;
     }
-    if (m->nqueued >= self->queue_limit)
-        return DSP_OVERLOADED;
-    item->model = m;
-    item->queued = true;
-    item->seq = ++self->seq;
-    item->prev = m->qtail;
-    if (m->qtail)
-        m->qtail->next = item;
-    else
-        m->qhead = item;
-    m->qtail = item;
-    m->nqueued++;
-    return DSP_QUEUED;
+    return s_enqueue (self, m, item, false);
+}
+
+dsp_status_t dsp_resubmit (dsp_t *self, dsp_item_t *item, const char *model,
+                           const dsp_worker_t *avoid)
+{
+    s_detach (item);
+    dsp_model_t *m = model ? dsp_model (self, model) : NULL;
+    if (!m || m->nworkers == 0)
+        return DSP_UNAVAILABLE;
+    dsp_worker_t *best = s_best (m, avoid);
+    if (best) {
+        s_assign (best, m, item);
+        return DSP_ASSIGNED;
+    }
+    return s_enqueue (self, m, item, true);
+}
+
+void dsp_worker_set_capacity (dsp_t *self, dsp_worker_t *worker, uint32_t capacity)
+{
+    (void) self;
+    uint32_t cap = capacity > DSP_CAPACITY_MAX ? DSP_CAPACITY_MAX : capacity;
+    for (size_t i = 0; i < worker->nmodels; i++)
+        worker->models[i]->capacity = worker->models[i]->capacity - worker->capacity + cap;
+    worker->capacity = cap;
 }
 
 static void s_unqueue (dsp_model_t *m, dsp_item_t *item)

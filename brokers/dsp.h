@@ -59,6 +59,14 @@ dsp_worker_t *dsp_done (dsp_t *self, dsp_item_t *item);
 //  If the worker has a free credit, assign it the oldest queued item of its models.
 //  Returns that item (now assigned) or NULL.
 dsp_item_t *dsp_pull (dsp_t *self, dsp_worker_t *worker);
+//  Place again an item that a worker sent back (the item must not be linked): to the
+//  model's worker with the most free credits other than avoid, else at the head of
+//  the model's queue (it keeps its turn). Same statuses as dsp_submit.
+dsp_status_t dsp_resubmit (dsp_t *self, dsp_item_t *item, const char *model,
+                           const dsp_worker_t *avoid);
+//  A worker's new capacity (clamped to 0..DSP_CAPACITY_MAX; 0: send it nothing now).
+//  Items beyond it keep running; call dsp_pull when it grew.
+void dsp_worker_set_capacity (dsp_t *self, dsp_worker_t *worker, uint32_t capacity);
 
 void *dsp_worker_user (const dsp_worker_t *worker);
 uint32_t dsp_worker_capacity (const dsp_worker_t *worker);

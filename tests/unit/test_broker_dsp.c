@@ -1,6 +1,6 @@
 // Unit tests for the broker's worker pools (brokers/dsp.c): credits, the
 // most-free-credits choice, bounded queues, dequeue on credit return, unavailable
-// models and worker removal.
+// models, worker removal, capacity updates and items sent back (resubmit).
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -198,6 +198,65 @@ static void test_bad_hello (void **state)
     dsp_destroy (&d);
 }
 
+static void test_capacity_update (void **state)
+{
+    dsp_t *d = dsp_new (10);
+    dsp_worker_t *w = s_add (d, "a", "b", 2, NULL);
+    dsp_model_t *ma = dsp_model (d, "a"), *mb = dsp_model (d, "b");
+    dsp_item_t i1 = { 0 }, i2 = { 0 }, i3 = { 0 };
+    assert_int_equal (dsp_submit (d, &i1, "a"), DSP_ASSIGNED);
+    //  0: nothing more is sent; what runs keeps running
+    dsp_worker_set_capacity (d, w, 0);
+    assert_int_equal (dsp_worker_capacity (w), 0);
+    assert_int_equal (dsp_model_capacity (ma), 0);
+    assert_int_equal (dsp_model_capacity (mb), 0);
+    assert_int_equal (dsp_submit (d, &i2, "b"), DSP_QUEUED);
+    assert_ptr_equal (dsp_done (d, &i1), w);
+    assert_null (dsp_pull (d, w));
+    //  It grows: the queued item goes out
+    dsp_worker_set_capacity (d, w, 1);
+    assert_int_equal (dsp_model_capacity (ma), 1);
+    assert_ptr_equal (dsp_pull (d, w), &i2);
+    assert_ptr_equal (i2.worker, w);
+    assert_int_equal (dsp_submit (d, &i3, "a"), DSP_QUEUED);
+    assert_null (dsp_pull (d, w));
+    //  Clamped to the most a worker may announce
+    dsp_worker_set_capacity (d, w, 10u * DSP_CAPACITY_MAX);
+    assert_int_equal (dsp_worker_capacity (w), DSP_CAPACITY_MAX);
+    assert_int_equal (dsp_model_capacity (mb), DSP_CAPACITY_MAX);
+    assert_ptr_equal (dsp_pull (d, w), &i3);
+    dsp_destroy (&d);
+}
+
+static void test_resubmit (void **state)
+{
+    dsp_t *d = dsp_new (10);
+    int tx, ty;
+    dsp_worker_t *x = s_add (d, "a", NULL, 1, &tx);
+    dsp_worker_t *y = s_add (d, "a", NULL, 1, &ty);
+    dsp_item_t i1 = { 0 }, i2 = { 0 }, i3 = { 0 };
+    assert_int_equal (dsp_submit (d, &i1, "a"), DSP_ASSIGNED);
+    dsp_worker_t *first = i1.worker, *other = first == x ? y : x;
+    //  Sent back: it goes to the other worker, never the one that sent it back
+    assert_ptr_equal (dsp_done (d, &i1), first);
+    assert_int_equal (dsp_resubmit (d, &i1, "a", first), DSP_ASSIGNED);
+    assert_ptr_equal (i1.worker, other);
+    assert_int_equal (dsp_submit (d, &i2, "a"), DSP_ASSIGNED);
+    assert_ptr_equal (i2.worker, first);
+    assert_int_equal (dsp_submit (d, &i3, "a"), DSP_QUEUED);
+    //  No credit elsewhere: it waits at the head of the queue, before i3
+    assert_ptr_equal (dsp_done (d, &i1), other);
+    assert_int_equal (dsp_resubmit (d, &i1, "a", other), DSP_QUEUED);
+    assert_int_equal (dsp_model_queued (dsp_model (d, "a")), 2);
+    assert_ptr_equal (dsp_pull (d, other), &i1);
+    assert_ptr_equal (dsp_done (d, &i2), first);
+    assert_ptr_equal (dsp_pull (d, first), &i3);
+    //  A model nobody serves
+    assert_ptr_equal (dsp_done (d, &i3), first);
+    assert_int_equal (dsp_resubmit (d, &i3, "ghost", first), DSP_UNAVAILABLE);
+    dsp_destroy (&d);
+}
+
 int main (void)
 {
     const struct CMUnitTest tests[] = {
@@ -208,6 +267,8 @@ int main (void)
         cmocka_unit_test (test_multi_model_credits),
         cmocka_unit_test (test_worker_remove),
         cmocka_unit_test (test_bad_hello),
+        cmocka_unit_test (test_capacity_update),
+        cmocka_unit_test (test_resubmit),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }

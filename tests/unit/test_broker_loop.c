@@ -1,6 +1,7 @@
 // In-process tests of the broker event loop over inproc://: the broker runs in a
 // thread, fake workers and clients are DEALER sockets in the test thread, a SUB
 // decodes the metrics stream. (Includes broker_int.h to shrink one socket's pipe.)
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -44,16 +45,24 @@ static void *s_run (void *arg)
     return NULL;
 }
 
-//  Start a broker with a 40 ms heartbeat; a worker silent for liveness beats is dead.
-//  tiny_pipes: the worker socket is TCP on an ephemeral port with a send high-water
-//  mark of 1 and a 4 KiB kernel buffer, so a worker that does not read fills it fast.
+//  The worker socket of a test broker.
+typedef enum {
+    S_BE_INPROC = 0,
+    S_BE_TCP,           // TCP loopback, ephemeral port
+    S_BE_TINY,          // TCP with a send high-water mark of 1 and a 4 KiB kernel buffer
+} s_backend_t;
+
+//  Start a broker with a heartbeat of heartbeat_ms; a worker silent for liveness beats
+//  is dead. S_BE_TINY: a worker that does not read fills its pipe fast.
 //  extra: more config text (a models section), or "".
-static void s_start_cfg (fx_t *fx, int liveness, bool tiny_pipes, const char *extra)
+static void s_start_full (fx_t *fx, int liveness, int heartbeat_ms, s_backend_t backend,
+                          const char *extra)
 {
+    bool tiny_pipes = backend == S_BE_TINY;
     memset (fx, 0, sizeof *fx);
     int seq = ++s_fx_seq;
     snprintf (fx->fe, sizeof fx->fe, "inproc://fe-%d", seq);
-    if (tiny_pipes)
+    if (backend != S_BE_INPROC)
         snprintf (fx->be, sizeof fx->be, "tcp://127.0.0.1:*");
     else
         snprintf (fx->be, sizeof fx->be, "inproc://be-%d", seq);
@@ -64,16 +73,21 @@ static void s_start_cfg (fx_t *fx, int liveness, bool tiny_pipes, const char *ex
               "    frontend = %s\n"
               "    backend = %s\n"
               "    metrics = %s\n"
-              "    heartbeat_ms = 40\n"
+              "    heartbeat_ms = %d\n"
               "    liveness = %d\n"
               "%s",
-              fx->fe, fx->be, fx->mx, liveness, extra);
+              fx->fe, fx->be, fx->mx, heartbeat_ms, liveness, extra);
     char err[256];
     fx->cfg = cfg_parse (text, "test", err, sizeof err);
     assert_non_null (fx->cfg);
     fx->ctx = zmq_ctx_new ();
     fx->broker = broker_new (fx->cfg, fx->ctx);
     assert_non_null (fx->broker);
+    if (backend == S_BE_TCP) {
+        size_t len = sizeof fx->be;                 // the port the kernel chose
+        assert_int_equal (zmq_getsockopt (fx->broker->backend, ZMQ_LAST_ENDPOINT, fx->be,
+                                          &len), 0);
+    }
     if (tiny_pipes) {
         //  Before the loop runs (it owns the socket afterwards). A TCP listener keeps
         //  the options it was bound with, so bind again with the small ones.
@@ -89,6 +103,11 @@ static void s_start_cfg (fx_t *fx, int liveness, bool tiny_pipes, const char *ex
         assert_int_equal (zmq_getsockopt (be, ZMQ_LAST_ENDPOINT, fx->be, &len), 0);
     }
     assert_int_equal (pthread_create (&fx->thread, NULL, s_run, fx), 0);
+}
+
+static void s_start_cfg (fx_t *fx, int liveness, bool tiny_pipes, const char *extra)
+{
+    s_start_full (fx, liveness, 40, tiny_pipes ? S_BE_TINY : S_BE_INPROC, extra);
 }
 
 static void s_start_ex (fx_t *fx, int liveness, bool tiny_pipes)
@@ -126,6 +145,17 @@ static void *s_dealer (fx_t *fx, const char *ep)
     assert_int_equal (zmq_connect (s, ep), 0);
     fx->socks[fx->nsocks++] = s;
     return s;
+}
+
+//  Close one of the fixture's sockets now (a worker going away).
+static void s_close (fx_t *fx, void *s)
+{
+    for (size_t i = 0; i < fx->nsocks; i++)
+        if (fx->socks[i] == s) {
+            fx->socks[i] = fx->socks[--fx->nsocks];
+            break;
+        }
+    assert_int_equal (zmq_close (s), 0);
 }
 
 //  Receive one message within timeout_ms (malformed ones are dropped); returns 0 or -1.
@@ -1810,6 +1840,275 @@ static void test_cooldown_recovers (void **state)
     s_destroy (&fx);
 }
 
+//  ---------------------------------------------------------------------------
+//  Scale out: instance id, disconnect detection, capacity updates, bounces
+
+//  The next HEARTBEAT the broker sends w: its BrokerBeat's instance.
+static uint64_t s_beat_instance (void *w)
+{
+    wire_msg_t m;
+    int64_t until = aclock_now_ms () + WAIT_MS;
+    while (aclock_now_ms () < until && s_recv (w, WAIT_MS, &m) == 0) {
+        if (m.cmd != WIRE_W_HEARTBEAT) {
+            wire_msg_close (&m);
+            continue;
+        }
+        Aigw__BrokerBeat *b = s_decode (&m, WIRE_W_HEARTBEAT, &aigw__broker_beat__descriptor);
+        wire_msg_close (&m);
+        assert_true (b->has_instance);
+        uint64_t id = b->instance;
+        FREE (b);
+        return id;
+    }
+    fail_msg ("no HEARTBEAT from the broker");
+    return 0;
+}
+
+//  PONG, HEARTBEAT and the metrics message carry the broker's instance; another
+//  broker has another.
+static void test_instance (void **state)
+{
+    fx_t fx;
+    s_start (&fx, 50);
+    void *sub = s_sub (&fx);
+    void *w = s_dealer (&fx, fx.be);
+    void *c = s_dealer (&fx, fx.fe);
+    s_ready (w, "w", "m", 1);
+    s_wait_workers (c, 1);
+    Aigw__BrokerStatus *st = s_ping (c);
+    assert_true (st->has_instance);
+    uint64_t id = st->instance;
+    FREE (st);
+    assert_true (id != 0);
+    assert_true (s_beat_instance (w) == id);
+    msgpack_unpacked up;
+    assert_true (s_sub_next (sub, "metrics", 3000, &up));
+    char hex[17];
+    snprintf (hex, sizeof hex, "%016" PRIx64, id);
+    assert_true (s_mp_str_is (&up.data, "instance", hex));
+    msgpack_unpacked_destroy (&up);
+    s_stop (&fx);
+    s_destroy (&fx);
+
+    fx_t fx2;
+    s_start (&fx2, 50);
+    c = s_dealer (&fx2, fx2.fe);
+    st = s_ping (c);
+    assert_true (st->has_instance && st->instance != 0);
+    assert_true (st->instance != id);
+    FREE (st);
+    s_stop (&fx2);
+    s_destroy (&fx2);
+}
+
+//  A worker whose connection closes is lost at once: heartbeat expiry would take 30 s
+//  here, so only the disconnect can explain the re-dispatch.
+static void test_disconnect_redispatch (void **state)
+{
+    fx_t fx;
+    s_start_full (&fx, 30, 1000, S_BE_TCP, "");
+    void *w1 = s_dealer (&fx, fx.be);
+    void *c = s_dealer (&fx, fx.fe);
+    s_ready (w1, "w1", "m", 4);
+    s_wait_workers (c, 1);
+    s_submit (c, 1, "m", NULL);
+    Aigw__Task *t1 = s_expect_task (w1);
+    void *w2 = s_dealer (&fx, fx.be);
+    s_ready (w2, "w2", "m", 4);
+    s_wait_workers (c, 2);
+    s_close (&fx, w1);
+    Aigw__Task *t2 = s_expect_task (w2);
+    assert_int_equal (t2->job_id, 1);
+    assert_int_not_equal (t2->attempt_id, t1->attempt_id);
+    s_result (w2, t2, "{}");
+    Aigw__Result *r = s_expect_result (c);
+    assert_int_equal (r->n_attempts, 2);
+    assert_int_equal (r->attempts[0]->outcome, AIGW__OUTCOME__OUTCOME_FAILED);
+    assert_int_equal (r->attempts[0]->error, AIGW__ERROR_CODE__ERR_WORKER_LOST);
+    assert_non_null (strstr (r->attempts[0]->reason, "connection closed"));
+    assert_string_equal (r->attempts[0]->worker, "w1");
+    assert_int_equal (r->attempts[1]->outcome, AIGW__OUTCOME__OUTCOME_WON);
+    assert_string_equal (r->attempts[1]->worker, "w2");
+    assert_true (r->attempts[1]->has_retry_of);
+    assert_int_equal (r->attempts[1]->retry_of, t1->attempt_id);
+    FREE (r);
+    s_wait_workers (c, 1);
+    //  A new worker on a new connection (the kernel may give it w1's old fd) is not
+    //  mistaken for w1: it stays registered and works
+    void *w3 = s_dealer (&fx, fx.be);
+    s_ready (w3, "w3", "m", 8);
+    s_wait_workers (c, 2);
+    s_submit (c, 2, "m", NULL);
+    Aigw__Task *t3 = s_expect_task (w3);        // most free credits
+    s_result (w3, t3, "{}");
+    r = s_expect_result (c);
+    assert_int_equal (r->job_id, 2);
+    FREE (r);
+    FREE (t1);
+    FREE (t2);
+    FREE (t3);
+    s_stop (&fx);
+    const broker_counters_t *k = broker_counters (fx.broker);
+    assert_int_equal (k->workers_disconnected, 1);
+    assert_int_equal (k->workers_lost, 1);
+    assert_int_equal (k->attempts_redispatched, 1);
+    assert_int_equal (k->workers_joined, 3);
+    s_destroy (&fx);
+}
+
+static void s_beat_capacity (void *w, uint32_t capacity)
+{
+    Aigw__WorkerStats ws = AIGW__WORKER_STATS__INIT;
+    ws.has_capacity = true;
+    ws.capacity = capacity;
+    assert_int_equal (wire_send (w, NULL, 0, WIRE_SIDE_WORKER, WIRE_W_HEARTBEAT, &ws.base,
+                                 NULL), 0);
+}
+
+//  Wait until the broker reports capacity for the only model.
+static void s_wait_capacity (void *c, uint32_t capacity)
+{
+    int64_t until = aclock_now_ms () + WAIT_MS;
+    while (aclock_now_ms () < until) {
+        Aigw__BrokerStatus *st = s_ping (c);
+        bool ok = st->n_models == 1 && st->models[0]->capacity == capacity;
+        FREE (st);
+        if (ok)
+            return;
+    }
+    fail_msg ("the broker never reported capacity %u", capacity);
+}
+
+//  A HEARTBEAT's capacity is the worker's new capacity: 0 holds work back, growing it
+//  sends what waits.
+static void test_capacity_update (void **state)
+{
+    fx_t fx;
+    s_start (&fx, 50);
+    void *w = s_dealer (&fx, fx.be);
+    void *c = s_dealer (&fx, fx.fe);
+    s_ready (w, "w", "m", 1);
+    s_wait_workers (c, 1);
+    s_beat_capacity (w, 0);
+    s_wait_capacity (c, 0);
+    s_submit (c, 1, "m", NULL);
+    Aigw__BrokerStatus *st = s_ping (c);          // after the SUBMIT on the same socket
+    assert_int_equal (st->models[0]->queued, 1);
+    assert_int_equal (st->models[0]->in_flight, 0);
+    FREE (st);
+    s_beat_capacity (w, 1);
+    Aigw__Task *t = s_expect_task (w);
+    assert_int_equal (t->job_id, 1);
+    s_result (w, t, "{}");
+    Aigw__Result *r = s_expect_result (c);
+    assert_int_equal (r->job_id, 1);
+    FREE (r);
+    FREE (t);
+    s_stop (&fx);
+    const broker_counters_t *k = broker_counters (fx.broker);
+    assert_int_equal (k->jobs_won, 1);
+    assert_int_equal (k->attempts_started, 1);
+    s_destroy (&fx);
+}
+
+//  A full worker sends a TASK back (ERR_OVERLOADED): the same attempt goes to another
+//  worker; no failure, no re-dispatch used, nothing against the target's health.
+static void test_bounce (void **state)
+{
+    fx_t fx;
+    s_start_health (&fx, 1, 60000);                 // one bad verdict would trip "m"
+    void *wa = s_dealer (&fx, fx.be);
+    void *c = s_dealer (&fx, fx.fe);
+    s_ready (wa, "wa", "m", 2);
+    s_wait_workers (c, 1);
+    s_submit (c, 1, "m", NULL);
+    Aigw__Task *ta = s_expect_task (wa);
+    void *wb = s_dealer (&fx, fx.be);
+    s_ready (wb, "wb", "m", 1);
+    s_wait_workers (c, 2);
+    s_error (wa, 1, ta->attempt_id, AIGW__ERROR_CODE__ERR_OVERLOADED, "worker full");
+    Aigw__Task *tb = s_expect_task (wb);
+    assert_int_equal (tb->job_id, 1);
+    assert_int_equal (tb->attempt_id, ta->attempt_id);
+    s_result (wb, tb, "{}");
+    Aigw__Result *r = s_expect_result (c);
+    assert_int_equal (r->n_attempts, 1);
+    assert_int_equal (r->attempts[0]->outcome, AIGW__OUTCOME__OUTCOME_WON);
+    assert_string_equal (r->attempts[0]->worker, "wb");
+    FREE (r);
+    //  "m" is not cooling: the next job goes out
+    s_submit (c, 2, "m", NULL);
+    Aigw__Task *t2 = s_expect_task (wa);            // the most free credits
+    s_result (wa, t2, "{}");
+    r = s_expect_result (c);
+    assert_int_equal (r->job_id, 2);
+    FREE (r);
+    FREE (ta);
+    FREE (tb);
+    FREE (t2);
+    s_stop (&fx);
+    const broker_counters_t *k = broker_counters (fx.broker);
+    assert_int_equal (k->attempts_bounced, 1);
+    assert_int_equal (k->attempts_failed, 0);
+    assert_int_equal (k->attempts_redispatched, 0);
+    assert_int_equal (k->attempts_started, 2);
+    assert_int_equal (k->breaker_trips, 0);
+    assert_int_equal (k->jobs_won, 2);
+    s_destroy (&fx);
+}
+
+//  A worker that keeps sending the same attempt back: it waits in the queue and comes
+//  back to it (with the worker's next heartbeat), a few times, then fails ERR_OVERLOADED.
+static void test_bounce_limit (void **state)
+{
+    fx_t fx;
+    s_start (&fx, 50);
+    void *w = s_dealer (&fx, fx.be);
+    void *c = s_dealer (&fx, fx.fe);
+    s_ready (w, "w", "m", 1);
+    s_wait_workers (c, 1);
+    s_submit (c, 1, "m", NULL);
+    Aigw__Task *t = s_expect_task (w);
+    uint64_t id = t->attempt_id;
+    Aigw__Error *e = NULL;
+    int bounces = 0;
+    while (t) {
+        assert_int_equal (t->attempt_id, id);
+        s_error (w, 1, id, AIGW__ERROR_CODE__ERR_OVERLOADED, "worker full");
+        bounces++;
+        FREE (t);
+        t = NULL;
+        //  Either the TASK comes again or the client hears the job's ERROR
+        int64_t until = aclock_now_ms () + WAIT_MS;
+        while (!t && !e && aclock_now_ms () < until) {
+            wire_msg_t m;
+            if (s_worker_recv (w, 50, &m) == 0) {
+                t = s_decode (&m, WIRE_W_TASK, &aigw__task__descriptor);
+                wire_msg_close (&m);
+            }
+            else
+            if (s_recv (c, 0, &m) == 0) {
+                e = fake_peer_decode (&m, WIRE_SIDE_CLIENT, WIRE_C_ERROR, &aigw__error__descriptor);
+                wire_msg_close (&m);
+                assert_non_null (e);
+            }
+        }
+        assert_true (t || e);
+        assert_true (bounces <= 10);
+    }
+    assert_int_equal (e->code, AIGW__ERROR_CODE__ERR_OVERLOADED);
+    assert_non_null (strstr (e->message, "sent back 4 times"));
+    FREE (e);
+    s_stop (&fx);
+    const broker_counters_t *k = broker_counters (fx.broker);
+    assert_int_equal (bounces, 4);                  // BJOBS_BOUNCES_MAX + 1
+    assert_int_equal (k->attempts_bounced, 4);
+    assert_int_equal (k->attempts_failed, 1);
+    assert_int_equal (k->attempts_started, 1);
+    assert_int_equal (k->jobs_failed, 1);
+    s_destroy (&fx);
+}
+
 int main (void)
 {
     const struct CMUnitTest tests[] = {
@@ -1835,6 +2134,11 @@ int main (void)
         cmocka_unit_test_teardown (test_no_retry_client_error, s_retries_reset),
         cmocka_unit_test_teardown (test_cooldown_skips, s_retries_reset),
         cmocka_unit_test_teardown (test_cooldown_recovers, s_retries_reset),
+        cmocka_unit_test (test_instance),
+        cmocka_unit_test (test_disconnect_redispatch),
+        cmocka_unit_test (test_capacity_update),
+        cmocka_unit_test (test_bounce),
+        cmocka_unit_test (test_bounce_limit),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }

@@ -1,5 +1,6 @@
-// Unit tests for the broker's containers: the intrusive hash (common/hmap) and the
-// indexed timer heap (theap), including random insert/move/remove sequences.
+// Unit tests for the broker's containers: the intrusive hash (common/hmap), the
+// indexed timer heap (theap), including random insert/move/remove sequences, and the
+// backend's connection generations (bconn).
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -10,6 +11,7 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include "bconn.h"
 #include "hmap.h"
 #include "theap.h"
 
@@ -122,11 +124,58 @@ static void test_theap (void **state)
     theap_fini (&h);
 }
 
+//  fd reuse: a closed connection keeps the generation its workers were recorded with,
+//  and a new connection on the same fd has another one.
+static void test_bconn (void **state)
+{
+    bconn_t c;
+    bconn_init (&c);
+    assert_false (bconn_track (&c, -1));
+    assert_false (bconn_track (&c, BCONN_FD_MAX));
+    assert_int_equal (bconn_gen (&c, -1), 0);
+    assert_int_equal (bconn_disconnected (&c, -1), -1);
+    bconn_accepted (&c, 7);
+    assert_true (bconn_track (&c, 7));
+    uint32_t g7 = bconn_gen (&c, 7);
+    assert_int_equal (g7, 1);
+    assert_false (bconn_closing (&c, 7));
+    //  7 closes, and a new connection gets fd 7 again before the close is taken
+    assert_int_equal (bconn_disconnected (&c, 7), 0);
+    assert_true (bconn_closing (&c, 7));
+    assert_int_not_equal (bconn_gen (&c, 7), g7);
+    bconn_accepted (&c, 7);
+    uint32_t g7b = bconn_gen (&c, 7);
+    assert_int_not_equal (g7b, g7);
+    //  A far fd grows the table; the others keep theirs
+    bconn_accepted (&c, 5000);
+    assert_int_equal (bconn_gen (&c, 5000), 1);
+    assert_int_equal (bconn_gen (&c, 7), g7b);
+    assert_int_equal (bconn_disconnected (&c, 5000), 0);
+    bconn_closed_t out;
+    assert_true (bconn_take (&c, &out));
+    assert_int_equal (out.fd, 7);
+    assert_int_equal (out.gen, g7);
+    assert_false (bconn_closing (&c, 7));
+    assert_true (bconn_take (&c, &out));
+    assert_int_equal (out.fd, 5000);
+    assert_int_equal (out.gen, 1);
+    assert_false (bconn_take (&c, &out));
+    //  Too many closes waiting: the rest are not kept, but still move the fd on
+    for (int i = 0; i < BCONN_PENDING_MAX; i++)
+        assert_int_equal (bconn_disconnected (&c, 9), 0);
+    uint32_t g9 = bconn_gen (&c, 9);
+    assert_int_equal (bconn_disconnected (&c, 9), -1);
+    assert_int_equal (bconn_gen (&c, 9), g9 + 1);
+    bconn_fini (&c);
+    bconn_fini (&c);
+}
+
 int main (void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test (test_hmap),
         cmocka_unit_test (test_theap),
+        cmocka_unit_test (test_bconn),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }
