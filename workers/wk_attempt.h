@@ -72,7 +72,8 @@ struct wk_model {
 //  One running attempt; lives in a fixed slot of the attempt table.
 struct wk_attempt {
     uint64_t job_id;
-    uint64_t attempt_id;
+    uint64_t attempt_id;        // unique per broker only
+    uint32_t broker;            // index of the broker that sent the TASK (its answers go there)
     wk_model_t *model;
     wk_loop_t *loop;            // the loop running it
     uint32_t deadline_ms;       // remaining budget given by the broker, 0 = none
@@ -90,7 +91,7 @@ struct wk_attempt {
     //  Timer (sim completion): timer.when is the due time (ms), timer.idx THEAP_NONE
     //  when unarmed
     theap_node_t timer;
-    hmap_node_t node;           // in the table's index by attempt_id
+    hmap_node_t node;           // in the table's index by (broker, attempt_id)
     //  sim
     bool sim_fail;              // draw says: inject a failure
     bool sim_late;              // deadline comes before the drawn latency

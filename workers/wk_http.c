@@ -149,10 +149,14 @@ void wk_http_perform (wk_http_t *self)
     s_collect (self);
 }
 
-void wk_http_poll (wk_http_t *self, int fd, int timeout_ms)
+void wk_http_poll (wk_http_t *self, const int *fds, size_t nfds, int timeout_ms)
 {
-    struct curl_waitfd wfd = { .fd = fd, .events = CURL_WAIT_POLLIN, .revents = 0 };
-    curl_multi_poll (self->multi, fd >= 0 ? &wfd : NULL, fd >= 0 ? 1 : 0, timeout_ms, NULL);
+    struct curl_waitfd wfd [WK_HTTP_POLL_FDS_MAX];
+    unsigned n = 0;
+    for (size_t i = 0; i < nfds && n < WK_HTTP_POLL_FDS_MAX; i++)
+        if (fds [i] >= 0)
+            wfd [n++] = (struct curl_waitfd) { .fd = fds [i], .events = CURL_WAIT_POLLIN };
+    curl_multi_poll (self->multi, n ? wfd : NULL, n, timeout_ms, NULL);
 }
 
 void wk_http_wakeup (wk_http_t *self)

@@ -45,9 +45,12 @@ void wk_http_abort (wk_http_t *self, wk_attempt_t *a);
 //  to the done callback.
 void wk_http_perform (wk_http_t *self);
 
-//  Sleep until a transfer's socket or fd (-1: none) is readable, timeout_ms
-//  passes or wk_http_wakeup is called.
-void wk_http_poll (wk_http_t *self, int fd, int timeout_ms);
+#define WK_HTTP_POLL_FDS_MAX 32       // extra fds one wk_http_poll watches
+
+//  Sleep until a transfer's socket or one of the nfds fds (at most
+//  WK_HTTP_POLL_FDS_MAX; negative ones are skipped) is readable, timeout_ms passes or
+//  wk_http_wakeup is called.
+void wk_http_poll (wk_http_t *self, const int *fds, size_t nfds, int timeout_ms);
 
 //  End a wk_http_poll at once. Callable from any thread.
 void wk_http_wakeup (wk_http_t *self);

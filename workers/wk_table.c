@@ -13,13 +13,25 @@ struct _wk_table_t {
     wk_attempt_t *slots;
     uint32_t *free_stack;       // indices of free slots
     uint32_t nfree;
-    hmap_t index;               // live attempts by attempt_id
+    hmap_t index;               // live attempts by (broker, attempt_id)
     theap_t timers;             // armed attempts, earliest first
 };
 
+typedef struct {
+    uint64_t attempt_id;
+    uint32_t broker;
+} s_key_t;
+
 static bool s_eq (const hmap_node_t *node, const void *key)
 {
-    return s_container (node, wk_attempt_t, node)->attempt_id == *(const uint64_t *) key;
+    const wk_attempt_t *a = s_container (node, wk_attempt_t, node);
+    const s_key_t *k = key;
+    return a->attempt_id == k->attempt_id && a->broker == k->broker;
+}
+
+static uint64_t s_hash (uint32_t broker, uint64_t attempt_id)
+{
+    return hmap_u64 (attempt_id ^ ((uint64_t) broker << 56));
 }
 
 wk_table_t *wk_table_new (uint32_t capacity)
@@ -57,24 +69,26 @@ void wk_table_destroy (wk_table_t **self_p)
     *self_p = NULL;
 }
 
-wk_attempt_t *wk_table_find (wk_table_t *self, uint64_t attempt_id)
+wk_attempt_t *wk_table_find (wk_table_t *self, uint32_t broker, uint64_t attempt_id)
 {
-    hmap_node_t *n = hmap_find (&self->index, hmap_u64 (attempt_id), &attempt_id);
+    s_key_t key = { .attempt_id = attempt_id, .broker = broker };
+    hmap_node_t *n = hmap_find (&self->index, s_hash (broker, attempt_id), &key);
     return n ? s_container (n, wk_attempt_t, node) : NULL;
 }
 
-wk_attempt_t *wk_table_add (wk_table_t *self, uint64_t attempt_id)
+wk_attempt_t *wk_table_add (wk_table_t *self, uint32_t broker, uint64_t attempt_id)
 {
-    if (self->nfree == 0 || wk_table_find (self, attempt_id))
+    if (self->nfree == 0 || wk_table_find (self, broker, attempt_id))
         return NULL;
     uint32_t slot = self->free_stack [--self->nfree];
     wk_attempt_t *a = &self->slots [slot];
     memset (a, 0, sizeof *a);
     a->attempt_id = attempt_id;
+    a->broker = broker;
     a->slot = slot;
     a->live = true;
     theap_node_init (&a->timer);
-    hmap_insert (&self->index, &a->node, hmap_u64 (attempt_id));
+    hmap_insert (&self->index, &a->node, s_hash (broker, attempt_id));
     return a;
 }
 

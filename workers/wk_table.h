@@ -1,5 +1,5 @@
-// Attempt table for the worker: fixed slots (one per unit of capacity), an
-// attempt-id index (common/hmap) and the attempts' timers (common/theap).
+// Attempt table for the worker: fixed slots (one per unit of capacity), an index by
+// (broker, attempt id) (common/hmap) and the attempts' timers (common/theap).
 #ifndef AIGW_WK_TABLE_H
 #define AIGW_WK_TABLE_H
 
@@ -11,12 +11,13 @@ typedef struct _wk_table_t wk_table_t;
 wk_table_t *wk_table_new (uint32_t capacity);
 void wk_table_destroy (wk_table_t **self_p);
 
-//  Take a free slot for attempt_id; the slot is zeroed except its bookkeeping.
-//  Returns NULL if the table is full or the id is already live.
-wk_attempt_t *wk_table_add (wk_table_t *self, uint64_t attempt_id);
+//  Take a free slot for attempt_id of broker (attempt ids are unique per broker only);
+//  the slot is zeroed except its bookkeeping (a->broker, a->attempt_id). Returns NULL
+//  if the table is full or (broker, attempt_id) is already live.
+wk_attempt_t *wk_table_add (wk_table_t *self, uint32_t broker, uint64_t attempt_id);
 
-//  Find a live attempt by id, NULL if none. O(1).
-wk_attempt_t *wk_table_find (wk_table_t *self, uint64_t attempt_id);
+//  Find a live attempt by broker and id, NULL if none. O(1).
+wk_attempt_t *wk_table_find (wk_table_t *self, uint32_t broker, uint64_t attempt_id);
 
 //  Free the attempt's slot (its timer must be disarmed first).
 void wk_table_remove (wk_table_t *self, wk_attempt_t *a);

@@ -29,7 +29,7 @@ static void s_usage (FILE *out)
         "  --models a,b       serve only these models from the config (default: all)\n"
         "  --capacity N       concurrent attempts (default: worker/capacity, 64)\n"
         "  --id NAME          worker id sent in READY (default: <hostname>-<pid>)\n"
-        "  --broker ENDPOINT  broker backend (default: worker/broker = broker/backend)\n"
+        "  --broker EP[,EP]   broker backends, up to 8 (default: worker/broker = broker/backend)\n"
         "  --verbose          debug logging\n"
         "  --help             this text\n");
 }

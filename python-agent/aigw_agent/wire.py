@@ -45,35 +45,21 @@ class W(IntEnum):
     CANCEL = 0x08
 
 
-# (header, command) -> body message class (None = body ignored), payload rule
-_BODY: dict[tuple[bytes, int], type[PbMessage] | None] = {
-    (CLIENT_HEADER, C.SUBMIT): pb.Job,
-    (CLIENT_HEADER, C.CANCEL): pb.JobRef,
-    (CLIENT_HEADER, C.PING): None,
-    (CLIENT_HEADER, C.CHUNK): pb.Chunk,
-    (CLIENT_HEADER, C.RESULT): pb.Result,
-    (CLIENT_HEADER, C.ERROR): pb.Error,
-    (CLIENT_HEADER, C.PONG): pb.BrokerStatus,
-    (CLIENT_HEADER, C.SPEND): pb.Spend,
-    (WORKER_HEADER, W.READY): pb.WorkerHello,
-    (WORKER_HEADER, W.HEARTBEAT): pb.WorkerStats,
-    (WORKER_HEADER, W.CHUNK): pb.Chunk,
-    (WORKER_HEADER, W.RESULT): pb.Result,
-    (WORKER_HEADER, W.ERROR): pb.Error,
-    (WORKER_HEADER, W.DISCONNECT): None,
-    (WORKER_HEADER, W.TASK): pb.Task,
-    (WORKER_HEADER, W.CANCEL): pb.AttemptRef,
+# (header, towards the broker?) -> {command: body message class (None = body ignored)}.
+# The direction is part of the key: a HEARTBEAT carries WorkerStats from a worker and
+# BrokerBeat (possibly empty, from an older broker) from the broker. The keys of each
+# table are the commands allowed that way.
+_BODY: dict[tuple[bytes, bool], dict[int, type[PbMessage] | None]] = {
+    (CLIENT_HEADER, True): {C.SUBMIT: pb.Job, C.CANCEL: pb.JobRef, C.PING: None},
+    (CLIENT_HEADER, False): {C.CHUNK: pb.Chunk, C.RESULT: pb.Result, C.ERROR: pb.Error,
+                             C.PONG: pb.BrokerStatus, C.SPEND: pb.Spend},
+    (WORKER_HEADER, True): {W.READY: pb.WorkerHello, W.HEARTBEAT: pb.WorkerStats,
+                            W.CHUNK: pb.Chunk, W.RESULT: pb.Result, W.ERROR: pb.Error,
+                            W.DISCONNECT: None},
+    (WORKER_HEADER, False): {W.TASK: pb.Task, W.CANCEL: pb.AttemptRef,
+                             W.HEARTBEAT: pb.BrokerBeat, W.DISCONNECT: None},
 }
 _NEEDS_PAYLOAD = {(CLIENT_HEADER, C.SUBMIT), (WORKER_HEADER, W.TASK)}
-
-# Commands allowed per (header, towards the broker?)
-_DIRECTION: dict[tuple[bytes, bool], frozenset[int]] = {
-    (CLIENT_HEADER, True): frozenset({C.SUBMIT, C.CANCEL, C.PING}),
-    (CLIENT_HEADER, False): frozenset({C.CHUNK, C.RESULT, C.ERROR, C.PONG, C.SPEND}),
-    (WORKER_HEADER, True): frozenset({W.READY, W.HEARTBEAT, W.CHUNK, W.RESULT, W.ERROR,
-                                      W.DISCONNECT}),
-    (WORKER_HEADER, False): frozenset({W.TASK, W.CANCEL, W.HEARTBEAT, W.DISCONNECT}),
-}
 
 
 @dataclass
@@ -131,7 +117,8 @@ def _parse(frames: list[bytes], header: bytes, to_broker: bool,
     if len(frames[1]) != 1:
         return None, "bad command frame"
     cmd = frames[1][0]
-    if cmd not in _DIRECTION[(header, to_broker)]:
+    bodies = _BODY[(header, to_broker)]
+    if cmd not in bodies:
         return None, f"unexpected command 0x{cmd:02x}"
     key = (header, cmd)
     payload = bytes(frames[3]) if len(frames) == 4 else None
@@ -139,7 +126,7 @@ def _parse(frames: list[bytes], header: bytes, to_broker: bool,
         return None, f"{cmd_name(header, cmd)} without payload"
     if key not in _NEEDS_PAYLOAD and payload is not None:
         return None, f"unexpected payload on {cmd_name(header, cmd)}"
-    cls = _BODY[key]
+    cls = bodies[cmd]
     body = None
     if cls is not None:
         body = cls()

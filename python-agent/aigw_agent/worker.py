@@ -2,7 +2,9 @@
 
 WorkerBase connects a DEALER to the broker backend, sends READY, heartbeats, runs each TASK
 as an asyncio task (bounded by capacity), answers RESULT/ERROR/CHUNK, honours CANCEL, and
-reconnects with back-off when the broker goes silent or sends DISCONNECT.
+reconnects with back-off when the broker goes silent or sends DISCONNECT. A broker HEARTBEAT
+carries BrokerBeat.instance: when it changes on a connection the broker restarted, so the
+worker drops the attempts it ran for the old one and sends READY again at once.
 """
 from __future__ import annotations
 
@@ -38,6 +40,8 @@ class WorkerStats:
     rejected: int = 0         # refused: over capacity, unknown service or bad payload
     malformed: int = 0        # broker messages dropped as malformed
     connects: int = 0         # sockets opened (1 + reconnects)
+    orphaned: int = 0         # attempts dropped (no reply) because the broker was lost
+    restarts: int = 0         # broker restarts seen in a HEARTBEAT (a new BrokerBeat.instance)
 
 
 class TaskContext:
@@ -164,11 +168,19 @@ class WorkerBase:
         self._sock = sock
         return sock
 
-    def _close(self, graceful: bool) -> None:
-        """Cancel in-flight tasks (no acks: the broker fails or re-dispatches them), close socket."""
+    def _drop_tasks(self) -> int:
+        """Cancel every in-flight task without a reply; returns how many there were."""
+        n = len(self._tasks)
         for task, _ in self._tasks.values():
             task.cancel()
         self._tasks.clear()
+        return n
+
+    def _close(self, graceful: bool) -> None:
+        """Cancel in-flight tasks (no acks: the broker fails or re-dispatches them), close socket."""
+        dropped = self._drop_tasks()
+        if not graceful:
+            self.stats.orphaned += dropped
         sock, self._sock = self._sock, None
         self._generation += 1
         if sock is None:
@@ -208,6 +220,7 @@ class WorkerBase:
         heard = False
         warned = False
         graceful = False
+        instance = 0          # BrokerBeat.instance seen on this connection (0: none yet)
         expiry = loop.time() + self.heartbeat * self.liveness
         next_hb = loop.time() + self.heartbeat
         try:
@@ -240,6 +253,8 @@ class WorkerBase:
                         self._on_task(gen, msg)
                     elif msg.cmd == W.CANCEL:
                         self._on_cancel(msg.body.attempt_id)
+                    elif msg.cmd == W.HEARTBEAT:
+                        gen, instance = self._on_beat(gen, msg.body, instance)
         except zmq.ZMQError as e:
             log.error("broker link %s failed: %s", self.endpoint, e)
             return heard
@@ -249,6 +264,26 @@ class WorkerBase:
         finally:
             if self._generation == gen:
                 self._close(graceful)
+
+    def _on_beat(self, gen: int, beat: pb.BrokerBeat, seen: int) -> tuple[int, int]:
+        """A broker HEARTBEAT. An instance other than the one seen on this connection means
+        the broker restarted: drop the attempts run for the old one (their late replies
+        are never sent: the generation moves on) and send READY at once on the same
+        socket. Returns the generation to send with and the instance now seen."""
+        new = beat.instance if beat.HasField("instance") else 0
+        if new == 0 or new == seen:
+            return gen, seen
+        if seen == 0:
+            return gen, new
+        self.stats.restarts += 1
+        dropped = self._drop_tasks()
+        self.stats.orphaned += dropped
+        self._generation += 1
+        gen = self._generation
+        self._send(gen, wire.encode(WORKER_HEADER, W.READY, self._hello()))
+        log.warning("broker %s restarted (instance %016x -> %016x): %d attempts dropped, "
+                    "READY sent", self.endpoint, seen, new, dropped)
+        return gen, new
 
     def _reply_error(self, gen: int, task: pb.Task, code: pb.ErrorCode.ValueType,
                      message: str) -> None:

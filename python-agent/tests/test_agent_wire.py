@@ -34,7 +34,7 @@ def test_submit_roundtrip() -> None:
     (CLIENT_HEADER, False, C.SPEND, pb.Spend(job_id=1, attempt_id=2, target="m", account="k")),
     (WORKER_HEADER, True, W.READY, pb.WorkerHello(worker_id="w", models=["a"], capacity=2)),
     (WORKER_HEADER, True, W.HEARTBEAT, pb.WorkerStats(in_flight=1)),
-    (WORKER_HEADER, False, W.HEARTBEAT, None),
+    (WORKER_HEADER, False, W.HEARTBEAT, pb.BrokerBeat(instance=7)),
     (WORKER_HEADER, True, W.CHUNK, pb.Chunk(job_id=1, attempt_id=2)),
     (WORKER_HEADER, True, W.RESULT, pb.Result(job_id=1, attempt_id=2)),
     (WORKER_HEADER, True, W.ERROR, pb.Error(job_id=1, attempt_id=2, code=pb.ERR_CANCELLED)),
@@ -48,6 +48,23 @@ def test_roundtrip(header: bytes, to_broker: bool, cmd: int, body: object) -> No
     assert msg.cmd == cmd and msg.payload is None
     if body is not None:
         assert msg.body == body
+
+
+def test_heartbeat_body_depends_on_direction() -> None:
+    beat = pb.BrokerBeat(instance=0xDEADBEEF12345678)
+    msg, why = wire.parse(wire.encode(WORKER_HEADER, W.HEARTBEAT, beat), WORKER_HEADER, False)
+    assert msg is not None, why
+    assert isinstance(msg.body, pb.BrokerBeat) and msg.body.instance == 0xDEADBEEF12345678
+    # an older broker's empty body: a BrokerBeat without an instance
+    msg, _ = wire.parse([WORKER_HEADER, bytes([W.HEARTBEAT]), b""], WORKER_HEADER, False)
+    assert msg is not None and isinstance(msg.body, pb.BrokerBeat)
+    assert not msg.body.HasField("instance")
+    stats = pb.WorkerStats(in_flight=3, capacity=8)
+    msg, _ = wire.parse(wire.encode(WORKER_HEADER, W.HEARTBEAT, stats), WORKER_HEADER, True)
+    assert msg is not None and isinstance(msg.body, pb.WorkerStats) and msg.body.capacity == 8
+    # a broker HEARTBEAT body that does not decode is refused, not ignored
+    msg, why = wire.parse([WORKER_HEADER, bytes([W.HEARTBEAT]), b"\xff"], WORKER_HEADER, False)
+    assert msg is None and why == "undecodable HEARTBEAT body"
 
 
 def test_task_with_payload_and_without_body_frame_for_empty_commands() -> None:

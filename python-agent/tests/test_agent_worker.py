@@ -196,6 +196,43 @@ async def test_disconnect_makes_worker_register_again() -> None:
         assert worker.stats.connects == 2
 
 
+async def test_broker_restart_seen_in_heartbeat_reregisters() -> None:
+    """A HEARTBEAT with another BrokerBeat.instance: the attempts for the old broker are
+    cancelled without a reply and READY goes out at once on the same socket."""
+    started: list[int] = []
+    cancelled: list[int] = []
+
+    async def hold(request: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
+        started.append(ctx.attempt_id)
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            cancelled.append(ctx.attempt_id)
+            raise
+        return {}
+
+    with FakeBroker() as fb:
+        worker = make_worker(fb, {"hold": hold, "svc": echo}, liveness=40)
+        async with running(worker):
+            ident, _ = await fb.expect_back(W.READY)
+            await fb.send_back(ident, W.HEARTBEAT)                  # an older broker: empty
+            await fb.send_back(ident, W.HEARTBEAT, pb.BrokerBeat(instance=1))
+            await fb.task(ident, 1, 1, "hold", REQ)
+            await _until(lambda: started == [1])
+            await fb.send_back(ident, W.HEARTBEAT, pb.BrokerBeat(instance=1))   # same one
+            await fb.send_back(ident, W.HEARTBEAT, pb.BrokerBeat(instance=2))
+            ident2, ready = await fb.expect_back(W.READY)
+            assert ident2 == ident and ready.body.worker_id == "w-test"   # same socket
+            await _until(lambda: cancelled == [1])
+            assert worker.in_flight == 0
+            # the new broker's ids start again: attempt 1 is a new attempt, answered
+            await fb.task(ident, 7, 1, "svc", REQ)
+            _, res = await fb.expect_back(W.RESULT)      # no ERROR for the old attempt 1
+            assert (res.body.job_id, res.body.attempt_id) == (7, 1)
+        assert worker.stats.restarts == 1 and worker.stats.orphaned == 1
+        assert worker.stats.connects == 1 and worker.stats.cancelled == 0
+
+
 async def test_silent_broker_means_reconnect_with_backoff() -> None:
     with FakeBroker() as fb:
         worker = make_worker(fb, heartbeat_ms=40, liveness=2, backoff_initial=0.05,

@@ -644,6 +644,14 @@ int fake_broker_cancel (fake_broker_t *self, uint64_t attempt_id)
     return fake_broker_send (self, WIRE_W_CANCEL, &r.base, NULL, 0);
 }
 
+int fake_broker_beat (fake_broker_t *self, uint64_t instance)
+{
+    Aigw__BrokerBeat b = AIGW__BROKER_BEAT__INIT;
+    b.has_instance = true;
+    b.instance = instance;
+    return fake_broker_send (self, WIRE_W_HEARTBEAT, instance ? &b.base : NULL, NULL, 0);
+}
+
 //  Wait on a socket monitor for event within timeout_ms. 0 / -1.
 static int s_wait_event (void *mon, uint16_t event, int timeout_ms)
 {

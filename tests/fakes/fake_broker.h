@@ -113,6 +113,10 @@ int fake_broker_task (fake_broker_t *self, uint64_t job_id, uint64_t attempt_id,
                       const char *payload, uint32_t deadline_ms, bool stream);
 int fake_broker_cancel (fake_broker_t *self, uint64_t attempt_id);
 
+//  Worker side: a HEARTBEAT whose body is BrokerBeat{instance} (0: an empty body, as an
+//  older broker sends). 0 / -1.
+int fake_broker_beat (fake_broker_t *self, uint64_t instance);
+
 //  A broker restart: close the ROUTER (its peers' connections drop), wait until its
 //  listener is gone, bind a new ROUTER on the same endpoint. 0 / -1.
 int fake_broker_restart (fake_broker_t *self);

@@ -1,7 +1,7 @@
 // Worker event-loop tests: the real loop in a thread against the fake broker (driven, the
-// worker side) on tcp loopback, with the Python fake upstream (tests/fakes) standing in for
-// OpenAI, Anthropic and Ollama upstreams (whole and streamed replies, cut and stalled
-// streams, error statuses).
+// worker side; two of them for a worker with two brokers) on tcp loopback, with the
+// Python fake upstream (tests/fakes) standing in for OpenAI, Anthropic and Ollama
+// upstreams (whole and streamed replies, cut and stalled streams, error statuses).
 #define _GNU_SOURCE
 #include <stdarg.h>
 #include <stddef.h>
@@ -317,6 +317,38 @@ static void b_wait_in_flight (fake_broker_t *b, uint32_t n)
     }
 }
 
+//  Expect READY (HEARTBEATs skipped); returns the capacity it offers.
+static uint32_t b_expect_ready (fake_broker_t *b)
+{
+    Aigw__WorkerHello *h = b_expect (b, WIRE_W_READY, &aigw__worker_hello__descriptor, 3000);
+    assert_string_equal (h->worker_id, "test-worker");
+    uint32_t capacity = h->capacity;
+    protobuf_c_message_free_unpacked (&h->base, NULL);
+    return capacity;
+}
+
+//  Wait for a HEARTBEAT offering capacity, with in_flight attempts of this broker
+//  running; HEARTBEATs before it are skipped, any other message fails the test.
+static void b_wait_share (fake_broker_t *b, uint32_t capacity, uint32_t in_flight)
+{
+    int64_t until = aclock_now_ms () + 3000;
+    for (;;) {
+        wire_msg_t m;
+        int64_t left = until - aclock_now_ms ();
+        if (left <= 0 || b_recv_any (b, (int) left, &m))
+            fail_msg ("no HEARTBEAT with capacity %u and in_flight %u", capacity, in_flight);
+        assert_int_equal (m.cmd, WIRE_W_HEARTBEAT);
+        Aigw__WorkerStats *s = (Aigw__WorkerStats *)
+            wire_unpack (&aigw__worker_stats__descriptor, &m.body);
+        assert_non_null (s);
+        bool done = s->has_capacity && s->capacity == capacity && s->in_flight == in_flight;
+        protobuf_c_message_free_unpacked (&s->base, NULL);
+        wire_msg_close (&m);
+        if (done)
+            return;
+    }
+}
+
 //  Expect an ERROR for attempt; returns its code, copies the message.
 static int b_expect_error (fake_broker_t *b, uint64_t attempt, int timeout_ms, char *msg, size_t msglen,
                            uint32_t *status)
@@ -481,6 +513,8 @@ static Aigw__Result *b_expect_result (fake_broker_t *b, uint64_t attempt, int ti
 
 typedef struct {
     fake_broker_t *b;
+    fake_broker_t *b2;          // the second broker (s_setup2), else NULL
+    uint32_t liveness;          // broker/liveness for the worker, 0 = 3
     cfg_t *cfg;
     worker_t *w;
     pthread_t thread;
@@ -503,7 +537,7 @@ static void s_start_worker (fix_t *f, uint32_t capacity)
     char text [8192];
     int p = fake_upstream_port (s_up);
     snprintf (text, sizeof text,
-        "broker\n    heartbeat_ms = 100\n    liveness = 3\n"
+        "broker\n    heartbeat_ms = 100\n    liveness = %u\n"
         "worker\n    capacity = 2\n"
         "models\n"
         "    sim-fast\n        provider = sim\n        latency_ms = 5\n        jitter = 0.3\n"
@@ -562,13 +596,16 @@ static void s_start_worker (fix_t *f, uint32_t capacity)
         "        upstream_model = up-e503\n"
         "    an-429\n        provider = anthropic\n        base_url = http://127.0.0.1:%d/v1\n"
         "        upstream_model = up-anth-429\n",
+        f->liveness ? f->liveness : 3,
         p, p, p, p, p, p, p, p, p, p, p, p, p, p, p, p, p, p, p, p, p, p);
     char err [512];
     f->cfg = cfg_parse (text, "test", err, sizeof err);
     if (!f->cfg)
         fail_msg ("%s", err);
-    worker_opts_t opts = { .id = "test-worker", .broker = fake_broker_endpoint (f->b),
-                           .capacity = capacity };
+    char brokers [600];
+    snprintf (brokers, sizeof brokers, "%s%s%s", fake_broker_endpoint (f->b), f->b2 ? "," : "",
+              f->b2 ? fake_broker_endpoint (f->b2) : "");
+    worker_opts_t opts = { .id = "test-worker", .broker = brokers, .capacity = capacity };
     f->w = worker_new (f->cfg, &opts, err, sizeof err);
     if (!f->w)
         fail_msg ("%s", err);
@@ -596,11 +633,33 @@ static int s_setup (void **state)
     return 0;
 }
 
+//  Two brokers; a liveness of 5 s, so that only the socket events (not silence) can
+//  tell the worker a broker is gone.
+static int s_setup2 (void **state)
+{
+    if (s_setup (state))
+        return -1;
+    fix_t *f = *state;
+    f->liveness = 50;
+    f->b2 = fake_broker_new_driven ("tcp://127.0.0.1:*", WIRE_SIDE_WORKER);
+    return f->b2 ? 0 : -1;
+}
+
+//  One broker, liveness 5 s (see s_setup2).
+static int s_setup_long (void **state)
+{
+    if (s_setup (state))
+        return -1;
+    ((fix_t *) *state)->liveness = 50;
+    return 0;
+}
+
 static int s_teardown (void **state)
 {
     fix_t *f = *state;
     s_stop_worker (f);
     fake_broker_destroy (&f->b);
+    fake_broker_destroy (&f->b2);
     free (f);
     return 0;
 }
@@ -703,6 +762,7 @@ static void test_cancel_frees_slot (void **state)
     b_send_task (f->b, 12, "sim-fast", REQ, 0);
     assert_int_equal (b_expect_error (f->b, 12, 1000, msg, sizeof msg, NULL),
                       AIGW__ERROR_CODE__ERR_OVERLOADED);
+    assert_string_equal (msg, "worker full");
     b_send_cancel (f->b, 10);
     assert_int_equal (b_expect_error (f->b, 10, 1000, msg, sizeof msg, NULL),
                       AIGW__ERROR_CODE__ERR_CANCELLED);
@@ -718,6 +778,8 @@ static void test_cancel_frees_slot (void **state)
     s_stop_worker (f);
     assert_int_equal (f->stats.cancelled, 2);
     assert_int_equal (f->stats.unknown_cancels, 1);
+    assert_int_equal (f->stats.full, 1);
+    assert_int_equal (f->stats.capacity_updates, 0);   // one broker: nothing extra sent
 }
 
 static void test_heartbeats_flow (void **state)
@@ -790,8 +852,12 @@ static void test_disconnect_reconnects (void **state)
     s_stop_worker (f);
     assert_int_equal (f->stats.orphaned, 1);
     assert_int_equal (f->stats.connects, 2);
+    assert_int_equal (f->stats.lost_disconnect, 1);
+    assert_int_equal (f->stats.readies, 2);
 }
 
+//  (s_setup_long: silence would take 5 s.) The dropped connection orphans the attempt
+//  at once and the new one gets READY at once: one READY, no back-off.
 static void test_broker_restart_heals (void **state)
 {
     fix_t *f = *state;
@@ -799,20 +865,153 @@ static void test_broker_restart_heals (void **state)
     b_send_task (f->b, 50, "sim-slow", REQ, 0);
     b_wait_in_flight (f->b, 1);
     assert_int_equal (fake_broker_restart (f->b), 0);
-    //  Silence is noticed after 3 x 100 ms, then a 1 s back-off, then READY
-    wire_msg_t m;
-    int64_t t0 = aclock_now_ms ();
-    assert_int_equal (b_recv (f->b, 5000, &m), 0);
-    assert_int_equal (m.cmd, WIRE_W_READY);
-    wire_msg_close (&m);
-    int64_t took = aclock_now_ms () - t0;
-    assert_true (took >= 900);          // it backed off (about 1 s) before READY
+    assert_int_equal (b_expect_ready (f->b), 2);
     b_send_task (f->b, 51, "sim-fast", REQ, 0);
-    Aigw__Result *r = b_expect_result (f->b, 51, 2000);
+    Aigw__Result *r = b_expect_result (f->b, 51, 2000);    // and no second READY before it
     protobuf_c_message_free_unpacked (&r->base, NULL);
     s_stop_worker (f);
     assert_int_equal (f->stats.orphaned, 1);
-    assert_true (f->stats.connects >= 2);
+    assert_int_equal (f->stats.lost_disconnected, 1);
+    assert_int_equal (f->stats.lost_silent, 0);
+    assert_int_equal (f->stats.readies, 2);
+    assert_int_equal (f->stats.connects, 2);
+}
+
+//  A HEARTBEAT with another BrokerBeat.instance on the same connection: the broker
+//  restarted, so its attempts are orphaned and READY goes out at once on that socket.
+static void test_instance_change_reregisters (void **state)
+{
+    fix_t *f = *state;
+    s_ready (f, 2);
+    uint8_t old_id [WIRE_ID_MAX];
+    size_t old_len;
+    memcpy (old_id, fake_broker_peer (f->b, &old_len), sizeof old_id);
+    assert_int_equal (fake_broker_beat (f->b, 0), 0);          // an older broker's empty body
+    assert_int_equal (fake_broker_beat (f->b, 111), 0);
+    b_send_task (f->b, 60, "sim-slow", REQ, 0);
+    b_wait_in_flight (f->b, 1);
+    assert_int_equal (fake_broker_beat (f->b, 111), 0);        // the same instance: nothing
+    assert_int_equal (fake_broker_send_frames (f->b, 3,
+                                               (const void *[]) { "AIGWW1", "\x02", "\xff" },
+                                               (size_t[]) { 6, 1, 1 }), 0);
+    assert_int_equal (fake_broker_beat (f->b, 222), 0);
+    assert_int_equal (b_expect_ready (f->b), 2);
+    size_t new_len;
+    const uint8_t *new_id = fake_broker_peer (f->b, &new_len);
+    assert_true (new_len == old_len && memcmp (new_id, old_id, old_len) == 0);  // same socket
+    //  Attempt 60 is gone: its CANCEL is unknown (messages are handled in order)
+    b_send_cancel (f->b, 60);
+    b_send_task (f->b, 61, "sim-fast", REQ, 0);
+    Aigw__Result *r = b_expect_result (f->b, 61, 2000);
+    protobuf_c_message_free_unpacked (&r->base, NULL);
+    s_stop_worker (f);
+    assert_int_equal (f->stats.lost_restarted, 1);
+    assert_int_equal (f->stats.orphaned, 1);
+    assert_int_equal (f->stats.unknown_cancels, 1);
+    assert_int_equal (f->stats.malformed, 1);              // the BrokerBeat that did not decode
+    assert_int_equal (f->stats.readies, 2);
+    assert_int_equal (f->stats.connects, 1);
+}
+
+//  ---- two brokers (s_setup2)
+
+//  Registers with both; the same attempt id from each is two attempts, each answered to
+//  the broker that sent it. Idle, each is offered the whole capacity.
+static void test_two_brokers_register_and_answer (void **state)
+{
+    fix_t *f = *state;
+    s_start_worker (f, 2);
+    assert_int_equal (b_expect_ready (f->b), 2);
+    assert_int_equal (b_expect_ready (f->b2), 2);
+    assert_int_equal (fake_broker_task (f->b, 1007, 7, "sim-fast", REQ, 0, false), 0);
+    assert_int_equal (fake_broker_task (f->b2, 2007, 7, "sim-fast", REQ, 0, false), 0);
+    Aigw__Result *r = b_expect (f->b, WIRE_W_RESULT, &aigw__result__descriptor, 2000);
+    assert_int_equal (r->job_id, 1007);
+    assert_int_equal (r->attempt_id, 7);
+    protobuf_c_message_free_unpacked (&r->base, NULL);
+    r = b_expect (f->b2, WIRE_W_RESULT, &aigw__result__descriptor, 2000);
+    assert_int_equal (r->job_id, 2007);
+    assert_int_equal (r->attempt_id, 7);
+    protobuf_c_message_free_unpacked (&r->base, NULL);
+    s_stop_worker (f);
+    assert_int_equal (f->stats.completed, 2);
+    assert_int_equal (f->stats.readies, 2);
+    assert_int_equal (f->stats.connects, 2);
+    //  A clean stop says DISCONNECT to both
+    wire_msg_t m;
+    assert_int_equal (b_recv (f->b, 1000, &m), 0);
+    assert_int_equal (m.cmd, WIRE_W_DISCONNECT);
+    wire_msg_close (&m);
+    assert_int_equal (b_recv (f->b2, 1000, &m), 0);
+    assert_int_equal (m.cmd, WIRE_W_DISCONNECT);
+    wire_msg_close (&m);
+}
+
+//  Capacity 2 shared: each broker is offered its attempts plus the free slots, told in
+//  a HEARTBEAT whenever that changes; a TASK beyond the capacity gets "worker full";
+//  a CANCEL applies to the attempt of the broker that sent it.
+static void test_two_brokers_share_capacity (void **state)
+{
+    fix_t *f = *state;
+    char msg [512];
+    s_start_worker (f, 2);
+    assert_int_equal (b_expect_ready (f->b), 2);
+    assert_int_equal (b_expect_ready (f->b2), 2);
+    b_send_task (f->b, 1, "sim-slow", REQ, 0);                 // A: job 1001, attempt 1
+    b_wait_share (f->b2, 1, 0);                                // B may use the one free slot
+    assert_int_equal (fake_broker_task (f->b2, 2001, 1, "sim-slow", REQ, 0, false), 0);
+    b_wait_share (f->b, 1, 1);                                 // full: A keeps its own
+    b_wait_share (f->b2, 1, 1);
+    b_send_task (f->b, 3, "sim-fast", REQ, 0);                 // both took the last slot
+    assert_int_equal (b_expect_error (f->b, 3, 1000, msg, sizeof msg, NULL),
+                      AIGW__ERROR_CODE__ERR_OVERLOADED);
+    assert_string_equal (msg, "worker full");
+    //  B's CANCEL of attempt 1 ends B's attempt 1, not A's
+    b_send_cancel (f->b2, 1);
+    Aigw__Error *e = b_expect (f->b2, WIRE_W_ERROR, &aigw__error__descriptor, 1000);
+    assert_int_equal (e->job_id, 2001);
+    assert_int_equal (e->code, AIGW__ERROR_CODE__ERR_CANCELLED);
+    protobuf_c_message_free_unpacked (&e->base, NULL);
+    b_wait_share (f->b, 2, 1);                                 // the freed slot is offered
+    b_send_cancel (f->b, 1);
+    assert_int_equal (b_expect_error (f->b, 1, 1000, msg, sizeof msg, NULL),
+                      AIGW__ERROR_CODE__ERR_CANCELLED);
+    b_wait_share (f->b2, 2, 0);
+    s_stop_worker (f);
+    assert_int_equal (f->stats.full, 1);
+    assert_int_equal (f->stats.cancelled, 2);
+    assert_int_equal (f->stats.capacity_updates, 4);         // B 1, A 1, A 2, B 2
+}
+
+//  One of two brokers restarts: its attempt is orphaned at once, the other's runs on,
+//  and the restarted one gets READY with the capacity left.
+static void test_two_brokers_one_restarts (void **state)
+{
+    fix_t *f = *state;
+    s_start_worker (f, 2);
+    assert_int_equal (b_expect_ready (f->b), 2);
+    assert_int_equal (b_expect_ready (f->b2), 2);
+    b_send_task (f->b, 1, "sim-slow", REQ, 0);
+    b_wait_share (f->b2, 1, 0);
+    assert_int_equal (fake_broker_task (f->b2, 2001, 1, "sim-slow", REQ, 0, false), 0);
+    b_wait_share (f->b, 1, 1);
+    assert_int_equal (fake_broker_restart (f->b), 0);
+    assert_int_equal (b_expect_ready (f->b), 1);              // B's attempt holds one slot
+    b_wait_share (f->b2, 2, 1);                                // A's slot came free
+    b_send_cancel (f->b2, 1);                                  // B's attempt still runs
+    Aigw__Error *e = b_expect (f->b2, WIRE_W_ERROR, &aigw__error__descriptor, 1000);
+    assert_int_equal (e->job_id, 2001);
+    assert_int_equal (e->code, AIGW__ERROR_CODE__ERR_CANCELLED);
+    protobuf_c_message_free_unpacked (&e->base, NULL);
+    b_send_task (f->b, 5, "sim-fast", REQ, 0);
+    Aigw__Result *r = b_expect_result (f->b, 5, 2000);
+    protobuf_c_message_free_unpacked (&r->base, NULL);
+    s_stop_worker (f);
+    assert_int_equal (f->stats.orphaned, 1);
+    assert_int_equal (f->stats.lost_disconnected, 1);
+    assert_int_equal (f->stats.lost_silent, 0);
+    assert_int_equal (f->stats.readies, 3);
+    assert_int_equal (f->stats.connects, 3);
 }
 
 static void test_burst_no_missed_messages (void **state)
@@ -1411,6 +1610,16 @@ static void test_bad_options (void **state)
     worker_opts_t opts = { .models = "a, nope" };
     assert_null (worker_new (cfg, &opts, err, sizeof err));
     assert_non_null (strstr (err, "nope"));
+    opts.models = NULL;
+    opts.broker = "tcp://127.0.0.1:5000, tcp://127.0.0.1:5000";
+    assert_null (worker_new (cfg, &opts, err, sizeof err));
+    assert_non_null (strstr (err, "listed twice"));
+    opts.broker = "tcp://127.0.0.1:1,tcp://127.0.0.1:2,tcp://127.0.0.1:3,tcp://127.0.0.1:4,"
+                  "tcp://127.0.0.1:5,tcp://127.0.0.1:6,tcp://127.0.0.1:7,tcp://127.0.0.1:8,"
+                  "tcp://127.0.0.1:9";
+    assert_null (worker_new (cfg, &opts, err, sizeof err));
+    assert_non_null (strstr (err, "more than 8"));
+    opts.broker = NULL;
     opts.models = "a,a";
     worker_t *w = worker_new (cfg, &opts, err, sizeof err);
     assert_non_null (w);
@@ -1448,7 +1657,13 @@ int main (void)
         cmocka_unit_test_setup_teardown (test_heartbeats_flow, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_deadline_ends_sim_attempt, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_disconnect_reconnects, s_setup, s_teardown),
-        cmocka_unit_test_setup_teardown (test_broker_restart_heals, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_broker_restart_heals, s_setup_long, s_teardown),
+        cmocka_unit_test_setup_teardown (test_instance_change_reregisters, s_setup_long,
+                                         s_teardown),
+        cmocka_unit_test_setup_teardown (test_two_brokers_register_and_answer, s_setup2,
+                                         s_teardown),
+        cmocka_unit_test_setup_teardown (test_two_brokers_share_capacity, s_setup2, s_teardown),
+        cmocka_unit_test_setup_teardown (test_two_brokers_one_restarts, s_setup2, s_teardown),
         cmocka_unit_test_setup_teardown (test_burst_no_missed_messages, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_idle_does_not_spin, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_openai_result_and_reuse, s_setup, s_teardown),
