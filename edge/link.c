@@ -619,7 +619,8 @@ edge_link_t *edge_link_new (const cfg_t *cfg, void *zctx, edge_status_box_t *box
         return NULL;
     }
     for (size_t i = 0; i < self->nbrokers; i++) {
-        snprintf (self->brokers[i].ep, sizeof self->brokers[i].ep, "%s", eps[i]);
+        snprintf (self->brokers[i].ep, sizeof self->brokers[i].ep, "%.*s",
+                  (int) sizeof self->brokers[i].ep - 1, eps[i]);
         if (s_new_dealer (self, &self->brokers[i])) {
             edge_link_destroy (&self);
             return NULL;

@@ -134,7 +134,8 @@ static int s_init_links (worker_t *self, const char *list, char *err, size_t err
                 return -1;
             }
         wk_link_t *l = &self->links [i];
-        snprintf (l->endpoint, sizeof l->endpoint, "%s", eps [i]);
+        snprintf (l->endpoint, sizeof l->endpoint, "%.*s", (int) sizeof l->endpoint - 1,
+                  eps [i]);
         l->index = (uint32_t) i;
         l->sock_fd = l->mon_fd = -1;
         l->backoff_ms = WORKER_BACKOFF_MIN_MS;
