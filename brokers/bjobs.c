@@ -658,6 +658,13 @@ int64_t bjobs_next_timer (const bjobs_t *self)
     return t ? t->when : INT64_MAX;
 }
 
+void bjobs_end_hold (bjobs_t *self)
+{
+    dsp_item_t *orphans = NULL;
+    dsp_set_hold (self->env->dsp, false, &orphans);
+    s_on_orphaned (self, orphans);
+}
+
 bool bjobs_has_pending (const bjobs_t *self)
 {
     return self->npending > 0;

@@ -43,6 +43,9 @@ void bjobs_tick (bjobs_t *self, int64_t now);
 int64_t bjobs_next_timer (const bjobs_t *self);
 //  True if attempts wait to be failed by bjobs_reap.
 bool bjobs_has_pending (const bjobs_t *self);
+//  The start-up hold is over (see dsp_set_hold): attempts still queued for a model no
+//  worker came back for fail, as "no worker serves model M", at the next reap.
+void bjobs_end_hold (bjobs_t *self);
 //  Fail the attempts of dead workers (and TASKs not sent). Call where no job is
 //  being processed.
 void bjobs_reap (bjobs_t *self, int64_t now);

@@ -227,6 +227,15 @@ void breg_goodbye (breg_t *self)
                        NULL, NULL);
 }
 
+//  A HEARTBEAT to w, carrying this broker's instance.
+static void s_beat (breg_t *self, worker_t *w)
+{
+    Aigw__BrokerBeat beat = AIGW__BROKER_BEAT__INIT;
+    beat.has_instance = true;
+    beat.instance = self->instance;
+    breg_send (self, w, WIRE_W_HEARTBEAT, &beat.base, NULL);
+}
+
 //  ---------------------------------------------------------------------------
 //  READY
 
@@ -327,6 +336,9 @@ worker_t *breg_ready (breg_t *self, wire_msg_t *msg, int64_t now)
     log_info ("worker %s joined: models %s, capacity %u", w->name, shown,
               dsp_worker_capacity (w->dw));
     s_event (self, w, "join", NULL);
+    //  A HEARTBEAT at once: the worker learns this instance, and that its READY was
+    //  taken (a connection that drops after it is not a refusal to back off from)
+    s_beat (self, w);
 cleanup:
     if (h)
         protobuf_c_message_free_unpacked (&h->base, NULL);
@@ -377,16 +389,13 @@ void breg_heartbeat (breg_t *self, worker_t *w, wire_msg_t *msg)
 
 void breg_tick (breg_t *self, int64_t now)
 {
-    Aigw__BrokerBeat beat = AIGW__BROKER_BEAT__INIT;
-    beat.has_instance = true;
-    beat.instance = self->instance;
     worker_t *w = self->worker_list;
     while (w) {
         worker_t *next = w->next;
         if (now >= w->expiry)
             breg_kill (self, w, "heartbeat expired");
         else
-            breg_send (self, w, WIRE_W_HEARTBEAT, &beat.base, NULL);
+            s_beat (self, w);
         w = next;
     }
 }

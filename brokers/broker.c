@@ -522,6 +522,8 @@ static void s_publish (broker_t *self, int64_t now)
 static void s_run_timers (broker_t *self, int64_t now)
 {
     bjobs_tick (self->jobs, now);
+    if (dsp_holding (self->dsp) && now >= self->env.started + self->expiry_us)
+        bjobs_end_hold (self->jobs);
     if (now >= self->next_heartbeat) {
         breg_tick (self->reg, now);
         self->next_heartbeat = now + self->heartbeat_us;
@@ -577,6 +579,9 @@ int broker_run (broker_t *self)
               self->ep_front, self->ep_back, self->ep_metrics);
     int64_t now = aclock_now_us ();
     self->env.started = now;
+    //  For heartbeat * liveness after start, the time every worker of a previous
+    //  instance has to come back, jobs for a model with no worker wait for one
+    dsp_set_hold (self->dsp, self->expiry_us > 0, NULL);
     self->next_heartbeat = now + self->heartbeat_us;
     self->next_metrics = now + BROKER_METRICS_US;
     self->stopping = false;

@@ -14,6 +14,7 @@ struct dsp_model_t {
     uint32_t in_flight;         // assigned items of this model
     uint32_t capacity;          // sum of its workers' capacities
     void *user;
+    bool served;                // a worker has announced it (else only held for)
 };
 
 struct dsp_worker_t {
@@ -33,6 +34,7 @@ struct dsp_t {
     size_t nworkers;
     uint32_t queue_limit;
     uint64_t seq;
+    bool hold;                  // queue items of models no worker serves (dsp_set_hold)
 };
 
 dsp_t *dsp_new (uint32_t queue_limit)
@@ -171,6 +173,7 @@ dsp_worker_t *dsp_worker_add (dsp_t *self, const char *const *models, size_t nmo
         dsp_model_t *m = s_model_ensure (self, models[i]);
         if (!m || s_serves (w, m) || s_model_add_worker (m, w))
             continue;
+        m->served = true;
         w->models[w->nmodels++] = m;
     }
     if (w->nmodels == 0) {
@@ -216,7 +219,7 @@ void dsp_worker_remove (dsp_t *self, dsp_worker_t **worker_p, dsp_item_t **lost,
     }
     for (size_t i = 0; i < w->nmodels; i++) {
         s_model_remove_worker (w->models[i], w);
-        if (w->models[i]->nworkers == 0)
+        if (w->models[i]->nworkers == 0 && !self->hold)
             s_orphan_queue (w->models[i], &orphan_list);
     }
     if (lost)
@@ -288,34 +291,74 @@ static dsp_status_t s_enqueue (dsp_t *self, dsp_model_t *m, dsp_item_t *item, bo
     return DSP_QUEUED;
 }
 
-dsp_status_t dsp_submit (dsp_t *self, dsp_item_t *item, const char *model)
+//  The model an item for name goes to, or NULL: no worker serves it (and, while
+//  holding, none could be tracked).
+static dsp_model_t *s_model_for (dsp_t *self, const char *name)
 {
-    s_detach (item);
-    dsp_model_t *m = model ? dsp_model (self, model) : NULL;
-    if (!m || m->nworkers == 0)
-        return DSP_UNAVAILABLE;
-    item->seq = ++self->seq;
-    dsp_worker_t *best = s_best (m, NULL);
+    if (!name)
+        return NULL;
+    dsp_model_t *m = self->hold ? s_model_ensure (self, name) : dsp_model (self, name);
+    return m && (m->nworkers > 0 || self->hold) ? m : NULL;
+}
+
+static dsp_status_t s_place (dsp_t *self, dsp_model_t *m, dsp_item_t *item,
+                             const dsp_worker_t *avoid, bool head)
+{
+    dsp_worker_t *best = s_best (m, avoid);
     if (best) {
         s_assign (best, m, item);
         return DSP_ASSIGNED;
     }
-    return s_enqueue (self, m, item, false);
+    dsp_status_t st = s_enqueue (self, m, item, head);
+    return st == DSP_OVERLOADED && m->nworkers == 0 ? DSP_UNAVAILABLE : st;
+}
+
+dsp_status_t dsp_submit (dsp_t *self, dsp_item_t *item, const char *model)
+{
+    s_detach (item);
+    dsp_model_t *m = s_model_for (self, model);
+    if (!m)
+        return DSP_UNAVAILABLE;
+    item->seq = ++self->seq;
+    return s_place (self, m, item, NULL, false);
 }
 
 dsp_status_t dsp_resubmit (dsp_t *self, dsp_item_t *item, const char *model,
                            const dsp_worker_t *avoid)
 {
     s_detach (item);
-    dsp_model_t *m = model ? dsp_model (self, model) : NULL;
-    if (!m || m->nworkers == 0)
+    dsp_model_t *m = s_model_for (self, model);
+    if (!m)
         return DSP_UNAVAILABLE;
-    dsp_worker_t *best = s_best (m, avoid);
-    if (best) {
-        s_assign (best, m, item);
-        return DSP_ASSIGNED;
+    return s_place (self, m, item, avoid, true);
+}
+
+void dsp_set_hold (dsp_t *self, bool hold, dsp_item_t **orphans)
+{
+    self->hold = hold;
+    dsp_item_t *list = NULL;
+    size_t kept = 0;
+    for (size_t i = 0; i < self->nmodels; i++) {
+        dsp_model_t *m = self->models[i];
+        if (!hold && m->nworkers == 0)
+            s_orphan_queue (m, &list);
+        if (!hold && !m->served) {      // a name only held for: forget it
+            zhashx_delete (self->by_name, m->name);
+            free (m->workers);
+            free (m->name);
+            free (m);
+        }
+        else
+            self->models[kept++] = m;
     }
-    return s_enqueue (self, m, item, true);
+    self->nmodels = kept;
+    if (orphans)
+        *orphans = list;
+}
+
+bool dsp_holding (const dsp_t *self)
+{
+    return self->hold;
 }
 
 void dsp_worker_set_capacity (dsp_t *self, dsp_worker_t *worker, uint32_t capacity)

@@ -64,6 +64,14 @@ dsp_item_t *dsp_pull (dsp_t *self, dsp_worker_t *worker);
 //  the model's queue (it keeps its turn). Same statuses as dsp_submit.
 dsp_status_t dsp_resubmit (dsp_t *self, dsp_item_t *item, const char *model,
                            const dsp_worker_t *avoid);
+//  Hold (a broker that has just started, while the workers of its previous instance
+//  come back): with hold on, an item for a model no worker serves waits in that
+//  model's queue (the model is tracked from then on, within DSP_MODELS_MAX) instead of
+//  DSP_UNAVAILABLE, and a model's last worker leaving keeps its queue. Turning hold off
+//  detaches the queued items of every model that still has no worker into *orphans
+//  (linked by ->next; may be NULL).
+void dsp_set_hold (dsp_t *self, bool hold, dsp_item_t **orphans);
+bool dsp_holding (const dsp_t *self);
 //  A worker's new capacity (clamped to 0..DSP_CAPACITY_MAX; 0: send it nothing now).
 //  Items beyond it keep running; call dsp_pull when it grew.
 void dsp_worker_set_capacity (dsp_t *self, dsp_worker_t *worker, uint32_t capacity);

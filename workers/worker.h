@@ -10,7 +10,7 @@
 #include "cfg.h"
 
 #define WORKER_VERSION "0.1.0"
-#define WORKER_BACKOFF_MIN_MS 1000      // first reconnect delay while a broker is silent
+#define WORKER_BACKOFF_MIN_MS 100       // first reconnect delay while a broker is silent
 #define WORKER_BACKOFF_MAX_MS 32000
 #define WORKER_CAPACITY_MAX 100000
 

@@ -257,6 +257,47 @@ static void test_resubmit (void **state)
     dsp_destroy (&d);
 }
 
+//  The start-up hold: items for models no worker serves wait (also when the last
+//  worker leaves), a worker that comes serves them, and the end of the hold hands back
+//  what is still unserved and forgets the names only held for.
+static void test_hold (void **state)
+{
+    dsp_t *d = dsp_new (2);
+    dsp_set_hold (d, true, NULL);
+    assert_true (dsp_holding (d));
+    dsp_item_t i1 = { 0 }, i2 = { 0 }, i3 = { 0 }, i4 = { 0 }, i5 = { 0 };
+    assert_int_equal (dsp_submit (d, &i1, "a"), DSP_QUEUED);
+    assert_int_equal (dsp_submit (d, &i2, "ghost"), DSP_QUEUED);
+    assert_int_equal (dsp_submit (d, &i3, "ghost"), DSP_QUEUED);
+    assert_int_equal (dsp_submit (d, &i4, "ghost"), DSP_UNAVAILABLE);   // queue full
+    assert_int_equal (dsp_model_count (d), 2);
+    dsp_worker_t *w = s_add (d, "a", "b", 4, NULL);
+    assert_ptr_equal (dsp_pull (d, w), &i1);
+    //  b's last worker leaves while holding: an item queued for b stays queued
+    assert_int_equal (dsp_submit (d, &i5, "b"), DSP_ASSIGNED);
+    dsp_done (d, &i5);
+    dsp_done (d, &i1);
+    dsp_worker_remove (d, &w, NULL, NULL);
+    assert_int_equal (dsp_submit (d, &i5, "b"), DSP_QUEUED);
+    dsp_item_t *orphans = NULL;
+    dsp_set_hold (d, false, &orphans);
+    assert_false (dsp_holding (d));
+    size_t n = 0;
+    for (dsp_item_t *it = orphans; it; it = it->next) {
+        assert_true (it == &i2 || it == &i3 || it == &i5);
+        assert_false (it->queued);
+        n++;
+    }
+    assert_int_equal (n, 3);
+    //  "ghost" is forgotten; "a" and "b" had a worker and stay known
+    assert_null (dsp_model (d, "ghost"));
+    assert_non_null (dsp_model (d, "a"));
+    assert_int_equal (dsp_model_count (d), 2);
+    assert_int_equal (dsp_submit (d, &i4, "ghost"), DSP_UNAVAILABLE);
+    assert_int_equal (dsp_submit (d, &i4, "a"), DSP_UNAVAILABLE);
+    dsp_destroy (&d);
+}
+
 int main (void)
 {
     const struct CMUnitTest tests[] = {
@@ -269,6 +310,7 @@ int main (void)
         cmocka_unit_test (test_bad_hello),
         cmocka_unit_test (test_capacity_update),
         cmocka_unit_test (test_resubmit),
+        cmocka_unit_test (test_hold),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }

@@ -393,6 +393,28 @@ static void test_result (void **state)
     s_destroy (&fx);
 }
 
+//  A broker just started holds a job for a model no worker serves yet (its workers
+//  are coming back after a restart) and hands it to the first worker that comes.
+static void test_start_hold (void **state)
+{
+    fx_t fx;
+    s_start (&fx, 500);                 // hold: 500 x 40 ms, far beyond this test
+    void *c = s_dealer (&fx, fx.fe);
+    s_submit (c, 41, "m", NULL);
+    FREE (s_ping (c));                  // same socket: the SUBMIT was taken first
+    void *w = s_dealer (&fx, fx.be);
+    s_ready (w, "late", "m", 1);
+    Aigw__Task *t = s_expect_task (w);
+    assert_int_equal (t->job_id, 41);
+    s_result (w, t, "{\"held\":true}");
+    FREE (t);
+    Aigw__Result *r = s_expect_result (c);
+    assert_string_equal (r->model, "m");
+    FREE (r);
+    s_stop (&fx);
+    s_destroy (&fx);
+}
+
 static void test_race_cancels_loser (void **state)
 {
     fx_t fx;
@@ -866,13 +888,16 @@ static void test_metrics_pub (void **state)
         const msgpack_object *workers = s_mp_find (&up.data, "workers");
         assert_true (models && models->type == MSGPACK_OBJECT_ARRAY);
         assert_true (workers && workers->type == MSGPACK_OBJECT_ARRAY);
-        assert_int_equal (models->via.array.size, 1);
-        assert_int_equal (workers->via.array.size, 1);
-        const msgpack_object *w0 = &workers->via.array.ptr[0];
-        const msgpack_object *id = s_mp_find (w0, "id");
-        assert_true (id && id->type == MSGPACK_OBJECT_STR);
-        assert_memory_equal (id->via.str.ptr, "mw", 2);
         seen = accepted == 1 && failed == 1 && inflight == 0 && ts > 0;
+        if (seen) {
+            //  The job for "nobody" waited out the start-up hold; its name is not kept
+            assert_int_equal (models->via.array.size, 1);
+            assert_int_equal (workers->via.array.size, 1);
+            const msgpack_object *w0 = &workers->via.array.ptr[0];
+            const msgpack_object *id = s_mp_find (w0, "id");
+            assert_true (id && id->type == MSGPACK_OBJECT_STR);
+            assert_memory_equal (id->via.str.ptr, "mw", 2);
+        }
         msgpack_unpacked_destroy (&up);
         zmq_msg_close (&body);
     }
@@ -2121,6 +2146,7 @@ int main (void)
         cmocka_unit_test (test_hedge_timer),
         cmocka_unit_test (test_shutdown_answers_open_jobs),
         cmocka_unit_test (test_metrics_pub),
+        cmocka_unit_test (test_start_hold),
         cmocka_unit_test (test_stream_race),
         cmocka_unit_test (test_stream_winner_error),
         cmocka_unit_test (test_stream_worker_lost),
