@@ -67,6 +67,7 @@ SCRIPT_FIELDS = {
     "garbage": bool, "body_bytes": int, "headers": dict, "error_message": str,
     "error_type": str, "error_code": str, "retry_after": str, "fail_first": int,
     "body": str, "stream_body": list, "close_delimited": bool, "stall_after_bytes": int,
+    "echo": bool,
 }
 
 # Counters that POST /_control/wait can wait for (outcomes as in the request log).
@@ -668,13 +669,13 @@ async def serve_llm(conn, api, method, headers, body, keep, head):
             payload = GARBAGE
             ctype = "text/event-stream" if stream else "application/json"
         else:
-            text = _reply_text(e, model_s)
+            text = _reply_text(e, model_s, data)
             r = Reply(api, rec["id"], model_s, text, count_prompt_tokens(data), False)
             payload = r.full()
         return await _reply_whole(conn, rec, e, status, ctype, payload, keep, extra)
 
     # ---- streaming ----
-    text = _reply_text(e, model_s)
+    text = _reply_text(e, model_s, data)
     opts = data.get("stream_options")
     include_usage = isinstance(opts, dict) and opts.get("include_usage") is True
     r = Reply(api, rec["id"], model_s, text, count_prompt_tokens(data), include_usage)
@@ -755,7 +756,23 @@ async def _reply_whole(conn, rec, e, status, ctype, payload, keep, extra):
     return keep
 
 
-def _reply_text(e, model):
+def _last_user_text(data):
+    """The text of the request's last user message ("" if none)."""
+    msgs = data.get("messages")
+    for m in reversed(msgs if isinstance(msgs, list) else []):
+        if isinstance(m, dict) and m.get("role") == "user":
+            c = m.get("content")
+            if isinstance(c, str):
+                return c
+            if isinstance(c, list):
+                return " ".join(p["text"] for p in c
+                                if isinstance(p, dict) and isinstance(p.get("text"), str))
+    return ""
+
+
+def _reply_text(e, model, data):
+    if e.get("echo"):
+        return "echo: " + _last_user_text(data)
     bb = e.get("body_bytes")
     if bb is not None:
         return "x" * int(bb)
