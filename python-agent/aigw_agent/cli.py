@@ -13,7 +13,7 @@ from typing import Any, Sequence
 import zmq.asyncio
 
 from .client import Client, Completion
-from .config import ConfigError, load_config
+from .config import ConfigError, load_config, parse_endpoints
 from .curve import CurveKeys, load_curve
 from .errors import AigwError, Attempt
 from .runner import Agent
@@ -39,8 +39,8 @@ def agent_main(argv: Sequence[str] | None = None) -> int:
                                            "or ./agent.conf if present)")
     ap.add_argument("--id", help="worker id announced in READY")
     ap.add_argument("--capacity", type=int, help="concurrent agent tasks")
-    ap.add_argument("--frontend", help="broker frontend endpoint (sub-jobs)")
-    ap.add_argument("--backend", help="broker backend endpoint (tasks)")
+    ap.add_argument("--frontend", help="broker frontend endpoint(s), a comma list (sub-jobs)")
+    ap.add_argument("--backend", help="broker backend endpoint(s), a comma list (tasks)")
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
@@ -51,10 +51,17 @@ def agent_main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as e:
         print(e, file=sys.stderr)
         return 2
-    for attr, value in (("worker_id", args.id), ("capacity", args.capacity),
-                        ("frontend", args.frontend), ("backend", args.backend)):
+    for attr, value in (("worker_id", args.id), ("capacity", args.capacity)):
         if value is not None:
             setattr(cfg, attr, value)
+    try:
+        for attr, flag, value in (("frontend", "--frontend", args.frontend),
+                                  ("backend", "--backend", args.backend)):
+            if value is not None:
+                setattr(cfg, attr, ", ".join(parse_endpoints(value, flag)))
+    except ConfigError as e:
+        print(e, file=sys.stderr)
+        return 2
     ctx = zmq.asyncio.Context()
     try:
         try:
@@ -125,7 +132,8 @@ def _ask_parser() -> argparse.ArgumentParser:
     ap.add_argument("--system", help="system prompt")
     ap.add_argument("--temperature", type=float)
     ap.add_argument("--max-tokens", type=int)
-    ap.add_argument("--broker", help="broker frontend (default: broker/frontend of --config)")
+    ap.add_argument("--broker", help="broker frontend(s), a comma list (default: edge/broker "
+                                     "or broker/frontend of --config)")
     ap.add_argument("--config", help=f"main aigw config (default {DEFAULT_MAIN} if present)")
     ap.add_argument("--json", action="store_true", help="print the full response JSON")
     ap.add_argument("--status", action="store_true", help="show the broker's live models and exit")
@@ -144,12 +152,14 @@ def ask_main(argv: Sequence[str] | None = None) -> int:
     try:
         cfg = load_config(_existing(args.config, [DEFAULT_MAIN]), None)
         keys = load_curve(cfg)
+        brokers = parse_endpoints(args.broker, "--broker") if args.broker else cfg.frontends
     except ConfigError as e:
         print(e, file=sys.stderr)
         return 2
     ctx = zmq.asyncio.Context()
     try:
-        return asyncio.run(_ask(args, args.broker or cfg.frontend, cfg.deadline_ms, ctx, keys))
+        return asyncio.run(_ask(args, brokers, cfg.deadline_ms, ctx, keys, cfg.heartbeat_ms,
+                                cfg.liveness))
     except (KeyboardInterrupt, asyncio.CancelledError):
         print("\naigw-ask: cancelled", file=sys.stderr)
         return 130
@@ -157,10 +167,12 @@ def ask_main(argv: Sequence[str] | None = None) -> int:
         ctx.term()
 
 
-async def _ask(args: argparse.Namespace, endpoint: str, default_deadline_ms: int,
-               ctx: zmq.asyncio.Context, curve: CurveKeys | None = None) -> int:
-    client = Client(endpoint, context=ctx, default_deadline_ms=default_deadline_ms,
-                    close_linger_ms=CLOSE_LINGER_MS, curve=curve)
+async def _ask(args: argparse.Namespace, brokers: str | list[str], default_deadline_ms: int,
+               ctx: zmq.asyncio.Context, curve: CurveKeys | None = None,
+               heartbeat_ms: int = 1000, liveness: int = 3) -> int:
+    client = Client(brokers, context=ctx, default_deadline_ms=default_deadline_ms,
+                    close_linger_ms=CLOSE_LINGER_MS, curve=curve, heartbeat_ms=heartbeat_ms,
+                    liveness=liveness)
     task = asyncio.current_task()
     assert task is not None
     try:  # SIGTERM like Ctrl-C: cancel the job (CANCEL goes out), then exit

@@ -11,9 +11,11 @@ import re
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterable, Iterator
 
 MAX_FILE = 1024 * 1024
+BROKERS_MAX = 8                  # endpoints in a broker list (CFG_BROKERS_MAX in common/cfg.h)
+_ENDPOINT_PREFIXES = ("tcp://", "ipc://", "inproc://")
 _NAME = re.compile(r"[A-Za-z0-9$\-_@.&+/:]+")
 _CERT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")   # as the C loader: < 64 chars
 _BOOL = {"on": True, "true": True, "yes": True, "1": True,
@@ -118,10 +120,32 @@ def split_list(value: str) -> list[str]:
     return [v for v in re.split(r"[,\s]+", value) if v]
 
 
+def parse_endpoints(value: "str | Iterable[str]", what: str = "broker endpoints") -> list[str]:
+    """A broker list: a comma (or blank) separated string, or a sequence of endpoints, of
+    1..BROKERS_MAX zmq endpoints, none twice. Raises ConfigError naming `what`."""
+    items = split_list(value) if isinstance(value, str) else [
+        p for v in value for p in split_list(str(v))]
+    if not items:
+        raise ConfigError(f"{what}: expected 1 to {BROKERS_MAX} zmq endpoints like "
+                          "tcp://127.0.0.1:5555, got none")
+    if len(items) > BROKERS_MAX:
+        raise ConfigError(f"{what}: more than {BROKERS_MAX} brokers ({len(items)})")
+    seen: set[str] = set()
+    for ep in items:
+        if not ep.startswith(_ENDPOINT_PREFIXES) or ep in _ENDPOINT_PREFIXES:
+            raise ConfigError(f"{what}: expected a zmq endpoint like tcp://127.0.0.1:5555, "
+                              f"got {ep!r}")
+        if ep in seen:
+            raise ConfigError(f"{what}: {ep} is listed twice")
+        seen.add(ep)
+    return items
+
+
 @dataclass
 class AgentConfig:
-    frontend: str = "tcp://127.0.0.1:5555"   # broker frontend (agent as client)
-    backend: str = "tcp://127.0.0.1:5556"    # broker backend (agent as worker)
+    # Broker lists: one endpoint or a comma list of up to BROKERS_MAX (all used at once)
+    frontend: str = "tcp://127.0.0.1:5555"   # broker frontend(s) (agent as client)
+    backend: str = "tcp://127.0.0.1:5556"    # broker backend(s) (agent as worker)
     heartbeat_ms: int = 1000
     liveness: int = 3
     max_frame: int = 8 * 1024 * 1024
@@ -142,6 +166,16 @@ class AgentConfig:
     broker_cert: str = "broker"              # broker/cert: NAME of cert_dir/NAME.cert
     agent_cert: str = "agent"                # agent/cert: NAME of cert_dir/NAME.cert_secret
 
+    @property
+    def frontends(self) -> list[str]:
+        """The client side's brokers (frontend as a list)."""
+        return parse_endpoints(self.frontend, "frontend")
+
+    @property
+    def backends(self) -> list[str]:
+        """The worker side's brokers (backend as a list)."""
+        return parse_endpoints(self.backend, "backend")
+
 
 def _int(path: str, value: str, lo: int, hi: int, source: str) -> int:
     if not value.isdigit() or not lo <= int(value) <= hi:
@@ -149,11 +183,9 @@ def _int(path: str, value: str, lo: int, hi: int, source: str) -> int:
     return int(value)
 
 
-def _endpoint(path: str, value: str, source: str) -> str:
-    if not value.startswith(("tcp://", "ipc://", "inproc://")):
-        raise ConfigError(f"config {source}: {path}: expected a zmq endpoint like "
-                          f"tcp://127.0.0.1:5555, got {value!r}")
-    return value
+def _endpoints(path: str, value: str, source: str) -> str:
+    """A broker list (one endpoint or a comma list), checked; returned as ", "-joined."""
+    return ", ".join(parse_endpoints(value, f"config {source}: {path}"))
 
 
 def _cert_name(path: str, value: str, source: str) -> str:
@@ -166,12 +198,15 @@ def _cert_name(path: str, value: str, source: str) -> str:
 def apply_main(cfg: AgentConfig, root: Node, source: str) -> None:
     """Take endpoints, heartbeat and CURVE settings from the main aigw config (other keys
     ignored). fabric/cert_dir is relative to the directory of `source`."""
-    v = root.get("broker/frontend")
-    if v is not None:
-        cfg.frontend = _endpoint("broker/frontend", v, source)
-    v = root.get("worker/broker") or root.get("broker/backend")
-    if v is not None:
-        cfg.backend = _endpoint("worker/broker", v, source)
+    # The client side is like an edge (edge/broker, else broker/frontend), the worker side
+    # like a worker (worker/broker, else broker/backend); each may list several brokers
+    for attr, keys in (("frontend", ("edge/broker", "broker/frontend")),
+                       ("backend", ("worker/broker", "broker/backend"))):
+        for key in keys:
+            v = root.get(key)
+            if v:
+                setattr(cfg, attr, _endpoints(key, v, source))
+                break
     for key, lo, hi in (("heartbeat_ms", 1, 3600000), ("liveness", 1, 1000),
                         ("max_frame", 4096, 1 << 30), ("deadline_ms", 1, 3600000)):
         v = root.get(f"broker/{key}")
@@ -226,7 +261,7 @@ def apply_agent(cfg: AgentConfig, root: Node, source: str) -> None:
         elif attr == "deliberate_max_subquestions":
             cfg.deliberate_max_subquestions = _int(path, value, 1, 16, source)
         elif attr in ("frontend", "backend"):
-            setattr(cfg, attr, _endpoint(path, value, source))
+            setattr(cfg, attr, _endpoints(path, value, source))
         elif attr == "agent_cert":
             cfg.agent_cert = _cert_name(path, value, source)
         elif attr in ("deliberate_solvers", "consensus_models"):

@@ -1,4 +1,7 @@
-"""The agent process: one Client (sub-jobs) and one WorkerBase (serving the strategies)."""
+"""The agent process: one Client (sub-jobs) and one WorkerBase (serving the strategies).
+
+Each takes the config's broker list (frontend, backend: one endpoint or a comma list), so
+the agent registers with every broker and spreads its sub-jobs over them."""
 from __future__ import annotations
 
 import zmq.asyncio
@@ -21,7 +24,8 @@ class Agent:
         self.cfg = cfg
         keys = load_curve(cfg)
         self.client = Client(cfg.frontend, context=context, max_frame=cfg.max_frame,
-                             default_deadline_ms=cfg.deadline_ms, curve=keys)
+                             default_deadline_ms=cfg.deadline_ms, curve=keys,
+                             heartbeat_ms=cfg.heartbeat_ms, liveness=cfg.liveness)
         self.worker = WorkerBase(cfg.backend, build_services(cfg, self.client),
                                  worker_id=cfg.worker_id, capacity=cfg.capacity,
                                  heartbeat_ms=cfg.heartbeat_ms, liveness=cfg.liveness,

@@ -8,7 +8,10 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Any
+from typing import Any, Callable, Iterator
+
+import zmq
+from zmq.utils.monitor import parse_monitor_message
 
 from google.protobuf.message import DecodeError
 from google.protobuf.message import Message as PbMessage
@@ -141,3 +144,33 @@ def _parse(frames: list[bytes], header: bytes, to_broker: bool,
         if not body.IsInitialized():
             return None, f"{cmd_name(header, cmd)} body misses required fields"
     return Message(header, cmd, body, payload), ""
+
+
+Sock = Callable[[], "zmq.Socket[Any] | None"]
+
+
+def pending(sock: Sock, limit: int) -> Iterator[list[bytes]]:
+    """The messages waiting on sock(), at most limit of them, without blocking. sock is
+    asked again before each read: the caller may close the socket (None) in between."""
+    for _ in range(limit):
+        s = sock()
+        if s is None:
+            return
+        try:
+            yield s.recv_multipart(flags=zmq.NOBLOCK)
+        except zmq.ZMQError:
+            return
+
+
+def monitor_events(mon: Sock) -> Iterator[int]:
+    """The socket-monitor events waiting on mon() (their numbers), without blocking;
+    events that do not parse are skipped. mon is asked again before each read."""
+    while (m := mon()) is not None:
+        try:
+            frames = m.recv_multipart(flags=zmq.NOBLOCK)
+        except zmq.ZMQError:
+            return
+        try:
+            yield int(parse_monitor_message(frames)["event"])
+        except Exception:
+            continue

@@ -16,8 +16,7 @@ from fakebroker import HANDSHAKE_FAILED, FakeBroker, make_cert
 
 from aigw_agent import (Agent, AgentConfig, Client, ConfigError, CurveKeys, Unavailable,
                         WorkerBase, cli, load_config, load_curve, load_keys)
-from aigw_agent._proto import pb
-from aigw_agent.wire import C, W
+from aigw_agent.wire import W
 
 pytestmark = [pytest.mark.timeout(30),
               pytest.mark.skipif(not zmq.has("curve"), reason="libzmq without CURVE")]
@@ -33,7 +32,7 @@ class Certs:
         self.rogue = make_cert(self.dir, "rogue")
 
     def broker_fake(self) -> FakeBroker:
-        return FakeBroker(curve=self.broker, allow=[self.agent[0]])
+        return FakeBroker(curve=self.broker, allow=[self.agent[0]], broker_id="fake-curve")
 
     def keys(self, name: str = "agent") -> CurveKeys:
         return load_keys(self.dir, name, "broker")
@@ -51,10 +50,8 @@ def main_conf(tmp_path: Path, body: str) -> Path:
 
 
 async def ping_pong(fb: FakeBroker, client: Client) -> dict[str, Any]:
-    task = asyncio.create_task(client.status(timeout=5.0))
-    ident, _ = await fb.expect_front(C.PING)
-    await fb.send_front(ident, C.PONG, pb.BrokerStatus(broker_id="fake-curve", workers=1))
-    return await task
+    """status() through the fake, which answers PING itself."""
+    return await client.status(timeout=5.0)
 
 
 @contextlib.asynccontextmanager
@@ -307,18 +304,17 @@ async def test_ask_status_over_curve(certs: Certs, tmp_path: Path,
                                    f"broker\n    frontend = {fb.frontend}\n")
         run = asyncio.create_task(asyncio.to_thread(cli.ask_main,
                                                     ["--status", "--config", str(main)]))
-        ident, _ = await fb.expect_front(C.PING)
-        await fb.send_front(ident, C.PONG, pb.BrokerStatus(broker_id="fake-curve"))
         assert await run == 0
     assert '"broker_id": "fake-curve"' in capsys.readouterr().out
 
 
 async def test_curve_off_sockets_are_plain() -> None:
-    with FakeBroker() as fb:
+    with FakeBroker(broker_id="fake-curve") as fb:
         cfg = AgentConfig(frontend=fb.frontend, backend=fb.backend)
         assert load_curve(cfg) is None
         async with Client(fb.frontend, curve=load_curve(cfg)) as client:
-            assert client._sock is not None
-            assert client._sock.getsockopt(zmq.MECHANISM) == zmq.NULL
+            sock = client._links[0].sock
+            assert sock is not None
+            assert sock.getsockopt(zmq.MECHANISM) == zmq.NULL
             status = await ping_pong(fb, client)
         assert status["broker_id"] == "fake-curve"
