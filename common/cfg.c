@@ -331,6 +331,8 @@ static int s_broker (s_ctx_t *ctx, zconfig_t *sec, cfg_t *cfg)
             rc = s_pos32 (ctx, path, k, &cfg->broker.heartbeat_ms);
         else if (s_is (k, "liveness"))
             rc = s_pos32 (ctx, path, k, &cfg->broker.liveness);
+        else if (s_is (k, "start_hold_ms"))
+            rc = s_u32 (ctx, path, k, &cfg->broker.start_hold_ms);
         else if (s_is (k, "queue_limit"))
             rc = s_u32 (ctx, path, k, &cfg->broker.queue_limit);
         else if (s_is (k, "deadline_ms"))
@@ -433,6 +435,123 @@ static int s_edge (s_ctx_t *ctx, zconfig_t *sec, cfg_t *cfg)
         return s_fail (ctx, "edge/keys_db: edge/auth = on needs a key database path");
     if (!cfg->edge.admin_key_env[0])
         return s_fail (ctx, "edge/admin_key_env: must not be empty");
+    return 0;
+}
+
+//  limits/backend: memory, redis://HOST[:PORT] ([IPv6] in brackets) or unix:/path.
+static int s_limits_backend (s_ctx_t *ctx, const char *path, zconfig_t *k, cfg_limits_t *l)
+{
+    if (s_str (ctx, path, k, l->backend, sizeof l->backend))
+        return -1;
+    const char *v = l->backend;
+    if (streq (v, "memory")) {
+        l->kind = CFG_LIMITS_MEMORY;
+        return 0;
+    }
+    if (strncmp (v, "unix:", 5) == 0) {
+        const char *sock = v + 5;
+        if (strncmp (sock, "//", 2) == 0)
+            sock += 2;                  // unix:///run/redis.sock
+        if (!*sock)
+            return s_fail (ctx, "%s: unix: needs a socket path, e.g. unix:/run/redis/redis.sock",
+                           path);
+        l->kind = CFG_LIMITS_REDIS_UNIX;
+        snprintf (l->socket, sizeof l->socket, "%s", sock);
+        return 0;
+    }
+    if (strncmp (v, "redis://", 8) != 0)
+        return s_fail (ctx, "%s: expected memory, redis://HOST:PORT or unix:/path/to/redis.sock,"
+                       " got '%s'", path, v);
+    const char *h = v + 8, *end;
+    size_t hlen;
+    if (*h == '[') {
+        end = strchr (h, ']');
+        if (!end)
+            return s_fail (ctx, "%s: missing ']' after the IPv6 address in '%s'", path, v);
+        h++;
+        hlen = (size_t) (end - h);
+        end++;
+    }
+    else {
+        hlen = strcspn (h, ":/");
+        end = h + hlen;
+    }
+    if (hlen == 0 || hlen >= sizeof l->host)
+        return s_fail (ctx, "%s: redis:// needs a host, e.g. redis://127.0.0.1:6379", path);
+    if (*end && *end != ':')
+        return s_fail (ctx, "%s: expected redis://HOST:PORT (no path, user or database), got "
+                       "'%s'", path, v);
+    uint64_t port = 6379;
+    if (*end == ':') {
+        char *stop = NULL;
+        errno = 0;
+        port = isdigit ((unsigned char) end[1]) ? strtoull (end + 1, &stop, 10) : 0;
+        if (errno || !stop || *stop || port < 1 || port > 65535)
+            return s_fail (ctx, "%s: bad port in '%s' (1 to 65535)", path, v);
+    }
+    memcpy (l->host, h, hlen);
+    l->host[hlen] = 0;
+    l->port = (uint16_t) port;
+    l->kind = CFG_LIMITS_REDIS_TCP;
+    return 0;
+}
+
+static int s_limits_failure (s_ctx_t *ctx, const char *path, zconfig_t *k, cfg_limits_t *l)
+{
+    const char *v = s_val (k);
+    if (streq (v, "local"))
+        l->on_failure = CFG_LIMITS_LOCAL;
+    else if (streq (v, "open"))
+        l->on_failure = CFG_LIMITS_OPEN;
+    else if (streq (v, "closed"))
+        l->on_failure = CFG_LIMITS_CLOSED;
+    else
+        return s_fail (ctx, "%s: expected local, open or closed, got '%s'", path, v);
+    return 0;
+}
+
+static int s_limits_prefix (s_ctx_t *ctx, const char *path, zconfig_t *k, cfg_limits_t *l)
+{
+    const char *v = s_val (k);
+    size_t n = strlen (v);
+    if (n == 0 || n >= sizeof l->prefix
+        || strspn (v, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789:._-") != n)
+        return s_fail (ctx, "%s: 1 to %zu characters of letters, digits and :._- , got '%s'",
+                       path, sizeof l->prefix - 1, v);
+    memcpy (l->prefix, v, n + 1);
+    return 0;
+}
+
+static int s_limits (s_ctx_t *ctx, zconfig_t *sec, cfg_t *cfg)
+{
+    cfg_limits_t *l = &cfg->limits;
+    for (zconfig_t *k = zconfig_child (sec); k; k = zconfig_next (k)) {
+        char path[256];
+        snprintf (path, sizeof path, "limits/%s", zconfig_name (k));
+        int rc;
+        if (s_is (k, "backend"))
+            rc = s_limits_backend (ctx, path, k, l);
+        else if (s_is (k, "redis_password_env")) {
+            rc = s_str (ctx, path, k, l->redis_password_env, sizeof l->redis_password_env);
+            if (!rc && !l->redis_password_env[0])
+                rc = s_fail (ctx, "%s: must not be empty (leave it out for no password)", path);
+        }
+        else if (s_is (k, "redis_timeout_ms")) {
+            rc = s_pos32 (ctx, path, k, &l->redis_timeout_ms);
+            if (!rc && l->redis_timeout_ms > 60000)
+                rc = s_fail (ctx, "%s: %u is out of range (1 to 60000)", path,
+                             l->redis_timeout_ms);
+        }
+        else if (s_is (k, "on_failure"))
+            rc = s_limits_failure (ctx, path, k, l);
+        else if (s_is (k, "prefix"))
+            rc = s_limits_prefix (ctx, path, k, l);
+        else
+            rc = s_fail (ctx, "%s: unknown key (expected backend, redis_password_env, "
+                         "redis_timeout_ms, on_failure, prefix)", path);
+        if (rc)
+            return rc;
+    }
     return 0;
 }
 
@@ -697,6 +816,7 @@ static void s_set_defaults (cfg_t *cfg)
     snprintf (cfg->broker.metrics, sizeof cfg->broker.metrics, "tcp://127.0.0.1:5557");
     cfg->broker.heartbeat_ms = 1000;
     cfg->broker.liveness = 3;
+    cfg->broker.start_hold_ms = CFG_HOLD_AUTO;
     cfg->fabric.ping_ms = 250;
     cfg->fabric.ping_timeout_ms = 1000;
     cfg->broker.queue_limit = 1024;
@@ -733,6 +853,11 @@ static void s_set_defaults (cfg_t *cfg)
     snprintf (cfg->fabric.workers[1].name, sizeof cfg->fabric.workers[1].name, "agent");
     snprintf (cfg->fabric.workers[1].models, sizeof cfg->fabric.workers[1].models, "agent/*");
     cfg->fabric.nworkers = 2;
+    cfg->limits.kind = CFG_LIMITS_MEMORY;
+    snprintf (cfg->limits.backend, sizeof cfg->limits.backend, "memory");
+    cfg->limits.redis_timeout_ms = 50;
+    cfg->limits.on_failure = CFG_LIMITS_LOCAL;
+    snprintf (cfg->limits.prefix, sizeof cfg->limits.prefix, "aigw:");
 }
 
 static void s_fill_links (cfg_t *cfg)
@@ -763,12 +888,14 @@ static int s_section (s_ctx_t *ctx, zconfig_t *sec, cfg_t *cfg)
         return s_edge (ctx, sec, cfg);
     if (s_is (sec, "worker"))
         return s_worker (ctx, sec, cfg);
+    if (s_is (sec, "limits"))
+        return s_limits (ctx, sec, cfg);
     if (s_is (sec, "models"))
         return cfg->models ? s_fail (ctx, "models: section appears twice") : s_models (ctx, sec, cfg);
     if (s_is (sec, "groups"))
         return cfg->groups ? s_fail (ctx, "groups: section appears twice") : s_groups (ctx, sec, cfg);
-    return s_fail (ctx, "%s: unknown section (expected fabric, broker, edge, worker, models,"
-                   " groups)", zconfig_name (sec));
+    return s_fail (ctx, "%s: unknown section (expected fabric, broker, edge, worker, limits,"
+                   " models, groups)", zconfig_name (sec));
 }
 
 cfg_t *cfg_parse (const char *text, const char *source, char *err, size_t errlen)
@@ -828,6 +955,10 @@ cfg_t *cfg_load (const char *path, char *err, size_t errlen)
     free (text);
     if (cfg && cfg_resolve_path (cfg->fabric.cert_dir, sizeof cfg->fabric.cert_dir, path)) {
         s_fail (&ctx, "fabric/cert_dir: path too long once made absolute");
+        cfg_destroy (&cfg);
+    }
+    if (cfg && cfg_resolve_path (cfg->limits.socket, sizeof cfg->limits.socket, path)) {
+        s_fail (&ctx, "limits/backend: socket path too long once made absolute");
         cfg_destroy (&cfg);
     }
     return cfg;
@@ -936,6 +1067,16 @@ const char *cfg_provider_name (cfg_provider_t p)
         case CFG_PROVIDER_OPENAI: return "openai";
         case CFG_PROVIDER_ANTHROPIC: return "anthropic";
         case CFG_PROVIDER_OLLAMA: return "ollama";
+    }
+    return "?";
+}
+
+const char *cfg_limits_failure_name (cfg_limits_failure_t f)
+{
+    switch (f) {
+        case CFG_LIMITS_LOCAL: return "local";
+        case CFG_LIMITS_OPEN: return "open";
+        case CFG_LIMITS_CLOSED: return "closed";
     }
     return "?";
 }

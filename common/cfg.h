@@ -12,6 +12,7 @@
 #define CFG_TARGETS_MAX 16
 #define CFG_CERT_NAME_MAX 64            // certificate names (fabric), incl. NUL
 #define CFG_FABRIC_WORKERS_MAX 32       // entries in fabric/workers
+#define CFG_HOLD_AUTO UINT32_MAX       // broker/start_hold_ms not set
 #define CFG_BROKERS_MAX 8               // endpoints in edge/broker, worker/broker
 
 typedef enum {
@@ -99,14 +100,38 @@ typedef struct {
                                         // its peer's work settled, default 1000
 } cfg_fabric_t;
 
+//  limits/on_failure: what the edge does when the shared limits backend fails.
+typedef enum {
+    CFG_LIMITS_LOCAL = 0,               // the embedded per-edge limiter (default)
+    CFG_LIMITS_OPEN,                    // admit without the shared limits
+    CFG_LIMITS_CLOSED,                  // refuse: 503 limits_unavailable
+} cfg_limits_failure_t;
+
+typedef enum { CFG_LIMITS_MEMORY = 0, CFG_LIMITS_REDIS_TCP, CFG_LIMITS_REDIS_UNIX } cfg_limits_kind_t;
+
+//  The limits section: where per-key rpm/tpm/parallel/budget counters live (docs/limits.md).
+typedef struct {
+    cfg_limits_kind_t kind;             // from backend: memory (default), redis://, unix:
+    char backend[CFG_STR_MAX];          // as written ("memory" by default)
+    char host[CFG_STR_MAX];             // redis:// host
+    uint16_t port;                      // redis:// port (default 6379)
+    char socket[CFG_STR_MAX];           // unix: path; made absolute against the config file
+    char redis_password_env[CFG_NAME_MAX];  // env var holding the AUTH password; "" = none
+    uint32_t redis_timeout_ms;          // connect and command timeout, default 50
+    cfg_limits_failure_t on_failure;    // default local
+    char prefix[64];                    // Redis key prefix, default "aigw:"
+} cfg_limits_t;
+
 typedef struct {
     cfg_fabric_t fabric;
+    cfg_limits_t limits;
     struct {
         char frontend[CFG_STR_MAX];     // default tcp://127.0.0.1:5555
         char backend[CFG_STR_MAX];      // default tcp://127.0.0.1:5556
         char metrics[CFG_STR_MAX];      // default tcp://127.0.0.1:5557
         uint32_t heartbeat_ms;          // default 1000
         uint32_t liveness;              // default 3
+        uint32_t start_hold_ms;         // CFG_HOLD_AUTO (heartbeat_ms * liveness); 0 = off
         uint32_t queue_limit;           // per model, default 1024
         uint32_t deadline_ms;           // default job deadline, default 120000
         uint32_t max_deadline_ms;       // default 600000
@@ -155,7 +180,8 @@ typedef struct {
 
 //  Load and validate a config file. Returns NULL on any error and writes a
 //  one-line message naming the file and the key into err. Caller owns result.
-//  fabric/cert_dir is made absolute against the file's directory.
+//  fabric/cert_dir and a limits/backend unix: socket are made absolute against the
+//  file's directory.
 cfg_t *cfg_load (const char *path, char *err, size_t errlen);
 
 //  Same, from ZPL text in memory (source is used in messages).
@@ -190,6 +216,7 @@ size_t cfg_endpoints (const char *list, char (*out)[CFG_STR_MAX], size_t max);
 bool cfg_is_loopback (const char *endpoint);
 
 const char *cfg_provider_name (cfg_provider_t p);
+const char *cfg_limits_failure_name (cfg_limits_failure_t f);
 const char *cfg_policy_name (cfg_policy_t p);
 //  Parse a policy name; returns 0 and sets *out, or -1.
 int cfg_policy_parse (const char *s, cfg_policy_t *out);

@@ -1,6 +1,7 @@
 // The edge's shield (see auth.h).
 #include "auth.h"
 #include "log.h"
+#include "rlimit.h"
 
 #include <stdatomic.h>
 #include <stdio.h>
@@ -13,6 +14,7 @@
 struct _auth_t {
     const cfg_t *cfg;
     keys_t *keys;
+    rlimit_t *rl;                       // shared limits (limits/backend = redis), or NULL
     spend_t *spend;
     char admin[S_ADMIN_MAX];            // the admin key; never logged
     size_t admin_len;
@@ -20,6 +22,7 @@ struct _auth_t {
     _Atomic uint64_t refused[KEYS_QUOTA + 1];
     _Atomic uint64_t admin_refused;
     _Atomic uint64_t admin_calls;
+    _Atomic uint64_t limits_refused;
 };
 
 auth_t *auth_new (const cfg_t *cfg, emetrics_t *em, char *err, size_t errlen)
@@ -50,6 +53,14 @@ auth_t *auth_new (const cfg_t *cfg, emetrics_t *em, char *err, size_t errlen)
             return NULL;
         }
     }
+    if (self->keys && cfg->limits.kind != CFG_LIMITS_MEMORY) {
+        self->rl = rlimit_new (&cfg->limits, err, errlen);
+        if (!self->rl) {
+            auth_destroy (&self);
+            return NULL;
+        }
+        keys_set_rlimit (self->keys, self->rl);
+    }
     self->spend = spend_new (cfg, self->keys, em);
     if (!self->spend) {
         snprintf (err, errlen, "out of memory");
@@ -70,6 +81,7 @@ void auth_destroy (auth_t **self_p)
     *self_p = NULL;
     spend_destroy (&self->spend);
     keys_close (&self->keys);
+    rlimit_destroy (&self->rl);
     memset (self->admin, 0, sizeof self->admin);
     free (self);
 }
@@ -145,6 +157,9 @@ bool auth_is_admin (auth_t *self, const char *secret, size_t len, bool count)
 
 void auth_count (auth_t *self, keys_verdict_t verdict)
 {
+    if (verdict == KEYS_UNAVAILABLE)
+        atomic_fetch_add (&self->limits_refused, 1);
+    else
     if (verdict == KEYS_OK)
         atomic_fetch_add (&self->admitted, 1);
     else
@@ -160,6 +175,10 @@ void auth_stats (auth_t *self, auth_stats_t *out)
         out->refused[i] = atomic_load (&self->refused[i]);
     out->admin_refused = atomic_load (&self->admin_refused);
     out->admin_calls = atomic_load (&self->admin_calls);
+    out->limits_refused = atomic_load (&self->limits_refused);
+    out->limits_shared = self->rl != NULL;
+    out->limits_up = self->rl && rlimit_up (self->rl);
+    out->limits_errors = self->rl ? rlimit_errors (self->rl) : 0;
 }
 
 void auth_duration (int64_t ms, char *buf, size_t size)

@@ -1,6 +1,7 @@
 // The edge's shield: who may call what. Holds the key store (edge/keys_db), the admin
 // key (from the environment variable edge/admin_key_env, read once at start), the
-// spend accounting, and the counters of every refusal. No HTTP here: http.c asks.
+// shared limiter (limits/backend = redis; edge/rlimit.h), the spend accounting, and the
+// counters of every refusal. No HTTP here: http.c asks.
 #ifndef AIGW_EDGE_AUTH_H
 #define AIGW_EDGE_AUTH_H
 
@@ -22,6 +23,10 @@ typedef struct {
     uint64_t refused[KEYS_QUOTA + 1];   // by keys_verdict_t (KEYS_OK slot unused)
     uint64_t admin_refused;             // admin-only routes without the admin key
     uint64_t admin_calls;               // admin API calls made with the admin key
+    uint64_t limits_refused;            // 503 limits_unavailable (on_failure = closed)
+    bool limits_shared;                 // limits/backend is Redis
+    bool limits_up;                     // ... and the latest call reached it
+    uint64_t limits_errors;             // Redis errors and timeouts
 } auth_stats_t;
 
 //  Open the key database (when edge/keys_db is set) and read the admin key. NULL with

@@ -132,7 +132,12 @@ static bool s_admit (edge_req_t *r, const edge_job_t *job, enum MHD_Result *res)
     char names[CFG_TARGETS_MAX][CFG_NAME_MAX];
     const char *ptrs[CFG_TARGETS_MAX];
     size_t n = s_model_names (job->model, names, ptrs, CFG_TARGETS_MAX);
-    keys_admit (auth_keys (auth), secret, len, ptrs, n, aclock_wall_ms (), &adm);
+    const cfg_t *cfg = r->loop->sh->cfg;
+    uint32_t deadline = job->deadline_ms ? job->deadline_ms : cfg->broker.deadline_ms;
+    if (deadline > cfg->broker.max_deadline_ms)
+        deadline = cfg->broker.max_deadline_ms;
+    keys_admit_hold (auth_keys (auth), secret, len, ptrs, n, aclock_wall_ms (),
+                     (int64_t) deadline + EDGE_GRACE_MS, &adm);
     auth_count (auth, adm.verdict);
     switch (adm.verdict) {
         case KEYS_OK:
@@ -147,6 +152,10 @@ static bool s_admit (edge_req_t *r, const edge_job_t *job, enum MHD_Result *res)
         case KEYS_FORBIDDEN:
             *res = edge_respond_error_typed (r, 403, "permission_error", "model_not_allowed",
                                              adm.message, NULL);
+            return false;
+        case KEYS_UNAVAILABLE:
+            *res = edge_respond_error (r, 503, "limits_unavailable", adm.message,
+                                       "Retry-After: 1\n");
             return false;
         default: {
             char extra[sizeof r->rl_headers];

@@ -1,11 +1,13 @@
 // Virtual keys: store and limiter (see keys.h).
 #include "keys.h"
 #include "log.h"
+#include "rlimit.h"
 
 #include <errno.h>
 #include <stdarg.h>
 #include <fcntl.h>
 #include <fnmatch.h>
+#include <math.h>
 #include <gnutls/crypto.h>
 #include <gnutls/gnutls.h>
 #include <pthread.h>
@@ -20,6 +22,8 @@
 #define S_HASH 32
 #define S_SECRET_CHARS 43               // 43 base62 characters: 256 bits
 #define S_FLUSH_MS 1000
+#define S_REMOTE ((uint64_t) 1 << 63)   // a ticket whose slot is in the shared limiter
+#define S_HOLD_DEFAULT_MS 600000        // a slot's life when the caller gives no deadline
 
 //  One second of the rpm/tpm window.
 typedef struct {
@@ -57,6 +61,7 @@ struct keys_s {
     bool flusher_started;
     pthread_cond_t wake;
     bool stop;                          // under lock
+    rlimit_t *rl;                       // shared limiter, or NULL (not owned)
 };
 
 //  --------------------------------------------------------------- helpers
@@ -198,6 +203,11 @@ static uint32_t s_retry_s (int64_t ms)
 {
     int64_t s = (ms + 999) / 1000;
     return s < 1 ? 1 : (uint32_t) s;
+}
+
+static int64_t s_nusd (double usd)
+{
+    return (int64_t) llround (usd * 1e9);
 }
 
 static bool s_models_allow (const char *patterns, const char *name)
@@ -590,21 +600,69 @@ static int s_refuse (keys_admit_t *out, keys_verdict_t v, const char *fmt, ...)
     return (int) v;
 }
 
+//  Fill the limit fields of out from counts in the window (after counting).
+static void s_limits_of (const keys_spec_t *sp, uint64_t req, uint64_t tok, int64_t oreq,
+                         int64_t otok, int64_t now_ms, keys_admit_t *out)
+{
+    out->rpm_limit = sp->rpm ? sp->rpm : -1;
+    out->rpm_remaining = sp->rpm ? sp->rpm - (int64_t) req : -1;
+    out->rpm_reset_ms = s_reset_ms (oreq, now_ms);
+    out->tpm_limit = sp->tpm ? sp->tpm : -1;
+    out->tpm_remaining = sp->tpm ? sp->tpm - (int64_t) tok : -1;
+    out->tpm_reset_ms = s_reset_ms (otok, now_ms);
+}
+
 //  Fill the limit fields of out from k's window (after counting).
 static void s_limits (const s_key_t *k, int64_t now_ms, keys_admit_t *out)
 {
     uint64_t req, tok;
     int64_t oreq, otok;
     s_window (k, now_ms / 1000, &req, &tok, &oreq, &otok);
-    out->rpm_limit = k->spec.rpm ? k->spec.rpm : -1;
-    out->rpm_remaining = k->spec.rpm ? k->spec.rpm - (int64_t) req : -1;
-    out->rpm_reset_ms = s_reset_ms (oreq, now_ms);
-    out->tpm_limit = k->spec.tpm ? k->spec.tpm : -1;
-    out->tpm_remaining = k->spec.tpm ? k->spec.tpm - (int64_t) tok : -1;
-    out->tpm_reset_ms = s_reset_ms (otok, now_ms);
+    s_limits_of (&k->spec, req, tok, oreq, otok, now_ms, out);
 }
 
-static int s_admit_locked (s_key_t *k, const char *const *names, size_t nnames,
+//  Unix second where the period after the one starting at period_start begins.
+static int64_t s_period_end (keys_period_t period, int64_t period_start)
+{
+    return s_period_start (period, period_start + (period == KEYS_PERIOD_DAY ? 86400 : 32 * 86400));
+}
+
+static int s_refuse_quota (keys_admit_t *out, const keys_spec_t *sp, int64_t period_start,
+                           int64_t now_s)
+{
+    out->retry_after_s = s_retry_s ((s_period_end (sp->budget_period, period_start) - now_s) * 1000);
+    return s_refuse (out, KEYS_QUOTA, "You exceeded your current quota: this key's budget "
+                     "of $%.2f per %s is spent.", sp->budget_usd,
+                     sp->budget_period == KEYS_PERIOD_DAY ? "day" : "month");
+}
+
+static int s_refuse_parallel (keys_admit_t *out, const keys_spec_t *sp)
+{
+    out->retry_after_s = 1;
+    return s_refuse (out, KEYS_PARALLEL, "too many requests in flight for this key "
+                     "(max_parallel %lld)", (long long) sp->max_parallel);
+}
+
+static int s_refuse_rpm (keys_admit_t *out, const keys_spec_t *sp)
+{
+    out->rpm_remaining = 0;
+    out->retry_after_s = s_retry_s (out->rpm_reset_ms);
+    return s_refuse (out, KEYS_RATE_REQUESTS, "Rate limit reached on requests per minute "
+                     "(RPM): limit %lld. Retry after %u s.", (long long) sp->rpm,
+                     out->retry_after_s);
+}
+
+static int s_refuse_tpm (keys_admit_t *out, const keys_spec_t *sp)
+{
+    out->tpm_remaining = 0;
+    out->retry_after_s = s_retry_s (out->tpm_reset_ms);
+    return s_refuse (out, KEYS_RATE_TOKENS, "Rate limit reached on tokens per minute "
+                     "(TPM): limit %lld. Retry after %u s.", (long long) sp->tpm,
+                     out->retry_after_s);
+}
+
+//  What stays local whatever the backend: the key is known, live, and may use the models.
+static int s_check_locked (s_key_t *k, const char *const *names, size_t nnames,
                            int64_t now_ms, keys_admit_t *out)
 {
     int64_t now_s = now_ms / 1000;
@@ -619,47 +677,121 @@ static int s_admit_locked (s_key_t *k, const char *const *names, size_t nnames,
         if (!s_models_allow (k->spec.models, names[i]))
             return s_refuse (out, KEYS_FORBIDDEN, "this key may not use the model '%.64s'",
                              names[i]);
-    s_roll_period (k, now_s);
-    s_limits (k, now_ms, out);
-    if (k->spec.budget_usd > 0 && k->spend >= k->spec.budget_usd) {
-        int64_t next = s_period_start (k->spec.budget_period,
-                                       k->period_start + (k->spec.budget_period == KEYS_PERIOD_DAY
-                                                          ? 86400 : 32 * 86400));
-        out->retry_after_s = s_retry_s ((next - now_s) * 1000);
-        return s_refuse (out, KEYS_QUOTA, "You exceeded your current quota: this key's budget "
-                         "of $%.2f per %s is spent.", k->spec.budget_usd,
-                         k->spec.budget_period == KEYS_PERIOD_DAY ? "day" : "month");
-    }
-    if (k->spec.max_parallel && k->parallel >= k->spec.max_parallel) {
-        out->retry_after_s = 1;
-        return s_refuse (out, KEYS_PARALLEL, "too many requests in flight for this key "
-                         "(max_parallel %lld)", (long long) k->spec.max_parallel);
-    }
-    if (k->spec.rpm && out->rpm_remaining <= 0) {
-        out->rpm_remaining = 0;
-        out->retry_after_s = s_retry_s (out->rpm_reset_ms);
-        return s_refuse (out, KEYS_RATE_REQUESTS, "Rate limit reached on requests per minute "
-                         "(RPM): limit %lld. Retry after %u s.", (long long) k->spec.rpm,
-                         out->retry_after_s);
-    }
-    if (k->spec.tpm && out->tpm_remaining <= 0) {
-        out->tpm_remaining = 0;
-        out->retry_after_s = s_retry_s (out->tpm_reset_ms);
-        return s_refuse (out, KEYS_RATE_TOKENS, "Rate limit reached on tokens per minute "
-                         "(TPM): limit %lld. Retry after %u s.", (long long) k->spec.tpm,
-                         out->retry_after_s);
-    }
-    s_bucket (k, now_s)->requests++;
+    return KEYS_OK;
+}
+
+//  Count an admitted request in k's own state (the embedded limiter's, which is also
+//  this edge's share when the limits are shared).
+static void s_count_locked (s_key_t *k, int64_t now_ms)
+{
+    s_bucket (k, now_ms / 1000)->requests++;
     k->parallel++;
     k->total_requests++;
     k->dirty = true;
+}
+
+//  The embedded limiter: budget, parallel, rpm, tpm, then count.
+static int s_limit_locked (s_key_t *k, int64_t now_ms, keys_admit_t *out)
+{
+    int64_t now_s = now_ms / 1000;
+    s_roll_period (k, now_s);
+    s_limits (k, now_ms, out);
+    if (k->spec.budget_usd > 0 && k->spend >= k->spec.budget_usd)
+        return s_refuse_quota (out, &k->spec, k->period_start, now_s);
+    if (k->spec.max_parallel && k->parallel >= k->spec.max_parallel)
+        return s_refuse_parallel (out, &k->spec);
+    if (k->spec.rpm && out->rpm_remaining <= 0)
+        return s_refuse_rpm (out, &k->spec);
+    if (k->spec.tpm && out->tpm_remaining <= 0)
+        return s_refuse_tpm (out, &k->spec);
+    s_count_locked (k, now_ms);
     s_limits (k, now_ms, out);
     out->verdict = KEYS_OK;
     return KEYS_OK;
 }
 
-int keys_admit (keys_t *self, const char *secret, size_t secret_len,
-                const char *const *names, size_t nnames, int64_t now_ms, keys_admit_t *out)
+static uint64_t s_local_ticket (const s_key_t *k)
+{
+    return ((uint64_t) (k->index + 1) << 32) | (uint32_t) k->id;
+}
+
+//  What keys_admit needs of a key to ask the shared limiter (copied under the lock).
+typedef struct {
+    size_t index;
+    keys_spec_t spec;
+    int64_t period_start;
+} s_remote_t;
+
+//  The shared limiter's verdict into out. Returns the verdict.
+static int s_remote_verdict (const s_remote_t *rk, const rlimit_result_t *rr, int64_t now_ms,
+                             keys_admit_t *out)
+{
+    const keys_spec_t *sp = &rk->spec;
+    s_limits_of (sp, (uint64_t) rr->requests, (uint64_t) rr->tokens, rr->oldest_request_s,
+                 rr->oldest_token_s, now_ms, out);
+    switch (rr->verdict) {
+        case RLIMIT_QUOTA: return s_refuse_quota (out, sp, rk->period_start, now_ms / 1000);
+        case RLIMIT_PARALLEL: return s_refuse_parallel (out, sp);
+        case RLIMIT_RATE_REQUESTS: return s_refuse_rpm (out, sp);
+        case RLIMIT_RATE_TOKENS: return s_refuse_tpm (out, sp);
+        case RLIMIT_OK: break;
+    }
+    out->verdict = KEYS_OK;
+    out->ticket = S_REMOTE | ((uint64_t) (rk->index + 1) << 32) | rr->ticket;
+    return KEYS_OK;
+}
+
+//  The shared limiter did not answer: limits/on_failure says what now.
+static int s_on_failure (keys_t *self, const s_remote_t *rk, int64_t now_ms, keys_admit_t *out)
+{
+    cfg_limits_failure_t mode = rlimit_on_failure (self->rl);
+    if (mode == CFG_LIMITS_CLOSED) {
+        out->retry_after_s = 1;
+        return s_refuse (out, KEYS_UNAVAILABLE, "the shared rate limits are unavailable; "
+                         "try again shortly");
+    }
+    pthread_mutex_lock (&self->lock);
+    s_key_t *k = self->keys[rk->index];
+    int v;
+    if (mode == CFG_LIMITS_OPEN) {
+        s_count_locked (k, now_ms);     // admitted unchecked; limits unknown: no headers
+        v = out->verdict = KEYS_OK;
+    }
+    else
+        v = s_limit_locked (k, now_ms, out);
+    if (v == KEYS_OK)
+        out->ticket = s_local_ticket (k);
+    pthread_mutex_unlock (&self->lock);
+    return v;
+}
+
+//  With a shared limiter: the key checks here, the counters there (no lock held).
+static int s_admit_remote (keys_t *self, const s_remote_t *rk, int64_t hold_ms, int64_t now_ms,
+                           keys_admit_t *out)
+{
+    const keys_spec_t *sp = &rk->spec;
+    rlimit_spec_t rs = {
+        .rpm = sp->rpm, .tpm = sp->tpm, .max_parallel = sp->max_parallel,
+        .budget_nusd = sp->budget_usd > 0 ? s_nusd (sp->budget_usd) : 0,
+        .period_start = rk->period_start,
+        .period_end = s_period_end (sp->budget_period, rk->period_start),
+        .hold_ms = (hold_ms > 0 ? hold_ms : S_HOLD_DEFAULT_MS) + RLIMIT_GRACE_MS,
+    };
+    rlimit_result_t rr;
+    if (rlimit_admit (self->rl, sp->name, &rs, now_ms, &rr))
+        return s_on_failure (self, rk, now_ms, out);
+    int v = s_remote_verdict (rk, &rr, now_ms, out);
+    if (v == KEYS_OK) {
+        pthread_mutex_lock (&self->lock);
+        s_count_locked (self->keys[rk->index], now_ms);
+        pthread_mutex_unlock (&self->lock);
+    }
+    return v;
+}
+
+int keys_admit_hold (keys_t *self, const char *secret, size_t secret_len,
+                     const char *const *names, size_t nnames, int64_t now_ms, int64_t hold_ms,
+                     keys_admit_t *out)
 {
     memset (out, 0, sizeof *out);
     out->rpm_limit = out->tpm_limit = out->rpm_remaining = out->tpm_remaining = -1;
@@ -669,29 +801,56 @@ int keys_admit (keys_t *self, const char *secret, size_t secret_len,
     s_hash (secret, secret_len, hash);
     pthread_mutex_lock (&self->lock);
     s_key_t *k = s_find_hash (self, hash);
-    int v = s_admit_locked (k, names, nnames, now_ms, out);
-    if (v == KEYS_OK)
-        out->ticket = ((uint64_t) (k->index + 1) << 32) | (uint32_t) k->id;
+    int v = s_check_locked (k, names, nnames, now_ms, out);
+    s_remote_t rk;
+    bool shared = self->rl != NULL;
+    if (v == KEYS_OK && shared) {
+        s_roll_period (k, now_ms / 1000);
+        rk = (s_remote_t) { .index = k->index, .spec = k->spec, .period_start = k->period_start };
+    }
+    else
+    if (v == KEYS_OK) {
+        v = s_limit_locked (k, now_ms, out);
+        if (v == KEYS_OK)
+            out->ticket = s_local_ticket (k);
+    }
     pthread_mutex_unlock (&self->lock);
+    if (v == KEYS_OK && shared)
+        v = s_admit_remote (self, &rk, hold_ms, now_ms, out);
     return v;
+}
+
+int keys_admit (keys_t *self, const char *secret, size_t secret_len,
+                const char *const *names, size_t nnames, int64_t now_ms, keys_admit_t *out)
+{
+    return keys_admit_hold (self, secret, secret_len, names, nnames, now_ms, 0, out);
 }
 
 void keys_release (keys_t *self, uint64_t ticket)
 {
     if (!self || !ticket)
         return;
-    size_t index = (size_t) (ticket >> 32) - 1;
+    bool remote = ticket & S_REMOTE;
+    size_t index = (size_t) ((ticket & ~S_REMOTE) >> 32) - 1;
+    char name[KEYS_NAME_MAX] = "";
     pthread_mutex_lock (&self->lock);
-    if (index < self->nkeys && (uint32_t) self->keys[index]->id == (uint32_t) ticket
-        && self->keys[index]->parallel > 0)
-        self->keys[index]->parallel--;
+    rlimit_t *rl = self->rl;
+    if (index < self->nkeys && (remote || (uint32_t) self->keys[index]->id == (uint32_t) ticket)) {
+        if (self->keys[index]->parallel > 0)
+            self->keys[index]->parallel--;
+        snprintf (name, sizeof name, "%s", self->keys[index]->spec.name);
+    }
     pthread_mutex_unlock (&self->lock);
+    if (remote && name[0] && rl)
+        rlimit_release (rl, name, (uint32_t) ticket);  // on failure the slot expires
 }
 
 int keys_charge (keys_t *self, const char *name, uint64_t tokens, double usd, int64_t now_ms)
 {
     if (!self || !name)
         return -1;
+    int64_t period_start = 0;
+    keys_period_t period = KEYS_PERIOD_DAY;
     pthread_mutex_lock (&self->lock);
     s_key_t *k = s_find_name (self, name);
     if (k) {
@@ -705,9 +864,21 @@ int keys_charge (keys_t *self, const char *name, uint64_t tokens, double usd, in
             k->total_spend += usd;
         }
         k->dirty = true;
+        period_start = k->period_start;
+        period = k->spec.budget_period;
     }
     pthread_mutex_unlock (&self->lock);
+    if (k && self->rl && (tokens || usd > 0))
+        rlimit_charge (self->rl, name, tokens, usd > 0 ? s_nusd (usd) : 0, period_start,
+                       s_period_end (period, period_start), now_ms);
     return k ? 0 : -1;
+}
+
+void keys_set_rlimit (keys_t *self, rlimit_t *rl)
+{
+    pthread_mutex_lock (&self->lock);
+    self->rl = rl;
+    pthread_mutex_unlock (&self->lock);
 }
 
 //  --------------------------------------------------------------- admin
@@ -873,6 +1044,19 @@ static void s_view (s_key_t *k, int64_t now_ms, keys_view_t *out)
     out->total_spend_usd = k->total_spend;
 }
 
+//  With a shared limiter, its counters replace this edge's when Redis answers.
+static void s_view_shared (keys_t *self, int64_t now_ms, keys_view_t *out)
+{
+    rlimit_result_t rr;
+    if (!self->rl || rlimit_view (self->rl, out->spec.name, out->period_start, now_ms, &rr))
+        return;
+    out->requests_last_minute = rr.requests;
+    out->tokens_last_minute = rr.tokens;
+    out->in_flight = rr.in_flight;
+    out->spend_usd = (double) rr.spend_nusd / 1e9;
+    out->shared = true;
+}
+
 int keys_get (keys_t *self, const char *name, int64_t now_ms, keys_view_t *out)
 {
     pthread_mutex_lock (&self->lock);
@@ -880,6 +1064,8 @@ int keys_get (keys_t *self, const char *name, int64_t now_ms, keys_view_t *out)
     if (k)
         s_view (k, now_ms, out);
     pthread_mutex_unlock (&self->lock);
+    if (k)
+        s_view_shared (self, now_ms, out);
     return k ? 0 : -2;
 }
 
@@ -898,5 +1084,7 @@ int keys_get_at (keys_t *self, size_t i, int64_t now_ms, keys_view_t *out)
     if (!rc)
         s_view (self->keys[i], now_ms, out);
     pthread_mutex_unlock (&self->lock);
+    if (!rc)
+        s_view_shared (self, now_ms, out);
     return rc;
 }

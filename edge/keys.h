@@ -4,7 +4,10 @@
 // SQLite. A flusher thread writes counters and spend back every second (write-behind)
 // and keys_close writes the rest, so they survive a restart. Admin changes write
 // through at once. Every function is thread-safe (one mutex for memory, one for the
-// database; never both waited on in the other order).
+// database; never both waited on in the other order). With a shared limiter
+// (keys_set_rlimit, limits/backend = redis) lookup, revocation, expiry and the model
+// check stay here and the counters live in Redis (docs/limits.md); no lock is held
+// while Redis is asked.
 #ifndef AIGW_EDGE_KEYS_H
 #define AIGW_EDGE_KEYS_H
 
@@ -22,7 +25,8 @@
 typedef struct keys_s keys_t;
 
 typedef enum { KEYS_OK = 0, KEYS_UNAUTHORIZED, KEYS_FORBIDDEN, KEYS_RATE_REQUESTS,
-               KEYS_RATE_TOKENS, KEYS_PARALLEL, KEYS_QUOTA } keys_verdict_t;
+               KEYS_RATE_TOKENS, KEYS_PARALLEL, KEYS_QUOTA,
+               KEYS_UNAVAILABLE } keys_verdict_t;  // shared limits down, on_failure = closed
 
 typedef enum { KEYS_PERIOD_DAY = 0, KEYS_PERIOD_MONTH = 1 } keys_period_t;
 
@@ -60,7 +64,11 @@ typedef struct {
     int64_t period_start;               // Unix seconds
     uint64_t total_requests, total_tokens;
     double total_spend_usd;
+    bool shared;                        // the last-minute, in-flight and spend figures are
+                                        // the shared limiter's (else this edge's)
 } keys_view_t;
+
+typedef struct _rlimit_t rlimit_t;
 
 //  Open (create if absent) the database at path: created with mode 0600, refused (NULL
 //  and a message saying chmod 600) when it exists with any group or other permission
@@ -76,12 +84,25 @@ void keys_close (keys_t **self_p);
 //  taken (give it back with keys_release). now_ms: Unix wall time. Returns the verdict.
 int keys_admit (keys_t *self, const char *secret, size_t secret_len,
                 const char *const *names, size_t nnames, int64_t now_ms, keys_admit_t *out);
+//  The same, for a job that ends within hold_ms (its deadline): with a shared limiter its
+//  slot expires by itself hold_ms + RLIMIT_GRACE_MS after now, should this edge die
+//  before keys_release. hold_ms <= 0: 10 minutes. With a shared limiter that fails,
+//  limits/on_failure applies: local = the checks above on this edge's own counters,
+//  open = admitted (no limits known), closed = KEYS_UNAVAILABLE.
+int keys_admit_hold (keys_t *self, const char *secret, size_t secret_len,
+                     const char *const *names, size_t nnames, int64_t now_ms, int64_t hold_ms,
+                     keys_admit_t *out);
 //  Is this a live key (known, not expired, not revoked)? Counts nothing.
 keys_verdict_t keys_check (keys_t *self, const char *secret, size_t secret_len, int64_t now_ms);
 void keys_release (keys_t *self, uint64_t ticket);
 //  Charge real usage by key name: tokens into the tpm window, usd into the period's
-//  spend and the totals. -1 for an unknown name (nothing charged).
+//  spend and the totals (and into the shared limiter's). -1 for an unknown name
+//  (nothing charged).
 int keys_charge (keys_t *self, const char *name, uint64_t tokens, double usd, int64_t now_ms);
+//  Share rpm, tpm, parallel and spend through rl (not owned; it outlives self), or stop
+//  sharing with NULL; call it before requests flow (auth_new does). Counters stay kept here too: they are this edge's share, what
+//  on_failure = local limits with, and the SQLite totals.
+void keys_set_rlimit (keys_t *self, rlimit_t *rl);
 //  Write dirty counters now. 0, or -1 on a database error.
 int keys_flush (keys_t *self);
 
@@ -94,7 +115,8 @@ int keys_create (keys_t *self, const keys_spec_t *spec, int64_t now_ms, char *se
 int keys_update (keys_t *self, const keys_spec_t *spec);
 //  Revoke by name (takes effect on the next keys_admit). 0, -1, -2 no such key.
 int keys_revoke (keys_t *self, const char *name, int64_t now_ms);
-//  One key's view. 0, or -2 when there is no such key.
+//  One key's view (the shared counters when the shared limiter answers). 0, or -2 when
+//  there is no such key.
 int keys_get (keys_t *self, const char *name, int64_t now_ms, keys_view_t *out);
 //  Keys in creation order: count, and the view of the i-th (0, or -2 past the end).
 size_t keys_count (keys_t *self);

@@ -95,6 +95,10 @@ static void s_fill_edge (observe_t *self, prom_edge_t *e, int64_t age)
         e->auth_refused[i] = as.refused[i + 1];
     e->admin_refused = as.admin_refused;
     e->admin_calls = as.admin_calls;
+    e->limits_shared = as.limits_shared;
+    e->limits_up = as.limits_up;
+    e->limits_errors = as.limits_errors;
+    e->limits_refused = as.limits_refused;
 }
 
 enum MHD_Result observe_metrics_route (observe_t *self, edge_req_t *r)

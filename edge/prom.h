@@ -48,6 +48,10 @@ typedef struct {
     uint64_t auth_admitted;
     uint64_t auth_refused[PROM_AUTH_REASONS];   // by prom_auth_reasons
     uint64_t admin_refused, admin_calls;
+    //  Shared limits (limits/backend = redis)
+    bool limits_shared;                 // false: the limits_* families are left out
+    bool limits_up;
+    uint64_t limits_errors, limits_refused;
 } prom_edge_t;
 
 //  Reason label of auth_refused[i] (keys_verdict_t order, without "ok").

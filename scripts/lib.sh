@@ -9,7 +9,7 @@ PY="$VENV/bin/python"
 APT_PACKAGES="build-essential cmake ninja-build pkg-config python3 python3-venv python3-pip \
 libzmq3-dev libczmq-dev libprotobuf-c-dev protobuf-c-compiler protobuf-compiler \
 libcurl4-openssl-dev libmicrohttpd-dev libmsgpack-dev libcjson-dev libcmocka-dev \
-libsqlite3-dev libgnutls28-dev \
+libsqlite3-dev libgnutls28-dev libhiredis-dev redis-server iproute2 \
 nginx libnginx-mod-http-echo wrk curl openssl"
 
 # Tools looked up by command and installed from Debian only when missing (command:package).

@@ -251,17 +251,7 @@ class System:
     def start_edge(self):
         """Start the edge on a port it picks itself (no free-port race with other
         sockets) and read the port from its "listening on" log line."""
-        log = self.tmp / "edge.log"
-        offset = log.stat().st_size if log.exists() else 0
-        self._start("edge", [str(BIN / "aigw-edge"), "--config", str(self.cfg)])
-
-        def port():
-            self.check_alive()
-            with open(log, "rb") as f:
-                f.seek(offset)
-                m = re.search(rb"listening on https?://[^ ]*:(\d+) ", f.read())
-            return int(m.group(1)) if m else 0
-        self.http_port = wait_until(port, 20, what="the edge's listening port")
+        self.http_port = start_named_edge(self, "edge")
 
     def start(self, wait_workers: int | None = None):
         self.start_broker()
@@ -328,3 +318,21 @@ class System:
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()
+
+
+def start_named_edge(system: System, name: str, config: Path | None = None) -> int:
+    """Start one more aigw-edge beside system's own ("edge"), as process `name` with
+    its own log, on a port it picks itself; config defaults to the system's file.
+    Returns its HTTP port (read from the "listening on" log line). system.kill(name)
+    and system.logs(name) work on it; system.stop() stops it."""
+    log = system.tmp / f"{name}.log"
+    offset = log.stat().st_size if log.exists() else 0
+    system._start(name, [str(BIN / "aigw-edge"), "--config", str(config or system.cfg)])
+
+    def port():
+        system.check_alive()
+        with open(log, "rb") as f:
+            f.seek(offset)
+            m = re.search(rb"listening on https?://[^ ]*:(\d+) ", f.read())
+        return int(m.group(1)) if m else 0
+    return wait_until(port, 20, what=f"{name}'s listening port")

@@ -17,6 +17,7 @@ static const char *s_good =
     "broker\n"
     "    frontend = tcp://127.0.0.1:6555\n"
     "    heartbeat_ms = 250\n"
+    "    start_hold_ms = 0\n"
     "edge\n"
     "    listen = 127.0.0.1:9090\n"
     "    max_body = 2048\n"
@@ -44,6 +45,7 @@ static void test_good (void **state)
     assert_string_equal (cfg->broker.frontend, "tcp://127.0.0.1:6555");
     assert_string_equal (cfg->broker.backend, "tcp://127.0.0.1:5556");
     assert_int_equal (cfg->broker.heartbeat_ms, 250);
+    assert_int_equal (cfg->broker.start_hold_ms, 0);
     assert_string_equal (cfg->edge.broker, "tcp://127.0.0.1:6555");
     assert_string_equal (cfg->worker.broker, "tcp://127.0.0.1:5556");
     assert_int_equal (cfg->edge.max_body, 2048);
@@ -77,6 +79,7 @@ static void test_defaults (void **state)
     assert_non_null (cfg);
     assert_string_equal (cfg->broker.frontend, "tcp://127.0.0.1:5555");
     assert_string_equal (cfg->edge.listen, "127.0.0.1:8080");
+    assert_int_equal (cfg->broker.start_hold_ms, CFG_HOLD_AUTO);
     assert_int_equal (cfg->edge.threads, 0);
     assert_int_equal (cfg->edge.max_connections, 16384);
     assert_int_equal (cfg->edge.max_per_ip, 1024);
@@ -151,6 +154,7 @@ static void test_bad (void **state)
 {
     s_expect_bad ("broker\n    heartbeat_ms = abc\n", "broker/heartbeat_ms");
     s_expect_bad ("broker\n    heartbeat_ms = 0\n", "broker/heartbeat_ms");
+    s_expect_bad ("broker\n    start_hold_ms = -1\n", "broker/start_hold_ms");
     s_expect_bad ("broker\n    frontend = localhost:5\n", "broker/frontend");
     s_expect_bad ("broker\n    bogus = 1\n", "broker/bogus: unknown key");
     s_expect_bad ("nosuch\n    a = 1\n", "nosuch: unknown section");
@@ -178,6 +182,68 @@ static void test_bad (void **state)
     s_expect_bad ("edge\n    tls_cert = /x.pem\n", "edge/tls_key");
     s_expect_bad ("edge\n    no_such_key = 1\n", "edge/no_such_key");
     s_expect_bad ("broker\n  frontend = \"unterminated\n", "not valid ZPL");
+}
+
+//  The limits section: defaults, each backend form, and every refusal naming its key.
+static void test_limits (void **state)
+{
+    char err[512];
+    cfg_t *cfg = cfg_defaults ();
+    assert_int_equal (cfg->limits.kind, CFG_LIMITS_MEMORY);
+    assert_string_equal (cfg->limits.backend, "memory");
+    assert_int_equal (cfg->limits.redis_timeout_ms, 50);
+    assert_int_equal (cfg->limits.on_failure, CFG_LIMITS_LOCAL);
+    assert_string_equal (cfg->limits.prefix, "aigw:");
+    assert_string_equal (cfg->limits.redis_password_env, "");
+    cfg_destroy (&cfg);
+
+    cfg = cfg_parse ("limits\n    backend = \"redis://10.0.0.5:6380\"\n"
+                     "    redis_password_env = REDIS_PW\n    redis_timeout_ms = 20\n"
+                     "    on_failure = closed\n    prefix = \"gw1:\"\n", "limits", err, sizeof err);
+    if (!cfg)
+        fail_msg ("%s", err);
+    assert_int_equal (cfg->limits.kind, CFG_LIMITS_REDIS_TCP);
+    assert_string_equal (cfg->limits.host, "10.0.0.5");
+    assert_int_equal (cfg->limits.port, 6380);
+    assert_string_equal (cfg->limits.redis_password_env, "REDIS_PW");
+    assert_int_equal (cfg->limits.redis_timeout_ms, 20);
+    assert_int_equal (cfg->limits.on_failure, CFG_LIMITS_CLOSED);
+    assert_string_equal (cfg->limits.prefix, "gw1:");
+    cfg_destroy (&cfg);
+
+    cfg = cfg_parse ("limits\n    backend = \"redis://[::1]\"\n    on_failure = open\n",
+                     "limits", err, sizeof err);
+    if (!cfg)
+        fail_msg ("%s", err);
+    assert_string_equal (cfg->limits.host, "::1");
+    assert_int_equal (cfg->limits.port, 6379);
+    assert_int_equal (cfg->limits.on_failure, CFG_LIMITS_OPEN);
+    assert_string_equal (cfg_limits_failure_name (cfg->limits.on_failure), "open");
+    cfg_destroy (&cfg);
+
+    cfg = cfg_parse ("limits\n    backend = \"unix:/run/redis/redis.sock\"\n", "limits", err,
+                     sizeof err);
+    if (!cfg)
+        fail_msg ("%s", err);
+    assert_int_equal (cfg->limits.kind, CFG_LIMITS_REDIS_UNIX);
+    assert_string_equal (cfg->limits.socket, "/run/redis/redis.sock");
+    cfg_destroy (&cfg);
+
+    s_expect_bad ("limits\n    backend = sqlite\n", "limits/backend");
+    s_expect_bad ("limits\n    backend = \"redis://\"\n", "limits/backend");
+    s_expect_bad ("limits\n    backend = \"redis://h:0\"\n", "limits/backend");
+    s_expect_bad ("limits\n    backend = \"redis://h:65536\"\n", "limits/backend");
+    s_expect_bad ("limits\n    backend = \"redis://h:12x\"\n", "limits/backend");
+    s_expect_bad ("limits\n    backend = \"redis://h:1/0\"\n", "limits/backend");
+    s_expect_bad ("limits\n    backend = \"redis://[::1\"\n", "limits/backend");
+    s_expect_bad ("limits\n    backend = \"unix:\"\n", "limits/backend");
+    s_expect_bad ("limits\n    on_failure = maybe\n", "limits/on_failure");
+    s_expect_bad ("limits\n    redis_timeout_ms = 0\n", "limits/redis_timeout_ms");
+    s_expect_bad ("limits\n    redis_timeout_ms = 60001\n", "limits/redis_timeout_ms");
+    s_expect_bad ("limits\n    prefix = \"a b\"\n", "limits/prefix");
+    s_expect_bad ("limits\n    prefix = \"\"\n", "limits/prefix");
+    s_expect_bad ("limits\n    redis_password_env = \"\"\n", "limits/redis_password_env");
+    s_expect_bad ("limits\n    redis_password = hunter2\n", "limits/redis_password");
 }
 
 static void test_max_json_depth (void **state)
@@ -246,6 +312,7 @@ int main (void)
         cmocka_unit_test (test_bad),
         cmocka_unit_test (test_failure_handling),
         cmocka_unit_test (test_max_json_depth),
+        cmocka_unit_test (test_limits),
         cmocka_unit_test (test_load_file),
         cmocka_unit_test (test_shipped_config),
     };
