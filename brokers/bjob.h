@@ -62,6 +62,8 @@ struct job_t {
     Aigw__Job *req;                 // decoded SUBMIT (owns target names)
     zmq_msg_t payload;              // request JSON, shared by reference with workers
     int64_t accepted;
+    int conn_fd;                    // the client connection it came on (-1: not known),
+    uint32_t conn_gen;              // and that connection's generation (bconn.h)
     uint32_t chunk_seq;
     const Aigw__Result *result;     // worker's RESULT while FINISH_RESULT runs (borrowed)
     uint32_t usage_known;           // bit i: att_usage[i] holds attempt i's usage

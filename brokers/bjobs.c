@@ -382,7 +382,7 @@ static void s_reject (bjobs_t *self, const wire_msg_t *msg, uint64_t job_id, con
     log_debug ("rejected job %" PRIu64 ": %s", job_id, why);
 }
 
-void bjobs_submit (bjobs_t *self, wire_msg_t *msg, int64_t now)
+void bjobs_submit (bjobs_t *self, wire_msg_t *msg, int conn_fd, uint32_t conn_gen, int64_t now)
 {
     Aigw__Job *req = (Aigw__Job *) wire_unpack (&aigw__job__descriptor, &msg->body);
     if (!req) {
@@ -420,6 +420,8 @@ void bjobs_submit (bjobs_t *self, wire_msg_t *msg, int64_t now)
     job->cid_len = msg->id_len;
     job->req = req;
     job->accepted = now;
+    job->conn_fd = conn_fd;
+    job->conn_gen = conn_gen;
     theap_node_init (&job->timer);
     zmq_msg_init (&job->payload);
     zmq_msg_move (&job->payload, &msg->payload);
@@ -450,6 +452,47 @@ void bjobs_cancel (bjobs_t *self, wire_msg_t *msg, int64_t now)
     else
         log_debug ("CANCEL for unknown job %" PRIu64, ref->job_id);
     protobuf_c_message_free_unpacked (&ref->base, NULL);
+}
+
+typedef struct {
+    int fd;
+    uint32_t gen;
+    job_t **found;
+    size_t n, cap;
+} s_conn_jobs_t;
+
+static void s_collect_conn_job (hmap_node_t *node, void *arg)
+{
+    s_conn_jobs_t *q = arg;
+    job_t *job = s_container (node, job_t, node);
+    if (job->conn_fd != q->fd || job->conn_gen != q->gen)
+        return;
+    if (q->n == q->cap) {
+        size_t cap = q->cap ? q->cap * 2 : 16;
+        job_t **v = realloc (q->found, cap * sizeof *v);
+        if (!v)
+            return;                     // out of memory: the rest run to their deadline
+        q->found = v;
+        q->cap = cap;
+    }
+    q->found[q->n++] = job;
+}
+
+size_t bjobs_client_gone (bjobs_t *self, int fd, uint32_t gen, int64_t now)
+{
+    s_conn_jobs_t q = { .fd = fd, .gen = gen };
+    hmap_each (&self->jobs, s_collect_conn_job, &q);
+    size_t cancelled = 0;
+    for (size_t i = 0; i < q.n; i++) {
+        //  Each is still live: applying one job's cancel touches no other job
+        if (race_client_cancel (&q.found[i]->race, now) == RACE_EV_OK) {
+            self->env->c->jobs_client_gone++;
+            cancelled++;
+            s_job_apply (self, q.found[i], now);
+        }
+    }
+    free (q.found);
+    return cancelled;
 }
 
 //  ---------------------------------------------------------------------------

@@ -25,9 +25,14 @@ void bjobs_destroy (bjobs_t **self_p);
 //  While stopping, no queued attempt is handed to a worker.
 void bjobs_set_stopping (bjobs_t *self, bool stopping);
 
-//  From clients: SUBMIT (a job, or ERROR ERR_BAD_REQUEST), CANCEL.
-void bjobs_submit (bjobs_t *self, wire_msg_t *msg, int64_t now);
+//  From clients: SUBMIT (a job, or ERROR ERR_BAD_REQUEST), CANCEL. conn_fd and conn_gen
+//  name the connection the SUBMIT came on (-1, 0 when not known); see bjobs_client_gone.
+void bjobs_submit (bjobs_t *self, wire_msg_t *msg, int conn_fd, uint32_t conn_gen, int64_t now);
 void bjobs_cancel (bjobs_t *self, wire_msg_t *msg, int64_t now);
+//  The client connection (fd, generation) closed: cancel every job that came on it, as
+//  its client's CANCEL would (losing upstream calls stop now, not at the deadline).
+//  Returns how many.
+size_t bjobs_client_gone (bjobs_t *self, int fd, uint32_t gen, int64_t now);
 //  From worker w (registered, alive): RESULT, ERROR, CHUNK of one of its attempts.
 //  An ERROR ERR_OVERLOADED before any token means w is full: the attempt is placed
 //  again (another worker, or its queue's head), at most a few times, then fails.

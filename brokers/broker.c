@@ -79,14 +79,16 @@ static void s_read_monitor (broker_t *self, size_t slot, int max)
 {
     zmon_event_t ev;
     for (int i = 0; i < max && zmon_next (&self->mon[slot], &ev) == 0; i++) {
-        bool backend = slot == BROKER_MON_BACKEND;
-        if (backend && ev.event == ZMQ_EVENT_ACCEPTED)
-            bconn_accepted (&self->conns, (int) ev.value);
+        bconn_t *conns = slot == BROKER_MON_BACKEND ? &self->conns
+                       : slot == BROKER_MON_FRONTEND ? &self->fconns : NULL;
+        if (conns && ev.event == ZMQ_EVENT_ACCEPTED)
+            bconn_accepted (conns, (int) ev.value);
         else
-        if (backend && ev.event == ZMQ_EVENT_DISCONNECTED) {
-            if (bconn_disconnected (&self->conns, (int) ev.value))
-                log_debug ("backend: connection fd %u closed, not tracked (its workers "
-                           "are left to heartbeat expiry)", ev.value);
+        if (conns && ev.event == ZMQ_EVENT_DISCONNECTED) {
+            if (bconn_disconnected (conns, (int) ev.value))
+                log_debug ("%s: connection fd %u closed, not tracked (left to heartbeat "
+                           "expiry or job deadlines)", conns == &self->conns ? "backend"
+                           : "frontend", ev.value);
         }
         else
         if (ev.event & S_HANDSHAKE_FAILED)
@@ -101,6 +103,36 @@ static void s_conns_closed (broker_t *self)
     bconn_closed_t c;
     while (bconn_take (&self->conns, &c))
         breg_conn_closed (self->reg, (int) c.fd, c.gen);
+}
+
+//  The jobs of client connections that closed are cancelled now: nobody is left to
+//  answer, and their upstream calls should stop.
+static void s_clients_closed (broker_t *self, int64_t now)
+{
+    bconn_closed_t c;
+    while (bconn_take (&self->fconns, &c)) {
+        size_t n = bjobs_client_gone (self->jobs, (int) c.fd, c.gen, now);
+        if (n)
+            log_info ("frontend: a client connection closed with %zu job(s) in flight; "
+                      "cancelled", n);
+    }
+}
+
+//  The connection a client's SUBMIT came on, after every frontend event queued before
+//  it: a connection's ACCEPTED is queued before its first message, so a new connection
+//  on a reused fd gets its own generation, and the jobs of one that closed are
+//  cancelled before this SUBMIT (which may resubmit one of them) is looked at.
+static void s_client_conn (broker_t *self, wire_msg_t *msg, int *fd, uint32_t *gen)
+{
+    *fd = -1;
+    *gen = 0;
+    int src = zmq_msg_get (&msg->body, ZMQ_SRCFD);
+    if (src < 0 || !bconn_track (&self->fconns, src))
+        return;                         // inproc, or not tracked: nothing is cancelled
+    s_read_monitor (self, BROKER_MON_FRONTEND, INT_MAX);
+    s_clients_closed (self, aclock_now_us ());
+    *fd = src;
+    *gen = bconn_gen (&self->fconns, src);
 }
 
 //  Record the connection (fd, generation) w's message came on, so that its close names
@@ -186,8 +218,12 @@ static void s_on_client (broker_t *self, wire_msg_t *msg, int64_t now)
     }
     if (self->curve && !s_client_admitted (self, msg))
         return;
-    if (msg->cmd == WIRE_C_SUBMIT)
-        bjobs_submit (self->jobs, msg, now);
+    if (msg->cmd == WIRE_C_SUBMIT) {
+        int fd;
+        uint32_t gen;
+        s_client_conn (self, msg, &fd, &gen);
+        bjobs_submit (self->jobs, msg, fd, gen, now);
+    }
     else
     if (msg->cmd == WIRE_C_CANCEL)
         bjobs_cancel (self->jobs, msg, now);
@@ -359,8 +395,11 @@ broker_t *broker_new (const cfg_t *cfg, void *zmq_ctx)
     snprintf (self->ep_metrics, sizeof self->ep_metrics, "%s", cfg->broker.metrics);
     self->instance = s_instance ();
     bconn_init (&self->conns);
+    bconn_init (&self->fconns);
     self->heartbeat_us = (int64_t) cfg->broker.heartbeat_ms * 1000;
     self->expiry_us = self->heartbeat_us * cfg->broker.liveness;
+    self->hold_us = cfg->broker.start_hold_ms == CFG_HOLD_AUTO
+                  ? self->expiry_us : (int64_t) cfg->broker.start_hold_ms * 1000;
     char host[64] = "";
     gethostname (host, sizeof host - 1);
     snprintf (self->broker_id, sizeof self->broker_id, "%s/%d", host, (int) getpid ());
@@ -375,7 +414,8 @@ broker_t *broker_new (const cfg_t *cfg, void *zmq_ctx)
         goto fail;
     int refused = self->curve ? S_HANDSHAKE_FAILED : 0;
     self->frontend = s_bind (self, cfg, self->ep_front, sizeof self->ep_front,
-                             &self->mon[BROKER_MON_FRONTEND], refused);
+                             &self->mon[BROKER_MON_FRONTEND],
+                             ZMQ_EVENT_ACCEPTED | ZMQ_EVENT_DISCONNECTED | refused);
     self->backend = s_bind (self, cfg, self->ep_back, sizeof self->ep_back,
                             &self->mon[BROKER_MON_BACKEND],
                             ZMQ_EVENT_ACCEPTED | ZMQ_EVENT_DISCONNECTED | refused);
@@ -415,6 +455,7 @@ void broker_destroy (broker_t **self_p)
     for (size_t i = 0; i < BROKER_MONS; i++)
         zmon_close (&self->mon[i]);         // before the sockets they watch
     bconn_fini (&self->conns);
+    bconn_fini (&self->fconns);
     if (self->frontend)
         zmq_close (self->frontend);
     if (self->backend)
@@ -522,7 +563,7 @@ static void s_publish (broker_t *self, int64_t now)
 static void s_run_timers (broker_t *self, int64_t now)
 {
     bjobs_tick (self->jobs, now);
-    if (dsp_holding (self->dsp) && now >= self->env.started + self->expiry_us)
+    if (dsp_holding (self->dsp) && now >= self->env.started + self->hold_us)
         bjobs_end_hold (self->jobs);
     if (now >= self->next_heartbeat) {
         breg_tick (self->reg, now);
@@ -579,9 +620,9 @@ int broker_run (broker_t *self)
               self->ep_front, self->ep_back, self->ep_metrics);
     int64_t now = aclock_now_us ();
     self->env.started = now;
-    //  For heartbeat * liveness after start, the time every worker of a previous
-    //  instance has to come back, jobs for a model with no worker wait for one
-    dsp_set_hold (self->dsp, self->expiry_us > 0, NULL);
+    //  For the hold after start (by default heartbeat * liveness, the time every worker
+    //  of a previous instance has to come back), jobs for a model with no worker wait
+    dsp_set_hold (self->dsp, self->hold_us > 0, NULL);
     self->next_heartbeat = now + self->heartbeat_us;
     self->next_metrics = now + BROKER_METRICS_US;
     self->stopping = false;
@@ -604,7 +645,7 @@ int broker_run (broker_t *self)
             bpub_read (&self->pub);
         //  Connection events before messages (s_track_conn reads again where it matters)
         for (int i = 4; i < nitems; i++)
-            if ((items[i].revents & ZMQ_POLLIN) || slots[i - 4] == BROKER_MON_BACKEND)
+            if ((items[i].revents & ZMQ_POLLIN) || slots[i - 4] != BROKER_MON_METRICS)
                 s_read_monitor (self, slots[i - 4], BROKER_DRAIN_MAX);
         if ((items[1].revents & ZMQ_POLLIN) && s_drain (self, self->backend, false)) {
             rc = -1;
@@ -617,6 +658,7 @@ int broker_run (broker_t *self)
             rc = -1;
             break;
         }
+        s_clients_closed (self, aclock_now_us ());
         s_run_timers (self, aclock_now_us ());
     }
     s_shutdown (self, aclock_now_us ());

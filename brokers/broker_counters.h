@@ -13,6 +13,7 @@
     X (jobs_failed)           /* answered ERROR, not timeout/cancel */ \
     X (jobs_timeout)          /* answered ERR_TIMEOUT */ \
     X (jobs_cancelled)        /* answered ERR_CANCELLED */ \
+    X (jobs_client_gone)      /* cancelled: their client's connection closed (in jobs_cancelled) */ \
     X (attempts_started) \
     X (attempts_won) \
     X (attempts_cancelled)    /* losers and attempts of ended jobs */ \

@@ -34,11 +34,13 @@ struct broker_t {
     zmon_t mon[BROKER_MONS];        // backend: connections (and refused handshakes with
                                     // CURVE); frontend, metrics: refused handshakes (CURVE)
     bconn_t conns;                  // the backend's connection generations
+    bconn_t fconns;                 // the frontend's (clients' jobs name theirs)
     int wake[2];                    // pipe: 'q' stop, 'u' summary
     bool stopping;
     //  config
     char ep_front[CFG_STR_MAX], ep_back[CFG_STR_MAX], ep_metrics[CFG_STR_MAX];
     int64_t heartbeat_us, expiry_us;
+    int64_t hold_us;                // the start-up hold (broker/start_hold_ms)
     char broker_id[96];
     uint64_t instance;              // random, non-zero, drawn at start
     //  state

@@ -352,6 +352,7 @@ static const struct {
     { "jobs_accepted", "Chat requests the broker accepted as jobs." },
     { "jobs_rejected", "Requests the broker refused as malformed (ERR_BAD_REQUEST)." },
     { "jobs_cooldown", "Jobs failed at once because every target was cooling down (also in jobs failed)." },
+    { "jobs_client_gone", "Jobs cancelled because the connection of the client that sent them closed (also in jobs cancelled)." },
     { "attempts_started", "Attempts dispatched to workers." },
     { "attempts_redispatched", "Attempts started again because their worker was lost." },
     { "attempts_retried", "Retries started after a retryable failure." },
@@ -571,10 +572,27 @@ static int s_broker (buf_t *out, const bsnap_t *b)
         || s_other_counters (out, b) || s_broker_models (out, b) ? -1 : 0;
 }
 
+//  The shared limits' backend (limits/backend = redis only).
+static int s_edge_limits (buf_t *out, const prom_edge_t *e)
+{
+    if (!e->limits_shared)
+        return 0;
+    return s_single (out, "aigw_limits_backend_up", "gauge",
+                     "1 if the latest call to the shared limits' Redis succeeded.",
+                     e->limits_up ? 1 : 0)
+        || s_single (out, "aigw_limits_backend_errors_total", "counter",
+                     "Redis errors and timeouts of the shared limits (connects, commands, "
+                     "error or malformed replies); each applied limits/on_failure.",
+                     (double) e->limits_errors)
+        || s_single (out, "aigw_limits_unavailable_total", "counter",
+                     "Chat requests answered 503 limits_unavailable (on_failure = closed).",
+                     (double) e->limits_refused) ? -1 : 0;
+}
+
 int prom_render (buf_t *out, const prom_edge_t *edge, const bsnap_t *broker)
 {
     if (s_edge_requests (out, edge) || s_edge_durations (out, edge) || s_edge_link (out, edge)
-        || s_edge_bridge (out, edge) || s_edge_keys (out, edge))
+        || s_edge_bridge (out, edge) || s_edge_keys (out, edge) || s_edge_limits (out, edge))
         return -1;
     if (!isnan (edge->broker_age_s)
         && s_single (out, "aigw_broker_metrics_age_seconds", "gauge",

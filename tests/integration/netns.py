@@ -147,8 +147,8 @@ class Net:
         _ip("netns", "add", self.router)
         self._made.append(self.router)
         _ip("-n", self.router, "link", "set", "lo", "up")
-        subprocess.run(["ip", "netns", "exec", self.router, "sysctl", "-qw",
-                        "net.ipv4.ip_forward=1"], check=True)
+        subprocess.run(["ip", "netns", "exec", self.router, "sh", "-c",
+                        "echo 1 > /proc/sys/net/ipv4/ip_forward"], check=True)
 
     def host(self, name: str) -> Host:
         h = Host(self, name, len(self.hosts) + 1)

@@ -116,6 +116,46 @@ def test_broker_killed_mid_stream_ends_streams_cleanly(make_system, upstream):
     assert m["aigw_edge_link_resubmitted_total"] == 0
 
 
+def test_edge_killed_its_upstream_calls_stop(make_system, upstream, figures):
+    """An edge killed with -9 while its jobs run: the broker sees the edge's connection
+    close and cancels its jobs at once, so the upstream calls stop (not at the
+    deadline, 120 s here)."""
+    upstream.script({"long": {"latency_ms": 60000, "text": "never needed"}})
+    s = make_system(models=openai_models(upstream, ["long"]), workers=1).start()
+    threads, _ = _in_flight_quiet(s, N, "long")
+    upstream.wait(requests=N)
+    t0 = time.monotonic()
+    s.kill("edge")
+    stats = upstream.wait(timeout=20, client_closed=N)
+    stopped_ms = (time.monotonic() - t0) * 1000
+    _join(threads)
+    s.start_edge()                          # to read the broker's counters
+    wait_until(lambda: _broker_counter(s, "jobs_client_gone") >= N, 10,
+               what="the broker's jobs_client_gone counter")
+    assert _broker_counter(s, "jobs_client_gone") == N
+    assert stats["client_closed"] == N
+    figures(f"edge kill -9: {N} jobs in flight; the broker cancelled them and all {N} "
+            f"upstream calls were closed {stopped_ms:.0f} ms after the kill")
+
+
+def _in_flight_quiet(s, n, model):
+    """Like _in_flight, for requests whose edge will die: errors are the result."""
+    results: list = [None] * n
+
+    def call(i):
+        c = s.client()
+        try:
+            results[i] = c.chat(model, f"q{i}")
+        except OSError as e:
+            results[i] = e
+        finally:
+            c.close()
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    return threads, results
+
+
 def _broker_counter(s, name):
     return s.edge_metrics().get(f"aigw_broker_{name}_total", 0)
 
