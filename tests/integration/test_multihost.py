@@ -5,7 +5,8 @@ with CURVE on; the edge listens beyond loopback with edge/auth on.
 Under a bounded closed-loop load, each test makes one failure: a broker killed (and,
 apart, killed and restarted at once), a worker process killed, a worker host cut off
 and brought back, a third worker host added and one removed, 50 ms of one-way delay
-between hosts. For each it counts the requests sent, answered, failed, lost and
+between hosts; and apart, a second edge host sharing the first's Redis, through which
+one key's rpm must hold for both edges together. For each it counts the requests sent, answered, failed, lost and
 duplicated (lost and duplicated must be 0) and prints the time to recover: how much
 longer than a normal request the unluckiest request in flight at the failure waited.
 
@@ -17,7 +18,10 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
+import shutil
 import signal
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -34,6 +38,8 @@ pytestmark = pytest.mark.skipif(netns.available() is not None,
                                 reason=str(netns.available()))
 
 ADMIN = "admin-" + "n" * 26
+REDIS_PASSWORD = "redis-" + "p" * 26
+REDIS_PORT = 6379
 LATENCY_MS = 200                # the fake upstream's answer delay
 CONCURRENCY = 8                 # closed-loop clients
 UPSTREAM_PORT = 18080           # on each worker host's own loopback
@@ -55,7 +61,7 @@ class Cluster:
     DelayRelay in the router (for the delay test)."""
 
     def __init__(self, tmp: Path, workers=("w1", "w2"), relay: bool = False,
-                 liveness: int = 10, extra_edge: str = ""):
+                 liveness: int = 10, extra_edge: str = "", redis: bool = False):
         self.tmp = tmp
         self.net = netns.Net(tmp)
         self.certs = _certs(tmp)
@@ -65,6 +71,7 @@ class Cluster:
         self.workers = [self.net.host(w) for w in workers]
         self.liveness = liveness
         self.extra_edge = extra_edge
+        self.redis = redis
         self.key = ""
         self.relay = None
         fronts = [f"{b.addr}:{FRONT}" for b in self.brokers]
@@ -95,7 +102,11 @@ class Cluster:
             "    auth = on\n"
             "    keys_db = keys.db\n"
             f"{self.extra_edge}"
-            "worker\n"
+            + (("limits\n"
+                f"    backend = redis://{self.edges[0].addr}:{REDIS_PORT}\n"
+                "    redis_password_env = AIGW_REDIS_PASSWORD\n"
+                "    on_failure = closed\n") if self.redis else "")
+            + "worker\n"
             f"    broker = {', '.join('tcp://' + e for e in self.backs)}\n"
             "    capacity = 64\n"
             "models\n"
@@ -127,9 +138,44 @@ class Cluster:
         w.popen("worker", [str(BIN / "aigw-worker"), "--config", str(self.config(w)),
                            "--id", w.name])
 
+    def start_redis(self, e: netns.Host) -> None:
+        """Redis on the edge host, on its veth address, with a password (it is reachable
+        from the other hosts), no persistence."""
+        server = shutil.which("redis-server")
+        assert server, "redis-server is not installed (scripts/lib.sh installs it)"
+        e.popen("redis", [server, "--bind", e.addr, "--port", str(REDIS_PORT),
+                          "--requirepass", REDIS_PASSWORD, "--save", "", "--appendonly", "no",
+                          "--dir", str(e.dir)])
+
+        def up():
+            def ping():
+                import socket
+                with socket.create_connection((e.addr, REDIS_PORT), timeout=1) as s:
+                    s.sendall(f"AUTH {REDIS_PASSWORD}\r\nPING\r\n".encode())
+                    return b"PONG" in s.recv(64) or b"PONG" in s.recv(64)
+            try:
+                return e.call(ping, 5)
+            except OSError:
+                return False
+        wait_until(up, 20, what="redis on the edge host")
+
+    def add_edge(self, name: str) -> netns.Host:
+        """One more edge host with a copy of the first edge's key database (its own disk,
+        the same keys), started."""
+        e = self.net.host(name)
+        self.edges.append(e)
+        src = sqlite3.connect(self.edges[0].dir / "keys.db")
+        dst = sqlite3.connect(e.dir / "keys.db")
+        src.backup(dst)
+        dst.close()
+        src.close()
+        os.chmod(e.dir / "keys.db", 0o600)
+        self.start_edge(e)
+        return e
+
     def start_edge(self, e: netns.Host) -> None:
         e.popen("edge", [str(BIN / "aigw-edge"), "--config", str(self.config(e))],
-                env={"AIGW_ADMIN_KEY": ADMIN})
+                env={"AIGW_ADMIN_KEY": ADMIN, "AIGW_REDIS_PASSWORD": REDIS_PASSWORD})
         wait_until(lambda: self.get(e, "/readyz")[0] == 200, 20,
                    what=f"edge {e.name} ready")
 
@@ -138,6 +184,8 @@ class Cluster:
             self.start_broker(b)
         for w in self.workers:
             self.start_worker_host(w)
+        if self.redis:
+            self.start_redis(self.edges[0])
         self.start_edge(self.edges[0])
         self.key = self.create_key(self.edges[0], name="load")
         self.wait_workers(len(self.workers))
@@ -475,3 +523,35 @@ def test_delay_between_hosts(cluster, figures):
             f"{tally['sent']}, answered {tally['answered']}, lost {tally['lost']}, "
             f"duplicated {tally['duplicated']}; p50 {p50b:.0f} ms before, {p50a:.0f} ms "
             f"with the delay (+{p50a - p50b:.0f} ms: four one-way crossings)")
+
+
+def test_rpm_holds_across_two_edges(cluster, figures):
+    """A second edge host shares the first one's Redis: one key's rpm is one limit for
+    both edges, not one per edge."""
+    c = cluster(redis=True)
+    limit = 30
+    key = c.create_key(c.edges[0], name="metered", rpm=limit)
+    e2 = c.add_edge("e2")               # a copy of e1's key database: the same keys
+    c.wait_workers(2)
+    hdrs = {"Authorization": f"Bearer {key}"}
+    codes = {c.edges[0].name: [], e2.name: []}
+    for i in range(2 * limit):
+        e = c.edges[i % 2]
+        status, js = c.request(e, "POST", "/v1/chat/completions",
+                               {"model": "steady",
+                                "messages": [{"role": "user", "content": f"m{i}"}]}, hdrs)
+        assert status in (200, 429), js
+        codes[e.name].append(status)
+    admitted = sum(v.count(200) for v in codes.values())
+    per_edge = {n: v.count(200) for n, v in codes.items()}
+    assert admitted == limit, per_edge            # one limit for the fleet, not two
+    assert all(n > 0 for n in per_edge.values()), per_edge
+    #  Both edges refuse from then on, until the window moves
+    for e in c.edges:
+        status, js = c.request(e, "POST", "/v1/chat/completions",
+                               {"model": "steady",
+                                "messages": [{"role": "user", "content": "again"}]}, hdrs)
+        assert status == 429 and js["error"]["type"] == "requests", js
+    figures(f"multi-host, one key (rpm {limit}) through two edge hosts sharing Redis on the "
+            f"first: {2 * limit} requests alternating between them, {admitted} admitted "
+            f"({per_edge[c.edges[0].name]} on e1, {per_edge[e2.name]} on e2), the rest 429")
